@@ -1,0 +1,77 @@
+# The front door: `make help` lists every workflow.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+-include .env
+export
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+HONCHO := $(VENV)/bin/honcho
+FERRETDB := .local/bin/ferretdb
+INSTALLED := $(VENV)/.installed
+
+# Local servers start only for the URLs that are not given.
+LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
+APP_PROCESSES := ingestion reporting worker flower
+
+.PHONY: help install services ingestion reporting worker flower run test test-unit test-integration lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) ## Create the virtualenv and install the pinned requirements
+
+$(INSTALLED): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+local-servers: $(if $(REDIS_URL),,redis-server-bin) $(if $(MONGO_URI),,mongo-bin)
+
+.PHONY: redis-server-bin mongo-bin local-servers
+redis-server-bin:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+mongo-bin:
+	@command -v mongod >/dev/null || $(MAKE) --no-print-directory $(FERRETDB)
+
+$(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
+	cd tools/ferretdb && go build -o ../../$(FERRETDB) .
+
+services: install local-servers ## Run the local Redis and MongoDB servers (those whose URL is unset)
+	@if [ -z "$(strip $(LOCAL_SERVERS))" ]; then echo "REDIS_URL and MONGO_URI are set: nothing local to start"; else $(HONCHO) start $(LOCAL_SERVERS); fi
+
+ingestion: install ## Run the ingestion service (port $INGESTION_PORT, default 3000)
+	$(HONCHO) start ingestion
+
+reporting: install ## Run the reporting service (port $REPORTING_PORT, default 4000)
+	$(HONCHO) start reporting
+
+worker: install ## Run a Celery worker
+	$(HONCHO) start worker
+
+flower: install ## Run Flower (port $FLOWER_PORT, default 5555)
+	$(HONCHO) start flower
+
+run: install local-servers ## Run everything: local servers, ingestion, reporting, worker, Flower
+	$(HONCHO) start $(LOCAL_SERVERS) $(APP_PROCESSES)
+
+test: install local-servers ## Run the whole test suite (unit, then integration on real servers)
+	$(PYTHON) -m pytest
+
+test-unit: install ## Run only the unit tests (no servers)
+	$(PYTHON) -m pytest tests/unit
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove the virtualenv, the local FerretDB build and local data
+	rm -rf $(VENV) .local var

@@ -1,0 +1,53 @@
+"""The application factory: one Flask app per service (ingestion, reporting, worker)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from flask import Flask
+
+from app.config import Settings
+from app.errors import register_errorhandlers
+from app.extensions import mongo, redis_store
+
+Service = Literal["ingestion", "reporting", "worker"]
+
+
+def create_app(service: Service, settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(f"analytics-{service}")
+    app.extensions["settings"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_event_bytes
+    register_extensions(app, settings, service)
+    register_blueprints(app, service)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask, settings: Settings, service: Service) -> None:
+    # Imported here: tasks import app.storage, so a module-level import would be circular.
+    from tasks import celery_init_app
+
+    redis_store.init_app(app, settings)
+    mongo.init_app(app, settings)
+    if service in ("ingestion", "worker"):
+        celery_init_app(app, settings)
+
+
+def register_blueprints(app: Flask, service: Service) -> None:
+    if service == "ingestion":
+        from app.ingestion import bp as ingestion_bp
+
+        app.register_blueprint(ingestion_bp)
+    elif service == "reporting":
+        from reporting import bp as reporting_bp
+
+        app.register_blueprint(reporting_bp)
+
+
+def register_commands(app: Flask) -> None:
+    from app.commands import create_indexes_command
+
+    app.cli.add_command(create_indexes_command)

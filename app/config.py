@@ -1,0 +1,59 @@
+"""Settings read once from the environment (and a `.env` file) into one typed object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from dotenv import load_dotenv
+from flask import current_app
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the Python processes are configured by; each field maps to one variable."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mongo_uri: str = "mongodb://127.0.0.1:27017/analytics"
+    # Bytes of a `POST /event` body; larger bodies get a 413.
+    max_event_bytes: int = 64 * 1024
+    # How long a client waits for the broker before it gets a 503.
+    broker_timeout_seconds: float = 1.0
+    mongo_timeout_ms: int = 5000
+    worker_concurrency: int = 2
+    # Gunicorn worker processes per service; 0 means 2 x CPU cores + 1.
+    web_concurrency: int = 0
+    # Seconds before a message taken by a worker that died unacknowledged is redelivered.
+    broker_visibility_timeout: int = 300
+    task_max_retries: int = 30
+    task_retry_backoff_max: int = 60
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default: the process environment plus `.env`)."""
+        if environ is None:
+            load_dotenv()
+            environ = os.environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(cls, field.name))
+            try:
+                values[field.name] = kind(raw)
+            except ValueError as error:
+                raise ValueError(f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from error
+        return cls(**values)  # type: ignore[arg-type]
+
+    @staticmethod
+    def variable_names() -> list[str]:
+        """The environment variable names, in declaration order."""
+        return [field.name.upper() for field in fields(Settings)]
+
+
+def current_settings() -> Settings:
+    """The settings of the Flask app in the current app context."""
+    settings: Settings = current_app.extensions["settings"]
+    return settings

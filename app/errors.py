@@ -1,0 +1,57 @@
+"""Turn every failure a client can cause or see into the contract's JSON error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from kombu.exceptions import OperationalError
+from marshmallow import ValidationError
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+from app.schemas import missing_fields
+
+
+def error_response(status: int, message: str, errors: dict[str, Any] | None = None) -> tuple[Response, int]:
+    body: dict[str, Any] = {"status": "error", "message": message}
+    if errors:
+        body["errors"] = errors
+    return jsonify(body), status
+
+
+def validation_message(messages: dict[str, Any]) -> str:
+    missing = missing_fields(messages)
+    if missing:
+        return f"Missing required fields: {', '.join(missing)}"
+    return f"Invalid fields: {', '.join(messages)}"
+
+
+def handle_validation_error(error: ValidationError) -> tuple[Response, int]:
+    messages = error.normalized_messages()
+    return error_response(400, validation_message(messages), messages)
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    response = error.get_response()
+    body: dict[str, Any] = {"status": "error", "message": error.description or error.name}
+    response.set_data(jsonify(body).get_data())
+    response.content_type = "application/json"
+    return response
+
+
+def handle_queue_unavailable(_: Exception) -> tuple[Response, int]:
+    return error_response(503, "Event queue unavailable: the event was not accepted, please retry")
+
+
+def handle_database_unavailable(_: Exception) -> tuple[Response, int]:
+    return error_response(503, "Database unavailable, please retry")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    app.register_error_handler(ValidationError, handle_validation_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OperationalError, handle_queue_unavailable)
+    app.register_error_handler(RedisError, handle_queue_unavailable)
+    app.register_error_handler(PyMongoError, handle_database_unavailable)

@@ -1,0 +1,59 @@
+"""The embedded local servers used when REDIS_URL / MONGO_URI are unset: Redis and a MongoDB.
+
+`python -m app.local_services redis|mongo` runs one in the foreground (as `make services`
+and `make run` do); the integration tests call `redis_argv` / `mongo_argv` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FERRETDB = PROJECT_ROOT / ".local" / "bin" / "ferretdb"
+DEFAULT_DATA_DIR = PROJECT_ROOT / "var"
+DEFAULT_PORTS = {"redis": 6379, "mongo": 27017}
+
+
+def redis_argv(port: int, data_dir: Path) -> list[str]:
+    """redis-server on loopback with the append-only file fsynced before every reply."""
+    return [
+        "redis-server",
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        # "Accepted means kept": an enqueue is on disk before Redis confirms it.
+        "--appendfsync", "always",
+        "--save", "",
+        "--daemonize", "no",
+    ]  # fmt: skip
+
+
+def mongo_argv(port: int, data_dir: Path) -> list[str]:
+    """mongod when installed, else FerretDB on SQLite (built by `make` into .local/bin)."""
+    mongod = shutil.which("mongod")
+    if mongod:
+        return [mongod, "--bind_ip", "127.0.0.1", "--port", str(port), "--dbpath", str(data_dir)]
+    return [str(FERRETDB), "-listen-addr", f"127.0.0.1:{port}", "-sqlite-url", f"file:{data_dir}/"]
+
+
+ARGV_BUILDERS = {"redis": redis_argv, "mongo": mongo_argv}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("server", choices=sorted(ARGV_BUILDERS))
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args()
+    data_dir = args.data_dir / args.server
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = ARGV_BUILDERS[args.server](args.port or DEFAULT_PORTS[args.server], data_dir)
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()

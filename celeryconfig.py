@@ -1,0 +1,42 @@
+"""Celery settings, all derived from `app.config.Settings` (and so from the environment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    broker_timeout = settings.broker_timeout_seconds
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # A message taken by a worker that dies before acknowledging it goes back on the
+            # queue after this many seconds. Retry countdowns stay well below it.
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "socket_connect_timeout": broker_timeout,
+            # BRPOP blocks for 1 s per poll, so reads need longer than the connect timeout.
+            "socket_timeout": max(5.0, broker_timeout),
+        },
+        # Publishing retries only briefly (a stale pooled connection after a Redis restart),
+        # so a client whose event cannot be queued gets its 503 in about a second.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": broker_timeout / 4,
+            "interval_max": broker_timeout / 4,
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        # Acknowledge after the work is done, and put back what a killed worker held.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.worker_concurrency,
+        # Task events, so Flower sees every task.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+    }

@@ -1,0 +1,56 @@
+"""HTTP endpoints of the reporting service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from marshmallow import ValidationError
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+from werkzeug.exceptions import ServiceUnavailable
+
+from app.errors import error_response
+from app.extensions import mongo
+from reporting.queries import DaySummary, summary_from_events, summary_from_pipelines
+from reporting.schemas import stats_query_schema
+
+bp = Blueprint("reporting", __name__)
+
+MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
+
+Summarise = Callable[[Database[Any], str, date], DaySummary]
+
+
+def _stats_response(summarise: Summarise) -> ResponseReturnValue:
+    try:
+        query = stats_query_schema.load(request.args)
+    except ValidationError as error:
+        return error_response(400, MISSING_PARAMETERS, error.normalized_messages())
+    summary = summarise(mongo.db, query["site_id"], query["date"])
+    body = asdict(summary)
+    body["date"] = summary.date.isoformat()
+    return jsonify(body)
+
+
+@bp.get("/stats")
+def stats() -> ResponseReturnValue:
+    return _stats_response(summary_from_events)
+
+
+@bp.get("/stats/aggregated")
+def stats_aggregated() -> ResponseReturnValue:
+    return _stats_response(summary_from_pipelines)
+
+
+@bp.get("/health")
+def health() -> Response:
+    try:
+        mongo.client.admin.command("ping")
+    except PyMongoError:
+        raise ServiceUnavailable("MongoDB is unreachable") from None
+    return jsonify(status="ok", service="reporting-service")
