@@ -24,7 +24,6 @@ install: $(INSTALLED) ## Create the virtualenv and install the pinned requiremen
 
 $(INSTALLED): requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 

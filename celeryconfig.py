@@ -36,7 +36,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": settings.worker_concurrency,
-        # Task events, so Flower sees every task.
+        # Task events, so Flower sees every task the workers receive, run, retry or fail.
+        # No "task-sent" event from ingestion: measured at ~0.45 ms of a ~1.3 ms enqueue.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
     }

@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app.schemas import missing_fields
 
@@ -33,7 +34,7 @@ def handle_validation_error(error: ValidationError) -> tuple[Response, int]:
     return error_response(400, validation_message(messages), messages)
 
 
-def handle_http_exception(error: HTTPException) -> Response:
+def handle_http_exception(error: HTTPException) -> WerkzeugResponse:
     response = error.get_response()
     body: dict[str, Any] = {"status": "error", "message": error.description or error.name}
     response.set_data(jsonify(body).get_data())

@@ -9,9 +9,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 MISSING_MESSAGE = "Missing data for required field."
-NO_CONTROL_CHARACTERS = validate.Regexp(
-    r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters."
-)
+NO_CONTROL_CHARACTERS = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
 
 
 def _required_string(max_length: int, *extra: validate.Validator) -> fields.String:

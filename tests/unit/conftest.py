@@ -1,0 +1,50 @@
+"""Unit-test fixtures: Flask apps on mongomock with Celery tasks run in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import mongomock
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pymongo.database import Database
+
+from app import create_app, extensions, storage
+from app.config import Settings
+from app.extensions import mongo
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(redis_url="redis://127.0.0.1:1/0", mongo_uri="mongodb://unit-test/analytics")
+
+
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
+    """A fresh mongomock database that the apps' Mongo extension hands out."""
+    client: mongomock.MongoClient = mongomock.MongoClient(tz_aware=True)
+    monkeypatch.setattr(extensions, "MongoClient", lambda *args, **kwargs: client)
+    mongo.close()
+    database = client.get_database("analytics")
+    storage.ensure_indexes(database)  # as a worker does when it starts
+    yield database
+    mongo.close()
+
+
+@pytest.fixture
+def ingestion_app(settings: Settings, db: Database[Any]) -> Flask:
+    app = create_app("ingestion", settings)
+    app.extensions["celery"].conf.task_always_eager = True
+    return app
+
+
+@pytest.fixture
+def ingestion(ingestion_app: Flask) -> FlaskClient:
+    return ingestion_app.test_client()
+
+
+@pytest.fixture
+def reporting(settings: Settings, db: Database[Any]) -> FlaskClient:
+    return create_app("reporting", settings).test_client()

@@ -1,0 +1,37 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check it against the code."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+DOCUMENTED = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+
+
+def test_the_stack_has_every_service():
+    assert set(SERVICES) == {"redis", "mongo", "ingestion", "reporting", "worker", "flower"}
+
+
+def test_redis_persists_with_an_append_only_file():
+    command = SERVICES["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert SERVICES["mongo"]["image"] == "mongo:7"
+
+
+def test_app_services_pass_every_setting_and_only_documented_variables():
+    for name in ["ingestion", "reporting", "worker", "flower"]:
+        variables = set(SERVICES[name]["environment"])
+        assert set(Settings.variable_names()) <= variables, name
+        assert variables <= DOCUMENTED, name
+
+
+def test_app_services_run_the_same_entry_points_as_make_run():
+    for name in ["ingestion", "reporting", "worker", "flower"]:
+        entry_point = next(arg for arg in SERVICES[name]["command"] if arg.startswith(("wsgi:", "tasks.")))
+        assert entry_point in PROCFILE[name], name

@@ -1,0 +1,94 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from marshmallow import ValidationError
+
+from app.errors import validation_message
+from app.schemas import event_schema
+from tests.factories import make_event
+
+
+def load_errors(payload: object) -> dict:
+    with pytest.raises(ValidationError) as caught:
+        event_schema.load(payload)  # type: ignore[arg-type]
+    return caught.value.normalized_messages()
+
+
+def test_a_valid_event_loads_with_its_fields():
+    event = event_schema.load(make_event())
+    assert event["site_id"] == "site-abc-123"
+    assert event["path"] == "/pricing"
+    assert event["timestamp"] == datetime(2025, 11, 15, 10, tzinfo=UTC)
+
+
+def test_a_naive_timestamp_is_taken_as_utc():
+    event = event_schema.load(make_event(timestamp="2025-11-15T10:00:00"))
+    assert event["timestamp"] == datetime(2025, 11, 15, 10, tzinfo=UTC)
+
+
+def test_an_offset_in_the_timestamp_is_honoured():
+    event = event_schema.load(make_event(timestamp="2025-11-15T01:30:00+02:00"))
+    assert event["timestamp"] == datetime(2025, 11, 15, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert event["timestamp"].astimezone(UTC) == datetime(2025, 11, 14, 23, 30, tzinfo=UTC)
+
+
+def test_missing_fields_are_named_in_schema_order():
+    assert validation_message(load_errors({})) == "Missing required fields: site_id, event_type, timestamp"
+
+
+def test_a_null_required_field_counts_as_missing():
+    assert validation_message(load_errors(make_event(site_id=None) | {"site_id": None})) == (
+        "Missing required fields: site_id"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("site_id", ""),
+        ("site_id", "x" * 129),
+        ("site_id", "bad\nsite"),
+        ("site_id", 42),
+        ("event_type", "x" * 65),
+        ("event_type", ["page_view"]),
+        ("path", "/" * 2049),
+        ("path", 7),
+        ("user_id", "u" * 257),
+        ("timestamp", "yesterday"),
+        ("timestamp", "2025-02-30T10:00:00Z"),
+        ("timestamp", "2025-11-15T25:00:00Z"),
+        ("timestamp", 1731664800),
+        ("event_id", "not-a-uuid"),
+    ],
+)
+def test_an_invalid_field_is_reported_by_name(field, value):
+    errors = load_errors(make_event(**{field: value}))
+    assert list(errors) == [field]
+    assert validation_message(errors) == f"Invalid fields: {field}"
+
+
+def test_optional_fields_may_be_absent_or_null():
+    event = event_schema.load(make_event(path=None, user_id=None) | {"user_id": None})
+    assert "path" not in event
+    assert event["user_id"] is None
+
+
+def test_unknown_fields_are_ignored():
+    assert "color" not in event_schema.load(make_event(color="blue"))
+
+
+def test_an_event_id_is_kept_when_sent_and_assigned_when_not():
+    sent = "6f1c2a9e-2b1e-4c7d-9a51-0d7c8f3e4b21"
+    assert str(event_schema.load(make_event(event_id=sent))["event_id"]) == sent
+    first, second = (event_schema.load(make_event())["event_id"] for _ in range(2))
+    assert first != second
+
+
+def test_a_json_array_is_not_an_event():
+    assert "_schema" in load_errors([make_event()])
+
+
+def test_the_queued_message_is_plain_json_with_an_iso_timestamp():
+    message = event_schema.dump(event_schema.load(make_event(timestamp="2025-11-15T01:30:00+02:00")))
+    assert message["timestamp"] == "2025-11-15T01:30:00+02:00"
+    assert isinstance(message["event_id"], str)
