@@ -122,20 +122,22 @@ def worker(service_env: dict[str, str], run_dir: Path) -> Iterator[ManagedProces
     process.stop()
 
 
-@pytest.fixture(scope="session")
-def ingestion_url(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
-    process, url = start_service("ingestion", service_env, run_dir)
-    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, "ingestion health")
+def serve(app: str, env: dict[str, str], run_dir: Path) -> Iterator[str]:
+    """Run one service until the session ends; yield its URL once it reports healthy."""
+    process, url = start_service(app, env, run_dir)
+    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{app} health")
     yield url
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def ingestion_url(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
+    yield from serve("ingestion", service_env, run_dir)
 
 
 @pytest.fixture(scope="session")
 def reporting_url(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
-    process, url = start_service("reporting", service_env, run_dir)
-    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, "reporting health")
-    yield url
-    process.stop()
+    yield from serve("reporting", service_env, run_dir)
 
 
 @pytest.fixture(scope="session")
