@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 MISSING_MESSAGE = "Missing data for required field."
+# PENDING MOVE TO Settings (app/config.py) as `max_batch_events` (MAX_BATCH_EVENTS).
+MAX_BATCH_EVENTS = 500
 NO_CONTROL_CHARACTERS = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
 
 
@@ -49,4 +52,38 @@ def missing_fields(messages: dict[str, Any]) -> list[str]:
     return [name for name, errors in messages.items() if errors == [MISSING_MESSAGE]]
 
 
+class BatchSchema(Schema):
+    """The envelope of `POST /events`: `{"events": [...]}`; each event is checked on its own."""
+
+    # More events than the limit is a 400, not a 413: 413 is about bytes, while this is a
+    # rule on the content, like a field's maximum length, and the client fixes it by splitting.
+    events = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH_EVENTS, error="A batch holds {min} to {max} events."),
+        error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
+    )
+
+
+@dataclass
+class Batch:
+    """A batch split into the queue messages of its valid events and the errors of the rest."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    # Validation messages by the event's index in the batch (a string: it becomes a JSON key).
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def load_batch(envelope: dict[str, Any]) -> Batch:
+    """Validate each event of a `POST /events` envelope; a bad envelope raises ValidationError."""
+    batch = Batch()
+    for index, item in enumerate(batch_schema.load(envelope)["events"]):
+        try:
+            batch.messages.append(event_schema.dump(event_schema.load(item)))
+        except ValidationError as error:
+            batch.errors[str(index)] = error.normalized_messages()
+    return batch
+
+
 event_schema = EventSchema()
+batch_schema = BatchSchema()

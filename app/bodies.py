@@ -1,0 +1,68 @@
+"""Request bodies as clients send them: JSON as `application/json`, or as `text/plain` (all
+`navigator.sendBeacon` can send without a CORS preflight), optionally gzip-compressed."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+
+GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
+# zlib's window-bits value that accepts a gzip header and trailer (and nothing else).
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def json_body() -> Any:
+    """The request body parsed as JSON, or the contract's 415 / 413 / 400.
+
+    The size limit is `request.max_content_length`; it bounds a gzip body both before and
+    after decompression.
+    """
+    if not request.is_json and request.mimetype != "text/plain":
+        raise UnsupportedMediaType("Content-Type must be application/json (or text/plain)")
+    data = request.get_data(cache=False)
+    # A header lookup is all a plain body pays for gzip support.
+    if request.content_encoding:
+        data = decode_content(data, request.content_encoding, request.max_content_length)
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise BadRequest("Request body is not valid JSON") from None
+
+
+def decode_content(data: bytes, coding: str, limit: int | None) -> bytes:
+    """Undo a `Content-Encoding`; only gzip is supported (RFC 7694: others are a 415)."""
+    coding = coding.strip().lower()
+    if coding == "identity":
+        return data
+    if coding not in GZIP_CODINGS:
+        raise UnsupportedMediaType("Content-Encoding must be gzip")
+    return gunzip(data, limit)
+
+
+def gunzip(data: bytes, limit: int | None) -> bytes:
+    """Decompress gzip `data`, refusing (413) output beyond `limit` bytes.
+
+    Inflation stops at `limit + 1` bytes, so a gzip bomb costs at most that much memory
+    however far it would expand. Concatenated gzip members are valid gzip (RFC 1952), so
+    each is inflated in turn.
+    """
+    out = bytearray()
+    remaining = data
+    while remaining:
+        inflater = zlib.decompressobj(GZIP_WBITS)
+        # max_length=0 would mean "unlimited"; without a limit only the body's own size caps it.
+        room = 0 if limit is None else limit + 1 - len(out)
+        try:
+            out += inflater.decompress(remaining, room)
+        except zlib.error:
+            raise BadRequest("Request body is not valid gzip") from None
+        if limit is not None and len(out) > limit:
+            raise RequestEntityTooLarge(f"Request body is larger than {limit} bytes once decompressed")
+        if not inflater.eof:
+            raise BadRequest("Request body is not valid gzip: it ends early")
+        remaining = inflater.unused_data
+    return bytes(out)
