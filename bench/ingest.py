@@ -1,0 +1,208 @@
+"""Measure ingestion against a bare Flask endpoint with `hey`, on loopback only.
+
+    .venv/bin/python -m bench.ingest [--seconds 10] [--concurrency 8] [--worker-class gthread]
+
+It starts its own Redis (append-only file fsynced always, as in production) and one
+gunicorn at a time, each on a free 127.0.0.1 port, under `gunicorn.conf.py`. No Celery
+worker runs: queued messages pile up in Redis, which is flushed and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from app.local_services import redis_argv
+from tests.integration.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 30
+BATCH_SIZE = 100
+FIXED_RATE_EVENTS_PER_SECOND = 1000
+FIXED_RATE_CLIENTS = 10
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a gunicorn app, the path posted to and the body sent."""
+
+    label: str
+    target: str
+    path: str
+    events_per_request: int
+    # Also measured at a fixed offered rate, for its latency under a realistic load.
+    at_fixed_rate: bool = False
+
+    def body(self) -> bytes:
+        events = [bench_event(index) for index in range(self.events_per_request)]
+        return json.dumps(events if self.path == "/events" else events[0]).encode()
+
+
+ROWS = (
+    Row("bare Flask: parse JSON, echo it", "bench.bare_app:app", "/event", 1),
+    Row("naive: one apply_async per request", "bench.naive_app:app", "/event", 1),
+    Row("POST /event", "wsgi:ingestion", "/event", 1, at_fixed_rate=True),
+    Row(f"POST /events, batches of {BATCH_SIZE}", "wsgi:ingestion", "/events", BATCH_SIZE),
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one hey run measured (latencies in seconds)."""
+
+    requests_per_second: float
+    p50: float
+    p99: float
+    failures: int
+
+
+def bench_event(index: int) -> dict[str, str]:
+    return {
+        "site_id": "bench",
+        "event_type": "page_view",
+        "path": f"/page-{index}",
+        "user_id": f"user-{index}",
+        "timestamp": "2025-11-15T10:00:00Z",
+    }
+
+
+def run_hey(url: str, body_file: Path, *load: str) -> Result:
+    """Run hey with the `load` options (-z/-n, -c, -q) and parse its summary."""
+    argv = ["hey", *load, "-m", "POST", "-T", "application/json", "-D", str(body_file), url]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600).stdout
+    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
+    errors = output.split("Error distribution:")[1] if "Error distribution:" in output else ""
+    return Result(
+        requests_per_second=number(r"Requests/sec:\s+([\d.]+)", output),
+        p50=number(r"50% in ([\d.]+) secs", output),
+        p99=number(r"99% in ([\d.]+) secs", output),
+        failures=sum(count for code, count in statuses.items() if code != 200)
+        + sum(int(count) for count in re.findall(r"^\s+\[(\d+)\]", errors, re.MULTILINE)),
+    )
+
+
+def number(pattern: str, hey_output: str) -> float:
+    match = re.search(pattern, hey_output)
+    return float(match[1]) if match else float("nan")
+
+
+@contextmanager
+def gunicorn(target: str, env: dict[str, str], run_dir: Path, extra: Sequence[str]) -> Iterator[str]:
+    """One gunicorn serving `target` on a free loopback port, under gunicorn.conf.py."""
+    port = free_port()
+    argv = [str(PYTHON_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b", f"{HOST}:{port}", *extra, target]
+    process = ManagedProcess(target.replace(":", "-"), argv, env, run_dir).start()
+    try:
+        wait_until(lambda: port_open(port), STARTUP_TIMEOUT, f"{target} on {port}")
+        yield f"http://{HOST}:{port}"
+    finally:
+        process.stop()
+
+
+@contextmanager
+def bench_redis(run_dir: Path) -> Iterator[str]:
+    """A Redis like production's on a free loopback port; flushed and stopped on exit."""
+    port = free_port()
+    data_dir = run_dir / "redis"
+    data_dir.mkdir()
+    process = ManagedProcess("redis", redis_argv(port, data_dir), {}, run_dir).start()
+    url = f"redis://{HOST}:{port}/0"
+    try:
+        wait_until(lambda: port_open(port), STARTUP_TIMEOUT, f"redis on {port}")
+        yield url
+    finally:
+        if process.running():
+            redis.Redis.from_url(url).flushall()
+        process.stop()
+
+
+def measure(row: Row, url: str, body_file: Path, args: argparse.Namespace) -> Result:
+    concurrency = str(args.concurrency)
+    # Warm-up: every worker imports its app and opens its broker connection; a failure
+    # here means the setup is wrong, not slow.
+    warm_up = run_hey(url, body_file, "-n", str(args.concurrency * 25), "-c", concurrency)
+    if warm_up.failures:
+        raise RuntimeError(f"{row.label}: {warm_up.failures} failed warm-up requests")
+    return run_hey(url, body_file, "-z", f"{args.seconds}s", "-c", concurrency)
+
+
+def gunicorn_summary(extra: Sequence[str]) -> str:
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    overrides = dict(zip(extra[::2], extra[1::2], strict=True))
+    worker_class = overrides.get("-k", config["worker_class"])
+    threads = overrides.get("--threads", config.get("threads", 1))
+    return f"{config['workers']} {worker_class} workers x {threads} threads"
+
+
+def print_table(rows: Sequence[Row], results: Sequence[Result]) -> None:
+    base = results[0].requests_per_second
+    print(f"{'':3}{'endpoint':38}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}", end="")
+    print(f"{'req/s vs 1':>11}{'events/s vs 1':>14}{'failed':>7}")
+    for number, (row, result) in enumerate(zip(rows, results, strict=True), start=1):
+        events = result.requests_per_second * row.events_per_request
+        print(
+            f"{number:<3}{row.label:38}{result.requests_per_second:>11,.0f}{events:>10,.0f}"
+            f"{result.p50 * 1000:>8.1f}{result.p99 * 1000:>8.1f}"
+            f"{result.requests_per_second / base:>11.2f}{events / base:>14.2f}{result.failures:>7}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each row (default 10)")
+    parser.add_argument("--concurrency", type=int, default=8, help="hey's concurrent clients (default 8)")
+    parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class")
+    parser.add_argument("--threads", type=int, help="override gunicorn.conf.py's threads")
+    args = parser.parse_args()
+    if shutil.which("hey") is None:
+        sys.exit("bench: `hey` is not on PATH; install it (Debian: apt-get install hey) and run again")
+    extra = [*(["-k", args.worker_class] if args.worker_class else [])]
+    extra += ["--threads", str(args.threads)] if args.threads else []
+
+    print(f"machine: {os.cpu_count()} cores; gunicorn: {gunicorn_summary(extra)}; hey on loopback:")
+    print(f"{args.concurrency} concurrent clients, {args.seconds} s per row; Redis fsync always, no worker\n")
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, bench_redis(Path(tmp)) as redis_url:
+        run_dir = Path(tmp)
+        # Ingestion never talks to MongoDB; the URI only has to parse.
+        env = {"REDIS_URL": redis_url, "MONGO_URI": f"mongodb://{HOST}:1/bench"}
+        results, fixed = [], {}
+        for row in ROWS:
+            body_file = run_dir / f"body-{row.events_per_request}.json"
+            body_file.write_bytes(row.body())
+            with gunicorn(row.target, env, run_dir, extra) as url:
+                results.append(measure(row, url + row.path, body_file, args))
+                if row.at_fixed_rate:
+                    fixed[row.label] = fixed_rate(url + row.path, body_file, args.seconds)
+    print_table(ROWS, results)
+    for label, result in fixed.items():
+        print(
+            f"\n{label} at a fixed {FIXED_RATE_EVENTS_PER_SECOND} events/s offered "
+            f"({FIXED_RATE_CLIENTS} clients x {FIXED_RATE_EVENTS_PER_SECOND // FIXED_RATE_CLIENTS}/s): "
+            f"{result.requests_per_second:,.0f} requests/s served, p50 {result.p50 * 1000:.1f} ms, "
+            f"p99 {result.p99 * 1000:.1f} ms, {result.failures} failed"
+        )
+
+
+def fixed_rate(url: str, body_file: Path, seconds: int) -> Result:
+    """Row 3 at a fixed offered rate: hey's -q is per client, so the total is clients x q."""
+    per_client = str(FIXED_RATE_EVENTS_PER_SECOND // FIXED_RATE_CLIENTS)
+    return run_hey(url, body_file, "-z", f"{seconds}s", "-c", str(FIXED_RATE_CLIENTS), "-q", per_client)
+
+
+if __name__ == "__main__":
+    main()
