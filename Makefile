@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ flower: install ## Run Flower (port $FLOWER_PORT, default 5555)
 
 run: install local-servers ## Run everything: local servers, ingestion, reporting, worker, Flower
 	$(HONCHO) start $(LOCAL_SERVERS) $(APP_PROCESSES)
+
+replay-dead: install ## Re-enqueue the dead-lettered events and remove those re-enqueued
+	$(VENV)/bin/flask --app wsgi:ingestion replay-dead
 
 test: install local-servers ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest

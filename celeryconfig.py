@@ -6,6 +6,12 @@ from typing import Any
 
 from app.config import Settings
 
+QUEUE = "celery"
+# Kombu's Redis transport keeps taken, unacknowledged messages in this hash.
+UNACKED_KEY = "unacked"
+# Header ingestion adds to every message: when it was sent (epoch seconds).
+ENQUEUED_AT = "enqueued_at"
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     broker_timeout = settings.broker_timeout_seconds
@@ -28,6 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_step": broker_timeout / 4,
             "interval_max": broker_timeout / 4,
         },
+        "task_default_queue": QUEUE,
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,

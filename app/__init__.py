@@ -11,6 +11,8 @@ from app.errors import register_errorhandlers
 from app.extensions import mongo, redis_store
 
 Service = Literal["ingestion", "reporting", "worker"]
+# The services that publish or consume Celery tasks.
+CELERY_SERVICES = ("ingestion", "worker")
 
 
 def create_app(service: Service, settings: Settings | None = None) -> Flask:
@@ -22,7 +24,7 @@ def create_app(service: Service, settings: Settings | None = None) -> Flask:
     register_extensions(app, settings, service)
     register_blueprints(app, service)
     register_errorhandlers(app)
-    register_commands(app)
+    register_commands(app, service)
     return app
 
 
@@ -32,7 +34,7 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
 
     redis_store.init_app(app, settings)
     mongo.init_app(app, settings)
-    if service in ("ingestion", "worker"):
+    if service in CELERY_SERVICES:
         celery_init_app(app, settings)
 
 
@@ -47,7 +49,9 @@ def register_blueprints(app: Flask, service: Service) -> None:
         app.register_blueprint(reporting_bp)
 
 
-def register_commands(app: Flask) -> None:
-    from app.commands import create_indexes_command
+def register_commands(app: Flask, service: Service) -> None:
+    from app.commands import create_indexes_command, replay_dead_command
 
     app.cli.add_command(create_indexes_command)
+    if service in CELERY_SERVICES:
+        app.cli.add_command(replay_dead_command)

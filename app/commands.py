@@ -6,6 +6,7 @@ import click
 
 from app import storage
 from app.extensions import mongo
+from tasks.persist import enqueue_events
 
 
 @click.command("create-indexes")
@@ -13,3 +14,25 @@ def create_indexes_command() -> None:
     """Create the MongoDB indexes of the contract (idempotent)."""
     storage.ensure_indexes(mongo.db)
     click.echo(f"Indexes ensured on {mongo.db.name}.{storage.EVENTS}")
+
+
+@click.command("replay-dead")
+@click.option("--batch-size", default=500, show_default=True, help="Events per re-enqueued message.")
+def replay_dead_command(batch_size: int) -> None:
+    """Re-enqueue dead-lettered events, removing each batch once it is queued.
+
+    Replays only what was dead when the command started, so events that fail again
+    while it runs wait for the next replay instead of looping.
+    """
+    db = mongo.db
+    remaining = storage.count_dead_letters(db)
+    replayed = 0
+    while remaining > 0:
+        letters = storage.dead_letters(db, min(batch_size, remaining))
+        if not letters:
+            break
+        enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
+        storage.remove_dead_letters(db, [letter["_id"] for letter in letters])
+        replayed += len(letters)
+        remaining -= len(letters)
+    click.echo(f"Re-enqueued {replayed} dead-lettered events")

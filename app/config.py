@@ -22,11 +22,18 @@ class Settings:
     broker_timeout_seconds: float = 1.0
     mongo_timeout_ms: int = 5000
     worker_concurrency: int = 2
+    # A queued batch neither stored, held by a worker nor waiting in the queue for this long
+    # is sent again (see app/ledger.py); workers check every LEDGER_CHECK_SECONDS.
+    ledger_grace_seconds: int = 120
+    ledger_check_seconds: int = 30
     # Gunicorn worker processes per service; 0 means 2 x CPU cores + 1.
     web_concurrency: int = 0
     # Seconds before a message taken by a worker that died unacknowledged is redelivered.
     broker_visibility_timeout: int = 300
-    task_max_retries: int = 30
+    # A batch that meets transient MongoDB errors is retried for this long before it is
+    # dead-lettered (long enough to ride out a MongoDB restart or failover).
+    task_retry_window_seconds: int = 900
+    # Longest wait between two retries (exponential backoff with full jitter up to this).
     task_retry_backoff_max: int = 60
 
     @classmethod

@@ -46,6 +46,10 @@ def handle_queue_unavailable(_: Exception) -> tuple[Response, int]:
     return error_response(503, "Event queue unavailable: the event was not accepted, please retry")
 
 
+def handle_redis_unavailable(_: Exception) -> tuple[Response, int]:
+    return error_response(503, "Redis unavailable, please retry")
+
+
 def handle_database_unavailable(_: Exception) -> tuple[Response, int]:
     return error_response(503, "Database unavailable, please retry")
 
@@ -54,5 +58,5 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_queue_unavailable)
-    app.register_error_handler(RedisError, handle_queue_unavailable)
+    app.register_error_handler(RedisError, handle_redis_unavailable)
     app.register_error_handler(PyMongoError, handle_database_unavailable)

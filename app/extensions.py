@@ -39,6 +39,11 @@ class RedisExtension:
             self._pid = os.getpid()
         return self._client
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
 
 class MongoExtension:
     """One MongoClient per process; `db` is the database named by MONGO_URI."""

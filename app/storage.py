@@ -5,7 +5,8 @@ Tasks and reporting call these functions; no other module builds a Mongo documen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -14,6 +15,8 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 EVENTS = "events"
+# Events that could not be stored: the original message, the error and the time.
+DEAD_EVENTS = "dead_events"
 DUPLICATE_KEY = 11000
 
 EVENT_INDEXES = [
@@ -45,24 +48,77 @@ def event_document(message: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def insert_events(db: Database[Any], messages: Iterable[Mapping[str, Any]]) -> int:
-    """Store queued event messages; return how many were new.
+def site_day(message: Mapping[str, Any]) -> tuple[str, str]:
+    """The site and UTC day (YYYY-MM-DD) an event message counts on."""
+    timestamp = datetime.fromisoformat(message["timestamp"]).astimezone(UTC)
+    return message["site_id"], timestamp.date().isoformat()
 
-    Events already stored (same `event_id`) are skipped, so running this again for the
-    same messages changes nothing. Any other write error is raised.
+
+@dataclass
+class InsertOutcome:
+    """What storing a batch did: events new to the store, and events the store refused."""
+
+    inserted: list[Mapping[str, Any]] = field(default_factory=list)
+    rejected: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
+
+
+def insert_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) -> InsertOutcome:
+    """Store queued event messages in one round trip.
+
+    Events already stored (same `event_id`) are skipped, so storing the same messages again
+    changes nothing. Events the server refuses for any other reason come back in `rejected`
+    with the server's message. Connection errors and timeouts are raised.
+    """
+    if not messages:
+        return InsertOutcome()
+    now = datetime.now(UTC)
+    try:
+        db[EVENTS].insert_many([event_document(m, now) for m in messages], ordered=False)
+    except BulkWriteError as error:
+        failed = {e["index"]: e for e in error.details["writeErrors"]}
+        return InsertOutcome(
+            inserted=[m for i, m in enumerate(messages) if i not in failed],
+            rejected=[
+                (messages[i], e.get("errmsg", "rejected"))
+                for i, e in failed.items()
+                if e["code"] != DUPLICATE_KEY
+            ],
+        )
+    return InsertOutcome(inserted=list(messages))
+
+
+def dead_letter(db: Database[Any], failures: Iterable[tuple[Mapping[str, Any], str]]) -> int:
+    """Keep events that could not be stored, with the error and the time; return how many are new.
+
+    Keyed by `event_id`, so dead-lettering the same event again (a redelivered batch) is a no-op.
     """
     now = datetime.now(UTC)
-    documents = [event_document(message, now) for message in messages]
+    documents = [
+        {"_id": message["event_id"], "event": dict(message), "error": error, "failed_at": now}
+        for message, error in failures
+    ]
     if not documents:
         return 0
     try:
-        return len(db[EVENTS].insert_many(documents, ordered=False).inserted_ids)
+        return len(db[DEAD_EVENTS].insert_many(documents, ordered=False).inserted_ids)
     except BulkWriteError as error:
-        other_errors = [e for e in error.details["writeErrors"] if e["code"] != DUPLICATE_KEY]
-        if other_errors:
+        if any(e["code"] != DUPLICATE_KEY for e in error.details["writeErrors"]):
             raise
         inserted: int = error.details["nInserted"]
         return inserted
+
+
+def dead_letters(db: Database[Any], limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` dead-lettered events, oldest first."""
+    return list(db[DEAD_EVENTS].find().sort("failed_at", ASCENDING).limit(limit))
+
+
+def remove_dead_letters(db: Database[Any], event_ids: Sequence[str]) -> int:
+    return db[DEAD_EVENTS].delete_many({"_id": {"$in": list(event_ids)}}).deleted_count
+
+
+def count_dead_letters(db: Database[Any]) -> int:
+    return db[DEAD_EVENTS].count_documents({})
 
 
 def utc_day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -14,8 +14,9 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
+from app import broker, counters, storage
 from app.errors import error_response
-from app.extensions import mongo
+from app.extensions import mongo, redis_store
 from reporting.queries import DaySummary, summary_from_events, summary_from_pipelines
 from reporting.schemas import stats_query_schema
 
@@ -45,6 +46,36 @@ def stats() -> ResponseReturnValue:
 @bp.get("/stats/aggregated")
 def stats_aggregated() -> ResponseReturnValue:
     return _stats_response(summary_from_pipelines)
+
+
+@bp.get("/health/pipeline")
+def pipeline_health() -> ResponseReturnValue:
+    """Queue depth, unacknowledged messages, the oldest message's age and the event counts.
+
+    With `site_id` and `date`, the counts are that site's on that UTC day.
+    """
+    client = redis_store.client
+    if request.args.get("site_id") or request.args.get("date"):
+        try:
+            query = stats_query_schema.load(request.args)
+        except ValidationError as error:
+            return error_response(400, MISSING_PARAMETERS, error.normalized_messages())
+        counts = counters.for_site_day(client, query["site_id"], query["date"].isoformat())
+    else:
+        counts = counters.totals(client)
+    queue = broker.snapshot(client)
+    dead = storage.count_dead_letters(mongo.db)
+    return jsonify(
+        status="ok",
+        queue=asdict(queue),
+        events={
+            "accepted": counts.accepted,
+            "persisted": counts.persisted,
+            "dead": dead,
+            # Queued, in flight, or a client's retry of an event already stored.
+            "unaccounted": counts.accepted - counts.persisted - dead,
+        },
+    )
 
 
 @bp.get("/health")

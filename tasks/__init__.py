@@ -19,6 +19,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
     celery_app = Celery(app.name, task_cls=FlaskTask, include=["tasks.persist"])
     celery_app.conf.update(celery_config(settings))
+    celery_app.flask_app = app
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

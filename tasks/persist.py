@@ -1,37 +1,125 @@
-"""The task that moves queued events into MongoDB."""
+"""Moving queued events into MongoDB: the persist task and the plain functions it calls."""
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import redis
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
-from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NotPrimaryError
+from pymongo.database import Database
+from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError
+from redis.exceptions import RedisError
 
-from app import storage
-from app.config import current_settings
-from app.extensions import mongo
+from app import counters, ledger, storage
+from app.config import Settings, current_settings
+from app.extensions import mongo, redis_store
+from celeryconfig import ENQUEUED_AT
+
+logger = logging.getLogger(__name__)
 
 # Errors that pass: the server is restarting, unreachable, stepping down or too slow.
-TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, NotPrimaryError, ExecutionTimeout)
+# (NotPrimaryError is an AutoReconnect.)
+TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
+def store_batch(
+    db: Database[Any], client: redis.Redis, batch_id: str, messages: Sequence[Mapping[str, Any]]
+) -> int:
+    """Store a batch, dead-letter the events MongoDB refuses, count the new ones as persisted
+    and settle the batch in the ledger; return how many events were new.
+
+    Safe to run again for the same batch: stored events and dead letters are keyed by event id.
+    """
+    outcome = storage.insert_events(db, messages)
+    if outcome.rejected:
+        logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
+        storage.dead_letter(db, outcome.rejected)
+    pipe = client.pipeline(transaction=False)
+    counters.add(pipe, counters.PERSISTED, outcome.inserted)
+    ledger.settle(pipe, batch_id)
+    pipe.execute()
+    return len(outcome.inserted)
+
+
+def dead_letter_batch(
+    db: Database[Any], client: redis.Redis, batch_id: str, messages: Sequence[Mapping[str, Any]], error: str
+) -> None:
+    storage.dead_letter(db, [(message, error) for message in messages])
+    pipe = client.pipeline(transaction=False)
+    ledger.settle(pipe, batch_id)
+    pipe.execute()
+
+
+def retry_countdown(settings: Settings, retries: int, first_failure_at: float | None) -> float | None:
+    """Seconds to wait before the next try, or None once the retry window is spent."""
+    if first_failure_at is not None and time.time() - first_failure_at > settings.task_retry_window_seconds:
+        return None
+    return float(
+        get_exponential_backoff_interval(
+            factor=1, retries=retries, maximum=settings.task_retry_backoff_max, full_jitter=True
+        )
+    )
 
 
 @shared_task(bind=True, name="tasks.persist_events")
-def persist_events(self: Task, messages: list[dict[str, Any]]) -> int:
-    """Store a list of event messages; retried with exponential backoff and jitter."""
+def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at: float | None = None) -> int:
+    """Store a batch of event messages, retrying transient MongoDB errors within a time window.
+
+    A batch still failing when the window is spent is dead-lettered whole; if even that
+    fails (MongoDB still away), it keeps retrying at the longest interval: nothing is dropped.
+    """
+    settings = current_settings()
+    batch_id = self.request.id
     try:
-        return storage.insert_events(mongo.db, messages)
+        return store_batch(mongo.db, redis_store.client, batch_id, messages)
     except TRANSIENT_ERRORS as error:
-        settings = current_settings()
-        countdown = get_exponential_backoff_interval(
-            factor=1,
-            retries=self.request.retries,
-            maximum=settings.task_retry_backoff_max,
-            full_jitter=True,
-        )
-        raise self.retry(exc=error, countdown=countdown, max_retries=settings.task_max_retries) from error
+        first_failure_at = first_failure_at or time.time()
+        countdown = retry_countdown(settings, self.request.retries, first_failure_at)
+        if countdown is None:
+            try:
+                dead_letter_batch(
+                    mongo.db, redis_store.client, batch_id, messages, f"retries exhausted: {error}"
+                )
+                return 0
+            except TRANSIENT_ERRORS:
+                countdown = settings.task_retry_backoff_max
+        raise self.retry(
+            exc=error,
+            countdown=countdown,
+            max_retries=None,
+            kwargs={"first_failure_at": first_failure_at},
+        ) from error
 
 
-def enqueue_events(messages: list[dict[str, Any]]) -> None:
-    """Put messages on the broker; returns once Redis holds them, raises if it cannot."""
-    persist_events.apply_async(args=[messages], retry=True)
+def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
+    """Put one message carrying these events on the broker; returns once Redis holds it.
+
+    Raises kombu's OperationalError when the broker cannot be reached.
+    """
+    persist_events.apply_async(
+        args=[list(messages)], task_id=batch_id, headers={ENQUEUED_AT: time.time()}, retry=True
+    )
+
+
+def enqueue_events(messages: Sequence[Mapping[str, Any]], *, count_as_accepted: bool = True) -> None:
+    """Queue a batch of events, then record it in the ledger and count it as accepted.
+
+    Raises kombu's OperationalError when the broker cannot be reached (the caller answers
+    503). The bookkeeping after the publish is best effort: once the message is queued the
+    events are accepted, and a bookkeeping failure must not become an error the client retries.
+    """
+    batch_id = uuid.uuid4().hex
+    publish(messages, batch_id)
+    try:
+        pipe = redis_store.client.pipeline(transaction=False)
+        ledger.record(pipe, batch_id, messages)
+        if count_as_accepted:
+            counters.add(pipe, counters.ACCEPTED, messages)
+        pipe.execute()
+    except RedisError:
+        logger.warning("queued batch %s but could not record it", batch_id, exc_info=True)

@@ -8,9 +8,11 @@ from celery.signals import worker_init
 
 from app import create_app, storage
 from app.extensions import mongo
+from tasks.maintenance import LedgerCheck
 
 flask_app = create_app("worker")
 celery_app = flask_app.extensions["celery"]
+celery_app.steps["worker"].add(LedgerCheck)
 
 
 @worker_init.connect

@@ -46,6 +46,9 @@ class LocalServer:
     def stop(self) -> None:
         self.process.stop()
 
+    def kill(self) -> None:
+        self.process.kill()
+
 
 def start_local_server(name: str, build_argv: Any, root: Path) -> LocalServer:
     port = free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import fakeredis
 import mongomock
 import pytest
 from flask import Flask
@@ -13,7 +14,7 @@ from pymongo.database import Database
 
 from app import create_app, extensions, storage
 from app.config import Settings
-from app.extensions import mongo
+from app.extensions import mongo, redis_store
 
 
 @pytest.fixture
@@ -34,7 +35,25 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
 
 
 @pytest.fixture
-def ingestion_app(settings: Settings, db: Database[Any]) -> Flask:
+def redis_server() -> fakeredis.FakeServer:
+    """An in-memory Redis server; set `connected = False` to take it down."""
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def counter_store(
+    monkeypatch: pytest.MonkeyPatch, redis_server: fakeredis.FakeServer
+) -> Iterator[fakeredis.FakeRedis]:
+    """A client of `redis_server` that the apps' Redis extension hands out (Celery stays eager)."""
+    client = fakeredis.FakeRedis(server=redis_server)
+    monkeypatch.setattr(extensions.redis.Redis, "from_url", lambda *args, **kwargs: client)
+    redis_store.close()
+    yield client
+    redis_store.close()
+
+
+@pytest.fixture
+def ingestion_app(settings: Settings, db: Database[Any], counter_store: fakeredis.FakeRedis) -> Flask:
     app = create_app("ingestion", settings)
     app.extensions["celery"].conf.task_always_eager = True
     return app

@@ -95,7 +95,12 @@ def test_unknown_routes_and_methods_answer_in_json(ingestion):
     assert wrong_method.get_json()["status"] == "error"
 
 
-def test_health_is_503_when_redis_does_not_answer(ingestion):
+def test_health_is_ok_when_redis_answers(ingestion):
+    assert ingestion.get("/health").get_json() == {"status": "ok", "service": "ingestion-service"}
+
+
+def test_health_is_503_when_redis_does_not_answer(ingestion, redis_server):
+    redis_server.connected = False
     response = ingestion.get("/health")
     assert response.status_code == 503
     assert response.get_json()["status"] == "error"

@@ -1,5 +1,7 @@
 from datetime import UTC, date, datetime
 
+from pymongo.errors import BulkWriteError
+
 from app import storage
 from app.schemas import event_schema
 from tests.factories import make_event
@@ -18,10 +20,48 @@ def test_the_event_document_has_the_contract_fields_with_a_utc_date():
 
 
 def test_inserting_the_same_messages_again_changes_nothing(db):
-    messages = [message(), message()]
-    assert storage.insert_events(db, messages) == 2
-    assert storage.insert_events(db, [*messages, message()]) == 1
+    first, second, third = message(), message(), message()
+    assert storage.insert_events(db, [first, second]).inserted == [first, second]
+    again = storage.insert_events(db, [first, second, third])
+    assert again.inserted == [third]
+    assert again.rejected == []
     assert db[storage.EVENTS].count_documents({}) == 3
+
+
+def test_an_event_the_server_refuses_is_returned_with_its_error(db, monkeypatch):
+    good, bad = message(), message()
+
+    def refuse_second(documents, ordered):
+        raise BulkWriteError(
+            {
+                "writeErrors": [{"index": 1, "code": 121, "errmsg": "Document failed validation"}],
+                "nInserted": 1,
+            }
+        )
+
+    monkeypatch.setattr(
+        db[storage.EVENTS].__class__, "insert_many", lambda self, d, ordered: refuse_second(d, ordered)
+    )
+    outcome = storage.insert_events(db, [good, bad])
+    assert outcome.inserted == [good]
+    assert outcome.rejected == [(bad, "Document failed validation")]
+
+
+def test_dead_letters_keep_the_event_and_error_once_per_event(db):
+    event = message()
+    assert storage.dead_letter(db, [(event, "boom")]) == 1
+    assert storage.dead_letter(db, [(event, "boom again")]) == 0
+    [letter] = storage.dead_letters(db, limit=10)
+    assert letter["event"] == event
+    assert letter["error"] == "boom"
+    assert isinstance(letter["failed_at"], datetime)
+    assert storage.count_dead_letters(db) == 1
+    assert storage.remove_dead_letters(db, [event["event_id"]]) == 1
+    assert storage.count_dead_letters(db) == 0
+
+
+def test_the_site_day_of_a_message_is_its_utc_day():
+    assert storage.site_day(message(timestamp="2025-11-16T00:30:00+01:00")) == ("site-abc-123", "2025-11-15")
 
 
 def test_indexes_of_the_contract_exist_and_creating_them_again_is_harmless(db):

@@ -1,0 +1,61 @@
+"""Periodic work every worker offers and one at a time performs: sending again the batches
+the ledger says were lost between the broker and the workers (see app/ledger.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import redis
+from celery import bootsteps
+from flask import Flask
+from redis.exceptions import RedisError
+
+from app import ledger
+from app.config import Settings
+from app.extensions import redis_store
+from tasks.persist import publish
+
+logger = logging.getLogger(__name__)
+
+
+def resend_lost_batches(client: redis.Redis, settings: Settings) -> int:
+    """Send again every lost batch; return how many. Only one worker checks per interval."""
+    if not ledger.try_lock(client, settings.ledger_check_seconds):
+        return 0
+    lost = ledger.lost_batches(client, settings.ledger_grace_seconds)
+    for batch_id, messages in lost.items():
+        publish(messages, batch_id)
+    if lost:
+        ledger.mark_resent(client, list(lost))
+        logger.warning("sent again %d batches lost between the broker and the workers", len(lost))
+    return len(lost)
+
+
+class LedgerCheck(bootsteps.StartStopStep):
+    """Runs `resend_lost_batches` on the worker's timer every LEDGER_CHECK_SECONDS."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.timer_entry: Any = None
+
+    def start(self, worker: Any) -> None:
+        flask_app: Flask = worker.app.flask_app
+        settings: Settings = flask_app.extensions["settings"]
+        self.timer_entry = worker.timer.call_repeatedly(
+            settings.ledger_check_seconds, self.check, (flask_app,)
+        )
+
+    def stop(self, worker: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+
+    @staticmethod
+    def check(flask_app: Flask) -> None:
+        with flask_app.app_context():
+            try:
+                resend_lost_batches(redis_store.client, flask_app.extensions["settings"])
+            except RedisError:
+                logger.warning("ledger check skipped: Redis unreachable", exc_info=True)

@@ -1,0 +1,127 @@
+"""A whole pipeline of its own for one fault test: servers, worker and services that the
+test may kill, stop and restart without disturbing any other test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from pymongo import MongoClient
+from redis import Redis
+
+from app.local_services import mongo_argv, redis_argv
+from tests.integration.client import TIMEOUT, post_event
+from tests.integration.conftest import LocalServer, start_local_server, start_service, start_worker
+from tests.integration.processes import ManagedProcess, wait_until
+
+# Short enough for a test to see a dead worker's messages come back and retries happen.
+FAULT_SETTINGS = {
+    "BROKER_VISIBILITY_TIMEOUT": "5",
+    "TASK_RETRY_BACKOFF_MAX": "2",
+    "MONGO_TIMEOUT_MS": "1000",
+    "WORKER_CONCURRENCY": "2",
+    "LEDGER_GRACE_SECONDS": "5",
+    "LEDGER_CHECK_SECONDS": "2",
+}
+
+
+@dataclass
+class Sent:
+    accepted: list[str] = field(default_factory=list)
+    refused: int = 0
+
+
+@dataclass
+class Stack:
+    root: Path
+    redis: LocalServer
+    mongo: LocalServer
+    env: dict[str, str]
+    processes: list[ManagedProcess] = field(default_factory=list)
+    worker: ManagedProcess | None = None
+    ingestion_url: str = ""
+    reporting_url: str = ""
+
+    @classmethod
+    def start(cls, root: Path) -> Stack:
+        root.mkdir(parents=True, exist_ok=True)
+        redis = start_local_server("redis", redis_argv, root)
+        mongo = start_local_server("mongo", mongo_argv, root)
+        env = {
+            **FAULT_SETTINGS,
+            "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+            "MONGO_URI": f"mongodb://127.0.0.1:{mongo.port}/faults",
+        }
+        stack = cls(root, redis, mongo, env)
+        for app in ("ingestion", "reporting"):
+            process, url = start_service(app, env, root)
+            stack.processes.append(process)
+            setattr(stack, f"{app}_url", url)
+        return stack
+
+    def start_worker(self) -> ManagedProcess:
+        self.worker = start_worker(f"worker-{uuid.uuid4().hex[:6]}", self.env, self.root)
+        self.processes.append(self.worker)
+        return self.worker
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.redis.stop()
+        self.mongo.stop()
+
+    def send(self, events: Iterable[dict[str, Any]]) -> Sent:
+        """POST each event; note which the service accepted and which it refused with a 503."""
+        sent = Sent()
+        for event in events:
+            response = post_event(self.ingestion_url, event)
+            if response.status_code == 200:
+                sent.accepted.append(event["event_id"])
+            else:
+                assert response.status_code == 503, response.text
+                sent.refused += 1
+        return sent
+
+    def stored_counts(self, event_ids: list[str]) -> dict[str, int]:
+        """How many documents each event id has in MongoDB."""
+        client: MongoClient[dict[str, Any]]
+        with MongoClient(self.env["MONGO_URI"], serverSelectionTimeoutMS=2000) as client:
+            rows: Iterable[dict[str, Any]] = client.get_default_database().events.aggregate(
+                [
+                    {"$match": {"event_id": {"$in": event_ids}}},
+                    {"$group": {"_id": "$event_id", "n": {"$sum": 1}}},
+                ]
+            )
+            counts = {row["_id"]: row["n"] for row in rows}
+        return {event_id: counts.get(event_id, 0) for event_id in event_ids}
+
+    def wait_until_stored(self, event_ids: list[str], timeout: float = 90) -> dict[str, int]:
+        def all_stored() -> bool:
+            try:
+                return all(self.stored_counts(event_ids).values())
+            except Exception:  # MongoDB may still be restarting
+                return False
+
+        wait_until(all_stored, timeout, f"{len(event_ids)} events stored", interval=0.5)
+        return self.stored_counts(event_ids)
+
+    def redis_client(self) -> Redis:
+        return Redis.from_url(self.env["REDIS_URL"])
+
+    def stats(self, site_id: str, day: str) -> dict[str, Any]:
+        response = requests.get(
+            f"{self.reporting_url}/stats", params={"site_id": site_id, "date": day}, timeout=TIMEOUT
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def pipeline_health(self, **params: str) -> dict[str, Any]:
+        response = requests.get(f"{self.reporting_url}/health/pipeline", params=params, timeout=TIMEOUT)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body

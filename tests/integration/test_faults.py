@@ -1,0 +1,118 @@
+"""Accepted means kept: faults inflicted on real processes lose nothing and count nothing twice.
+
+Each test runs a pipeline of its own (tests/integration/stack.py), sends events with
+distinct ids, inflicts a fault, and then checks MongoDB holds every accepted event exactly
+once and /stats agrees.
+"""
+
+import time
+import uuid
+
+import pytest
+
+from tests.factories import make_event, new_site_id
+from tests.integration.stack import Stack
+
+DAY = "2025-11-15"
+
+
+@pytest.fixture
+def stack(run_dir):
+    stack = Stack.start(run_dir / f"faults-{uuid.uuid4().hex[:8]}")
+    yield stack
+    stack.stop()
+
+
+def distinct_events(site_id, count):
+    return [
+        make_event(
+            site_id=site_id,
+            event_id=str(uuid.uuid4()),
+            path=f"/p{n % 7}",
+            timestamp=f"{DAY}T{n % 24:02d}:{n % 60:02d}:00Z",
+        )
+        for n in range(count)
+    ]
+
+
+def assert_each_stored_once(stack, site_id, accepted):
+    counts = stack.wait_until_stored(accepted)
+    assert sorted(set(counts.values())) == [1]
+    assert stack.stats(site_id, DAY)["total_views"] == len(accepted)
+
+
+def test_a_worker_killed_mid_stream_loses_and_duplicates_nothing(stack):
+    site_id = new_site_id()
+    events = distinct_events(site_id, 300)
+    worker = stack.start_worker()
+    accepted = stack.send(events[:150]).accepted
+    worker.kill()  # SIGKILL to the worker and its pool processes
+    accepted += stack.send(events[150:250]).accepted
+    stack.start_worker()
+    accepted += stack.send(events[250:]).accepted
+    assert len(accepted) == 300
+    assert_each_stored_once(stack, site_id, accepted)
+
+
+def test_mongodb_stopped_for_ten_seconds_while_events_flow_loses_nothing(stack):
+    site_id = new_site_id()
+    events = iter(distinct_events(site_id, 3000))
+    stack.start_worker()
+    accepted = stack.send(next(events) for _ in range(100)).accepted
+    stack.mongo.stop()
+    outage_ends = time.monotonic() + 10
+    while time.monotonic() < outage_ends:
+        accepted += stack.send(next(events) for _ in range(10)).accepted
+    stack.mongo.start()
+    accepted += stack.send(next(events) for _ in range(100)).accepted
+    assert_each_stored_once(stack, site_id, accepted)
+
+
+def test_events_queued_when_redis_is_killed_and_restarted_are_all_stored(stack):
+    site_id = new_site_id()
+    accepted = stack.send(distinct_events(site_id, 200)).accepted
+    assert len(accepted) == 200
+    stack.redis.kill()  # SIGKILL: only what the append-only file holds survives
+    stack.redis.start()
+    stack.start_worker()
+    assert_each_stored_once(stack, site_id, accepted)
+
+
+def test_a_message_delivered_twice_is_stored_once(stack):
+    site_id = new_site_id()
+    accepted = stack.send(distinct_events(site_id, 100)).accepted
+    client = stack.redis_client()
+    queued = client.lrange("celery", 0, -1)
+    assert len(queued) == 100
+    client.lpush("celery", *queued)  # every message a second time
+    stack.start_worker()
+    assert_each_stored_once(stack, site_id, accepted)
+    health = stack.pipeline_health(site_id=site_id, date=DAY)
+    assert health["events"]["accepted"] == 100
+    assert health["events"]["persisted"] == 100
+
+
+def test_while_redis_is_down_ingestion_refuses_and_keeps_all_it_accepted(stack):
+    site_id = new_site_id()
+    events = distinct_events(site_id, 300)
+    stack.start_worker()
+    before = stack.send(events[:100])
+    stack.redis.kill()
+    during = stack.send(events[100:150])
+    stack.redis.start()
+    after = stack.send(events[150:])
+    assert during.refused == 50
+    assert len(before.accepted) + len(after.accepted) == 250
+    assert_each_stored_once(stack, site_id, before.accepted + after.accepted)
+
+
+def test_pipeline_health_accounts_for_every_event_once_the_queue_drains(stack):
+    site_id = new_site_id()
+    accepted = stack.send(distinct_events(site_id, 50)).accepted
+    queued = stack.pipeline_health()
+    assert queued["queue"]["depth"] == 50
+    assert queued["queue"]["oldest_age_seconds"] >= 0
+    stack.start_worker()
+    stack.wait_until_stored(accepted)
+    drained = stack.pipeline_health(site_id=site_id, date=DAY)
+    assert drained["events"] == {"accepted": 50, "persisted": 50, "dead": 0, "unaccounted": 0}
