@@ -26,6 +26,7 @@ from pathlib import Path
 import redis
 
 from app.local_services import redis_argv
+from tests.factories import make_event
 from tests.integration.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
 
 HOST = "127.0.0.1"
@@ -47,7 +48,10 @@ class Row:
     at_fixed_rate: bool = False
 
     def body(self) -> bytes:
-        events = [bench_event(index) for index in range(self.events_per_request)]
+        events = [
+            make_event(site_id="bench", path=f"/page-{index}", user_id=f"user-{index}")
+            for index in range(self.events_per_request)
+        ]
         return json.dumps(events if self.path == "/events" else events[0]).encode()
 
 
@@ -67,16 +71,6 @@ class Result:
     p50: float
     p99: float
     failures: int
-
-
-def bench_event(index: int) -> dict[str, str]:
-    return {
-        "site_id": "bench",
-        "event_type": "page_view",
-        "path": f"/page-{index}",
-        "user_id": f"user-{index}",
-        "timestamp": "2025-11-15T10:00:00Z",
-    }
 
 
 def run_hey(url: str, body_file: Path, *load: str) -> Result:
