@@ -25,6 +25,7 @@ class RedisExtension:
         self._pid = 0
 
     def init_app(self, app: Flask, settings: Settings) -> None:
+        self.close()  # a client of earlier settings must not serve these
         self._settings = settings
         app.extensions["redis"] = self
 
@@ -54,6 +55,7 @@ class MongoExtension:
         self._pid = 0
 
     def init_app(self, app: Flask, settings: Settings) -> None:
+        self.close()  # a client of earlier settings must not serve these
         self._settings = settings
         app.extensions["mongo"] = self
 

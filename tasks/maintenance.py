@@ -33,29 +33,36 @@ def resend_lost_batches(client: redis.Redis, settings: Settings) -> int:
 
 
 class LedgerCheck(bootsteps.StartStopStep):
-    """Runs `resend_lost_batches` on the worker's timer every LEDGER_CHECK_SECONDS."""
+    """Runs `resend_lost_batches` on the consumer's timer every LEDGER_CHECK_SECONDS.
 
-    requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
+    A consumer step, not a worker step: when the broker connection drops, Celery resets
+    the event loop's timer and restarts the consumer steps, so this one starts again.
+    """
 
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
         self.timer_entry: Any = None
 
-    def start(self, worker: Any) -> None:
-        flask_app: Flask = worker.app.flask_app
+    def start(self, consumer: Any) -> None:
+        flask_app: Flask = consumer.app.flask_app
         settings: Settings = flask_app.extensions["settings"]
-        self.timer_entry = worker.timer.call_repeatedly(
+        self.timer_entry = consumer.timer.call_repeatedly(
             settings.ledger_check_seconds, self.check, (flask_app,)
         )
 
-    def stop(self, worker: Any) -> None:
+    def stop(self, consumer: Any) -> None:
         if self.timer_entry is not None:
             self.timer_entry.cancel()
+            self.timer_entry = None
+
+    shutdown = stop
 
     @staticmethod
     def check(flask_app: Flask) -> None:
         with flask_app.app_context():
             try:
                 resend_lost_batches(redis_store.client, flask_app.extensions["settings"])
-            except RedisError:
-                logger.warning("ledger check skipped: Redis unreachable", exc_info=True)
+            except RedisError as error:
+                logger.warning("ledger check skipped, Redis unreachable: %s", error)

@@ -12,7 +12,7 @@ from tasks.maintenance import LedgerCheck
 
 flask_app = create_app("worker")
 celery_app = flask_app.extensions["celery"]
-celery_app.steps["worker"].add(LedgerCheck)
+celery_app.steps["consumer"].add(LedgerCheck)
 
 
 @worker_init.connect
