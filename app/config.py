@@ -20,6 +20,11 @@ class Settings:
     max_event_bytes: int = 64 * 1024
     # How long a client waits for the broker before it gets a 503.
     broker_timeout_seconds: float = 1.0
+    # Bytes of a `POST /events` body, before and after gzip; larger bodies get a 413.
+    max_batch_bytes: int = 1024 * 1024
+    # Origins whose web pages may post events: "*" or a comma-separated list of exact
+    # origins such as "https://shop.example".
+    cors_allowed_origins: str = "*"
     mongo_timeout_ms: int = 5000
     worker_concurrency: int = 2
     # A queued batch neither stored, held by a worker nor waiting in the queue for this long

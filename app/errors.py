@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from app.group_commit import CommitTimeoutError
 from app.schemas import missing_fields
 
 
@@ -58,5 +59,6 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_queue_unavailable)
+    app.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
     app.register_error_handler(RedisError, handle_redis_unavailable)
     app.register_error_handler(PyMongoError, handle_database_unavailable)

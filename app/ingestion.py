@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -13,20 +12,27 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
 from app.bodies import json_body
+from app.config import current_settings
 from app.errors import error_response
 from app.extensions import redis_store
-from app.schemas import event_schema, load_batch
+from app.group_commit import GroupCommitter
+from app.schemas import MAX_BATCH_EVENTS, event_schema, load_batch
 from tasks.persist import enqueue_events
 
-# PENDING MOVE TO Settings (app/config.py) as `cors_allowed_origins` (CORS_ALLOWED_ORIGINS):
-# "*" or a comma-separated list of exact origins such as "https://example.com".
-CORS_ALLOWED_ORIGINS = os.environ.get("CORS_ALLOWED_ORIGINS", "*")
-# PENDING MOVE TO Settings (app/config.py) as `max_batch_bytes` (MAX_BATCH_BYTES).
-MAX_BATCH_BYTES = 1024 * 1024
+# A request waits at most this many broker timeouts for its batch: one enqueue (bounded
+# by the broker timeout and its short publish retries) plus the one queued ahead of it.
+COMMIT_TIMEOUT_FACTOR = 5
 # How long a browser may reuse a preflight answer (browsers cap it lower, Chrome at 2 h).
 CORS_MAX_AGE_SECONDS = 86400
 
 bp = Blueprint("ingestion", __name__)
+# One per process: concurrent requests share an enqueue (see app/group_commit.py).
+committer = GroupCommitter(enqueue_events, max_batch_events=MAX_BATCH_EVENTS)
+
+
+def queue_events(messages: list[dict[str, Any]]) -> None:
+    """Return once the events are in the broker; raise if they could not be queued."""
+    committer.submit(messages, timeout=COMMIT_TIMEOUT_FACTOR * current_settings().broker_timeout_seconds)
 
 
 @bp.record_once
@@ -37,7 +43,7 @@ def init_cors(state: BlueprintSetupState) -> None:
     CORS(
         app,
         resources=["/event", "/events"],
-        origins=allowed_origins(CORS_ALLOWED_ORIGINS),
+        origins=allowed_origins(app.extensions["settings"].cors_allowed_origins),
         methods=["POST"],
         allow_headers=["Content-Type", "Content-Encoding"],
         max_age=CORS_MAX_AGE_SECONDS,
@@ -62,18 +68,18 @@ def post_event() -> Response:
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
     event = event_schema.load(body)
-    enqueue_events([event_schema.dump(event)])
+    queue_events([event_schema.dump(event)])
     return jsonify(status="accepted")
 
 
 @bp.post("/events")
 def post_events() -> ResponseReturnValue:
     """A batch: valid events are accepted with one enqueue, invalid ones reported by index."""
-    request.max_content_length = MAX_BATCH_BYTES
+    request.max_content_length = current_settings().max_batch_bytes
     batch = load_batch(batch_envelope(json_body()))
     if not batch.messages:
         return error_response(400, "No valid event in the batch", batch.errors)
-    enqueue_events(batch.messages)
+    queue_events(batch.messages)
     return jsonify(
         status="accepted", accepted=len(batch.messages), rejected=len(batch.errors), errors=batch.errors
     )

@@ -10,7 +10,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 MISSING_MESSAGE = "Missing data for required field."
-# PENDING MOVE TO Settings (app/config.py) as `max_batch_events` (MAX_BATCH_EVENTS).
+# The most events one `POST /events` may carry (the contract's figure, not a setting).
 MAX_BATCH_EVENTS = 500
 NO_CONTROL_CHARACTERS = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
 

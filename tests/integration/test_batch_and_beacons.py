@@ -5,7 +5,7 @@ import json
 
 import requests
 
-from app.ingestion import MAX_BATCH_BYTES
+from app.config import Settings
 from app.schemas import MAX_BATCH_EVENTS
 from tests.compression import MIB, gzip_bomb
 from tests.factories import make_event, new_site_id
@@ -62,7 +62,7 @@ def test_batch_limits_are_enforced_over_http(ingestion_url):
     too_many = post(f"{ingestion_url}/events", json.dumps([make_event()] * (MAX_BATCH_EVENTS + 1)))
     assert (too_many.status_code, too_many.json()["status"]) == (400, "error")
     body = json.dumps([make_event(path="/" + "x" * 2040)] * 490)
-    assert len(body) > MAX_BATCH_BYTES
+    assert len(body) > Settings().max_batch_bytes
     too_large = post(f"{ingestion_url}/events", body)
     assert (too_large.status_code, too_large.json()["status"]) == (413, "error")
     no_valid = post(f"{ingestion_url}/events", json.dumps([{"site_id": "only"}]))

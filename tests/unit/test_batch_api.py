@@ -7,7 +7,8 @@ import pytest
 from kombu.exceptions import OperationalError
 
 from app import storage
-from app.ingestion import MAX_BATCH_BYTES
+from app.config import Settings
+from app.ingestion import committer
 from app.schemas import MAX_BATCH_EVENTS
 from tests.factories import make_event, new_site_id
 
@@ -25,7 +26,7 @@ def events_of(site_id, count):
 def enqueued(monkeypatch):
     """Every `enqueue_events` call the ingestion blueprint makes, with its messages."""
     calls: list[list[dict]] = []
-    monkeypatch.setattr("app.ingestion.enqueue_events", calls.append)
+    monkeypatch.setattr(committer, "enqueue", calls.append)
     return calls
 
 
@@ -100,7 +101,7 @@ def test_the_largest_batch_is_accepted(ingestion, enqueued):
 
 
 def test_a_batch_larger_than_its_byte_limit_is_413(ingestion, enqueued):
-    body = json.dumps([make_event(path="/" + "a" * 2000)] * 400) + " " * MAX_BATCH_BYTES
+    body = json.dumps([make_event(path="/" + "a" * 2000)] * 400) + " " * Settings().max_batch_bytes
     response = post_batch(ingestion, body)
     assert response.status_code == 413
     assert response.get_json()["status"] == "error"

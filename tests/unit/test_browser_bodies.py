@@ -3,11 +3,13 @@
 import gzip
 import json
 import tracemalloc
+from dataclasses import replace
 
 import pytest
 
 from app import create_app
 from app.bodies import gunzip
+from app.ingestion import committer
 from tests.compression import MIB, gzip_bomb
 from tests.factories import make_event
 
@@ -18,7 +20,7 @@ ORIGIN = "https://shop.example"
 @pytest.fixture(autouse=True)
 def enqueued(monkeypatch):
     calls: list[list[dict]] = []
-    monkeypatch.setattr("app.ingestion.enqueue_events", calls.append)
+    monkeypatch.setattr(committer, "enqueue", calls.append)
     return calls
 
 
@@ -151,10 +153,10 @@ def test_a_preflight_allows_posting_json_and_gzip_from_any_origin_by_default(ing
 
 
 @pytest.fixture
-def origin_limited(monkeypatch, settings, db):
+def origin_limited(settings, db):
     """An ingestion client whose CORS_ALLOWED_ORIGINS lists two origins."""
-    monkeypatch.setattr("app.ingestion.CORS_ALLOWED_ORIGINS", f" {ORIGIN}, https://blog.example ")
-    return create_app("ingestion", settings).test_client()
+    origins = f" {ORIGIN}, https://blog.example "
+    return create_app("ingestion", replace(settings, cors_allowed_origins=origins)).test_client()
 
 
 @pytest.mark.parametrize("url", ENDPOINTS)
