@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead bench-worker test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test: install local-servers ## Run the whole test suite (unit, then integration 
 
 test-unit: install ## Run only the unit tests (no servers)
 	$(PYTHON) -m pytest tests/unit
+
+bench-worker: install local-servers ## Worker throughput: batch design vs one task per event (prints a table)
+	$(PYTHON) -m bench.worker --profile
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .

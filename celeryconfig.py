@@ -38,7 +38,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,
-        # Acknowledge after the work is done, and put back what a killed worker held.
+        # Durability. A message is acknowledged only once its events are in MongoDB; a pool
+        # process that dies hands its message back at once (reject_on_worker_lost), and the
+        # messages of a whole worker that died come back after the visibility timeout.
+        # Prefetching one message per process keeps that unacknowledged set small, so a
+        # dead worker strands little; a message already carries a batch, so the cost is low.
+        # What Redis itself can lose while handing a message over is covered by app/ledger.py.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,

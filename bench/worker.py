@@ -1,0 +1,243 @@
+"""Worker throughput: the batch design against a naive one-task-per-event baseline.
+
+    .venv/bin/python -m bench.worker [--events 3000] [--batch-sizes 10 100] [--profile]
+
+For each design and worker size (1 and 2 processes) it starts a fresh Redis and MongoDB
+server on loopback, enqueues N events (10 N for the batch designs, which are that much
+faster) with no worker running, starts one worker, and times
+from the worker's first take from the queue until the queue is drained and nothing is left
+unacknowledged; then it checks MongoDB holds exactly N events. It also prints the CPU
+seconds the worker and the MongoDB server used, and with --profile where the worker's time
+went (py-spy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import redis
+from pymongo import MongoClient
+
+from app import create_app
+from app.config import Settings
+from app.local_services import mongo_argv, redis_argv
+from app.schemas import event_schema
+from celeryconfig import QUEUE, UNACKED_KEY
+from tests.factories import make_event
+from tests.integration.processes import (
+    PYTHON_BIN,
+    ManagedProcess,
+    celery_argv,
+    free_port,
+    port_open,
+    wait_until,
+)
+
+DRAIN_TIMEOUT = 900
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    batch_size: int  # events per queued message; 1 for the naive baseline
+
+
+@dataclass(frozen=True)
+class Run:
+    design: Design
+    processes: int
+    events: int
+    seconds: float
+    worker_cpu: float
+    mongo_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def event_messages(count: int) -> list[dict[str, Any]]:
+    return [
+        event_schema.dump(event_schema.load(make_event(site_id=f"site-{n % 50}", path=f"/p{n % 200}")))
+        for n in range(count)
+    ]
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in [pid, *descendants(pid)]:
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(stat[11]) + int(stat[12])) / ticks
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [member for child in map(int, children) for member in (child, *descendants(child))]
+
+
+def enqueue(env: dict[str, str], design: Design, events: list[dict[str, Any]]) -> None:
+    """Queue the events the way the design sends them, with no worker running."""
+    flask_app = create_app("ingestion", Settings.from_env(env))
+    with flask_app.app_context():
+        if design.batch_size == 1:
+            from bench.naive_task import persist_event_naive
+
+            for event in events:
+                persist_event_naive.apply_async(args=[event])
+            return
+        from tasks.persist import enqueue_events
+
+        for start in range(0, len(events), design.batch_size):
+            enqueue_events(events[start : start + design.batch_size])
+
+
+@contextmanager
+def servers(root: Path) -> Iterator[tuple[dict[str, str], ManagedProcess]]:
+    """A fresh Redis and MongoDB server on loopback; yields the env and the MongoDB process."""
+    started: list[ManagedProcess] = []
+    ports = {}
+    try:
+        for name, build in (("redis", redis_argv), ("mongo", mongo_argv)):
+            ports[name] = free_port()
+            (root / name).mkdir()
+            started.append(ManagedProcess(name, build(ports[name], root / name), {}, root).start())
+            wait_until(partial(port_open, ports[name]), 30, name)
+        env = {
+            "REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+            "MONGO_URI": f"mongodb://127.0.0.1:{ports['mongo']}/bench",
+        }
+        yield env, started[1]
+    finally:
+        for process in started:
+            process.stop()
+
+
+def pid_of(process: ManagedProcess) -> int:
+    assert process.process is not None
+    return process.process.pid
+
+
+def measure(design: Design, processes: int, events: list[dict[str, Any]], profile: bool) -> Run:
+    root = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    try:
+        with servers(root) as (env, mongo):
+            enqueue(env, design, events)
+            broker = redis.Redis.from_url(env["REDIS_URL"])
+            queued = broker.llen(QUEUE)
+            worker_env = {**env, "WORKER_CONCURRENCY": str(processes)}
+            argv = celery_argv("worker", "--loglevel=warning", "-I", "bench.naive_task")
+            worker = ManagedProcess("worker", argv, worker_env, root).start()
+            wait_until(lambda: broker.llen(QUEUE) < queued, 120, "the worker's first take", interval=0.005)
+            worker_cpu, mongo_cpu = process_tree_cpu(pid_of(worker)), process_tree_cpu(pid_of(mongo))
+            with profiler(pid_of(worker), root / "profile.txt", enabled=profile):
+                started = time.monotonic()
+                wait_until(lambda: drained(broker), DRAIN_TIMEOUT, "the queue to drain", interval=0.02)
+                seconds = time.monotonic() - started
+            worker_cpu = process_tree_cpu(pid_of(worker)) - worker_cpu
+            mongo_cpu = process_tree_cpu(pid_of(mongo)) - mongo_cpu
+            worker.stop()
+            client: MongoClient[dict[str, Any]]
+            with MongoClient(env["MONGO_URI"]) as client:
+                stored = client.get_default_database().events.count_documents({})
+            assert stored == len(events), f"{design.name}: {stored} of {len(events)} events stored"
+            if profile:
+                print_profile(design, processes, root / "profile.txt")
+        return Run(design, processes, len(events), seconds, worker_cpu, mongo_cpu)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def drained(broker: redis.Redis) -> bool:
+    return broker.llen(QUEUE) == 0 and broker.hlen(UNACKED_KEY) == 0
+
+
+@contextmanager
+def profiler(pid: int, output: Path, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    argv = [str(PYTHON_BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses"]
+    spy = subprocess.Popen(
+        [*argv, "--format", "raw", "--output", str(output), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
+        spy.wait(timeout=60)
+
+
+def print_profile(design: Design, processes: int, collapsed: Path, top: int = 12) -> None:
+    """The functions the worker spent most samples in (self time, all processes)."""
+    if not collapsed.exists():
+        print(f"(py-spy wrote no profile for {design.name})")
+        return
+    own: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        own[leaf] += int(samples)
+        total += int(samples)
+    print(f"\nprofile: {design.name}, {processes} process(es), {total} samples, self time")
+    for frame, count in own.most_common(top):
+        print(f"  {100 * count / total:5.1f}%  {frame[:110]}")
+
+
+def print_table(runs: list[Run]) -> None:
+    naive = {run.processes: run for run in runs if run.design.batch_size == 1}
+    header = f"{'design':<34} {'procs':>5} {'events':>7} {'seconds':>8} {'events/s':>9} {'x naive':>8}"
+    print(f"\n{header}  worker CPU s  MongoDB CPU s")
+    for run in runs:
+        ratio = run.rate / naive[run.processes].rate
+        print(
+            f"{run.design.name:<34} {run.processes:>5} {run.events:>7} {run.seconds:>8.2f} "
+            f"{run.rate:>9.0f} {ratio:>8.1f}  {run.worker_cpu:>12.1f}  {run.mongo_cpu:>13.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--events", type=int, default=3000, help="events of a naive run")
+    parser.add_argument("--batch-factor", type=int, default=10, help="batch runs get this many times more")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--profile", action="store_true", help="profile the worker with py-spy")
+    args = parser.parse_args()
+    designs = [Design("naive: a task and insert_one per event", 1)] + [
+        Design(f"batch: {size} events a message, insert_many", size) for size in args.batch_sizes
+    ]
+    events = event_messages(args.events * args.batch_factor)
+    print(f"{os.cpu_count()} cores; MongoDB server: {mongo_argv(0, Path())[0]}")
+    runs = []
+    for processes in args.processes:
+        for design in designs:
+            count = args.events if design.batch_size == 1 else len(events)
+            runs.append(measure(design, processes, events[:count], args.profile))
+            print(f"  {design.name}, {processes} process(es): {runs[-1].rate:.0f} events/s", flush=True)
+    print_table(runs)
+
+
+if __name__ == "__main__":
+    main()
