@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead bench-worker test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead bench-ingest bench-worker test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ test: install local-servers ## Run the whole test suite (unit, then integration 
 
 test-unit: install ## Run only the unit tests (no servers)
 	$(PYTHON) -m pytest tests/unit
+
+bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints a table)
+	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
+	$(PYTHON) -m bench.ingest
 
 bench-worker: install local-servers ## Worker throughput: batch design vs one task per event (prints a table)
 	$(PYTHON) -m bench.worker --profile
