@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.worker [--events 3000] [--batch-sizes 10 100] [--profile]
 
 For each design and worker size (1 and 2 processes) it starts a fresh Redis and MongoDB
-server on loopback, enqueues N events (10 N for the batch designs, which are that much
-faster) with no worker running, starts one worker, and times
+server on loopback, enqueues N events (10 N for all but the naive design, which is that
+much slower) with no worker running, starts one worker, and times
 from the worker's first take from the queue until the queue is drained and nothing is left
 unacknowledged; then it checks MongoDB holds exactly N events. It also prints the CPU
 seconds the worker and the MongoDB server used, and with --profile where the worker's time
@@ -52,7 +52,24 @@ DRAIN_TIMEOUT = 900
 @dataclass(frozen=True)
 class Design:
     name: str
-    batch_size: int  # events per queued message; 1 for the naive baseline
+    batch_size: int  # events per queued message
+    task: str = ""  # a baseline task of bench/baseline_tasks.py; "" for the project's own
+    worker_options: tuple[str, ...] = ()
+
+    @property
+    def is_naive(self) -> bool:
+        return self.task == "persist_event_naive"
+
+
+NAIVE = Design("naive: a task and insert_one per event", 1, "persist_event_naive")
+# celery-batches buffers messages in the worker, so the worker must prefetch many (0, "no
+# limit", is read as "not set" by the worker command line).
+CELERY_BATCHES = Design(
+    "celery-batches: 1-event messages, flush 100",
+    1,
+    "persist_event_buffered",
+    ("--prefetch-multiplier=1000",),
+)
 
 
 @dataclass(frozen=True)
@@ -98,11 +115,12 @@ def enqueue(env: dict[str, str], design: Design, events: list[dict[str, Any]]) -
     """Queue the events the way the design sends them, with no worker running."""
     flask_app = create_app("ingestion", Settings.from_env(env))
     with flask_app.app_context():
-        if design.batch_size == 1:
-            from bench.naive_task import persist_event_naive
+        if design.task:
+            from bench import baseline_tasks
 
+            task = getattr(baseline_tasks, design.task)
             for event in events:
-                persist_event_naive.apply_async(args=[event])
+                task.apply_async(args=[event])
             return
         from tasks.persist import enqueue_events
 
@@ -144,7 +162,9 @@ def measure(design: Design, processes: int, events: list[dict[str, Any]], profil
             broker = redis.Redis.from_url(env["REDIS_URL"])
             queued = broker.llen(QUEUE)
             worker_env = {**env, "WORKER_CONCURRENCY": str(processes)}
-            argv = celery_argv("worker", "--loglevel=warning", "-I", "bench.naive_task")
+            argv = celery_argv(
+                "worker", "--loglevel=warning", "-I", "bench.baseline_tasks", *design.worker_options
+            )
             worker = ManagedProcess("worker", argv, worker_env, root).start()
             wait_until(lambda: broker.llen(QUEUE) < queued, 120, "the worker's first take", interval=0.005)
             worker_cpu, mongo_cpu = process_tree_cpu(pid_of(worker)), process_tree_cpu(pid_of(mongo))
@@ -206,7 +226,7 @@ def print_profile(design: Design, processes: int, collapsed: Path, top: int = 12
 
 
 def print_table(runs: list[Run]) -> None:
-    naive = {run.processes: run for run in runs if run.design.batch_size == 1}
+    naive = {run.processes: run for run in runs if run.design.is_naive}
     header = f"{'design':<34} {'procs':>5} {'events':>7} {'seconds':>8} {'events/s':>9} {'x naive':>8}"
     print(f"\n{header}  worker CPU s  MongoDB CPU s")
     for run in runs:
@@ -225,7 +245,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--profile", action="store_true", help="profile the worker with py-spy")
     args = parser.parse_args()
-    designs = [Design("naive: a task and insert_one per event", 1)] + [
+    designs = [NAIVE, CELERY_BATCHES] + [
         Design(f"batch: {size} events a message, insert_many", size) for size in args.batch_sizes
     ]
     events = event_messages(args.events * args.batch_factor)
@@ -233,7 +253,7 @@ def main() -> None:
     runs = []
     for processes in args.processes:
         for design in designs:
-            count = args.events if design.batch_size == 1 else len(events)
+            count = args.events if design.is_naive else len(events)
             runs.append(measure(design, processes, events[:count], args.profile))
             print(f"  {design.name}, {processes} process(es): {runs[-1].rate:.0f} events/s", flush=True)
     print_table(runs)

@@ -2,13 +2,12 @@
 
 Why batch messages rather than a batching task class: one message carries the events of a
 whole request group or `POST /events` batch, and the task writes them with one
-`insert_many`. `make bench-worker` measured this at 24-30x the one-task-and-`insert_one`-
-per-event design with 100-event messages (8x with 10-event messages), nearly all the gain
-coming from Celery's per-message cost (about 4.5 ms of worker CPU here), which batching
-inside the message divides. celery-batches would batch on the worker side instead, but it
-requires Celery < 5.7 and unbounded prefetch, which holds every queued message
-unacknowledged in worker memory: a killed worker then strands the whole queue until the
-visibility timeout.
+`insert_many`. `make bench-worker` measured 100-event messages at 18-30x the
+one-task-and-`insert_one`-per-event design (6-9x with 10-event messages), and celery-batches
+(one message per event, flushed by 100) at only 2.3-2.7x: the gain comes from dividing
+Celery's per-message cost (about 4.5 ms of worker CPU here), which celery-batches still pays
+per event. It also needs unbounded prefetch, which holds the whole queue unacknowledged in
+worker memory, so a killed worker strands all of it until the visibility timeout.
 """
 
 from __future__ import annotations
