@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from app.local_services import redis_argv
-from tests.factories import make_event, new_site_id
-from tests.integration.client import post_event, wait_for_views
+from tests.factories import make_event
+from tests.integration.client import post_event
 from tests.integration.conftest import start_local_server, start_service
 from tests.integration.processes import free_port
 
@@ -50,29 +50,6 @@ def test_with_redis_stopped_ingestion_answers_503_fast_and_recovers(own_redis, s
         assert requests.get(f"{url}/health", timeout=REFUSAL_DEADLINE).status_code == 200
     finally:
         process.stop()
-
-
-def test_events_accepted_before_redis_restarts_are_all_stored(own_redis, service_env, run_dir, pipeline):
-    """Accepted events survive a Redis restart (append-only file) with no worker consuming."""
-    env = {**service_env, "REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0"}
-    process, url = start_service("ingestion", env, run_dir, name="ingestion-restart")
-    site_id = new_site_id()
-    try:
-        for minute in range(20):
-            event = make_event(site_id=site_id, timestamp=f"2025-11-15T10:{minute:02d}:00Z")
-            assert post_event(url, event).status_code == 200
-        own_redis.stop()
-        own_redis.start()
-    finally:
-        process.stop()
-    from tests.integration.conftest import start_worker
-
-    worker = start_worker("worker-restart", env, run_dir)
-    try:
-        stats = wait_for_views(pipeline["reporting"], site_id, "2025-11-15", 20)
-        assert stats["total_views"] == 20
-    finally:
-        worker.stop()
 
 
 def test_with_mongo_unreachable_reporting_health_is_503(service_env, run_dir):
