@@ -16,11 +16,14 @@ from app.group_commit import CommitTimeoutError
 from app.schemas import missing_fields
 
 
-def error_response(status: int, message: str, errors: dict[str, Any] | None = None) -> tuple[Response, int]:
+def error_response(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:
+    """The contract's error body: `status`, `message` and, where fields are at fault, `errors`."""
     body: dict[str, Any] = {"status": "error", "message": message}
     if errors:
         body["errors"] = errors
-    return jsonify(body), status
+    response = jsonify(body)
+    response.status_code = status
+    return response
 
 
 def validation_message(messages: dict[str, Any]) -> str:
@@ -30,12 +33,14 @@ def validation_message(messages: dict[str, Any]) -> str:
     return f"Invalid fields: {', '.join(messages)}"
 
 
-def handle_validation_error(error: ValidationError) -> tuple[Response, int]:
+def handle_validation_error(error: ValidationError) -> Response:
     messages = error.normalized_messages()
     return error_response(400, validation_message(messages), messages)
 
 
 def handle_http_exception(error: HTTPException) -> WerkzeugResponse:
+    if isinstance(error.response, WerkzeugResponse):  # abort(error_response(...)): already shaped
+        return error.response
     response = error.get_response()
     body: dict[str, Any] = {"status": "error", "message": error.description or error.name}
     response.set_data(jsonify(body).get_data())
@@ -43,15 +48,15 @@ def handle_http_exception(error: HTTPException) -> WerkzeugResponse:
     return response
 
 
-def handle_queue_unavailable(_: Exception) -> tuple[Response, int]:
+def handle_queue_unavailable(_: Exception) -> Response:
     return error_response(503, "Event queue unavailable: the event was not accepted, please retry")
 
 
-def handle_redis_unavailable(_: Exception) -> tuple[Response, int]:
+def handle_redis_unavailable(_: Exception) -> Response:
     return error_response(503, "Redis unavailable, please retry")
 
 
-def handle_database_unavailable(_: Exception) -> tuple[Response, int]:
+def handle_database_unavailable(_: Exception) -> Response:
     return error_response(503, "Database unavailable, please retry")
 
 

@@ -7,6 +7,7 @@ before gunicorn or Celery forks: pymongo clients are not fork-safe.
 from __future__ import annotations
 
 import os
+from typing import Any, Generic, TypeVar
 
 import redis
 from flask import Flask
@@ -15,74 +16,72 @@ from pymongo.database import Database
 
 from app.config import Settings
 
+Client = TypeVar("Client", redis.Redis, "MongoClient[dict[str, Any]]")
 
-class RedisExtension:
-    """One Redis client per process, for health checks and counters."""
+
+class ProcessClient(Generic[Client]):
+    """One client per process, built from the settings of the app it was bound to."""
+
+    name = ""
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
-        self._client: redis.Redis | None = None
+        self._client: Client | None = None
         self._pid = 0
 
     def init_app(self, app: Flask, settings: Settings) -> None:
         self.close()  # a client of earlier settings must not serve these
         self._settings = settings
-        app.extensions["redis"] = self
+        app.extensions[self.name] = self
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Client:
         if self._client is None or self._pid != os.getpid():
-            assert self._settings is not None, "RedisExtension used before init_app"
-            timeout = self._settings.broker_timeout_seconds
-            self._client = redis.Redis.from_url(
-                self._settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            assert self._settings is not None, f"{type(self).__name__} used before init_app"
+            self._client = self._connect(self._settings)
             self._pid = os.getpid()
         return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
-class MongoExtension:
-    """One MongoClient per process; `db` is the database named by MONGO_URI."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-        self._client: MongoClient[dict] | None = None
-        self._pid = 0
-
-    def init_app(self, app: Flask, settings: Settings) -> None:
-        self.close()  # a client of earlier settings must not serve these
-        self._settings = settings
-        app.extensions["mongo"] = self
-
-    @property
-    def client(self) -> MongoClient[dict]:
-        if self._client is None or self._pid != os.getpid():
-            assert self._settings is not None, "MongoExtension used before init_app"
-            timeout = self._settings.mongo_timeout_ms
-            self._client = MongoClient(
-                self._settings.mongo_uri,
-                tz_aware=True,
-                serverSelectionTimeoutMS=timeout,
-                connectTimeoutMS=timeout,
-                socketTimeoutMS=timeout * 2,
-            )
-            self._pid = os.getpid()
-        return self._client
-
-    @property
-    def db(self) -> Database[dict]:
-        return self.client.get_default_database(default="analytics")
 
     def close(self) -> None:
         """Close this process's client, e.g. in a parent process before it forks workers."""
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def _connect(self, settings: Settings) -> Client:
+        raise NotImplementedError
+
+
+class RedisExtension(ProcessClient[redis.Redis]):
+    """Redis for health checks, counters and the ledger."""
+
+    name = "redis"
+
+    def _connect(self, settings: Settings) -> redis.Redis:
+        timeout = settings.broker_timeout_seconds
+        return redis.Redis.from_url(
+            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+
+
+class MongoExtension(ProcessClient["MongoClient[dict[str, Any]]"]):
+    """MongoDB; `db` is the database named by MONGO_URI."""
+
+    name = "mongo"
+
+    def _connect(self, settings: Settings) -> MongoClient[dict[str, Any]]:
+        timeout = settings.mongo_timeout_ms
+        return MongoClient(
+            settings.mongo_uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=timeout * 2,
+        )
+
+    @property
+    def db(self) -> Database[dict[str, Any]]:
+        return self.client.get_default_database(default="analytics")
 
 
 redis_store = RedisExtension()

@@ -16,7 +16,7 @@ from app.config import current_settings
 from app.errors import error_response
 from app.extensions import redis_store
 from app.group_commit import GroupCommitter
-from app.schemas import MAX_BATCH_EVENTS, event_schema, load_batch
+from app.schemas import MAX_BATCH_EVENTS, load_batch, to_message
 from tasks.persist import enqueue_events
 
 # A request waits at most this many broker timeouts for its batch: one enqueue (bounded
@@ -67,8 +67,7 @@ def post_event() -> Response:
     body = json_body()
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
-    event = event_schema.load(body)
-    queue_events([event_schema.dump(event)])
+    queue_events([to_message(body)])
     return jsonify(status="accepted")
 
 

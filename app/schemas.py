@@ -47,6 +47,15 @@ class EventSchema(Schema):
     event_id = fields.UUID(load_default=uuid.uuid4)
 
 
+def to_message(payload: Any) -> dict[str, Any]:
+    """A client's event as the queue carries it: validated, with an event_id, as plain JSON.
+
+    Raises ValidationError for an invalid event.
+    """
+    message: dict[str, Any] = event_schema.dump(event_schema.load(payload))
+    return message
+
+
 def missing_fields(messages: dict[str, Any]) -> list[str]:
     """The fields a validation error reports as missing, in schema order."""
     return [name for name, errors in messages.items() if errors == [MISSING_MESSAGE]]
@@ -79,7 +88,7 @@ def load_batch(envelope: dict[str, Any]) -> Batch:
     batch = Batch()
     for index, item in enumerate(batch_schema.load(envelope)["events"]):
         try:
-            batch.messages.append(event_schema.dump(event_schema.load(item)))
+            batch.messages.append(to_message(item))
         except ValidationError as error:
             batch.errors[str(index)] = error.normalized_messages()
     return batch

@@ -34,9 +34,8 @@ from pymongo import MongoClient
 from app import create_app
 from app.config import Settings
 from app.local_services import mongo_argv, redis_argv
-from app.schemas import event_schema
 from celeryconfig import QUEUE, UNACKED_KEY
-from tests.factories import make_event
+from tests.factories import make_message
 from tests.integration.processes import (
     PYTHON_BIN,
     ManagedProcess,
@@ -87,10 +86,7 @@ class Run:
 
 
 def event_messages(count: int) -> list[dict[str, Any]]:
-    return [
-        event_schema.dump(event_schema.load(make_event(site_id=f"site-{n % 50}", path=f"/p{n % 200}")))
-        for n in range(count)
-    ]
+    return [make_message(site_id=f"site-{n % 50}", path=f"/p{n % 200}") for n in range(count)]
 
 
 def process_tree_cpu(pid: int) -> float:

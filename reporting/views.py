@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from pymongo.database import Database
@@ -27,11 +27,17 @@ MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
 Summarise = Callable[[Database[Any], str, date], DaySummary]
 
 
-def _stats_response(summarise: Summarise) -> ResponseReturnValue:
+def site_day_query() -> dict[str, Any]:
+    """The `site_id` and `date` parameters, or the contract's 400."""
     try:
-        query = stats_query_schema.load(request.args)
+        query: dict[str, Any] = stats_query_schema.load(request.args)
     except ValidationError as error:
-        return error_response(400, MISSING_PARAMETERS, error.normalized_messages())
+        abort(error_response(400, MISSING_PARAMETERS, error.normalized_messages()))
+    return query
+
+
+def _stats_response(summarise: Summarise) -> ResponseReturnValue:
+    query = site_day_query()
     summary = summarise(mongo.db, query["site_id"], query["date"])
     body = asdict(summary)
     body["date"] = summary.date.isoformat()
@@ -56,10 +62,7 @@ def pipeline_health() -> ResponseReturnValue:
     """
     client = redis_store.client
     if request.args.get("site_id") or request.args.get("date"):
-        try:
-            query = stats_query_schema.load(request.args)
-        except ValidationError as error:
-            return error_response(400, MISSING_PARAMETERS, error.normalized_messages())
+        query = site_day_query()
         counts = counters.for_site_day(client, query["site_id"], query["date"].isoformat())
     else:
         counts = counters.totals(client)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from app.schemas import to_message
+
 
 def new_site_id() -> str:
     """A site id no other test uses, so tests never see each other's events."""
@@ -22,6 +24,11 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     }
     event.update(overrides)
     return {key: value for key, value in event.items() if value is not None}
+
+
+def make_message(**overrides: Any) -> dict[str, Any]:
+    """An event as the queue carries it (see `app.schemas.to_message`)."""
+    return to_message(make_event(**overrides))
 
 
 def seed_example_events(site_id: str) -> list[dict[str, Any]]:

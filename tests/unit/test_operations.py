@@ -4,13 +4,8 @@ import json
 import time
 
 from app import counters, storage
-from app.schemas import event_schema
 from celeryconfig import QUEUE
-from tests.factories import make_event
-
-
-def message(**overrides):
-    return event_schema.dump(event_schema.load(make_event(**overrides)))
+from tests.factories import make_message
 
 
 def count(client, kind, messages):
@@ -20,9 +15,9 @@ def count(client, kind, messages):
 
 
 def test_pipeline_health_reports_counts_dead_letters_and_the_queue(reporting, db, counter_store):
-    count(counter_store, counters.ACCEPTED, [message(), message(), message()])
-    count(counter_store, counters.PERSISTED, [message()])
-    storage.dead_letter(db, [(message(), "refused")])
+    count(counter_store, counters.ACCEPTED, [make_message(), make_message(), make_message()])
+    count(counter_store, counters.PERSISTED, [make_message()])
+    storage.dead_letter(db, [(make_message(), "refused")])
     counter_store.lpush(QUEUE, json.dumps({"headers": {"enqueued_at": time.time() - 30}}))
     counter_store.lpush(QUEUE, json.dumps({"headers": {"enqueued_at": time.time()}}))
     body = reporting.get("/health/pipeline").get_json()
@@ -33,7 +28,7 @@ def test_pipeline_health_reports_counts_dead_letters_and_the_queue(reporting, db
 
 
 def test_pipeline_health_for_one_site_day(reporting, counter_store):
-    count(counter_store, counters.ACCEPTED, [message(site_id="a"), message(site_id="b")])
+    count(counter_store, counters.ACCEPTED, [make_message(site_id="a"), make_message(site_id="b")])
     body = reporting.get("/health/pipeline?site_id=a&date=2025-11-15").get_json()
     assert body["events"]["accepted"] == 1
     assert body["queue"] == {"depth": 0, "unacknowledged": 0, "oldest_age_seconds": None}
@@ -44,7 +39,7 @@ def test_pipeline_health_rejects_a_malformed_site_day(reporting, counter_store):
 
 
 def test_replay_dead_requeues_every_dead_letter_and_removes_it(ingestion_app, db, counter_store):
-    events = [message() for _ in range(5)]
+    events = [make_message() for _ in range(5)]
     storage.dead_letter(db, [(event, "refused") for event in events])
     result = ingestion_app.test_cli_runner().invoke(args=["replay-dead", "--batch-size", "2"])
     assert result.exit_code == 0, result.output

@@ -8,17 +8,12 @@ from pymongo.errors import AutoReconnect
 
 from app import counters, ledger, storage
 from app.config import Settings
-from app.schemas import event_schema
 from tasks import persist
-from tests.factories import make_event
-
-
-def message(**overrides):
-    return event_schema.dump(event_schema.load(make_event(**overrides)))
+from tests.factories import make_message
 
 
 def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_store):
-    first, second = message(), message(site_id="other", timestamp="2025-11-16T09:00:00Z")
+    first, second = make_message(), make_message(site_id="other", timestamp="2025-11-16T09:00:00Z")
     assert persist.store_batch(db, counter_store, "batch-1", [first, second]) == 2
     assert persist.store_batch(db, counter_store, "batch-1", [first, second]) == 0
     assert db[storage.EVENTS].count_documents({}) == 2
@@ -27,7 +22,7 @@ def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_st
 
 
 def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, counter_store, monkeypatch):
-    good, bad = message(), message()
+    good, bad = make_message(), make_message()
     outcome = storage.InsertOutcome(inserted=[good], rejected=[(bad, "Document failed validation")])
     monkeypatch.setattr(storage, "insert_events", lambda db, messages: outcome)
     assert persist.store_batch(db, counter_store, "batch-1", [good, bad]) == 1
@@ -66,7 +61,7 @@ def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(wo
 
     monkeypatch.setattr(persist.persist_events, "retry", schedule_retry)
     with pytest.raises(Retry):
-        persist.persist_events.run([message()])
+        persist.persist_events.run([make_message()])
     [scheduled] = retries
     assert scheduled["kwargs"]["first_failure_at"] == pytest.approx(time.time(), abs=5)
     assert scheduled["max_retries"] is None
@@ -74,7 +69,7 @@ def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(wo
 
 def test_a_batch_failing_past_the_retry_window_is_dead_lettered(worker_app, db, monkeypatch):
     monkeypatch.setattr(persist, "store_batch", failing_store)
-    events = [message(), message()]
+    events = [make_message(), make_message()]
     window = worker_app.extensions["settings"].task_retry_window_seconds
     gave_up_at = {"first_failure_at": time.time() - window - 1}
     assert persist.persist_events.apply([events], gave_up_at, task_id="batch-1").get() == 0
@@ -84,22 +79,22 @@ def test_a_batch_failing_past_the_retry_window_is_dead_lettered(worker_app, db, 
 
 
 def test_enqueued_events_count_as_accepted_unless_replayed(worker_app, counter_store):
-    persist.enqueue_events([message(), message()])
-    persist.enqueue_events([message()], count_as_accepted=False)
+    persist.enqueue_events([make_message(), make_message()])
+    persist.enqueue_events([make_message()], count_as_accepted=False)
     assert counters.totals(counter_store).accepted == 2
 
 
 def test_a_stored_batch_is_settled_in_the_ledger(worker_app, counter_store, monkeypatch):
     recorded = []
     monkeypatch.setattr(persist, "publish", lambda messages, batch_id: recorded.append(batch_id))
-    persist.enqueue_events([message()])
+    persist.enqueue_events([make_message()])
     assert ledger.outstanding(counter_store) == 1
     [batch_id] = recorded
-    persist.persist_events.apply([[message()]], task_id=batch_id).get()
+    persist.persist_events.apply([[make_message()]], task_id=batch_id).get()
     assert ledger.outstanding(counter_store) == 0
 
 
 def test_a_counter_failure_after_the_enqueue_does_not_fail_it(worker_app, redis_server, db):
     redis_server.connected = False
-    persist.enqueue_events([message()])
+    persist.enqueue_events([make_message()])
     assert db[storage.EVENTS].count_documents({}) == 1

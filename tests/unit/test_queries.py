@@ -16,9 +16,9 @@ DAY = date(2025, 11, 15)
 
 
 def store(db, events):
-    from app.schemas import event_schema
+    from app.schemas import to_message
 
-    storage.insert_events(db, [event_schema.dump(event_schema.load(event)) for event in events])
+    storage.insert_events(db, [to_message(event) for event in events])
 
 
 @pytest.mark.parametrize("summarise", SUMMARISERS)

@@ -1,7 +1,7 @@
 import pytest
 
 from app import storage
-from app.schemas import event_schema
+from app.schemas import to_message
 from tests.factories import SEED_EXAMPLE_STATS, seed_example_events
 
 MISSING = "Missing required parameters: site_id, date (YYYY-MM-DD)"
@@ -10,7 +10,7 @@ MISSING = "Missing required parameters: site_id, date (YYYY-MM-DD)"
 @pytest.mark.parametrize("endpoint", ["/stats", "/stats/aggregated"])
 def test_stats_answer_in_the_contract_shape(reporting, db, endpoint):
     events = seed_example_events("site-abc-123")
-    storage.insert_events(db, [event_schema.dump(event_schema.load(e)) for e in events])
+    storage.insert_events(db, [to_message(e) for e in events])
     response = reporting.get(f"{endpoint}?site_id=site-abc-123&date=2025-11-15")
     assert response.status_code == 200
     assert response.get_json() == {"site_id": "site-abc-123", **SEED_EXAMPLE_STATS}

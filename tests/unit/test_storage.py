@@ -3,24 +3,19 @@ from datetime import UTC, date, datetime
 from pymongo.errors import BulkWriteError
 
 from app import storage
-from app.schemas import event_schema
-from tests.factories import make_event
-
-
-def message(**overrides):
-    return event_schema.dump(event_schema.load(make_event(**overrides)))
+from tests.factories import make_message
 
 
 def test_the_event_document_has_the_contract_fields_with_a_utc_date():
     now = datetime(2025, 11, 15, 12, tzinfo=UTC)
-    document = storage.event_document(message(timestamp="2025-11-15T01:30:00+02:00"), now)
+    document = storage.event_document(make_message(timestamp="2025-11-15T01:30:00+02:00"), now)
     assert document["timestamp"] == datetime(2025, 11, 14, 23, 30, tzinfo=UTC)
     assert document["created_at"] == document["updated_at"] == now
     assert {"site_id", "event_type", "path", "user_id", "event_id"} <= set(document)
 
 
 def test_inserting_the_same_messages_again_changes_nothing(db):
-    first, second, third = message(), message(), message()
+    first, second, third = make_message(), make_message(), make_message()
     assert storage.insert_events(db, [first, second]).inserted == [first, second]
     again = storage.insert_events(db, [first, second, third])
     assert again.inserted == [third]
@@ -29,7 +24,7 @@ def test_inserting_the_same_messages_again_changes_nothing(db):
 
 
 def test_an_event_the_server_refuses_is_returned_with_its_error(db, monkeypatch):
-    good, bad = message(), message()
+    good, bad = make_message(), make_message()
 
     def refuse_second(documents, ordered):
         raise BulkWriteError(
@@ -48,7 +43,7 @@ def test_an_event_the_server_refuses_is_returned_with_its_error(db, monkeypatch)
 
 
 def test_dead_letters_keep_the_event_and_error_once_per_event(db):
-    event = message()
+    event = make_message()
     assert storage.dead_letter(db, [(event, "boom")]) == 1
     assert storage.dead_letter(db, [(event, "boom again")]) == 0
     [letter] = storage.dead_letters(db, limit=10)
@@ -61,7 +56,10 @@ def test_dead_letters_keep_the_event_and_error_once_per_event(db):
 
 
 def test_the_site_day_of_a_message_is_its_utc_day():
-    assert storage.site_day(message(timestamp="2025-11-16T00:30:00+01:00")) == ("site-abc-123", "2025-11-15")
+    assert storage.site_day(make_message(timestamp="2025-11-16T00:30:00+01:00")) == (
+        "site-abc-123",
+        "2025-11-15",
+    )
 
 
 def test_indexes_of_the_contract_exist_and_creating_them_again_is_harmless(db):
