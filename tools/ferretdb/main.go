@@ -7,12 +7,18 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"log"
+	"net/url"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	_ "modernc.org/sqlite" // the SQLite driver FerretDB itself uses; registers "sqlite"
 )
 
 func main() {
@@ -32,8 +38,109 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	go indexIDPushdownForever(ctx, sqliteDir(*sqliteURL), time.Second)
+
 	log.Printf("FerretDB listening on %s, data in %s", *listenAddr, *sqliteURL)
 	if err := server.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// FerretDB v1.24.2's SQLite backend indexes _id as `_ferretdb_sjson->"_id"` (the unique
+// index it creates with each collection), but pushes `{_id: <string or ObjectId>}` filters
+// of find, update and delete down as `WHERE _ferretdb_sjson->'$._id' = ?`
+// (metadata.IDColumn). SQLite matches index expressions syntactically, so that index is
+// never used and every lookup by _id scans the whole table. We add a second index on
+// exactly the pushed-down expression to every collection table.
+const (
+	idPushdownExpr        = `_ferretdb_sjson->'$._id'`
+	idPushdownIndexSuffix = "__id_pushdown"
+	ferretdbCatalogTable  = "_ferretdb_collections" // FerretDB's list of collections, not one
+)
+
+// tablesLackingIDPushdown lists the collection tables without the pushdown index.
+const tablesLackingIDPushdown = `
+	SELECT t.name FROM sqlite_master t
+	WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\' AND t.name <> ?
+	  AND NOT EXISTS (SELECT 1 FROM sqlite_master i WHERE i.type = 'index' AND i.name = t.name || ?)`
+
+// sqliteDir returns the directory of a FerretDB SQLite URI such as "file:data/" or
+// "file:/tmp/x/" (both forms parse differently: the first as Opaque, the second as Path).
+func sqliteDir(sqliteURL string) string {
+	u, err := url.Parse(sqliteURL)
+	if err != nil {
+		return "" // FerretDB itself rejects the URI
+	}
+	if u.Path != "" {
+		return u.Path
+	}
+	return u.Opaque
+}
+
+// indexIDPushdownForever indexes every database file in dir now and then every period,
+// since FerretDB creates a collection's table on its first insert. Errors are only logged.
+func indexIDPushdownForever(ctx context.Context, dir string, period time.Duration) {
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.sqlite")) // error only on a bad pattern
+		for _, file := range files {
+			if err := indexIDPushdown(ctx, file); err != nil && ctx.Err() == nil {
+				log.Printf("_id pushdown index for %s: %v", file, err)
+			}
+		}
+
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// indexIDPushdown creates the missing pushdown indexes of one database file. The
+// connection is opened per call and kept only for the check: mode=rw never creates a
+// file of a database FerretDB has just dropped, and the busy timeout waits for
+// FerretDB's writes instead of failing.
+func indexIDPushdown(ctx context.Context, file string) error {
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+
+	rows, err := db.QueryContext(ctx, tablesLackingIDPushdown, ferretdbCatalogTable, idPushdownIndexSuffix)
+	if err != nil {
+		return err
+	}
+	var tables []string
+	for rows.Next() {
+		var table string
+		if err := rows.Scan(&table); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, table)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+
+	for _, table := range tables {
+		// A table dropped since the query fails with "no such table"; it is only logged.
+		q := "CREATE INDEX IF NOT EXISTS " + quoteIdent(table+idPushdownIndexSuffix) +
+			" ON " + quoteIdent(table) + " (" + idPushdownExpr + ")"
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quoteIdent quotes an SQLite identifier.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
