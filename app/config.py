@@ -40,6 +40,12 @@ class Settings:
     task_retry_window_seconds: int = 900
     # Longest wait between two retries (exponential backoff with full jitter up to this).
     task_retry_backoff_max: int = 60
+    # How often a worker adds stored batches into the rollups `/stats` reads (app/compactor.py).
+    compact_interval_seconds: float = 0.5
+    # Seconds reporting answers stay cached in Redis: answers whose range includes today (in
+    # the asked time zone) or later, and answers about closed past ranges. 0 turns caching off.
+    cache_live_seconds: int = 2
+    cache_past_seconds: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -17,6 +17,10 @@ from pymongo.errors import BulkWriteError
 EVENTS = "events"
 # Events that could not be stored: the original message, the error and the time.
 DEAD_EVENTS = "dead_events"
+# Tallies of a site's UTC hour or day (see app/rollups.py), keyed by `rollups.rollup_id`.
+ROLLUPS = "rollups"
+# One document per batch the compactor has added into the rollups, keyed by batch id.
+ROLLUP_BATCHES = "rollup_batches"
 DUPLICATE_KEY = 11000
 
 EVENT_INDEXES = [
@@ -24,8 +28,9 @@ EVENT_INDEXES = [
     IndexModel([("user_id", ASCENDING)]),
     IndexModel([("timestamp", ASCENDING)]),
     IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)]),
-    # Makes a redelivered or retried message a no-op for the events it already stored.
-    IndexModel([("event_id", ASCENDING)], unique=True),
+    # Lets an operator find an event by the id its client sent. Uniqueness comes from `_id`,
+    # which is the event_id, so a redelivered or retried message is a no-op for stored events.
+    IndexModel([("event_id", ASCENDING)]),
 ]
 
 
@@ -34,10 +39,16 @@ def ensure_indexes(db: Database[Any]) -> None:
     db[EVENTS].create_indexes(EVENT_INDEXES)
 
 
-def event_document(message: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """The stored form of one queued event message (see `app.schemas.EventSchema`)."""
+def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
+    """The stored form of one queued event message (see `app.schemas.EventSchema`).
+
+    `_id` is the event_id: a server finds and deduplicates events by `_id` fastest.
+    `batch_id` records which queued batch stored the event (see `owned_events`).
+    """
     return {
+        "_id": message["event_id"],
         "event_id": message["event_id"],
+        "batch_id": batch_id,
         "site_id": message["site_id"],
         "event_type": message["event_type"],
         "path": message.get("path"),
@@ -56,14 +67,18 @@ def site_day(message: Mapping[str, Any]) -> tuple[str, str]:
 
 @dataclass
 class InsertOutcome:
-    """What storing a batch did: events new to the store, and events the store refused."""
+    """What storing a batch did: events new to the store, events it already held, and events
+    the store refused."""
 
     inserted: list[Mapping[str, Any]] = field(default_factory=list)
+    duplicates: list[Mapping[str, Any]] = field(default_factory=list)
     rejected: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
 
 
-def insert_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) -> InsertOutcome:
-    """Store queued event messages in one round trip.
+def insert_events(
+    db: Database[Any], messages: Sequence[Mapping[str, Any]], batch_id: str | None = None
+) -> InsertOutcome:
+    """Store queued event messages of one batch in one round trip.
 
     Events already stored (same `event_id`) are skipped, so storing the same messages again
     changes nothing. Events the server refuses for any other reason come back in `rejected`
@@ -73,11 +88,12 @@ def insert_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) -> I
         return InsertOutcome()
     now = datetime.now(UTC)
     try:
-        db[EVENTS].insert_many([event_document(m, now) for m in messages], ordered=False)
+        db[EVENTS].insert_many([event_document(m, now, batch_id) for m in messages], ordered=False)
     except BulkWriteError as error:
         failed = {e["index"]: e for e in error.details["writeErrors"]}
         return InsertOutcome(
             inserted=[m for i, m in enumerate(messages) if i not in failed],
+            duplicates=[messages[i] for i, e in failed.items() if e["code"] == DUPLICATE_KEY],
             rejected=[
                 (messages[i], e.get("errmsg", "rejected"))
                 for i, e in failed.items()
@@ -85,6 +101,13 @@ def insert_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) -> I
             ],
         )
     return InsertOutcome(inserted=list(messages))
+
+
+def owned_events(db: Database[Any], batch_id: str, event_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The stored events among `event_ids` that batch `batch_id` stored (not another batch
+    carrying the same event, such as a client's retry)."""
+    stored = (db[EVENTS].find_one({"_id": event_id}) for event_id in event_ids)
+    return [event for event in stored if event is not None and event.get("batch_id") == batch_id]
 
 
 def dead_letter(db: Database[Any], failures: Iterable[tuple[Mapping[str, Any], str]]) -> int:
@@ -135,3 +158,47 @@ def site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str
 def with_value(events_filter: Mapping[str, Any], field: str) -> dict[str, Any]:
     """Narrow a filter to events whose optional `field` (path, user_id) is set and not empty."""
     return {**events_filter, field: {"$nin": [None, ""]}}
+
+
+def events_between(db: Database[Any], site_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """A site's stored events with `start <= timestamp < end`: what statistics count, and
+    which batch stored each event when."""
+    fields = ("site_id", "event_type", "path", "user_id", "timestamp", "batch_id", "created_at")
+    projection = {"_id": 0, **dict.fromkeys(fields, 1)}
+    return list(db[EVENTS].find(site_events_filter(site_id, start, end), projection))
+
+
+def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored rollups among `rollup_ids`, by id.
+
+    One lookup per id rather than one `$in` query: on FerretDB only a filter on `_id` alone is
+    answered from an index; anything else scans the collection.
+    """
+    found = (db[ROLLUPS].find_one({"_id": rollup_id}) for rollup_id in dict.fromkeys(rollup_ids))
+    return {document["_id"]: document for document in found if document is not None}
+
+
+def save_rollup(db: Database[Any], document: dict[str, Any]) -> None:
+    """Store a rollup, or remove it when it counts nothing. Only the compactor writes rollups."""
+    if document["types"]:
+        db[ROLLUPS].replace_one({"_id": document["_id"]}, document, upsert=True)
+    else:
+        db[ROLLUPS].delete_one({"_id": document["_id"]})
+
+
+def applied_batches(db: Database[Any], batch_ids: Iterable[str]) -> set[str]:
+    """The batches among `batch_ids` already added into the rollups."""
+    return {batch_id for batch_id in batch_ids if db[ROLLUP_BATCHES].find_one({"_id": batch_id}) is not None}
+
+
+def mark_batches_applied(db: Database[Any], batch_ids: Iterable[str]) -> None:
+    """Record batches as added into the rollups; recording one again is a no-op."""
+    now = datetime.now(UTC)
+    documents = [{"_id": batch_id, "applied_at": now} for batch_id in batch_ids]
+    if not documents:
+        return
+    try:
+        db[ROLLUP_BATCHES].insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        if any(e["code"] != DUPLICATE_KEY for e in error.details["writeErrors"]):
+            raise

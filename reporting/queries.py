@@ -1,21 +1,65 @@
-"""The statistics questions, asked two ways that must always agree.
-
-`summary_from_events` reads the day's events and counts them in Python; `summary_from_pipelines`
-lets MongoDB count with aggregation pipelines. Both return a `DaySummary`.
+"""The statistics questions. Answers come from the rollups (`RollupTallies`), or from raw
+events when a time zone's offset does not fall on a UTC hour (`RawTallies`); `/stats/aggregated`
+asks MongoDB to count the raw events instead, as a cross-check of both.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from pymongo.database import Database
 
 from app import storage
+from app.rollups import Tally, TypeTally, cover
+from reporting.periods import Interval, Period
 
-TOP_PATHS = 10
+
+class Tallies(Protocol):
+    def tally(self, start: datetime, end: datetime) -> Tally: ...
+
+
+class RollupTallies:
+    """Tallies of a site's UTC intervals from the fewest hour and day rollups covering them."""
+
+    def __init__(self, db: Database[Any], site_id: str) -> None:
+        self.db = db
+        self.site_id = site_id
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.fetched: set[str] = set()
+
+    def tally(self, start: datetime, end: datetime) -> Tally:
+        buckets = cover(self.site_id, start, end)
+        assert buckets is not None, "RollupTallies serves hour-aligned intervals only"
+        wanted = [bucket.id for bucket in buckets]
+        missing = [rollup_id for rollup_id in wanted if rollup_id not in self.fetched]
+        self.documents.update(storage.rollup_documents(self.db, missing))
+        self.fetched.update(wanted)
+        total = Tally()
+        for rollup_id in wanted:
+            if rollup_id in self.documents:
+                total.add(Tally.from_document(self.documents[rollup_id]["types"]))
+        return total
+
+
+class RawTallies:
+    """Tallies of a site's intervals from its raw events, read once for the whole period."""
+
+    def __init__(self, db: Database[Any], period: Period) -> None:
+        self.events = storage.events_between(db, period.site_id, period.start, period.end)
+
+    def tally(self, start: datetime, end: datetime) -> Tally:
+        return Tally.of(event for event in self.events if start <= event["timestamp"] < end)
+
+
+def tallies_for(db: Database[Any], period: Period, intervals: Iterable[Interval]) -> Tallies:
+    """Rollups when they can answer every interval exactly, else raw events."""
+    if all(cover(period.site_id, i.start, i.end) is not None for i in intervals):
+        return RollupTallies(db, period.site_id)
+    return RawTallies(db, period)
 
 
 @dataclass(frozen=True)
@@ -25,63 +69,87 @@ class PathViews:
 
 
 @dataclass(frozen=True)
-class DaySummary:
-    site_id: str
-    date: date
+class Summary:
     total_views: int = 0
     unique_users: int = 0
     top_paths: list[PathViews] = field(default_factory=list)
 
 
-def rank_paths(views_by_path: dict[str, int], limit: int = TOP_PATHS) -> list[PathViews]:
-    """The `limit` paths with most views, ties broken by path ascending."""
-    ranked = sorted(views_by_path.items(), key=lambda item: (-item[1], item[0]))
-    return [PathViews(path, views) for path, views in ranked[:limit]]
+def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Values by count descending, ties broken by value ascending."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def summary_from_events(db: Database[Any], site_id: str, day: date) -> DaySummary:
-    events_filter = storage.site_events_filter(site_id, *storage.utc_day_bounds(day))
-    total = 0
-    users: set[str] = set()
-    views_by_path: Counter[str] = Counter()
-    for event in db[storage.EVENTS].find(events_filter, {"_id": 0, "path": 1, "user_id": 1}):
-        total += 1
-        if event.get("user_id"):
-            users.add(event["user_id"])
-        if event.get("path"):
-            views_by_path[event["path"]] += 1
-    return DaySummary(site_id, day, total, len(users), rank_paths(views_by_path))
+def summarise(tally: Tally, limit: int) -> Summary:
+    top = [PathViews(path, views) for path, views in ranked(tally.paths)[:limit]]
+    return Summary(tally.events, len(tally.users), top)
 
 
-def summary_from_pipelines(db: Database[Any], site_id: str, day: date) -> DaySummary:
-    # The local FerretDB has no $facet and its $group knows only $sum and $count, so each
-    # figure is its own small pipeline, and distinct users are grouped, then counted.
-    events = db[storage.EVENTS]
-    events_filter = storage.site_events_filter(site_id, *storage.utc_day_bounds(day))
-    total = events.count_documents(events_filter)
-    users = _first_count(
-        events.aggregate(
-            [
-                {"$match": storage.with_value(events_filter, "user_id")},
-                {"$group": {"_id": "$user_id"}},
-                {"$group": {"_id": None, "count": {"$sum": 1}}},
-            ]
-        )
-    )
-    top = events.aggregate(
+def summary(db: Database[Any], period: Period, limit: int) -> Summary:
+    whole = Interval("", period.start, period.end)
+    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
+    return summarise(tally.selected(period.event_type), limit)
+
+
+@dataclass(frozen=True)
+class Point:
+    start: str
+    views: int
+    unique_users: int
+
+
+def timeseries(db: Database[Any], period: Period, interval: str) -> list[Point]:
+    """Views and distinct users per hour or day of the period, empty buckets included."""
+    buckets = list(period.hours() if interval == "hour" else period.days())
+    tallies = tallies_for(db, period, buckets)
+    points = []
+    for bucket in buckets:
+        tally = tallies.tally(bucket.start, bucket.end).selected(period.event_type)
+        points.append(Point(bucket.label, tally.events, len(tally.users)))
+    return points
+
+
+@dataclass(frozen=True)
+class Row:
+    value: str
+    views: int
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    total: int
+    results: list[Row]
+
+
+def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
+    """Views per path or per event type, most viewed first, one page of them."""
+    whole = Interval("", period.start, period.end)
+    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end).selected(period.event_type)
+    counts = tally.paths if by == "path" else Counter({name: t.events for name, t in tally.types.items()})
+    rows = ranked(counts)
+    return Breakdown(len(rows), [Row(value, views) for value, views in rows[offset : offset + limit]])
+
+
+def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summary:
+    """The summary as one aggregation pipeline over the raw events computes it.
+
+    The local FerretDB has no $facet and its $group knows only $sum and $count, so the
+    pipeline counts events per (user, path) and the few resulting rows are added up here.
+    """
+    events_filter = storage.site_events_filter(period.site_id, period.start, period.end)
+    if period.event_type is not None:
+        events_filter["event_type"] = period.event_type
+    rows = db[storage.EVENTS].aggregate(
         [
-            {"$match": storage.with_value(events_filter, "path")},
-            {"$group": {"_id": "$path", "views": {"$sum": 1}}},
-            {"$sort": {"views": -1, "_id": 1}},
-            {"$limit": TOP_PATHS},
+            {"$match": events_filter},
+            {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
         ]
     )
-    top_paths = [PathViews(row["_id"], row["views"]) for row in top]
-    return DaySummary(site_id, day, total, users, top_paths)
-
-
-def _first_count(rows: Any) -> int:
+    counted = TypeTally()
     for row in rows:
-        count: int = row["count"]
-        return count
-    return 0
+        counted.events += row["events"]
+        if row["_id"].get("user_id"):
+            counted.users.add(row["_id"]["user_id"])
+        if row["_id"].get("path"):
+            counted.paths[row["_id"]["path"]] += row["events"]
+    return summarise(Tally({"matched": counted}), limit)

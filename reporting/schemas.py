@@ -1,17 +1,97 @@
-"""Query-string schemas of the reporting endpoints."""
+"""Query-string schemas of the reporting endpoints; each loads into a `Period` and options."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from app.schemas import MISSING_MESSAGE
+from reporting.periods import Period
+
+MAX_DAYS = 366
+MAX_HOURLY_DAYS = 31
+MAX_LIMIT = 100
+UTC_ZONE = ZoneInfo("UTC")
 
 
-class StatsQuerySchema(Schema):
+class TimeZone(fields.Field):
+    """An IANA time zone name such as `Europe/Berlin`, loaded as a ZoneInfo."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> ZoneInfo:
+        try:
+            return ZoneInfo(str(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError("Not a known IANA time zone, such as Europe/Berlin.") from None
+
+
+class SiteQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # a dashboard's cache-busting parameter is not an error
+
     site_id = fields.String(
         required=True, validate=validate.Length(min=1, max=128), error_messages={"required": MISSING_MESSAGE}
     )
-    date = fields.Date(format="%Y-%m-%d", required=True, error_messages={"required": MISSING_MESSAGE})
+
+
+class PeriodQuerySchema(SiteQuerySchema):
+    """`date`, or `start` and `end` (inclusive, at most MAX_DAYS days), as days of `tz`."""
+
+    date = fields.Date(format="%Y-%m-%d")
+    start = fields.Date(format="%Y-%m-%d")
+    end = fields.Date(format="%Y-%m-%d")
+    tz = TimeZone(load_default=UTC_ZONE)
+    event_type = fields.String(validate=validate.Length(min=1, max=64))
+
+    max_days = MAX_DAYS
+
+    @validates_schema
+    def _one_period(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "date" in data:
+            if "start" in data or "end" in data:
+                raise ValidationError("Give either date or start and end.", "date")
+            return
+        if "start" not in data or "end" not in data:
+            raise ValidationError(MISSING_MESSAGE, "date")
+        if data["end"] < data["start"]:
+            raise ValidationError("end must not be before start.", "end")
+        if data["end"] - data["start"] >= timedelta(days=self.max_days):
+            raise ValidationError(f"A range spans at most {self.max_days} days.", "end")
+
+    @post_load
+    def _period(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        first: date = data.pop("date", None) or data.pop("start")
+        last: date = data.pop("end", first)
+        zone = data.pop("tz", UTC_ZONE)
+        data["period"] = Period(data.pop("site_id"), first, last, zone, data.pop("event_type", None))
+        return data
+
+
+class StatsQuerySchema(PeriodQuerySchema):
+    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
+
+
+class TimeseriesQuerySchema(PeriodQuerySchema):
+    interval = fields.String(load_default="day", validate=validate.OneOf(["hour", "day"]))
+
+    @validates_schema
+    def _hourly_span(self, data: dict[str, Any], **kwargs: Any) -> None:
+        first, last = data.get("start"), data.get("end")
+        long_range = first and last and last - first >= timedelta(days=MAX_HOURLY_DAYS)
+        if data.get("interval") == "hour" and long_range:
+            raise ValidationError(f"An hourly series spans at most {MAX_HOURLY_DAYS} days.", "end")
+
+
+class BreakdownQuerySchema(PeriodQuerySchema):
+    by = fields.String(required=True, validate=validate.OneOf(["path", "event_type"]))
+    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 stats_query_schema = StatsQuerySchema()
+site_day_schema = PeriodQuerySchema(only=("site_id", "date"))
+timeseries_query_schema = TimeseriesQuerySchema()
+breakdown_query_schema = BreakdownQuerySchema()
+site_query_schema = SiteQuerySchema()

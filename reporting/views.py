@@ -4,66 +4,137 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
-from marshmallow import ValidationError
-from pymongo.database import Database
+from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
-from app import broker, counters, storage
+from app import broker, compactor, counters, realtime, storage
 from app.errors import error_response
 from app.extensions import mongo, redis_store
-from reporting.queries import DaySummary, summary_from_events, summary_from_pipelines
-from reporting.schemas import stats_query_schema
+from reporting import queries
+from reporting.cache import cached
+from reporting.periods import Period
+from reporting.schemas import (
+    breakdown_query_schema,
+    site_day_schema,
+    site_query_schema,
+    stats_query_schema,
+    timeseries_query_schema,
+)
 
 bp = Blueprint("reporting", __name__)
 
 MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
+# Parameters whose errors get the contract's MISSING_PARAMETERS message.
+PERIOD_PARAMETERS = {"site_id", "date", "start", "end"}
 
-Summarise = Callable[[Database[Any], str, date], DaySummary]
 
-
-def site_day_query() -> dict[str, Any]:
-    """The `site_id` and `date` parameters, or the contract's 400."""
+def load_query(schema: Schema) -> dict[str, Any]:
+    """The request's parameters loaded by `schema`, or a 400 in the contract's shape."""
     try:
-        query: dict[str, Any] = stats_query_schema.load(request.args)
+        query: dict[str, Any] = schema.load(request.args)
     except ValidationError as error:
-        abort(error_response(400, MISSING_PARAMETERS, error.normalized_messages()))
+        errors = error.normalized_messages()
+        if PERIOD_PARAMETERS & errors.keys():
+            message = MISSING_PARAMETERS
+        else:
+            message = f"Invalid parameters: {', '.join(sorted(errors))}"
+        abort(error_response(400, message, errors))
     return query
 
 
-def _stats_response(summarise: Summarise) -> ResponseReturnValue:
-    query = site_day_query()
-    summary = summarise(mongo.db, query["site_id"], query["date"])
-    body = asdict(summary)
-    body["date"] = summary.date.isoformat()
-    return jsonify(body)
+def describe(period: Period) -> dict[str, Any]:
+    """The period as the answer echoes it: `date`, or `start` and `end`; `tz` and
+    `event_type` when asked for."""
+    body: dict[str, Any] = {"site_id": period.site_id}
+    if period.first_day == period.last_day and "date" in request.args:
+        body["date"] = period.first_day.isoformat()
+    else:
+        body["start"], body["end"] = period.first_day.isoformat(), period.last_day.isoformat()
+    if "tz" in request.args:
+        body["tz"] = period.tz.key
+    if period.event_type is not None:
+        body["event_type"] = period.event_type
+    return body
+
+
+def cached_response(period: Period, compute: Callable[[], dict[str, Any]]) -> Response:
+    body, hit = cached(period, compute)
+    response = jsonify(body)
+    response.headers["X-Cache"] = "hit" if hit else "miss"
+    return response
 
 
 @bp.get("/stats")
 def stats() -> ResponseReturnValue:
-    return _stats_response(summary_from_events)
+    query = load_query(stats_query_schema)
+    period = query["period"]
+    return cached_response(
+        period, lambda: describe(period) | asdict(queries.summary(mongo.db, period, query["limit"]))
+    )
 
 
 @bp.get("/stats/aggregated")
 def stats_aggregated() -> ResponseReturnValue:
-    return _stats_response(summary_from_pipelines)
+    """Computed from the raw events on every call: the cross-check of `/stats`, never cached."""
+    query = load_query(stats_query_schema)
+    period = query["period"]
+    return jsonify(describe(period) | asdict(queries.summary_from_pipeline(mongo.db, period, query["limit"])))
+
+
+@bp.get("/stats/timeseries")
+def stats_timeseries() -> ResponseReturnValue:
+    query = load_query(timeseries_query_schema)
+    period, interval = query["period"], query["interval"]
+
+    def compute() -> dict[str, Any]:
+        points = queries.timeseries(mongo.db, period, interval)
+        return describe(period) | {"interval": interval, "series": [asdict(point) for point in points]}
+
+    return cached_response(period, compute)
+
+
+@bp.get("/stats/breakdown")
+def stats_breakdown() -> ResponseReturnValue:
+    query = load_query(breakdown_query_schema)
+    period, by, limit, offset = query["period"], query["by"], query["limit"], query["offset"]
+
+    def compute() -> dict[str, Any]:
+        found = queries.breakdown(mongo.db, period, by, limit, offset)
+        page = {"by": by, "total": found.total, "limit": limit, "offset": offset}
+        return describe(period) | page | {"results": [asdict(row) for row in found.results]}
+
+    return cached_response(period, compute)
+
+
+@bp.get("/stats/realtime")
+def stats_realtime() -> ResponseReturnValue:
+    """Events and distinct users of the last five minutes, from Redis; never cached."""
+    site_id = load_query(site_query_schema)["site_id"]
+    recent = realtime.recent(redis_store.client, site_id)
+    return jsonify(
+        site_id=site_id,
+        window_seconds=realtime.WINDOW_SECONDS,
+        events=recent.events,
+        unique_users=recent.unique_users,
+    )
 
 
 @bp.get("/health/pipeline")
 def pipeline_health() -> ResponseReturnValue:
-    """Queue depth, unacknowledged messages, the oldest message's age and the event counts.
+    """Queue depth, unacknowledged messages, the oldest message's age, the event counts and
+    the batches stored but not yet in the rollups.
 
     With `site_id` and `date`, the counts are that site's on that UTC day.
     """
     client = redis_store.client
     if request.args.get("site_id") or request.args.get("date"):
-        query = site_day_query()
-        counts = counters.for_site_day(client, query["site_id"], query["date"].isoformat())
+        period = load_query(site_day_schema)["period"]
+        counts = counters.for_site_day(client, period.site_id, period.first_day.isoformat())
     else:
         counts = counters.totals(client)
     queue = broker.snapshot(client)
@@ -78,6 +149,7 @@ def pipeline_health() -> ResponseReturnValue:
             # Queued, in flight, or a client's retry of an event already stored.
             "unaccounted": counts.accepted - counts.persisted - dead,
         },
+        rollups={"backlog": compactor.backlog(client)},
     )
 
 

@@ -1,19 +1,22 @@
 """Periodic work every worker offers and one at a time performs: sending again the batches
-the ledger says were lost between the broker and the workers (see app/ledger.py)."""
+the ledger says were lost between the broker and the workers (see app/ledger.py), and
+adding the workers' deltas into the rollups (see app/compactor.py)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, ClassVar
 
 import redis
 from celery import bootsteps
 from flask import Flask
+from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from app import ledger
+from app import compactor, ledger
 from app.config import Settings
-from app.extensions import redis_store
+from app.extensions import mongo, redis_store
 from tasks.persist import publish
 
 logger = logging.getLogger(__name__)
@@ -66,3 +69,42 @@ class LedgerCheck(bootsteps.StartStopStep):
                 resend_lost_batches(redis_store.client, flask_app.extensions["settings"])
             except RedisError as error:
                 logger.warning("ledger check skipped, Redis unreachable: %s", error)
+
+
+class RollupCompactor(bootsteps.StartStopStep):
+    """Runs `compactor.compact` every COMPACT_INTERVAL_SECONDS in a thread of the worker's
+    main process. Every worker runs one; the compactor's lock lets one at a time work.
+
+    A thread rather than the consumer's timer: a round does MongoDB I/O that must not stall
+    the main process's handing out of messages.
+    """
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, worker: Any) -> None:
+        flask_app: Flask = worker.app.flask_app
+        interval = flask_app.extensions["settings"].compact_interval_seconds
+        self.stopping.clear()
+        self.thread = threading.Thread(
+            target=self.run, args=(flask_app, interval), name="rollup-compactor", daemon=True
+        )
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=compactor.LOCK_SECONDS)
+            self.thread = None
+
+    shutdown = stop
+
+    def run(self, flask_app: Flask, interval: float) -> None:
+        while not self.stopping.wait(interval):
+            with flask_app.app_context():
+                try:
+                    compactor.compact(mongo.db, redis_store.client)
+                except (RedisError, PyMongoError) as error:
+                    logger.warning("rollup compaction skipped this round: %s", error)

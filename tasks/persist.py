@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -25,7 +26,7 @@ from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError
 from redis.exceptions import RedisError
 
-from app import counters, ledger, storage
+from app import compactor, counters, ledger, realtime, storage
 from app.config import Settings, current_settings
 from app.extensions import mongo, redis_store
 from celeryconfig import ENQUEUED_AT
@@ -40,16 +41,24 @@ TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeout
 def store_batch(
     db: Database[Any], client: redis.Redis, batch_id: str, messages: Sequence[Mapping[str, Any]]
 ) -> int:
-    """Store a batch, dead-letter the events MongoDB refuses, count the new ones as persisted
-    and settle the batch in the ledger; return how many events were new.
+    """Store a batch, dead-letter the events MongoDB refuses, then in one Redis round trip
+    hand the batch's tallies to the rollups, remember its recent events, count the new ones
+    as persisted and settle the batch in the ledger; return how many events were new.
 
-    Safe to run again for the same batch: stored events and dead letters are keyed by event id.
+    Safe to run again for the same batch: stored events and dead letters are keyed by event
+    id, and the tallies cover the events this batch stored, whichever run stored them.
     """
-    outcome = storage.insert_events(db, messages)
+    outcome = storage.insert_events(db, messages, batch_id)
     if outcome.rejected:
         logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
         storage.dead_letter(db, outcome.rejected)
-    pipe = client.pipeline(transaction=False)
+    now = datetime.now(UTC)
+    owned = [storage.event_document(message, now, batch_id) for message in outcome.inserted]
+    owned += storage.owned_events(db, batch_id, (message["event_id"] for message in outcome.duplicates))
+    # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
+    pipe = client.pipeline(transaction=True)
+    compactor.append_batch(pipe, batch_id, owned)
+    realtime.record(pipe, owned)
     counters.add(pipe, counters.PERSISTED, outcome.inserted)
     ledger.settle(pipe, batch_id)
     pipe.execute()

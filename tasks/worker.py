@@ -8,11 +8,12 @@ from celery.signals import worker_init
 
 from app import create_app, storage
 from app.extensions import mongo
-from tasks.maintenance import LedgerCheck
+from tasks.maintenance import LedgerCheck, RollupCompactor
 
 flask_app = create_app("worker")
 celery_app = flask_app.extensions["celery"]
 celery_app.steps["consumer"].add(LedgerCheck)
+celery_app.steps["worker"].add(RollupCompactor)
 
 
 @worker_init.connect

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
@@ -12,9 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
-from app import create_app, extensions, storage
+from app import compactor, create_app, extensions, storage
 from app.config import Settings
 from app.extensions import mongo, redis_store
+from app.schemas import to_message
+from tasks.persist import store_batch
 
 
 @pytest.fixture
@@ -65,5 +68,19 @@ def ingestion(ingestion_app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def reporting(settings: Settings, db: Database[Any]) -> FlaskClient:
+def reporting(settings: Settings, db: Database[Any], counter_store: fakeredis.FakeRedis) -> FlaskClient:
     return create_app("reporting", settings).test_client()
+
+
+StoreEvents = Callable[..., None]
+
+
+@pytest.fixture
+def store(db: Database[Any], counter_store: fakeredis.FakeRedis) -> StoreEvents:
+    """Store client events as a worker does, as one batch, and add them into the rollups."""
+
+    def store_events(events: list[dict[str, Any]], batch_id: str | None = None) -> None:
+        store_batch(db, counter_store, batch_id or uuid.uuid4().hex, [to_message(e) for e in events])
+        compactor.compact(db, counter_store)
+
+    return store_events

@@ -24,7 +24,7 @@ def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_st
 def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, counter_store, monkeypatch):
     good, bad = make_message(), make_message()
     outcome = storage.InsertOutcome(inserted=[good], rejected=[(bad, "Document failed validation")])
-    monkeypatch.setattr(storage, "insert_events", lambda db, messages: outcome)
+    monkeypatch.setattr(storage, "insert_events", lambda db, messages, batch_id: outcome)
     assert persist.store_batch(db, counter_store, "batch-1", [good, bad]) == 1
     [letter] = storage.dead_letters(db, limit=5)
     assert letter["event"] == bad

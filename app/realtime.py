@@ -1,0 +1,63 @@
+"""The last few minutes of each site, kept in Redis by the workers for `/stats/realtime`.
+
+Rollups are hourly, so they cannot answer "the last five minutes". Workers add each stored
+event with a timestamp in the recent past to two sorted sets per site: event ids scored by
+timestamp, and user ids scored by their latest timestamp. Adding the same event again (a
+redelivered batch) changes nothing, so the counts stay exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+WINDOW_SECONDS = 300
+# Kept a little longer than the window so a late write of a recent event still counts.
+KEEP_SECONDS = 2 * WINDOW_SECONDS
+PREFIX = "analytics:realtime"
+
+
+def _keys(site_id: str) -> tuple[str, str]:
+    return f"{PREFIX}:{site_id}:events", f"{PREFIX}:{site_id}:users"
+
+
+def record(
+    pipe: redis.client.Pipeline, events: Iterable[Mapping[str, Any]], now: float | None = None
+) -> None:
+    """Add 'remember these stored events if recent' to the pipeline's commands."""
+    oldest = (now or time.time()) - KEEP_SECONDS
+    by_site: dict[str, list[tuple[str, str | None, float]]] = {}
+    for event in events:
+        moment = event["timestamp"].timestamp()
+        if moment >= oldest:
+            by_site.setdefault(event["site_id"], []).append((event["event_id"], event.get("user_id"), moment))
+    for site_id, recent in by_site.items():
+        events_key, users_key = _keys(site_id)
+        pipe.zadd(events_key, {event_id: moment for event_id, _, moment in recent})
+        users = {user_id: moment for _, user_id, moment in recent if user_id}
+        if users:
+            pipe.zadd(users_key, users, gt=True)
+        for key in (events_key, users_key):
+            pipe.zremrangebyscore(key, "-inf", oldest)
+            pipe.expire(key, KEEP_SECONDS)
+
+
+@dataclass(frozen=True)
+class Recent:
+    events: int
+    unique_users: int
+
+
+def recent(client: redis.Redis, site_id: str, now: float | None = None) -> Recent:
+    """Events with a timestamp in the last WINDOW_SECONDS (or later: a client's clock may run
+    ahead), and their distinct users."""
+    since = (now or time.time()) - WINDOW_SECONDS
+    pipe = client.pipeline(transaction=False)
+    for key in _keys(site_id):
+        pipe.zcount(key, since, "+inf")
+    events, users = pipe.execute()
+    return Recent(int(events), int(users))

@@ -1,0 +1,170 @@
+"""Pre-aggregated counts of events: what a rollup holds, how rollups combine, where they live.
+
+A `Tally` counts events per event type: how many, which distinct users, how many per path.
+Users are kept as the set itself, not a count, so the tallies of any hours and days can be
+combined into an exact number of distinct users. Rollups are tallies of one site over one UTC
+hour or one UTC day; the worker turns each batch into per-hour deltas and the compactor
+(`app/compactor.py`) adds them into hour and day rollups.
+
+Paths and their counts are kept as two parallel arrays: not as document keys, since paths
+may hold `.` or start with `$`, which neither MongoDB nor FerretDB allow in keys; and not as
+[path, count] pairs, since FerretDB stores no arrays inside arrays.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+LEVELS = {"hour": HOUR, "day": DAY}
+
+
+@dataclass
+class TypeTally:
+    events: int = 0
+    users: set[str] = field(default_factory=set)
+    paths: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: TypeTally) -> None:
+        self.events += other.events
+        self.users |= other.users
+        self.paths.update(other.paths)
+
+
+@dataclass
+class Tally:
+    """Event counts by event type, addable and exact."""
+
+    types: dict[str, TypeTally] = field(default_factory=dict)
+
+    def count(self, event: Mapping[str, Any]) -> None:
+        """Count one event (a stored document or a queue message)."""
+        tally = self.types.setdefault(event["event_type"], TypeTally())
+        tally.events += 1
+        if event.get("user_id"):
+            tally.users.add(event["user_id"])
+        if event.get("path"):
+            tally.paths[event["path"]] += 1
+
+    def add(self, other: Tally) -> None:
+        for event_type, tally in other.types.items():
+            self.types.setdefault(event_type, TypeTally()).add(tally)
+
+    def selected(self, event_type: str | None) -> Tally:
+        """This tally, or only its `event_type` part."""
+        if event_type is None:
+            return self
+        return Tally({event_type: self.types[event_type]} if event_type in self.types else {})
+
+    @property
+    def events(self) -> int:
+        return sum(tally.events for tally in self.types.values())
+
+    @property
+    def users(self) -> set[str]:
+        return set().union(*(tally.users for tally in self.types.values()))
+
+    @property
+    def paths(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for tally in self.types.values():
+            total.update(tally.paths)
+        return total
+
+    def to_document(self) -> list[dict[str, Any]]:
+        """The stored form; sorted, so equal tallies give equal documents."""
+        documents = []
+        for event_type, tally in sorted(self.types.items()):
+            paths = sorted(tally.paths)
+            documents.append(
+                {
+                    "event_type": event_type,
+                    "events": tally.events,
+                    "users": sorted(tally.users),
+                    "paths": paths,
+                    "path_views": [tally.paths[path] for path in paths],
+                }
+            )
+        return documents
+
+    @classmethod
+    def from_document(cls, types: Iterable[Mapping[str, Any]]) -> Tally:
+        tally = cls()
+        for row in types:
+            paths = Counter(dict(zip(row["paths"], row["path_views"], strict=True)))
+            tally.types[row["event_type"]] = TypeTally(row["events"], set(row["users"]), paths)
+        return tally
+
+    @classmethod
+    def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:
+        tally = cls()
+        for event in events:
+            tally.count(event)
+        return tally
+
+
+def floor_to(moment: datetime, level: str) -> datetime:
+    """The start of the UTC hour or day holding `moment`."""
+    moment = moment.astimezone(UTC)
+    if level == "day":
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def rollup_id(site_id: str, level: str, start: datetime) -> str:
+    """The `_id` of a site's rollup of one UTC hour or day, e.g. `site-1|hour|2025-11-15T10`."""
+    stamp = start.strftime("%Y-%m-%d") if level == "day" else start.strftime("%Y-%m-%dT%H")
+    return f"{site_id}|{level}|{stamp}"
+
+
+def hourly_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], Tally]:
+    """Tallies of stored event documents by site and UTC hour."""
+    tallies: dict[tuple[str, datetime], Tally] = {}
+    for event in events:
+        key = (event["site_id"], floor_to(event["timestamp"], "hour"))
+        tallies.setdefault(key, Tally()).count(event)
+    return tallies
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One stored rollup: a site's UTC hour or day."""
+
+    site_id: str
+    level: str
+    start: datetime
+
+    @property
+    def id(self) -> str:
+        return rollup_id(self.site_id, self.level, self.start)
+
+
+def containing_buckets(site_id: str, hour: datetime) -> tuple[Bucket, Bucket]:
+    """The hour rollup and the day rollup an hourly delta adds into."""
+    return Bucket(site_id, "hour", hour), Bucket(site_id, "day", floor_to(hour, "day"))
+
+
+def cover(site_id: str, start: datetime, end: datetime) -> list[Bucket] | None:
+    """The fewest rollups that exactly cover the UTC interval [start, end): whole days where
+    possible, hours at the edges. None when the interval does not start and end on a UTC hour
+    (a time zone offset such as +05:30): rollups cannot answer it, raw events must.
+    """
+    if floor_to(start, "hour") != start or floor_to(end, "hour") != end:
+        return None
+    return list(_cover(site_id, start.astimezone(UTC), end.astimezone(UTC)))
+
+
+def _cover(site_id: str, start: datetime, end: datetime) -> Iterator[Bucket]:
+    moment = start
+    while moment < end:
+        if floor_to(moment, "day") == moment and moment + DAY <= end:
+            yield Bucket(site_id, "day", moment)
+            moment += DAY
+        else:
+            yield Bucket(site_id, "hour", moment)
+            moment += HOUR

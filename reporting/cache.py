@@ -1,0 +1,62 @@
+"""Reporting answers cached in Redis for a few seconds, or longer for closed past ranges.
+
+An answer about a range that includes today (in the asked time zone) lives at most
+CACHE_LIVE_SECONDS, one about past days at most CACHE_PAST_SECONDS. And the key holds the
+site's rollup generation (`compactor.generation`), so once the compactor adds new events of
+the site, or a rebuild changes its rollups, no earlier answer is served again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+from flask import request
+from redis.exceptions import RedisError
+
+from app import compactor
+from app.config import current_settings
+from app.extensions import redis_store
+from reporting.periods import Period
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "analytics:cache"
+
+
+def cache_key(client: redis.Redis, site_id: str) -> str:
+    """The site's rollup generation, and the request's path and parameters in a canonical order."""
+    query = urlencode(sorted(request.args.items(multi=True)))
+    return f"{PREFIX}:{compactor.generation(client, site_id)}:{request.path}?{query}"
+
+
+def ttl_for(period: Period) -> int:
+    settings = current_settings()
+    return settings.cache_live_seconds if period.includes_today() else settings.cache_past_seconds
+
+
+def cached(period: Period, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """The answer for this request, from the cache when there; and whether it was."""
+    ttl = ttl_for(period)
+    if ttl <= 0:
+        return compute(), False
+    client = redis_store.client
+    try:
+        key = cache_key(client, period.site_id)
+        hit = client.get(key)
+    except RedisError as error:
+        logger.warning("reporting cache unreachable, answering uncached: %s", error)
+        return compute(), False
+    if hit is not None:
+        body: dict[str, Any] = json.loads(hit)
+        return body, True
+    body = compute()
+    try:
+        client.set(key, json.dumps(body), ex=ttl)
+    except RedisError as error:
+        logger.warning("could not cache a reporting answer: %s", error)
+    return body, False
