@@ -50,8 +50,9 @@ def register_blueprints(app: Flask, service: Service) -> None:
 
 
 def register_commands(app: Flask, service: Service) -> None:
-    from app.commands import create_indexes_command, replay_dead_command
+    from app.commands import create_indexes_command, rebuild_rollups_command, replay_dead_command
 
     app.cli.add_command(create_indexes_command)
+    app.cli.add_command(rebuild_rollups_command)
     if service in CELERY_SERVICES:
         app.cli.add_command(replay_dead_command)

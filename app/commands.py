@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
-from app import storage
-from app.extensions import mongo
+from app import compactor, storage
+from app.extensions import mongo, redis_store
 from tasks.persist import enqueue_events
 
 
@@ -36,3 +38,16 @@ def replay_dead_command(batch_size: int) -> None:
         replayed += len(letters)
         remaining -= len(letters)
     click.echo(f"Re-enqueued {replayed} dead-lettered events")
+
+
+@click.command("rebuild-rollups")
+@click.option("--site-id", required=True, help="The site whose rollups to recompute.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC day.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (default: --start).")
+def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None) -> None:
+    """Recompute a site's hour and day rollups of UTC days START..END from its raw events."""
+    last = (end or start).date()
+    if last < start.date():
+        raise click.BadParameter("must not be before --start", param_hint="--end")
+    counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last)
+    click.echo(f"Rebuilt the rollups of {site_id} from {start.date()} to {last}: {counted} events")

@@ -38,7 +38,10 @@ def record(
     for site_id, recent in by_site.items():
         events_key, users_key = _keys(site_id)
         pipe.zadd(events_key, {event_id: moment for event_id, _, moment in recent})
-        users = {user_id: moment for _, user_id, moment in recent if user_id}
+        users: dict[str, float] = {}
+        for _, user_id, moment in recent:
+            if user_id:
+                users[user_id] = max(moment, users.get(user_id, moment))
         if users:
             pipe.zadd(users_key, users, gt=True)
         for key in (events_key, users_key):

@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from redis import Redis
 
 from app.local_services import mongo_argv, redis_argv
-from tests.integration.client import TIMEOUT, get_stats, post_event
+from tests.integration.client import TIMEOUT, post_event
 from tests.integration.conftest import LocalServer, start_local_server, start_service, start_worker
 from tests.integration.processes import ManagedProcess, wait_until
 
@@ -111,9 +111,6 @@ class Stack:
 
     def redis_client(self) -> Redis:
         return Redis.from_url(self.env["REDIS_URL"])
-
-    def stats(self, site_id: str, day: str) -> dict[str, Any]:
-        return get_stats(self.reporting_url, site_id, day)
 
     def pipeline_health(self, **params: str) -> dict[str, Any]:
         response = requests.get(f"{self.reporting_url}/health/pipeline", params=params, timeout=TIMEOUT)

@@ -122,6 +122,7 @@ def test_realtime_counts_the_last_five_minutes_only(reporting, store):
             make_event(timestamp=(now - timedelta(seconds=30)).isoformat(), user_id="a"),
             make_event(timestamp=(now - timedelta(seconds=90)).isoformat(), user_id="a"),
             make_event(timestamp=(now - timedelta(seconds=120)).isoformat(), user_id="b"),
+            make_event(timestamp=(now - timedelta(minutes=7)).isoformat(), user_id="b"),  # b's latest counts
             make_event(timestamp=(now - timedelta(minutes=6)).isoformat(), user_id="c"),
             make_event(timestamp="2025-11-15T10:00:00Z", user_id="d"),
         ]
