@@ -109,3 +109,19 @@ def test_the_rebuild_command_reports_what_it_counted(ingestion_app, store):
         args=["rebuild-rollups", "--site-id", "s", "--start", "2025-11-16", "--end", "2025-11-15"]
     )
     assert backwards.exit_code != 0
+
+
+def test_a_batch_stored_while_a_rebuild_runs_is_counted_once(db, counter_store, monkeypatch):
+    store_batch(db, counter_store, "before", [make_message()])
+    drain = compactor._drain
+
+    def drain_then_a_worker_stores_a_batch(*args):
+        consumed = drain(*args)
+        store_batch(db, counter_store, "during", [make_message()])
+        return consumed
+
+    monkeypatch.setattr(compactor, "_drain", drain_then_a_worker_stores_a_batch)
+    compactor.rebuild(db, counter_store, "site-abc-123", date(2025, 11, 15), date(2025, 11, 15))
+    monkeypatch.undo()
+    compactor.compact(db, counter_store)
+    assert rollup_summary(db).total_views == 2
