@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-worker test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-worker bench-reporting test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-ingest: install redis-server-bin ## Ingestion throughput and latency again
 
 bench-worker: install local-servers ## Worker throughput: batch design vs one task per event (prints a table)
 	$(PYTHON) -m bench.worker --profile
+
+bench-reporting: install redis-server-bin mongo-bin ## Reporting latency over N synthetic events, cache off and on (N=1000000)
+	$(PYTHON) -m bench.reporting --events $(or $(N),1000000)
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,497 @@
+"""Reporting latency over a synthetic data set, with the answer cache off and on.
+
+    .venv/bin/python -m bench.reporting [--events 1000000] [--requests 100]
+
+It starts a fresh Redis and MongoDB server on loopback, loads N events of 100 sites over the
+30 UTC days ending yesterday (Zipf-distributed sites, paths and users, a daily cycle) through
+the worker's own `store_batch` and `compactor.compact`, checks that `/stats` equals
+`/stats/aggregated`, then times `/stats`, `/stats/timeseries`, `/stats/breakdown` and
+`/stats/aggregated` on one gunicorn reporting process, sequentially over one keep-alive
+connection. It prints figures and never asserts them; everything stops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from bisect import bisect
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate, islice, pairwise
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from app import compactor, create_app, storage
+from app.config import Settings
+from app.extensions import mongo, redis_store
+from app.local_services import mongo_argv
+from app.rollups import Tally
+from app.schemas import to_message
+from bench.ingest import gunicorn
+from bench.worker import pid_of, process_tree_cpu, servers
+from reporting.queries import summarise
+from reporting.schemas import stats_query_schema
+from tasks.persist import store_batch
+
+DAYS = 30
+SITES = 100
+PATHS_PER_SITE = 500
+SITE_EXPONENT = 1.1
+PATH_EXPONENT = 1.1
+EVENTS_PER_USER = 5
+# A user's index in the site's pool is pool * u**USER_SKEW for uniform u: a few users come often.
+USER_SKEW = 2.0
+EVENT_TYPES = {"page_view": 0.90, "click": 0.08, "signup": 0.02}
+# Traffic over a UTC day: 1 + DAILY_SWING * cos(...), highest at PEAK_HOUR.
+DAILY_SWING = 0.6
+PEAK_HOUR = 15
+SEED = 20251115
+
+BATCH_SIZE = 1000
+COMPACT_EVERY = 20  # batches
+PROGRESS_EVERY = 100_000  # events
+WARM_UP = 5
+# Ask for the defaults explicitly, so a `.env` turning the cache off does not skew "on".
+CACHE_ENV = {
+    "off": {"CACHE_LIVE_SECONDS": "0", "CACHE_PAST_SECONDS": "0"},
+    "on": {
+        "CACHE_LIVE_SECONDS": str(Settings.cache_live_seconds),
+        "CACHE_PAST_SECONDS": str(Settings.cache_past_seconds),
+    },
+}
+# FerretDB answers counts and `/stats/aggregated` by scanning every stored event (only `_id`
+# lookups use an index), which takes longer than the default 10 s socket timeout at 1M events.
+SCAN_TIMEOUT_SECONDS = 600
+SCAN_TIMEOUT_ENV = {"MONGO_TIMEOUT_MS": str(SCAN_TIMEOUT_SECONDS * 1000)}
+# pymongo's socket timeout is twice MONGO_TIMEOUT_MS: let the server give up first.
+REQUEST_TIMEOUT = 3 * SCAN_TIMEOUT_SECONDS
+AGGREGATED_DAY = "/stats/aggregated, busiest site-day"
+TARGETS_MS = {"/stats, busiest site-day": 20.0, "/stats, busiest site, 30 days": 100.0}
+
+
+def zipf_cumulative(count: int, exponent: float) -> list[float]:
+    """Cumulative Zipf weights of ranks 1..count."""
+    return list(accumulate(rank**-exponent for rank in range(1, count + 1)))
+
+
+def pick(cumulative: Sequence[float], rng: random.Random) -> int:
+    """An index drawn with the weights whose running sums are `cumulative`."""
+    return bisect(cumulative, rng.random() * cumulative[-1])
+
+
+def hourly_counts(events: int, hours: int) -> list[int]:
+    """`events` spread over `hours` consecutive UTC hours (from midnight) with a daily cycle."""
+    weights = [
+        1 + DAILY_SWING * math.cos(2 * math.pi * (hour % 24 - PEAK_HOUR) / 24) for hour in range(hours)
+    ]
+    total = sum(weights)
+    bounds = [round(events * running / total) for running in accumulate(weights)]
+    return [upper - lower for lower, upper in pairwise([0, *bounds])]
+
+
+def site_paths() -> list[str]:
+    """PATHS_PER_SITE paths, most visited first; some hold `.`."""
+    templates = ("/blog/post-{n}", "/docs/v2.{m}/page-{n}", "/products/{n}", "/files/report-{n}.pdf")
+    return ["/"] + [templates[n % 4].format(n=n, m=n % 10) for n in range(1, PATHS_PER_SITE)]
+
+
+class Traffic:
+    """N deterministic events of SITES sites over DAYS UTC days ending yesterday, in time order."""
+
+    def __init__(self, events: int, seed: int = SEED) -> None:
+        self.events = events
+        self.seed = seed
+        self.first_day = datetime.now(UTC).date() - timedelta(days=DAYS)
+        self.site_ids = [f"site-{rank:03d}" for rank in range(1, SITES + 1)]
+        self.site_weights = zipf_cumulative(SITES, SITE_EXPONENT)
+        self.path_weights = zipf_cumulative(PATHS_PER_SITE, PATH_EXPONENT)
+        self.paths = site_paths()
+        self.type_weights = list(accumulate(EVENT_TYPES.values()))
+        self.types = list(EVENT_TYPES)
+        shares = [high - low for low, high in pairwise([0.0, *self.site_weights])]
+        total = self.site_weights[-1]
+        self.user_pools = [max(1, round(events * share / total / EVENTS_PER_USER)) for share in shares]
+
+    @property
+    def last_day(self) -> date:
+        return self.first_day + timedelta(days=DAYS - 1)
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        """Queue messages in the shape of `app.schemas.to_message`, one hour at a time."""
+        rng = random.Random(self.seed)
+        midnight = datetime.combine(self.first_day, datetime.min.time(), tzinfo=UTC)
+        for hour, count in enumerate(hourly_counts(self.events, DAYS * 24)):
+            start = midnight + timedelta(hours=hour)
+            for second in sorted(rng.randrange(3600) for _ in range(count)):
+                yield self.message(rng, start + timedelta(seconds=second))
+
+    def message(self, rng: random.Random, moment: datetime) -> dict[str, Any]:
+        site = pick(self.site_weights, rng)
+        user = int(self.user_pools[site] * rng.random() ** USER_SKEW)
+        return {
+            "site_id": self.site_ids[site],
+            "event_type": self.types[pick(self.type_weights, rng)],
+            "path": self.paths[pick(self.path_weights, rng)],
+            "user_id": f"user-{site + 1}-{user}",
+            "timestamp": moment.isoformat(),
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        }
+
+
+def batches(messages: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(messages)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+@dataclass
+class Loaded:
+    """What loading stored, and where the time went."""
+
+    events: int = 0
+    seconds: float = 0.0
+    store_seconds: float = 0.0
+    compact_seconds: float = 0.0
+    stored_events: int = 0
+    rollups: int = 0
+    site_days: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def busiest_site_day(self) -> tuple[str, str]:
+        return self.site_days.most_common(1)[0][0]
+
+    def busiest_site(self) -> str:
+        per_site: Counter[str] = Counter()
+        for (site_id, _), count in self.site_days.items():
+            per_site[site_id] += count
+        return per_site.most_common(1)[0][0]
+
+
+def load(env: dict[str, str], traffic: Traffic) -> Loaded:
+    """Store the traffic as a worker would: `store_batch` per BATCH_SIZE messages, compacting
+    every COMPACT_EVERY batches and at the end."""
+    loaded = Loaded()
+    flask_app = create_app("worker", Settings.from_env(env | SCAN_TIMEOUT_ENV))
+    with flask_app.app_context():
+        db, client = mongo.db, redis_store.client
+        storage.ensure_indexes(db)
+        started = time.monotonic()
+        for number, batch in enumerate(batches(traffic.messages(), BATCH_SIZE), start=1):
+            if number == 1:
+                check_shape(batch)
+            started_batch = time.perf_counter()
+            loaded.stored_events += store_batch(db, client, uuid.uuid4().hex, batch)
+            loaded.store_seconds += time.perf_counter() - started_batch
+            loaded.site_days.update((m["site_id"], m["timestamp"][:10]) for m in batch)
+            if number % COMPACT_EVERY == 0:
+                loaded.compact_seconds += timed(compactor.compact, db, client)
+            loaded.events += len(batch)
+            if loaded.events % PROGRESS_EVERY < BATCH_SIZE:
+                print_progress(loaded, time.monotonic() - started)
+        loaded.compact_seconds += timed(compactor.compact, db, client)
+        loaded.seconds = time.monotonic() - started
+        if backlog := compactor.backlog(client):
+            print(f"  warning: {backlog} batches still wait for compaction")
+        loaded.rollups = db[storage.ROLLUPS].estimated_document_count()
+        mongo.close()
+        redis_store.close()
+    return loaded
+
+
+def check_shape(messages: Sequence[dict[str, Any]]) -> None:
+    """Fail early if the generated messages differ from what ingestion would queue."""
+    for message in messages:
+        if to_message(message) != message:
+            raise ValueError(f"not in the shape of to_message: {message}")
+
+
+def timed(action: Callable[..., object], *args: Any) -> float:
+    """Seconds `action(*args)` took."""
+    started = time.perf_counter()
+    action(*args)
+    return time.perf_counter() - started
+
+
+def print_progress(loaded: Loaded, seconds: float) -> None:
+    print(
+        f"  {loaded.events:>10,} events  {seconds:7.1f} s  {loaded.events / seconds:8,.0f} events/s  "
+        f"(store_batch {loaded.store_seconds:.1f} s, compact {loaded.compact_seconds:.1f} s)",
+        flush=True,
+    )
+
+
+def print_load(loaded: Loaded) -> None:
+    site_id, day = loaded.busiest_site_day()
+    site = loaded.busiest_site()
+    print(
+        f"loaded {loaded.events:,} events in {loaded.seconds:.1f} s ({loaded.events / loaded.seconds:,.0f} "
+        f"events/s): store_batch {loaded.store_seconds:.1f} s, compact {loaded.compact_seconds:.1f} s"
+    )
+    print(f"stored: {loaded.stored_events:,} new events, {loaded.rollups:,} rollup documents")
+    print(
+        f"busiest site-day: {site_id} {day}, {loaded.site_days[(site_id, day)]:,} events; busiest site: "
+        f"{site}, {sum(n for (s, _), n in loaded.site_days.items() if s == site):,} events"
+    )
+
+
+@dataclass(frozen=True)
+class Query:
+    label: str
+    path: str
+    params: dict[str, str]
+    scans_raw_events: bool = False
+
+    def covers(self, message: dict[str, Any]) -> bool:
+        """Whether a generated event is in this query's site and UTC days."""
+        first = self.params.get("date") or self.params["start"]
+        last = self.params.get("date") or self.params["end"]
+        return message["site_id"] == self.params["site_id"] and first <= message["timestamp"][:10] <= last
+
+
+def queries(loaded: Loaded, traffic: Traffic) -> list[Query]:
+    """The rows of the table: the busiest site-day, and the busiest site over all 30 days.
+    The first two are the ones checked for exactness."""
+    day_site, day = loaded.busiest_site_day()
+    site = loaded.busiest_site()
+    one_day = {"site_id": day_site, "date": day}
+    month = {"site_id": site, "start": traffic.first_day.isoformat(), "end": traffic.last_day.isoformat()}
+    return [
+        Query("/stats, busiest site-day", "/stats", one_day),
+        Query("/stats, busiest site, 30 days", "/stats", month),
+        Query("/stats, 30 days, tz=Europe/Berlin", "/stats", month | {"tz": "Europe/Berlin"}),
+        Query("/stats/timeseries, 30 days, day", "/stats/timeseries", month | {"interval": "day"}),
+        Query("/stats/timeseries, busiest day, hour", "/stats/timeseries", one_day | {"interval": "hour"}),
+        Query("/stats/breakdown?by=path, 30 days", "/stats/breakdown", month | {"by": "path", "limit": "10"}),
+        Query(AGGREGATED_DAY, "/stats/aggregated", one_day, scans_raw_events=True),
+    ]
+
+
+def expected_summaries(traffic: Traffic, checked: Sequence[Query]) -> dict[str, dict[str, Any]]:
+    """What `/stats` must answer for the checked queries, counted from the generated events."""
+    tallies = {query.label: Tally() for query in checked}
+    for message in traffic.messages():
+        for query in checked:
+            if query.covers(message):
+                tallies[query.label].count(message)
+    limit = stats_query_schema.fields["limit"].load_default
+    return {label: asdict(summarise(tally, limit)) for label, tally in tallies.items()}
+
+
+@dataclass(frozen=True)
+class Timing:
+    query: Query
+    cache: str
+    seconds: list[float]
+    hits: int
+    last_answer: dict[str, Any]
+    mongo_cpu_seconds: float  # used by the MongoDB server during the timed requests
+    cut_short: bool  # stopped by the time budget before its count of requests
+
+    def percentile(self, percent: int) -> float:
+        """Milliseconds below which `percent`% of the requests finished."""
+        if len(self.seconds) == 1:
+            return self.seconds[0] * 1000
+        return statistics.quantiles(self.seconds, n=100, method="inclusive")[percent - 1] * 1000
+
+
+def fetch(session: requests.Session, url: str, params: dict[str, str], timeout: float) -> requests.Response:
+    response = session.get(url, params=params, timeout=timeout)
+    response.raise_for_status()
+    return response
+
+
+def measure(
+    session: requests.Session,
+    base_url: str,
+    query: Query,
+    args: argparse.Namespace,
+    cache: str,
+    mongo_pid: int,
+) -> Timing:
+    """Warm up, then time up to the row's count of requests, stopping once its time budget
+    is spent (after at least one). Rows that scan raw events take seconds a request, and
+    earlier rows have warmed the process and its connections: no warm-up for them."""
+    url = base_url + query.path
+    count = args.aggregated_requests if query.scans_raw_events else args.requests
+    deadline = time.monotonic() + args.row_seconds
+    for _ in range(0 if query.scans_raw_events else WARM_UP):
+        fetch(session, url, query.params, REQUEST_TIMEOUT)
+    seconds: list[float] = []
+    hits, answer = 0, {}
+    mongo_cpu = process_tree_cpu(mongo_pid)
+    while len(seconds) < count and (not seconds or time.monotonic() < deadline):
+        started = time.perf_counter()
+        response = fetch(session, url, query.params, REQUEST_TIMEOUT)
+        seconds.append(time.perf_counter() - started)
+        hits += response.headers.get("X-Cache") == "hit"
+        answer = response.json()
+    mongo_cpu = process_tree_cpu(mongo_pid) - mongo_cpu
+    return Timing(query, cache, seconds, hits, answer, mongo_cpu, len(seconds) < count)
+
+
+@contextmanager
+def reporting_service(
+    env: dict[str, str], run_dir: Path, cache: str
+) -> Iterator[tuple[str, requests.Session]]:
+    """One gunicorn process of `wsgi:reporting` with the cache off or on, and a keep-alive session."""
+    service_env = env | SCAN_TIMEOUT_ENV | CACHE_ENV[cache] | {"WEB_CONCURRENCY": "1"}
+    with gunicorn("wsgi:reporting", service_env, run_dir, []) as base_url, requests.Session() as session:
+        yield base_url, session
+
+
+def time_rows(
+    session: requests.Session,
+    base_url: str,
+    rows: Sequence[Query],
+    args: argparse.Namespace,
+    cache: str,
+    mongo_pid: int,
+) -> list[Timing]:
+    """Time every row; `/stats/aggregated` is never cached, so only with the cache off."""
+    print(f"timing, cache {cache}:", flush=True)
+    timings = []
+    for query in rows:
+        if cache == "on" and query.scans_raw_events:
+            continue
+        timing = measure(session, base_url, query, args, cache, mongo_pid)
+        per_request = 1000 * timing.mongo_cpu_seconds / len(timing.seconds)
+        print(
+            f"  {query.label}: p50 {timing.percentile(50):.1f} ms over {len(timing.seconds)} requests; "
+            f"MongoDB server CPU {per_request:.1f} ms a request",
+            flush=True,
+        )
+        timings.append(timing)
+    return timings
+
+
+def aggregated_answer(
+    session: requests.Session, base_url: str, query: Query, seconds: float
+) -> str | dict[str, Any]:
+    """`/stats/aggregated`'s answer to the query, or why there is none within `seconds`."""
+    try:
+        answer: dict[str, Any] = fetch(session, base_url + "/stats/aggregated", query.params, seconds).json()
+    except requests.Timeout:
+        return f"no answer within {seconds:.0f} s"
+    except requests.HTTPError as error:
+        return f"answered {error.response.status_code}"
+    return answer
+
+
+def print_checks(
+    expected: dict[str, dict[str, Any]], timings: Sequence[Timing], month_aggregated: str | dict[str, Any]
+) -> None:
+    """Whether `/stats` (cache off) answered exactly what the generated events and
+    `/stats/aggregated` say."""
+    off = {t.query.label: t.last_answer for t in timings if t.cache == "off"}
+    day, month = expected
+    aggregated = {day: off[AGGREGATED_DAY], month: month_aggregated}
+    print("\nexactness of /stats, cache off:")
+    for label, summary in expected.items():
+        answer = off[label]
+        print(
+            f"  {label}: {answer['total_views']:,} views, {answer['unique_users']:,} users; "
+            f"exact vs generated events: {yes_no({key: answer[key] for key in summary} == summary)}; "
+            f"equals /stats/aggregated: {same_answer(answer, aggregated[label])}"
+        )
+
+
+def yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def same_answer(answer: dict[str, Any], other: str | dict[str, Any]) -> str:
+    return f"not checked: {other}" if isinstance(other, str) else yes_no(answer == other)
+
+
+def print_table(rows: Sequence[Query], timings: Sequence[Timing]) -> None:
+    print(f"\n{'query':<40}{'cache':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}")
+    for timing in sorted(timings, key=lambda t: (rows.index(t.query), t.cache != "off")):
+        requests_made = f"{len(timing.seconds)}{'*' if timing.cut_short else ''}"
+        print(
+            f"{timing.query.label:<40}{timing.cache:>6}{timing.percentile(50):>9.1f}"
+            f"{timing.percentile(95):>9.1f}{timing.percentile(99):>9.1f}{requests_made:>10}"
+        )
+    if any(timing.cut_short for timing in timings):
+        print("* stopped at the row's time budget (--row-seconds)")
+
+
+def print_ratios(timings: Sequence[Timing]) -> None:
+    off = {t.query.label: t for t in timings if t.cache == "off"}
+    on = {t.query.label: t for t in timings if t.cache == "on"}
+    hits = sum(t.hits for t in on.values())
+    requested = sum(len(t.seconds) for t in on.values())
+    print(f"\ncache on: {hits} of {requested} timed requests were hits (/stats/aggregated is never cached)")
+    print("p95 cache off / p95 cache on:")
+    for label, timing in on.items():
+        print(f"  {label:<40}{off[label].percentile(95) / timing.percentile(95):>8.1f}x")
+    aggregated = off[AGGREGATED_DAY].percentile(50)
+    stats = off["/stats, busiest site-day"].percentile(50)
+    print(f"p50 /stats/aggregated / p50 /stats, busiest site-day, cache off: {aggregated / stats:,.0f}x")
+    for label, target in TARGETS_MS.items():
+        p95 = off[label].percentile(95)
+        verdict = "met" if p95 < target else "missed"
+        print(f"target {label}, cache off: p95 {p95:.1f} ms < {target:.0f} ms: {verdict}")
+
+
+def parse_args() -> argparse.Namespace:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to load (default 1,000,000)")
+    parser.add_argument("--requests", type=int, default=100, help="timed requests a row (default 100)")
+    parser.add_argument(
+        "--aggregated-requests", type=int, default=20, help="timed /stats/aggregated requests (default 20)"
+    )
+    parser.add_argument(
+        "--row-seconds", type=float, default=20, help="time budget of a row, warm-up included (default 20)"
+    )
+    parser.add_argument(
+        "--verify-seconds",
+        type=float,
+        default=60,
+        help="longest wait for /stats/aggregated over 30 days, the last request made (default 60)",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    traffic = Traffic(args.events)
+    load_average = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} cores, load average {load_average}; MongoDB server: {mongo_argv(0, Path())[0]}")
+    print(
+        f"loading {args.events:,} events: {SITES} sites, {DAYS} UTC days "
+        f"{traffic.first_day}..{traffic.last_day}, batches of {BATCH_SIZE}, "
+        f"compacting every {COMPACT_EVERY} batches",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-reporting-") as tmp, servers(Path(tmp)) as (env, mongod):
+        run_dir = Path(tmp)
+        loaded = load(env, traffic)
+        print_load(loaded)
+        rows = queries(loaded, traffic)
+        expected = expected_summaries(traffic, rows[:2])
+        timings: list[Timing] = []
+        month_aggregated: str | dict[str, Any] = "not asked"
+        for cache in CACHE_ENV:
+            with reporting_service(env, run_dir, cache) as (base_url, session):
+                timings += time_rows(session, base_url, rows, args, cache, pid_of(mongod))
+                if cache == "on":
+                    # Last: a scan cut short by the client may go on in the server for a while.
+                    month_aggregated = aggregated_answer(session, base_url, rows[1], args.verify_seconds)
+    print_checks(expected, timings, month_aggregated)
+    print_table(rows, timings)
+    print_ratios(timings)
+
+
+if __name__ == "__main__":
+    main()
