@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import redis
+from bson import Binary
 from pymongo.database import Database
 from redis.lock import Lock
 
@@ -161,7 +162,7 @@ class Rollup:
     def load(cls, bucket: Bucket, document: Mapping[str, Any] | None) -> Rollup:
         if document is None:
             return cls(bucket, Tally(), "0-0")
-        return cls(bucket, Tally.from_document(document["types"]), document["through"])
+        return cls(bucket, Tally.unpack(document["tally"]), document["through"])
 
     def add(self, stream_id: str, tally: Tally) -> None:
         if _stream_order(stream_id) > _stream_order(self.through):
@@ -173,7 +174,8 @@ class Rollup:
             "site_id": self.bucket.site_id,
             "level": self.bucket.level,
             "start": self.bucket.start,
-            "types": self.tally.to_document(),
+            "events": self.tally.events,
+            "tally": Binary(self.tally.pack()),
             "through": through,
         }
 

@@ -6,13 +6,17 @@ combined into an exact number of distinct users. Rollups are tallies of one site
 hour or one UTC day; the worker turns each batch into per-hour deltas and the compactor
 (`app/compactor.py`) adds them into hour and day rollups.
 
-Paths and their counts are kept as two parallel arrays: not as document keys, since paths
-may hold `.` or start with `$`, which neither MongoDB nor FerretDB allow in keys; and not as
-[path, count] pairs, since FerretDB stores no arrays inside arrays.
+A rollup document stores its tally packed: compressed JSON in one binary field (`pack`).
+FerretDB converts every array element of a document on each read: a day of the busiest
+site of `make bench-reporting` (6,740 users, 500 paths) took 60 ms to read as arrays and
+4 ms packed. It also keeps paths out of document keys, where `.` and a leading `$` are
+not allowed.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -77,28 +81,33 @@ class Tally:
         return total
 
     def to_document(self) -> list[dict[str, Any]]:
-        """The stored form; sorted, so equal tallies give equal documents."""
-        documents = []
-        for event_type, tally in sorted(self.types.items()):
-            paths = sorted(tally.paths)
-            documents.append(
-                {
-                    "event_type": event_type,
-                    "events": tally.events,
-                    "users": sorted(tally.users),
-                    "paths": paths,
-                    "path_views": [tally.paths[path] for path in paths],
-                }
-            )
-        return documents
+        """As plain JSON values; sorted, so equal tallies give equal documents."""
+        return [
+            {
+                "event_type": event_type,
+                "events": tally.events,
+                "users": sorted(tally.users),
+                "paths": sorted([path, views] for path, views in tally.paths.items()),
+            }
+            for event_type, tally in sorted(self.types.items())
+        ]
 
     @classmethod
     def from_document(cls, types: Iterable[Mapping[str, Any]]) -> Tally:
         tally = cls()
         for row in types:
-            paths = Counter(dict(zip(row["paths"], row["path_views"], strict=True)))
-            tally.types[row["event_type"]] = TypeTally(row["events"], set(row["users"]), paths)
+            tally.types[row["event_type"]] = TypeTally(
+                row["events"], set(row["users"]), Counter(dict(row["paths"]))
+            )
         return tally
+
+    def pack(self) -> bytes:
+        """The stored form: `to_document` as compressed JSON."""
+        return zlib.compress(json.dumps(self.to_document(), separators=(",", ":")).encode())
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> Tally:
+        return cls.from_document(json.loads(zlib.decompress(packed)))
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:

@@ -41,7 +41,7 @@ class RollupTallies:
         total = Tally()
         for rollup_id in wanted:
             if rollup_id in self.documents:
-                total.add(Tally.from_document(self.documents[rollup_id]["types"]))
+                total.add(Tally.unpack(self.documents[rollup_id]["tally"]))
         return total
 
 
