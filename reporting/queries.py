@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from pymongo.database import Database
 
 from app import storage
-from app.rollups import Tally, TypeTally, cover
+from app.rollups import Bucket, Tally, TypeTally, cover
 from reporting.periods import Interval, Period
 
 
@@ -23,25 +23,19 @@ class Tallies(Protocol):
 
 
 class RollupTallies:
-    """Tallies of a site's UTC intervals from the fewest hour and day rollups covering them."""
+    """Tallies of a site's UTC intervals from the fewest hour and day rollups covering them,
+    all fetched at once when it is made."""
 
-    def __init__(self, db: Database[Any], site_id: str) -> None:
-        self.db = db
-        self.site_id = site_id
-        self.documents: dict[str, dict[str, Any]] = {}
-        self.fetched: set[str] = set()
+    def __init__(self, db: Database[Any], covers: dict[tuple[datetime, datetime], list[Bucket]]) -> None:
+        self.covers = covers
+        wanted = (bucket.id for buckets in covers.values() for bucket in buckets)
+        self.documents = storage.rollup_documents(db, wanted)
 
     def tally(self, start: datetime, end: datetime) -> Tally:
-        buckets = cover(self.site_id, start, end)
-        assert buckets is not None, "RollupTallies serves hour-aligned intervals only"
-        wanted = [bucket.id for bucket in buckets]
-        missing = [rollup_id for rollup_id in wanted if rollup_id not in self.fetched]
-        self.documents.update(storage.rollup_documents(self.db, missing))
-        self.fetched.update(wanted)
         total = Tally()
-        for rollup_id in wanted:
-            if rollup_id in self.documents:
-                total.add(Tally.unpack(self.documents[rollup_id]["tally"]))
+        for bucket in self.covers[start, end]:
+            if bucket.id in self.documents:
+                total.add(Tally.unpack(self.documents[bucket.id]["tally"]))
         return total
 
 
@@ -57,8 +51,10 @@ class RawTallies:
 
 def tallies_for(db: Database[Any], period: Period, intervals: Iterable[Interval]) -> Tallies:
     """Rollups when they can answer every interval exactly, else raw events."""
-    if all(cover(period.site_id, i.start, i.end) is not None for i in intervals):
-        return RollupTallies(db, period.site_id)
+    covers = {(i.start, i.end): cover(period.site_id, i.start, i.end) for i in intervals}
+    exact = {interval: buckets for interval, buckets in covers.items() if buckets is not None}
+    if len(exact) == len(covers):
+        return RollupTallies(db, exact)
     return RawTallies(db, period)
 
 
