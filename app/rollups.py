@@ -9,19 +9,19 @@ hour or one UTC day; the worker turns each batch into per-hour deltas and the co
 A rollup document stores its tally packed: compressed JSON in one binary field (`pack`).
 FerretDB converts every array element of a document on each read: a day of the busiest
 site of `make bench-reporting` (6,740 users, 500 paths) took 60 ms to read as arrays and
-4 ms packed. It also keeps paths out of document keys, where `.` and a leading `$` are
-not allowed.
+4 ms packed. Reporting then adds the packed tallies up directly (`add_packed`), with orjson.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -81,7 +81,8 @@ class Tally:
         return total
 
     def to_document(self) -> list[dict[str, Any]]:
-        """As plain JSON values; sorted, so equal tallies give equal documents."""
+        """As plain JSON values; sorted, so equal tallies give equal documents. Paths are
+        [path, views] pairs, never keys: a path may hold `.` or start with `$`."""
         return [
             {
                 "event_type": event_type,
@@ -103,11 +104,19 @@ class Tally:
 
     def pack(self) -> bytes:
         """The stored form: `to_document` as compressed JSON."""
-        return zlib.compress(json.dumps(self.to_document(), separators=(",", ":")).encode())
+        return zlib.compress(orjson.dumps(self.to_document()))
 
     @classmethod
     def unpack(cls, packed: bytes) -> Tally:
-        return cls.from_document(json.loads(zlib.decompress(packed)))
+        return cls.from_document(orjson.loads(zlib.decompress(packed)))
+
+    def add_packed(self, packed: bytes) -> None:
+        """Add a stored tally, without building it first: reporting adds up dozens."""
+        for row in orjson.loads(zlib.decompress(packed)):
+            tally = self.types.setdefault(row["event_type"], TypeTally())
+            tally.events += row["events"]
+            tally.users.update(row["users"])
+            tally.paths.update(dict(row["paths"]))
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:

@@ -35,7 +35,7 @@ class RollupTallies:
         total = Tally()
         for bucket in self.covers[start, end]:
             if bucket.id in self.documents:
-                total.add(Tally.unpack(self.documents[bucket.id]["tally"]))
+                total.add_packed(self.documents[bucket.id]["tally"])
         return total
 
 
