@@ -30,7 +30,7 @@ from bson import Binary
 from pymongo.database import Database
 from redis.lock import Lock
 
-from app import storage
+from app import storage, user_ids
 from app.rollups import Bucket, Tally, containing_buckets, hourly_tallies
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ ORPHAN_AGE = timedelta(hours=1)
 
 
 def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Mapping[str, Any]]) -> None:
-    """Add 'append this batch's hourly tallies to the stream' to the pipeline's commands."""
+    """Add 'append this batch's hourly tallies to the stream' to the pipeline's commands;
+    the events' users are ids (`user_ids.numbered`)."""
     deltas = [
         {"site_id": site_id, "hour": hour.isoformat(), "types": tally.to_document()}
         for (site_id, hour), tally in hourly_tallies(events).items()
@@ -210,7 +211,7 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
         events = storage.events_between(db, site_id, start, end)
         counted = _countable(db, events)
         rollups: dict[Bucket, Rollup] = {}
-        for (_, hour), tally in hourly_tallies(counted).items():
+        for (_, hour), tally in hourly_tallies(user_ids.numbered(client, counted)).items():
             for bucket in containing_buckets(site_id, hour):
                 rollups.setdefault(bucket, Rollup.load(bucket, None)).tally.add(tally)
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))

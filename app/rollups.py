@@ -14,6 +14,7 @@ site of `make bench-reporting` (6,740 users, 500 paths) took 60 ms to read as ar
 
 from __future__ import annotations
 
+import base64
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,10 +29,28 @@ DAY = timedelta(days=1)
 LEVELS = {"hour": HOUR, "day": DAY}
 
 
+def bitmap_of(ids: Iterable[int]) -> int:
+    """A set of small non-negative integers as the bits of one int: unions are `|`."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    bits = bytearray(max(ids) // 8 + 1)
+    for number in ids:
+        bits[number >> 3] |= 1 << (number & 7)
+    return int.from_bytes(bits, "little")
+
+
+def ids_of(bitmap: int) -> list[int]:
+    return [number for number, bit in enumerate(reversed(bin(bitmap)[2:])) if bit == "1"]
+
+
 @dataclass
 class TypeTally:
+    """One event type's counts. Users are small integer ids (see `app/user_ids.py`), kept as
+    a bitmap: the union of a month of days is a few `|` of ints, not a merge of string sets."""
+
     events: int = 0
-    users: set[str] = field(default_factory=set)
+    users: int = 0
     paths: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: TypeTally) -> None:
@@ -45,15 +64,6 @@ class Tally:
     """Event counts by event type, addable and exact."""
 
     types: dict[str, TypeTally] = field(default_factory=dict)
-
-    def count(self, event: Mapping[str, Any]) -> None:
-        """Count one event (a stored document or a queue message)."""
-        tally = self.types.setdefault(event["event_type"], TypeTally())
-        tally.events += 1
-        if event.get("user_id"):
-            tally.users.add(event["user_id"])
-        if event.get("path"):
-            tally.paths[event["path"]] += 1
 
     def add(self, other: Tally) -> None:
         for event_type, tally in other.types.items():
@@ -70,8 +80,11 @@ class Tally:
         return sum(tally.events for tally in self.types.values())
 
     @property
-    def users(self) -> set[str]:
-        return set().union(*(tally.users for tally in self.types.values()))
+    def unique_users(self) -> int:
+        users = 0
+        for tally in self.types.values():
+            users |= tally.users
+        return users.bit_count()
 
     @property
     def paths(self) -> Counter[str]:
@@ -81,13 +94,13 @@ class Tally:
         return total
 
     def to_document(self) -> list[dict[str, Any]]:
-        """As plain JSON values; sorted, so equal tallies give equal documents. Paths are
-        [path, views] pairs, never keys: a path may hold `.` or start with `$`."""
+        """As plain JSON values, users as a list of ids; sorted, so equal tallies give equal
+        documents. Paths are [path, views] pairs, never keys: a path may hold `.` or start with `$`."""
         return [
             {
                 "event_type": event_type,
                 "events": tally.events,
-                "users": sorted(tally.users),
+                "users": ids_of(tally.users),
                 "paths": sorted([path, views] for path, views in tally.paths.items()),
             }
             for event_type, tally in sorted(self.types.items())
@@ -98,32 +111,56 @@ class Tally:
         tally = cls()
         for row in types:
             tally.types[row["event_type"]] = TypeTally(
-                row["events"], set(row["users"]), Counter(dict(row["paths"]))
+                row["events"], bitmap_of(row["users"]), Counter(dict(row["paths"]))
             )
         return tally
 
     def pack(self) -> bytes:
-        """The stored form: `to_document` as compressed JSON."""
-        return zlib.compress(orjson.dumps(self.to_document()))
+        """The stored form: compressed JSON, users as the bitmap's bytes in base64."""
+        rows = [
+            {
+                "event_type": event_type,
+                "events": tally.events,
+                "users": base64.b64encode(
+                    tally.users.to_bytes((tally.users.bit_length() + 7) // 8, "little")
+                ),
+                "paths": sorted([path, views] for path, views in tally.paths.items()),
+            }
+            for event_type, tally in sorted(self.types.items())
+        ]
+        return zlib.compress(orjson.dumps(rows, default=bytes.decode))
 
     @classmethod
     def unpack(cls, packed: bytes) -> Tally:
-        return cls.from_document(orjson.loads(zlib.decompress(packed)))
+        tally = cls()
+        tally.add_packed(packed)
+        return tally
 
     def add_packed(self, packed: bytes) -> None:
-        """Add a stored tally, without building it first: reporting adds up dozens."""
+        """Add a stored tally without building it first: reporting adds up dozens."""
         for row in orjson.loads(zlib.decompress(packed)):
             tally = self.types.setdefault(row["event_type"], TypeTally())
             tally.events += row["events"]
-            tally.users.update(row["users"])
+            tally.users |= int.from_bytes(base64.b64decode(row["users"]), "little")
             tally.paths.update(dict(row["paths"]))
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:
-        tally = cls()
+        """Count events whose `user_id`, if any, is the user's integer id (at least 1)."""
+        counts: dict[str, tuple[list[int], set[int], Counter[str]]] = {}
         for event in events:
-            tally.count(event)
-        return tally
+            number, users, paths = counts.setdefault(event["event_type"], ([0], set(), Counter()))
+            number[0] += 1
+            if event.get("user_id"):
+                users.add(event["user_id"])
+            if event.get("path"):
+                paths[event["path"]] += 1
+        return cls(
+            {
+                kind: TypeTally(number[0], bitmap_of(users), paths)
+                for kind, (number, users, paths) in counts.items()
+            }
+        )
 
 
 def floor_to(moment: datetime, level: str) -> datetime:
@@ -141,12 +178,11 @@ def rollup_id(site_id: str, level: str, start: datetime) -> str:
 
 
 def hourly_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], Tally]:
-    """Tallies of stored event documents by site and UTC hour."""
-    tallies: dict[tuple[str, datetime], Tally] = {}
+    """Tallies of stored event documents, users as integer ids, by site and UTC hour."""
+    groups: dict[tuple[str, datetime], list[Mapping[str, Any]]] = {}
     for event in events:
-        key = (event["site_id"], floor_to(event["timestamp"], "hour"))
-        tallies.setdefault(key, Tally()).count(event)
-    return tallies
+        groups.setdefault((event["site_id"], floor_to(event["timestamp"], "hour")), []).append(event)
+    return {key: Tally.of(group) for key, group in groups.items()}
 
 
 @dataclass(frozen=True)

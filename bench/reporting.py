@@ -38,6 +38,7 @@ from app.extensions import mongo, redis_store
 from app.local_services import mongo_argv
 from app.rollups import Tally
 from app.schemas import to_message
+from app.user_ids import numbered_locally
 from bench.ingest import gunicorn
 from bench.worker import pid_of, process_tree_cpu, servers
 from reporting.queries import summarise
@@ -278,13 +279,16 @@ def queries(loaded: Loaded, traffic: Traffic) -> list[Query]:
 
 def expected_summaries(traffic: Traffic, checked: Sequence[Query]) -> dict[str, dict[str, Any]]:
     """What `/stats` must answer for the checked queries, counted from the generated events."""
-    tallies = {query.label: Tally() for query in checked}
+    matched: dict[str, list[dict[str, Any]]] = {query.label: [] for query in checked}
     for message in traffic.messages():
         for query in checked:
             if query.covers(message):
-                tallies[query.label].count(message)
+                matched[query.label].append(message)
     limit = stats_query_schema.fields["limit"].load_default
-    return {label: asdict(summarise(tally, limit)) for label, tally in tallies.items()}
+    return {
+        label: asdict(summarise(Tally.of(numbered_locally(messages)), limit))
+        for label, messages in matched.items()
+    }
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from pymongo.database import Database
 
-from app import storage
-from app.rollups import Bucket, Tally, TypeTally, cover
+from app import storage, user_ids
+from app.rollups import Bucket, Tally, cover
 from reporting.periods import Interval, Period
 
 
@@ -43,7 +43,9 @@ class RawTallies:
     """Tallies of a site's intervals from its raw events, read once for the whole period."""
 
     def __init__(self, db: Database[Any], period: Period) -> None:
-        self.events = storage.events_between(db, period.site_id, period.start, period.end)
+        self.events = user_ids.numbered_locally(
+            storage.events_between(db, period.site_id, period.start, period.end)
+        )
 
     def tally(self, start: datetime, end: datetime) -> Tally:
         return Tally.of(event for event in self.events if start <= event["timestamp"] < end)
@@ -78,7 +80,7 @@ def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
 
 def summarise(tally: Tally, limit: int) -> Summary:
     top = [PathViews(path, views) for path, views in ranked(tally.paths)[:limit]]
-    return Summary(tally.events, len(tally.users), top)
+    return Summary(tally.events, tally.unique_users, top)
 
 
 def summary(db: Database[Any], period: Period, limit: int) -> Summary:
@@ -101,7 +103,7 @@ def timeseries(db: Database[Any], period: Period, interval: str) -> list[Point]:
     points = []
     for bucket in buckets:
         tally = tallies.tally(bucket.start, bucket.end).selected(period.event_type)
-        points.append(Point(bucket.label, tally.events, len(tally.users)))
+        points.append(Point(bucket.label, tally.events, tally.unique_users))
     return points
 
 
@@ -141,11 +143,13 @@ def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summ
             {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
         ]
     )
-    counted = TypeTally()
+    total = 0
+    users: set[str] = set()
+    paths: Counter[str] = Counter()
     for row in rows:
-        counted.events += row["events"]
+        total += row["events"]
         if row["_id"].get("user_id"):
-            counted.users.add(row["_id"]["user_id"])
+            users.add(row["_id"]["user_id"])
         if row["_id"].get("path"):
-            counted.paths[row["_id"]["path"]] += row["events"]
-    return summarise(Tally({"matched": counted}), limit)
+            paths[row["_id"]["path"]] += row["events"]
+    return Summary(total, len(users), [PathViews(path, views) for path, views in ranked(paths)[:limit]])

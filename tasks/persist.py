@@ -26,7 +26,7 @@ from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError
 from redis.exceptions import RedisError
 
-from app import compactor, counters, ledger, realtime, storage
+from app import compactor, counters, ledger, realtime, storage, user_ids
 from app.config import Settings, current_settings
 from app.extensions import mongo, redis_store
 from celeryconfig import ENQUEUED_AT
@@ -57,7 +57,7 @@ def store_batch(
     owned += storage.owned_events(db, batch_id, (message["event_id"] for message in outcome.duplicates))
     # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
     pipe = client.pipeline(transaction=True)
-    compactor.append_batch(pipe, batch_id, owned)
+    compactor.append_batch(pipe, batch_id, user_ids.numbered(client, owned))
     realtime.record(pipe, owned)
     counters.add(pipe, counters.PERSISTED, outcome.inserted)
     ledger.settle(pipe, batch_id)

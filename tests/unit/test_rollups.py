@@ -1,0 +1,51 @@
+"""What a rollup holds: user bitmaps, the packed form, and the users' integer ids."""
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app import user_ids
+from app.rollups import Tally, TypeTally, bitmap_of, ids_of
+
+ids = st.sets(st.integers(min_value=1, max_value=100_000), max_size=200)
+
+
+@given(ids)
+def test_a_bitmap_holds_exactly_its_ids(numbers):
+    assert ids_of(bitmap_of(numbers)) == sorted(numbers)
+    assert bitmap_of(numbers).bit_count() == len(numbers)
+
+
+@given(ids, ids, st.dictionaries(st.text(max_size=20), st.integers(1, 1000), max_size=20))
+def test_a_packed_tally_unpacks_to_itself_and_adds_up(first, second, paths):
+    tally = Tally(
+        {
+            "page_view": TypeTally(7, bitmap_of(first), Counter(paths)),
+            "click": TypeTally(1, bitmap_of(second)),
+        }
+    )
+    assert Tally.unpack(tally.pack()) == tally
+    total = Tally.unpack(tally.pack())
+    total.add_packed(tally.pack())
+    assert total.unique_users == len(first | second)
+    assert total.events == 16
+
+
+def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(counter_store):
+    first = user_ids.ids_for(counter_store, "site-a", ["ann", "bob"])
+    assert sorted(first.values()) == [1, 2]
+    again = user_ids.ids_for(counter_store, "site-a", ["bob", "cy", "ann"])
+    assert again == {**first, "cy": 3}
+    assert user_ids.ids_for(counter_store, "site-b", ["cy"]) == {"cy": 1}
+
+
+def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(counter_store):
+    events = [
+        {"site_id": "s", "user_id": "ann"},
+        {"site_id": "s", "user_id": None},
+        {"site_id": "s", "user_id": "ann"},
+    ]
+    numbered = user_ids.numbered(counter_store, events)
+    assert [event["user_id"] for event in numbered] == [1, None, 1]
+    assert [event["user_id"] for event in user_ids.numbered_locally(events)] == [1, None, 1]
