@@ -1,6 +1,7 @@
 """What a rollup holds: user bitmaps, the packed form, and the users' integer ids."""
 
 from collections import Counter
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -41,7 +42,7 @@ def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(counter_store):
 
 
 def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(counter_store):
-    events = [
+    events: list[dict[str, Any]] = [
         {"site_id": "s", "user_id": "ann"},
         {"site_id": "s", "user_id": None},
         {"site_id": "s", "user_id": "ann"},
