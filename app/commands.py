@@ -49,5 +49,8 @@ def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None)
     last = (end or start).date()
     if last < start.date():
         raise click.BadParameter("must not be before --start", param_hint="--end")
-    counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last)
+    try:
+        counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last)
+    except compactor.CompactorBusyError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"Rebuilt the rollups of {site_id} from {start.date()} to {last}: {counted} events")

@@ -39,9 +39,11 @@ STREAM_KEY = "analytics:rollups:deltas"
 LOCK_KEY = "analytics:rollups:lock"
 # Hash: site id -> how many times its rollups changed, so cached answers can tell they are stale.
 GENERATIONS_KEY = "analytics:rollups:generations"
-# A compaction round must end well within this; the lock then expires on its own if the
-# compactor died holding it.
-LOCK_SECONDS = 60
+# The compactor's lock expires this long after its holder last extended it, so the rollups
+# of a worker killed while compacting wait no longer than this for another worker. The holder
+# extends it before every few rollup writes, and a holder that lost it stops writing.
+LOCK_SECONDS = 15
+WRITES_PER_EXTENSION = 20
 ENTRIES_PER_ROUND = 500
 # `rebuild` counts events of a batch the compactor has not added yet only when the batch is
 # older than this: its own delta is surely lost then, while a younger batch's may still come.
@@ -84,7 +86,7 @@ def _drain(db: Database[Any], client: redis.Redis, lock: Lock) -> int:
     consumed = 0
     while entries := _read(client):
         lock.reacquire()
-        _apply(db, client, entries)
+        _apply(db, client, lock, entries)
         client.xdel(STREAM_KEY, *(entry.stream_id for entry in entries))
         consumed += len(entries)
     return consumed
@@ -110,7 +112,7 @@ def _stream_order(stream_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence)
 
 
-def _apply(db: Database[Any], client: redis.Redis, entries: list[Entry]) -> None:
+def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Entry]) -> None:
     """Add the entries' deltas into the rollups, skipping batches already added and entries a
     rollup already holds (an earlier round that stopped halfway), then mark the batches."""
     first_of_batch = {entry.batch_id: entry for entry in reversed(entries)}
@@ -130,13 +132,17 @@ def _apply(db: Database[Any], client: redis.Redis, entries: list[Entry]) -> None
             tally = Tally.from_document(delta["types"])
             for bucket in containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"])):
                 rollups[bucket].add(entry.stream_id, tally)
-    _save(db, client, rollups.values(), entries[-1].stream_id)
+    _save(db, client, lock, rollups.values(), entries[-1].stream_id)
     storage.mark_batches_applied(db, [entry.batch_id for entry in fresh])
 
 
-def _save(db: Database[Any], client: redis.Redis, rollups: Iterable[Rollup], through: str) -> None:
+def _save(
+    db: Database[Any], client: redis.Redis, lock: Lock, rollups: Iterable[Rollup], through: str
+) -> None:
     sites = set()
-    for rollup in rollups:
+    for written, rollup in enumerate(rollups):
+        if written % WRITES_PER_EXTENSION == 0:
+            lock.reacquire()  # raises LockNotOwnedError, stopping the writes, if it expired
         storage.save_rollup(db, rollup.document(through))
         sites.add(rollup.bucket.site_id)
     if sites:
@@ -181,6 +187,10 @@ class Rollup:
         }
 
 
+class CompactorBusyError(RuntimeError):
+    """The compactor's lock stayed taken for longer than a rebuild waits."""
+
+
 def _last_stream_id(client: redis.Redis) -> str:
     try:
         info = client.xinfo_stream(STREAM_KEY)
@@ -200,7 +210,8 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
     batches are marked added. Younger batches are left to their deltas, still to come.
     """
     lock = _lock(client)
-    lock.acquire(blocking=True, blocking_timeout=LOCK_SECONDS)
+    if not lock.acquire(blocking=True, blocking_timeout=2 * LOCK_SECONDS):
+        raise CompactorBusyError(f"another compactor held the lock for {2 * LOCK_SECONDS} s; try again")
     try:
         # Taken before draining: an entry appended after the drain is newer than `through`,
         # and its batch is unmarked, so the rollups count it once, from the entry.
@@ -216,7 +227,8 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
                 rollups.setdefault(bucket, Rollup.load(bucket, None)).tally.add(tally)
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
-        _save(db, client, (rollups.get(bucket, Rollup.load(bucket, None)) for bucket in buckets), through)
+        rebuilt = (rollups.get(bucket, Rollup.load(bucket, None)) for bucket in buckets)
+        _save(db, client, lock, rebuilt, through)
         return len(counted)
     finally:
         lock.release()
