@@ -26,7 +26,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import redis
-from bson import Binary
 from pymongo.database import Database
 from redis.lock import Lock
 
@@ -176,15 +175,7 @@ class Rollup:
             self.tally.add(tally)
 
     def document(self, through: str) -> dict[str, Any]:
-        return {
-            "_id": self.bucket.id,
-            "site_id": self.bucket.site_id,
-            "level": self.bucket.level,
-            "start": self.bucket.start,
-            "events": self.tally.events,
-            "tally": Binary(self.tally.pack()),
-            "through": through,
-        }
+        return storage.rollup_document(self.bucket, self.tally, through)
 
 
 class CompactorBusyError(RuntimeError):

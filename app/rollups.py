@@ -26,7 +26,6 @@ import orjson
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-LEVELS = {"hour": HOUR, "day": DAY}
 
 
 def bitmap_of(ids: Iterable[int]) -> int:

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from bson import Binary
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
+
+from app.rollups import Bucket, Tally
 
 EVENTS = "events"
 # Events that could not be stored: the original message, the error and the time.
@@ -74,6 +77,8 @@ class InsertOutcome:
     the store refused."""
 
     inserted: list[Mapping[str, Any]] = field(default_factory=list)
+    # The stored documents of `inserted`, in the same order.
+    documents: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[Mapping[str, Any]] = field(default_factory=list)
     rejected: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
 
@@ -90,12 +95,14 @@ def insert_events(
     if not messages:
         return InsertOutcome()
     now = datetime.now(UTC)
+    documents = [event_document(m, now, batch_id) for m in messages]
     try:
-        db[EVENTS].insert_many([event_document(m, now, batch_id) for m in messages], ordered=False)
+        db[EVENTS].insert_many(documents, ordered=False)
     except BulkWriteError as error:
         failed = {e["index"]: e for e in error.details["writeErrors"]}
         return InsertOutcome(
             inserted=[m for i, m in enumerate(messages) if i not in failed],
+            documents=[d for i, d in enumerate(documents) if i not in failed],
             duplicates=[messages[i] for i, e in failed.items() if e["code"] == DUPLICATE_KEY],
             rejected=[
                 (messages[i], e.get("errmsg", "rejected"))
@@ -103,7 +110,7 @@ def insert_events(
                 if e["code"] != DUPLICATE_KEY
             ],
         )
-    return InsertOutcome(inserted=list(messages))
+    return InsertOutcome(inserted=list(messages), documents=documents)
 
 
 def owned_events(db: Database[Any], batch_id: str, event_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -184,6 +191,19 @@ def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, 
     with ThreadPoolExecutor(max_workers=min(CONCURRENT_LOOKUPS, len(wanted))) as pool:
         found = list(pool.map(lambda rollup_id: db[ROLLUPS].find_one({"_id": rollup_id}), wanted))
     return {document["_id"]: document for document in found if document is not None}
+
+
+def rollup_document(bucket: Bucket, tally: Tally, through: str) -> dict[str, Any]:
+    """The stored form of a rollup: its tally packed, and the last stream entry it holds."""
+    return {
+        "_id": bucket.id,
+        "site_id": bucket.site_id,
+        "level": bucket.level,
+        "start": bucket.start,
+        "events": tally.events,
+        "tally": Binary(tally.pack()),
+        "through": through,
+    }
 
 
 def save_rollup(db: Database[Any], document: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -52,9 +51,9 @@ def store_batch(
     if outcome.rejected:
         logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
         storage.dead_letter(db, outcome.rejected)
-    now = datetime.now(UTC)
-    owned = [storage.event_document(message, now, batch_id) for message in outcome.inserted]
-    owned += storage.owned_events(db, batch_id, (message["event_id"] for message in outcome.duplicates))
+    owned = outcome.documents + storage.owned_events(
+        db, batch_id, (message["event_id"] for message in outcome.duplicates)
+    )
     # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
     pipe = client.pipeline(transaction=True)
     compactor.append_batch(pipe, batch_id, user_ids.numbered(client, owned))
