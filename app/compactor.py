@@ -30,7 +30,7 @@ from pymongo.database import Database
 from redis.lock import Lock
 
 from app import storage, user_ids
-from app.rollups import Bucket, Tally, containing_buckets, hourly_tallies
+from app.rollups import Bucket, Tally, bucket_tallies, containing_buckets, hourly_tallies
 
 logger = logging.getLogger(__name__)
 
@@ -212,13 +212,10 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
         end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         events = storage.events_between(db, site_id, start, end)
         counted = _countable(db, events)
-        rollups: dict[Bucket, Rollup] = {}
-        for (_, hour), tally in hourly_tallies(user_ids.numbered(client, counted)).items():
-            for bucket in containing_buckets(site_id, hour):
-                rollups.setdefault(bucket, Rollup.load(bucket, None)).tally.add(tally)
+        tallies = bucket_tallies(user_ids.numbered(client, counted))
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
-        rebuilt = (rollups.get(bucket, Rollup.load(bucket, None)) for bucket in buckets)
+        rebuilt = (Rollup(bucket, tallies.get(bucket, Tally()), "0-0") for bucket in buckets)
         _save(db, client, lock, rebuilt, through)
         return len(counted)
     finally:

@@ -202,6 +202,15 @@ def containing_buckets(site_id: str, hour: datetime) -> tuple[Bucket, Bucket]:
     return Bucket(site_id, "hour", hour), Bucket(site_id, "day", floor_to(hour, "day"))
 
 
+def bucket_tallies(events: Iterable[Mapping[str, Any]]) -> dict[Bucket, Tally]:
+    """Tallies of stored event documents, users as integer ids, by hour and day rollup."""
+    tallies: dict[Bucket, Tally] = {}
+    for (site_id, hour), tally in hourly_tallies(events).items():
+        for bucket in containing_buckets(site_id, hour):
+            tallies.setdefault(bucket, Tally()).add(tally)
+    return tallies
+
+
 def cover(site_id: str, start: datetime, end: datetime) -> list[Bucket] | None:
     """The fewest rollups that exactly cover the UTC interval [start, end): whole days where
     possible, hours at the edges. None when the interval does not start and end on a UTC hour

@@ -1,10 +1,11 @@
 """Reporting latency over a synthetic data set, with the answer cache off and on.
 
-    .venv/bin/python -m bench.reporting [--events 1000000] [--requests 100]
+    .venv/bin/python -m bench.reporting [--events 1000000] [--loader auto] [--requests 100]
 
 It starts a fresh Redis and MongoDB server on loopback, loads N events of 100 sites over the
 30 UTC days ending yesterday (Zipf-distributed sites, paths and users, a daily cycle) through
-the worker's own `store_batch` and `compactor.compact`, checks that `/stats` equals
+the worker's own `store_batch` and `compactor.compact`, or above a million events with a bulk
+loader that stores the same documents and rollups in fewer writes, checks that `/stats` equals
 `/stats/aggregated`, then times `/stats`, `/stats/timeseries`, `/stats/breakdown` and
 `/stats/aggregated` on one gunicorn reporting process, sequentially over one keep-alive
 connection. It prints figures and never asserts them; everything stops at the end.
@@ -22,7 +23,8 @@ import time
 import uuid
 from bisect import bisect
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -30,13 +32,15 @@ from itertools import accumulate, islice, pairwise
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
+from pymongo.database import Database
 
-from app import compactor, create_app, storage
+from app import compactor, create_app, storage, user_ids
 from app.config import Settings
 from app.extensions import mongo, redis_store
 from app.local_services import mongo_argv
-from app.rollups import Tally
+from app.rollups import Bucket, Tally, bucket_tallies
 from app.schemas import to_message
 from app.user_ids import numbered_locally
 from bench.ingest import gunicorn
@@ -61,6 +65,10 @@ SEED = 20251115
 
 BATCH_SIZE = 1000
 COMPACT_EVERY = 20  # batches
+INSERT_CHUNK = 20_000  # events a bulk loader's insert_many
+ROLLUPS_PER_INSERT = 1000
+# The worker loader takes about 12 minutes a million events here; above this, `auto` loads in bulk.
+WORKER_LOADER_LIMIT = 1_000_000
 PROGRESS_EVERY = 100_000  # events
 WARM_UP = 5
 # Ask for the defaults explicitly, so a `.env` turning the cache off does not skew "on".
@@ -72,8 +80,8 @@ CACHE_ENV = {
     },
 }
 # FerretDB answers counts and `/stats/aggregated` by scanning every stored event (only `_id`
-# lookups use an index), which takes longer than the default 10 s socket timeout at 1M events.
-SCAN_TIMEOUT_SECONDS = 600
+# lookups use an index): 93 s at 1M events, longer than the default 10 s socket timeout.
+SCAN_TIMEOUT_SECONDS = 3600
 SCAN_TIMEOUT_ENV = {"MONGO_TIMEOUT_MS": str(SCAN_TIMEOUT_SECONDS * 1000)}
 # pymongo's socket timeout is twice MONGO_TIMEOUT_MS: let the server give up first.
 REQUEST_TIMEOUT = 3 * SCAN_TIMEOUT_SECONDS
@@ -108,14 +116,15 @@ def site_paths() -> list[str]:
 
 
 class Traffic:
-    """N deterministic events of SITES sites over DAYS UTC days ending yesterday, in time order."""
+    """N deterministic events of `sites` sites over `days` UTC days ending yesterday, in time order."""
 
-    def __init__(self, events: int, seed: int = SEED) -> None:
+    def __init__(self, events: int, seed: int = SEED, days: int = DAYS, sites: int = SITES) -> None:
         self.events = events
         self.seed = seed
-        self.first_day = datetime.now(UTC).date() - timedelta(days=DAYS)
-        self.site_ids = [f"site-{rank:03d}" for rank in range(1, SITES + 1)]
-        self.site_weights = zipf_cumulative(SITES, SITE_EXPONENT)
+        self.days = days
+        self.first_day = datetime.now(UTC).date() - timedelta(days=days)
+        self.site_ids = [f"site-{rank:03d}" for rank in range(1, sites + 1)]
+        self.site_weights = zipf_cumulative(sites, SITE_EXPONENT)
         self.path_weights = zipf_cumulative(PATHS_PER_SITE, PATH_EXPONENT)
         self.paths = site_paths()
         self.type_weights = list(accumulate(EVENT_TYPES.values()))
@@ -126,13 +135,13 @@ class Traffic:
 
     @property
     def last_day(self) -> date:
-        return self.first_day + timedelta(days=DAYS - 1)
+        return self.first_day + timedelta(days=self.days - 1)
 
     def messages(self) -> Iterator[dict[str, Any]]:
         """Queue messages in the shape of `app.schemas.to_message`, one hour at a time."""
         rng = random.Random(self.seed)
         midnight = datetime.combine(self.first_day, datetime.min.time(), tzinfo=UTC)
-        for hour, count in enumerate(hourly_counts(self.events, DAYS * 24)):
+        for hour, count in enumerate(hourly_counts(self.events, self.days * 24)):
             start = midnight + timedelta(hours=hour)
             for second in sorted(rng.randrange(3600) for _ in range(count)):
                 yield self.message(rng, start + timedelta(seconds=second))
@@ -160,10 +169,10 @@ def batches(messages: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict
 class Loaded:
     """What loading stored, and where the time went."""
 
+    loader: str
     events: int = 0
     seconds: float = 0.0
-    store_seconds: float = 0.0
-    compact_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds by phase
     stored_events: int = 0
     rollups: int = 0
     site_days: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -177,29 +186,102 @@ class Loaded:
             per_site[site_id] += count
         return per_site.most_common(1)[0][0]
 
+    def count(self, batch: Sequence[dict[str, Any]], started: float) -> None:
+        """Count a loaded batch, printing progress every PROGRESS_EVERY events."""
+        if not self.events:
+            check_shape(batch)
+        self.site_days.update((m["site_id"], m["timestamp"][:10]) for m in batch)
+        self.events += len(batch)
+        if self.events % PROGRESS_EVERY < len(batch):
+            print_progress(self, time.monotonic() - started)
 
-def load(env: dict[str, str], traffic: Traffic) -> Loaded:
-    """Store the traffic as a worker would: `store_batch` per BATCH_SIZE messages, compacting
+
+@contextmanager
+def phase(loaded: Loaded, name: str) -> Iterator[None]:
+    """Add the time the block takes to the loader's phase `name`."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        loaded.phases[name] = loaded.phases.get(name, 0.0) + time.perf_counter() - started
+
+
+def load_through_worker(db: Database[Any], client: redis.Redis, traffic: Traffic, loaded: Loaded) -> None:
+    """Store the traffic as a worker does: `store_batch` per BATCH_SIZE messages, compacting
     every COMPACT_EVERY batches and at the end."""
-    loaded = Loaded()
+    storage.ensure_indexes(db)  # as a worker does when it starts
+    started = time.monotonic()
+    for number, batch in enumerate(batches(traffic.messages(), BATCH_SIZE), start=1):
+        with phase(loaded, "store_batch"):
+            loaded.stored_events += store_batch(db, client, uuid.uuid4().hex, batch)
+        if number % COMPACT_EVERY == 0:
+            with phase(loaded, "compact"):
+                compactor.compact(db, client)
+        loaded.count(batch, started)
+    with phase(loaded, "compact"):
+        compactor.compact(db, client)
+
+
+def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loaded: Loaded) -> None:
+    """Store the same event documents and rollups as `load_through_worker`, in fewer writes.
+
+    Each BATCH_SIZE messages become event documents with a batch id, and their users are
+    numbered by the worker's own Redis script, batch by batch, so every id is the same. The
+    documents are written INSERT_CHUNK at a time by a background thread while the next are
+    generated; the rollups' tallies are added up in memory and each rollup is written once,
+    holding no stream entry (`through` 0-0), with every batch marked as added into them.
+    The indexes come last, as in any bulk load: built once, they cost a fraction of keeping
+    them up to date through millions of inserts.
+    `tests/unit/test_bench_reporting.py` checks that both loaders store equal rollups.
+    """
+    started = time.monotonic()
+    tallies: dict[Bucket, Tally] = {}
+    batch_ids: list[str] = []
+    chunk: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        writing: Future[Any] | None = None
+        for batch in batches(traffic.messages(), BATCH_SIZE):
+            with phase(loaded, "documents and tallies"):
+                batch_ids.append(uuid.uuid4().hex)
+                now = datetime.now(UTC)
+                documents = [storage.event_document(message, now, batch_ids[-1]) for message in batch]
+                for bucket, tally in bucket_tallies(user_ids.numbered(client, documents)).items():
+                    tallies.setdefault(bucket, Tally()).add(tally)
+                chunk += documents
+            if len(chunk) >= INSERT_CHUNK:
+                with phase(loaded, "waiting for inserts"):
+                    if writing is not None:
+                        writing.result()
+                writing = writer.submit(db[storage.EVENTS].insert_many, chunk, ordered=False)
+                loaded.stored_events += len(chunk)
+                chunk = []
+            loaded.count(batch, started)
+        with phase(loaded, "waiting for inserts"):
+            if writing is not None:
+                writing.result()
+            if chunk:
+                db[storage.EVENTS].insert_many(chunk, ordered=False)
+                loaded.stored_events += len(chunk)
+    with phase(loaded, "rollups"):
+        rollups = [storage.rollup_document(bucket, tally, "0-0") for bucket, tally in tallies.items()]
+        for rows in batches(rollups, ROLLUPS_PER_INSERT):
+            db[storage.ROLLUPS].insert_many(rows, ordered=False)
+        storage.mark_batches_applied(db, batch_ids)
+    with phase(loaded, "indexes"):
+        storage.ensure_indexes(db)
+
+
+LOADERS = {"worker": load_through_worker, "bulk": load_in_bulk}
+
+
+def load(env: dict[str, str], traffic: Traffic, loader: str) -> Loaded:
+    """Load the traffic into fresh servers with one of LOADERS."""
+    loaded = Loaded(loader)
     flask_app = create_app("worker", Settings.from_env(env | SCAN_TIMEOUT_ENV))
     with flask_app.app_context():
         db, client = mongo.db, redis_store.client
-        storage.ensure_indexes(db)
         started = time.monotonic()
-        for number, batch in enumerate(batches(traffic.messages(), BATCH_SIZE), start=1):
-            if number == 1:
-                check_shape(batch)
-            started_batch = time.perf_counter()
-            loaded.stored_events += store_batch(db, client, uuid.uuid4().hex, batch)
-            loaded.store_seconds += time.perf_counter() - started_batch
-            loaded.site_days.update((m["site_id"], m["timestamp"][:10]) for m in batch)
-            if number % COMPACT_EVERY == 0:
-                loaded.compact_seconds += timed(compactor.compact, db, client)
-            loaded.events += len(batch)
-            if loaded.events % PROGRESS_EVERY < BATCH_SIZE:
-                print_progress(loaded, time.monotonic() - started)
-        loaded.compact_seconds += timed(compactor.compact, db, client)
+        LOADERS[loader](db, client, traffic, loaded)
         loaded.seconds = time.monotonic() - started
         if backlog := compactor.backlog(client):
             print(f"  warning: {backlog} batches still wait for compaction")
@@ -216,27 +298,24 @@ def check_shape(messages: Sequence[dict[str, Any]]) -> None:
             raise ValueError(f"not in the shape of to_message: {message}")
 
 
-def timed(action: Callable[..., object], *args: Any) -> float:
-    """Seconds `action(*args)` took."""
-    started = time.perf_counter()
-    action(*args)
-    return time.perf_counter() - started
-
-
 def print_progress(loaded: Loaded, seconds: float) -> None:
     print(
         f"  {loaded.events:>10,} events  {seconds:7.1f} s  {loaded.events / seconds:8,.0f} events/s  "
-        f"(store_batch {loaded.store_seconds:.1f} s, compact {loaded.compact_seconds:.1f} s)",
+        f"({describe_phases(loaded)})",
         flush=True,
     )
+
+
+def describe_phases(loaded: Loaded) -> str:
+    return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in loaded.phases.items())
 
 
 def print_load(loaded: Loaded) -> None:
     site_id, day = loaded.busiest_site_day()
     site = loaded.busiest_site()
     print(
-        f"loaded {loaded.events:,} events in {loaded.seconds:.1f} s ({loaded.events / loaded.seconds:,.0f} "
-        f"events/s): store_batch {loaded.store_seconds:.1f} s, compact {loaded.compact_seconds:.1f} s"
+        f"loaded {loaded.events:,} events with the {loaded.loader} loader in {loaded.seconds:.1f} s "
+        f"({loaded.events / loaded.seconds:,.0f} events/s): {describe_phases(loaded)}"
     )
     print(f"stored: {loaded.stored_events:,} new events, {loaded.rollups:,} rollup documents")
     print(
@@ -451,6 +530,13 @@ def parse_args() -> argparse.Namespace:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--events", type=int, default=1_000_000, help="events to load (default 1,000,000)")
+    parser.add_argument(
+        "--loader",
+        choices=[*LOADERS, "auto"],
+        default="auto",
+        help=f"worker: store_batch and the compactor; bulk: the same documents and rollups in fewer "
+        f"writes; auto (default): worker up to {WORKER_LOADER_LIMIT:,} events, bulk above",
+    )
     parser.add_argument("--requests", type=int, default=100, help="timed requests a row (default 100)")
     parser.add_argument(
         "--aggregated-requests", type=int, default=20, help="timed /stats/aggregated requests (default 20)"
@@ -470,17 +556,19 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     traffic = Traffic(args.events)
+    loader = args.loader
+    if loader == "auto":
+        loader = "worker" if args.events <= WORKER_LOADER_LIMIT else "bulk"
     load_average = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load_average}; MongoDB server: {mongo_argv(0, Path())[0]}")
     print(
         f"loading {args.events:,} events: {SITES} sites, {DAYS} UTC days "
-        f"{traffic.first_day}..{traffic.last_day}, batches of {BATCH_SIZE}, "
-        f"compacting every {COMPACT_EVERY} batches",
+        f"{traffic.first_day}..{traffic.last_day}, batches of {BATCH_SIZE}, {loader} loader",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-reporting-") as tmp, servers(Path(tmp)) as (env, mongod):
         run_dir = Path(tmp)
-        loaded = load(env, traffic)
+        loaded = load(env, traffic, loader)
         print_load(loaded)
         rows = queries(loaded, traffic)
         expected = expected_summaries(traffic, rows[:2])
