@@ -11,6 +11,7 @@ from typing import Any
 import fakeredis
 import mongomock
 import pytest
+from pymongo.database import Database
 
 from app import storage
 from app.rollups import Tally
@@ -19,15 +20,15 @@ from bench import reporting
 DOCUMENT_FIELDS = ("_id", "event_id", "site_id", "event_type", "path", "user_id", "timestamp")
 
 
-def loaded_with(loader: str, traffic: reporting.Traffic) -> tuple[Any, reporting.Loaded]:
-    db = mongomock.MongoClient(tz_aware=True).get_database("analytics")
+def loaded_with(loader: str, traffic: reporting.Traffic) -> tuple[Database[Any], reporting.Loaded]:
+    db: Database[Any] = mongomock.MongoClient(tz_aware=True).get_database("analytics")
     loaded = reporting.Loaded(loader)
     reporting.LOADERS[loader](db, fakeredis.FakeRedis(), traffic, loaded)
     return db, loaded
 
 
 @pytest.fixture(scope="module")
-def both() -> dict[str, tuple[Any, reporting.Loaded]]:
+def both() -> dict[str, tuple[Database[Any], reporting.Loaded]]:
     traffic = reporting.Traffic(3000, seed=7, days=2, sites=5)
     return {loader: loaded_with(loader, traffic) for loader in reporting.LOADERS}
 
