@@ -43,7 +43,8 @@ GENERATIONS_KEY = "analytics:rollups:generations"
 # extends it before every few rollup writes, and a holder that lost it stops writing.
 LOCK_SECONDS = 15
 WRITES_PER_EXTENSION = 20
-ENTRIES_PER_ROUND = 500
+# Entries a round adds up: a round rewrites each rollup it touches once, so more is cheaper.
+ENTRIES_PER_ROUND = 2000
 # `rebuild` counts events of a batch the compactor has not added yet only when the batch is
 # older than this: its own delta is surely lost then, while a younger batch's may still come.
 ORPHAN_AGE = timedelta(hours=1)
@@ -70,20 +71,22 @@ def _lock(client: redis.Redis) -> Lock:
 
 
 def compact(db: Database[Any], client: redis.Redis) -> int:
-    """Add every waiting delta into the rollups, unless another compactor is at it; return
-    how many stream entries were consumed."""
+    """Add the deltas waiting when called into the rollups, unless another compactor is at it;
+    return how many stream entries were consumed. Deltas appended meanwhile wait for the
+    next call, so a call ends even while workers keep appending."""
     lock = _lock(client)
     if not lock.acquire(blocking=False):
         return 0
     try:
-        return _drain(db, client, lock)
+        return _drain(db, client, lock, _last_stream_id(client))
     finally:
         lock.release()
 
 
-def _drain(db: Database[Any], client: redis.Redis, lock: Lock) -> int:
+def _drain(db: Database[Any], client: redis.Redis, lock: Lock, last: str) -> int:
+    """Add the stream's entries up to `last` into the rollups, ENTRIES_PER_ROUND at a time."""
     consumed = 0
-    while entries := _read(client):
+    while entries := _read(client, last):
         lock.reacquire()
         _apply(db, client, lock, entries)
         client.xdel(STREAM_KEY, *(entry.stream_id for entry in entries))
@@ -98,8 +101,10 @@ class Entry:
     deltas: list[dict[str, Any]]
 
 
-def _read(client: redis.Redis) -> list[Entry]:
-    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(STREAM_KEY, count=ENTRIES_PER_ROUND))
+def _read(client: redis.Redis, last: str) -> list[Entry]:
+    rows = cast(
+        list[tuple[bytes, dict[bytes, bytes]]], client.xrange(STREAM_KEY, max=last, count=ENTRIES_PER_ROUND)
+    )
     return [
         Entry(stream_id.decode(), fields[b"batch"].decode(), json.loads(fields[b"deltas"]))
         for stream_id, fields in rows
@@ -204,10 +209,10 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
     if not lock.acquire(blocking=True, blocking_timeout=2 * LOCK_SECONDS):
         raise CompactorBusyError(f"another compactor held the lock for {2 * LOCK_SECONDS} s; try again")
     try:
-        # Taken before draining: an entry appended after the drain is newer than `through`,
-        # and its batch is unmarked, so the rollups count it once, from the entry.
+        # Drained up to here: an entry appended later is newer than `through`, and its
+        # batch is unmarked, so the rollups count it once, from the entry.
         through = _last_stream_id(client)
-        _drain(db, client, lock)
+        _drain(db, client, lock, through)
         start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
         end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         events = storage.events_between(db, site_id, start, end)

@@ -32,14 +32,21 @@ return ids
 """
 
 
-def ids_for(client: redis.Redis, site_id: str, users: Iterable[str]) -> dict[str, int]:
-    """Each user's id on the site (1, 2, ...), giving new users the next ids."""
-    wanted = sorted(set(users))
+def ids_by_site(client: redis.Redis, users_by_site: Mapping[str, Iterable[str]]) -> dict[str, dict[str, int]]:
+    """Each site's users' ids (1, 2, ...), giving new users the next ids, in one round trip."""
+    wanted = {site_id: sorted(set(users)) for site_id, users in users_by_site.items()}
+    wanted = {site_id: users for site_id, users in wanted.items() if users}
     if not wanted:
         return {}
     script = client.register_script(GET_OR_ASSIGN)
-    ids = cast(list[int], script(keys=[f"{PREFIX}:{site_id}", NEXT_KEY], args=[site_id, *wanted]))
-    return dict(zip(wanted, ids, strict=True))
+    pipe = client.pipeline(transaction=False)
+    for site_id, users in wanted.items():
+        script(keys=[f"{PREFIX}:{site_id}", NEXT_KEY], args=[site_id, *users], client=pipe)
+    answers = cast(list[list[int]], pipe.execute())
+    return {
+        site_id: dict(zip(users, ids, strict=True))
+        for (site_id, users), ids in zip(wanted.items(), answers, strict=True)
+    }
 
 
 def numbered(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -49,7 +56,7 @@ def numbered(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> list[d
     for event in events:
         if event.get("user_id"):
             users_by_site.setdefault(event["site_id"], set()).add(event["user_id"])
-    ids = {site_id: ids_for(client, site_id, users) for site_id, users in users_by_site.items()}
+    ids = ids_by_site(client, users_by_site)
     return [
         {**event, "user_id": ids[event["site_id"]][event["user_id"]]} if event.get("user_id") else dict(event)
         for event in events

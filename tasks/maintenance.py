@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, ClassVar
 
 import redis
@@ -71,9 +72,21 @@ class LedgerCheck(bootsteps.StartStopStep):
                 logger.warning("ledger check skipped, Redis unreachable: %s", error)
 
 
+# A compactor round costs MongoDB work per rollup it rewrites, however many batches it adds.
+# After a round it rests REST_PER_ROUND times as long as the round took (at least the
+# configured interval): under load, rounds grow and come less often, each adding more batches,
+# so compaction takes at most a quarter of the time and storing batches keeps the rest.
+REST_PER_ROUND = 3
+
+
+def rest_after(round_seconds: float, interval: float) -> float:
+    """Seconds the compactor waits after a round that took `round_seconds`."""
+    return max(interval, REST_PER_ROUND * round_seconds)
+
+
 class RollupCompactor(bootsteps.StartStopStep):
-    """Runs `compactor.compact` every COMPACT_INTERVAL_SECONDS in a thread of the worker's
-    main process. Every worker runs one; the compactor's lock lets one at a time work.
+    """Runs `compactor.compact` in a thread of the worker's main process, resting between
+    rounds (`rest_after`). Every worker runs one; the compactor's lock lets one at a time work.
 
     A thread rather than the consumer's timer: a round does MongoDB I/O that must not stall
     the main process's handing out of messages.
@@ -102,9 +115,12 @@ class RollupCompactor(bootsteps.StartStopStep):
     shutdown = stop
 
     def run(self, flask_app: Flask, interval: float) -> None:
-        while not self.stopping.wait(interval):
+        rest = interval
+        while not self.stopping.wait(rest):
+            started = time.monotonic()
             with flask_app.app_context():
                 try:
                     compactor.compact(mongo.db, redis_store.client)
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
+            rest = rest_after(time.monotonic() - started, interval)

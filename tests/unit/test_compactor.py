@@ -11,6 +11,7 @@ from app import compactor, storage
 from app.rollups import Tally
 from reporting.periods import Period
 from reporting.queries import summary, summary_from_pipeline
+from tasks import maintenance
 from tasks.persist import store_batch
 from tests.factories import make_event, make_message
 
@@ -126,4 +127,26 @@ def test_a_batch_stored_while_a_rebuild_runs_is_counted_once(db, counter_store, 
     compactor.rebuild(db, counter_store, "site-abc-123", date(2025, 11, 15), date(2025, 11, 15))
     monkeypatch.undo()
     compactor.compact(db, counter_store)
+    assert rollup_summary(db).total_views == 2
+
+
+def test_the_compactor_rests_longer_after_a_long_round():
+    assert maintenance.rest_after(0.01, interval=0.5) == 0.5
+    assert maintenance.rest_after(2.0, interval=0.5) == 6.0
+
+
+def test_a_compaction_ends_with_the_batches_waiting_when_it_began(db, counter_store, monkeypatch):
+    store_batch(db, counter_store, "batch-1", [make_message()])
+    mark = storage.mark_batches_applied
+
+    def mark_while_a_worker_appends(database, batch_ids):
+        mark(database, batch_ids)
+        if "batch-1" in batch_ids:
+            store_batch(db, counter_store, "batch-2", [make_message()])
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "mark_batches_applied", mark_while_a_worker_appends)
+        assert compactor.compact(db, counter_store) == 1
+    assert compactor.backlog(counter_store) == 1  # appended during the round: the next one's
+    assert compactor.compact(db, counter_store) == 1
     assert rollup_summary(db).total_views == 2

@@ -34,11 +34,13 @@ def test_a_packed_tally_unpacks_to_itself_and_adds_up(first, second, paths):
 
 
 def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(counter_store):
-    first = user_ids.ids_for(counter_store, "site-a", ["ann", "bob"])
+    first = user_ids.ids_by_site(counter_store, {"site-a": ["ann", "bob"]})["site-a"]
     assert sorted(first.values()) == [1, 2]
-    again = user_ids.ids_for(counter_store, "site-a", ["bob", "cy", "ann"])
-    assert again == {**first, "cy": 3}
-    assert user_ids.ids_for(counter_store, "site-b", ["cy"]) == {"cy": 1}
+    again = user_ids.ids_by_site(
+        counter_store, {"site-a": ["bob", "cy", "ann"], "site-b": ["cy"], "site-c": []}
+    )
+    assert again == {"site-a": {**first, "cy": 3}, "site-b": {"cy": 1}}
+    assert user_ids.ids_by_site(counter_store, {"site-b": ["dee", "cy"]}) == {"site-b": {"cy": 1, "dee": 2}}
 
 
 def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(counter_store):
