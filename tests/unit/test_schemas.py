@@ -1,11 +1,16 @@
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from app.errors import validation_message
-from app.schemas import event_schema
+from app.schemas import event_schema, to_message
 from tests.factories import make_event
+
+ABSENT = object()  # a field left out of the payload
 
 
 def load_errors(payload: object) -> dict:
@@ -89,6 +94,23 @@ def test_a_json_array_is_not_an_event():
 
 
 def test_the_queued_message_is_plain_json_with_an_iso_timestamp():
-    message = event_schema.dump(event_schema.load(make_event(timestamp="2025-11-15T01:30:00+02:00")))
+    message = to_message(make_event(timestamp="2025-11-15T01:30:00+02:00"))
     assert message["timestamp"] == "2025-11-15T01:30:00+02:00"
     assert isinstance(message["event_id"], str)
+    assert json.loads(json.dumps(message)) == message
+
+
+@given(
+    path=st.none() | st.just(ABSENT) | st.text(max_size=30),
+    user_id=st.none() | st.just(ABSENT) | st.text(max_size=30),
+    moment=st.datetimes(timezones=st.none() | st.timezones()),
+    event_id=st.none() | st.uuids(),
+)
+def test_the_queued_message_is_what_the_schema_dumps(path, user_id, moment, event_id):
+    payload = {"site_id": "site-1", "event_type": "page_view", "timestamp": moment.isoformat()}
+    payload |= {key: value for key, value in (("path", path), ("user_id", user_id)) if value is not ABSENT}
+    if event_id is not None:
+        payload["event_id"] = str(event_id)
+    message = to_message(payload)
+    expected = event_schema.dump(event_schema.load(payload | {"event_id": message["event_id"]}))
+    assert list(message.items()) == list(expected.items())
