@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from bson import Binary
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
@@ -201,7 +200,7 @@ def rollup_document(bucket: Bucket, tally: Tally, through: str) -> dict[str, Any
         "level": bucket.level,
         "start": bucket.start,
         "events": tally.events,
-        "tally": Binary(tally.pack()),
+        "tally": tally.pack(),
         "through": through,
     }
 

@@ -5,7 +5,6 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from bson import Binary
 
 from app import compactor, storage
 from app.rollups import Tally
@@ -79,7 +78,7 @@ def test_only_one_compactor_works_at_a_time(db, counter_store):
 
 def test_rebuild_recomputes_damaged_rollups_from_the_raw_events(db, counter_store, store):
     store([make_event(user_id=f"u{n}", path=f"/p{n % 2}") for n in range(5)])
-    db[storage.ROLLUPS].update_many({}, {"$set": {"events": 0, "tally": Binary(Tally().pack())}})
+    db[storage.ROLLUPS].update_many({}, {"$set": {"events": 0, "tally": Tally().pack()}})
     assert rollup_summary(db).total_views == 0
     assert compactor.rebuild(db, counter_store, "site-abc-123", date(2025, 11, 15), date(2025, 11, 15)) == 5
     assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
