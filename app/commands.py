@@ -45,7 +45,8 @@ def replay_dead_command(batch_size: int) -> None:
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC day.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (default: --start).")
 def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None) -> None:
-    """Recompute a site's hour and day rollups of UTC days START..END from its raw events."""
+    """Recompute a site's rollups of the UTC weeks (from Monday) holding days START..END from
+    its raw events."""
     last = (end or start).date()
     if last < start.date():
         raise click.BadParameter("must not be before --start", param_hint="--end")

@@ -7,7 +7,7 @@ workers update a counting document safely. So:
    same round trip that settles the batch (`append_batch`). It counts only the events that
    batch itself stored (`storage.owned_events`), so a redelivery appends the same delta again.
 2. One compactor at a time (a Redis lock) reads the stream in order and adds each delta into
-   its site's hour and day rollups, which only it writes (`compact`). Each rollup remembers
+   its site's hour, day and week rollups, which only it writes (`compact`). Each rollup remembers
    the last stream entry added into it (`through`), and each batch gets a marker once added
    (`storage.mark_batches_applied`), so neither a crash halfway nor a batch appended twice
    counts anything twice. Entries leave the stream only after that.
@@ -30,7 +30,7 @@ from pymongo.database import Database
 from redis.lock import Lock
 
 from app import storage, user_ids
-from app.rollups import Bucket, Tally, bucket_tallies, containing_buckets, hourly_tallies
+from app.rollups import WEEK, Bucket, Tally, bucket_tallies, containing_buckets, floor_to, hourly_tallies
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +197,8 @@ def _last_stream_id(client: redis.Redis) -> str:
 
 
 def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: date, last_day: date) -> int:
-    """Recompute a site's rollups of the UTC days `first_day`..`last_day` from its raw events;
-    return how many events they count.
+    """Recompute a site's rollups of the UTC weeks holding `first_day`..`last_day` from its
+    raw events; return how many events they count.
 
     Holds the compactor's lock and first adds every waiting delta, so it knows which batches
     the rollups hold. It then counts each event whose batch the compactor has added, plus
@@ -213,8 +213,9 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
         # batch is unmarked, so the rollups count it once, from the entry.
         through = _last_stream_id(client)
         _drain(db, client, lock, through)
-        start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
-        end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        # Whole weeks: a week's rollup counts every day of it.
+        start = floor_to(datetime.combine(first_day, datetime.min.time(), tzinfo=UTC), "week")
+        end = floor_to(datetime.combine(last_day, datetime.min.time(), tzinfo=UTC), "week") + WEEK
         events = storage.events_between(db, site_id, start, end)
         counted = _countable(db, events)
         tallies = bucket_tallies(user_ids.numbered(client, counted))

@@ -23,7 +23,7 @@ class Tallies(Protocol):
 
 
 class RollupTallies:
-    """Tallies of a site's UTC intervals from the fewest hour and day rollups covering them,
+    """Tallies of a site's UTC intervals from the fewest rollups covering them,
     all fetched at once when it is made."""
 
     def __init__(self, db: Database[Any], covers: dict[tuple[datetime, datetime], list[Bucket]]) -> None:

@@ -149,3 +149,12 @@ def test_a_compaction_ends_with_the_batches_waiting_when_it_began(db, counter_st
     assert compactor.backlog(counter_store) == 1  # appended during the round: the next one's
     assert compactor.compact(db, counter_store) == 1
     assert rollup_summary(db).total_views == 2
+
+
+def test_rebuilding_a_day_rebuilds_its_whole_week(db, counter_store, store):
+    store([make_event(timestamp=f"2025-11-{day}T12:00:00Z", user_id=f"u{day}") for day in (10, 15)])
+    db[storage.ROLLUPS].update_many({}, {"$set": {"events": 0, "tally": Tally().pack()}})
+    assert compactor.rebuild(db, counter_store, "site-abc-123", date(2025, 11, 15), date(2025, 11, 15)) == 2
+    week = Period("site-abc-123", date(2025, 11, 10), date(2025, 11, 16), ZoneInfo("UTC"))  # Monday to Sunday
+    assert summary(db, week, 10) == summary_from_pipeline(db, week, 10)
+    assert summary(db, week, 10).unique_users == 2

@@ -148,3 +148,25 @@ def test_rollups_and_the_pipeline_agree_on_any_events(db, store, batches, zone, 
         store([{**event, "site_id": site_id} for event in events])
     period = day_of(site_id, tz=ZoneInfo(zone), event_type=event_type)
     assert summary(db, period, 100) == summary_from_pipeline(db, period, 100)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.builds(
+            make_event,
+            user_id=st.sampled_from([None, "u1", "u2", "u3"]),
+            timestamp=st.datetimes(
+                min_value=datetime(2025, 11, 8), max_value=datetime(2025, 11, 27), timezones=st.just(UTC)
+            ).map(datetime.isoformat),
+        ),
+        max_size=40,
+    ),
+    zone=st.sampled_from(["UTC", "America/New_York"]),
+)
+def test_rollups_and_the_pipeline_agree_over_weeks(db, store, events, zone):
+    site_id = f"site-weeks-{zone}-{hash(str(events))}"
+    store([{**event, "site_id": site_id} for event in events])
+    # Sunday 9th to Tuesday 25th: two whole UTC weeks (from Monday) and days on either side.
+    period = Period(site_id, date(2025, 11, 9), date(2025, 11, 25), ZoneInfo(zone))
+    assert summary(db, period, 100) == summary_from_pipeline(db, period, 100)

@@ -1,6 +1,7 @@
 """What a rollup holds: user bitmaps, the stored form, and the users' integer ids."""
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 from pyroaring import BitMap
 
 from app import user_ids
-from app.rollups import Tally, TypeTally
+from app.rollups import Tally, TypeTally, containing_buckets, cover
 
 ids = st.sets(st.integers(min_value=1, max_value=1_000_000), max_size=200)
 
@@ -49,3 +50,25 @@ def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(count
     numbered = user_ids.numbered(counter_store, events)
     assert [event["user_id"] for event in numbered] == [1, None, 1]
     assert [event["user_id"] for event in user_ids.numbered_locally(events)] == [1, None, 1]
+
+
+def test_a_cover_takes_whole_weeks_then_days_then_hours():
+    start, end = datetime(2025, 11, 8, 22, tzinfo=UTC), datetime(2025, 11, 26, 1, tzinfo=UTC)
+    buckets = cover("s", start, end)
+    assert buckets is not None
+    assert [(bucket.level, bucket.start.strftime("%a %d %H")) for bucket in buckets] == [
+        ("hour", "Sat 08 22"),
+        ("hour", "Sat 08 23"),
+        ("day", "Sun 09 00"),
+        ("week", "Mon 10 00"),
+        ("week", "Mon 17 00"),
+        ("day", "Mon 24 00"),
+        ("day", "Tue 25 00"),
+        ("hour", "Wed 26 00"),
+    ]
+    assert buckets[3].id == "s|week|2025-11-10"
+    assert [b.id for b in containing_buckets("s", datetime(2025, 11, 16, 23, tzinfo=UTC))] == [
+        "s|week|2025-11-10",
+        "s|day|2025-11-16",
+        "s|hour|2025-11-16T23",
+    ]
