@@ -45,6 +45,8 @@ LOCK_SECONDS = 15
 WRITES_PER_EXTENSION = 20
 # Entries a round adds up: a round rewrites each rollup it touches once, so more is cheaper.
 ENTRIES_PER_ROUND = 2000
+# The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
+NO_ENTRY = "0-0"
 # `rebuild` counts events of a batch the compactor has not added yet only when the batch is
 # older than this: its own delta is surely lost then, while a younger batch's may still come.
 ORPHAN_AGE = timedelta(hours=1)
@@ -172,7 +174,7 @@ class Rollup:
     @classmethod
     def load(cls, bucket: Bucket, document: Mapping[str, Any] | None) -> Rollup:
         if document is None:
-            return cls(bucket, Tally(), "0-0")
+            return cls(bucket, Tally(), NO_ENTRY)
         return cls(bucket, Tally.unpack(document["tally"]), document["through"])
 
     def add(self, stream_id: str, tally: Tally) -> None:
@@ -191,7 +193,7 @@ def _last_stream_id(client: redis.Redis) -> str:
     try:
         info = client.xinfo_stream(STREAM_KEY)
     except redis.ResponseError:  # no stream yet
-        return "0-0"
+        return NO_ENTRY
     last = info["last-generated-id"]
     return last.decode() if isinstance(last, bytes) else str(last)
 
@@ -221,7 +223,7 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
         tallies = bucket_tallies(user_ids.numbered(client, counted))
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
-        rebuilt = (Rollup(bucket, tallies.get(bucket, Tally()), "0-0") for bucket in buckets)
+        rebuilt = (Rollup(bucket, tallies.get(bucket, Tally()), NO_ENTRY) for bucket in buckets)
         _save(db, client, lock, rebuilt, through)
         return len(counted)
     finally:

@@ -207,7 +207,7 @@ def cover(site_id: str, start: datetime, end: datetime) -> list[Bucket] | None:
 
     A rollup's size grows with the site's users, not with its span (a day of a busy site
     holds nearly as many users' bits as its week), so fewer rollups means fewer bytes: a
-    30-day question reads 4 to 15 rollups instead of 30.
+    30-day question reads 6 to 15 rollups instead of 30.
     """
     if floor_to(start, "hour") != start or floor_to(end, "hour") != end:
         return None

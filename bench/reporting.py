@@ -229,7 +229,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
     numbered by the worker's own Redis script, batch by batch, so every id is the same. The
     documents are written INSERT_CHUNK at a time by a background thread while the next are
     generated; the rollups' tallies are added up in memory and each rollup is written once,
-    holding no stream entry (`through` 0-0), with every batch marked as added into them.
+    holding no stream entry (`compactor.NO_ENTRY`), with every batch marked as added into them.
     The indexes come last, as in any bulk load: built once, they cost a fraction of keeping
     them up to date through millions of inserts.
     `tests/unit/test_bench_reporting.py` checks that both loaders store equal rollups.
@@ -263,7 +263,9 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 db[storage.EVENTS].insert_many(chunk, ordered=False)
                 loaded.stored_events += len(chunk)
     with phase(loaded, "rollups"):
-        rollups = [storage.rollup_document(bucket, tally, "0-0") for bucket, tally in tallies.items()]
+        rollups = [
+            storage.rollup_document(bucket, tally, compactor.NO_ENTRY) for bucket, tally in tallies.items()
+        ]
         for rows in batches(rollups, ROLLUPS_PER_INSERT):
             db[storage.ROLLUPS].insert_many(rows, ordered=False)
         storage.mark_batches_applied(db, batch_ids)
