@@ -9,7 +9,10 @@ hour, day or week; the worker turns each batch into per-hour deltas and the comp
 Users are small integer ids (see `app/user_ids.py`) in Roaring bitmaps (pyroaring): a month
 of days is a union of 30 compressed bitmaps in C, not a merge of 200,000 strings. A rollup
 document stores its tally as a few sub-documents of binary fields (`pack`), one per event
-type: the users' bitmap serialised, the paths as JSON. FerretDB converts every array element
+type: the users' bitmap serialised, the paths as JSON, each zlib-compressed. FerretDB's time to
+read a document follows its size (1.9 ms for 600 bytes, 15.5 ms for a 90 KB day rollup of a
+450,000-user site), and compression halves a day's bitmap and shrinks its paths five times;
+decompressing costs well under a millisecond. FerretDB converts every array element
 of a document on each read, so nothing in a rollup is a long array: a day of the busiest
 site of `make bench-reporting` (6,740 users, 500 paths) took 60 ms to read with its users as
 an array. Reporting adds the stored tallies up directly (`add_packed`).
@@ -17,6 +20,7 @@ an array. Reporting adds the stored tallies up directly (`add_packed`).
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +34,8 @@ from pyroaring import BitMap
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 WEEK = timedelta(weeks=1)
+# zlib's fastest level: the higher ones take 3-5 times as long and save under 1% on bitmaps.
+COMPRESSION_LEVEL = 1
 
 
 @dataclass
@@ -101,14 +107,14 @@ class Tally:
 
     def pack(self) -> list[dict[str, Any]]:
         """The stored form: per event type, the users' bitmap serialised and the paths as a
-        JSON object of views by path, each in a binary field (a path may hold `.` or start
-        with `$`, so it is never a key of the document itself)."""
+        JSON object of views by path, each compressed in a binary field (a path may hold `.`
+        or start with `$`, so it is never a key of the document itself)."""
         return [
             {
                 "event_type": event_type,
                 "events": tally.events,
-                "users": Binary(tally.users.serialize()),
-                "paths": Binary(orjson.dumps(tally.paths)),
+                "users": Binary(zlib.compress(tally.users.serialize(), COMPRESSION_LEVEL)),
+                "paths": Binary(zlib.compress(orjson.dumps(tally.paths), COMPRESSION_LEVEL)),
             }
             for event_type, tally in sorted(self.types.items())
         ]
@@ -124,8 +130,8 @@ class Tally:
         for row in packed:
             tally = self.types.setdefault(row["event_type"], TypeTally())
             tally.events += row["events"]
-            tally.users |= BitMap.deserialize(row["users"])
-            tally.paths.update(orjson.loads(memoryview(row["paths"])))
+            tally.users |= BitMap.deserialize(zlib.decompress(row["users"]))
+            tally.paths.update(orjson.loads(zlib.decompress(row["paths"])))
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:

@@ -31,6 +31,16 @@ def test_a_packed_tally_unpacks_to_itself_and_adds_up(first, second, paths):
     assert Tally.from_document(tally.to_document()) == tally
 
 
+def test_a_busy_day_is_stored_compressed():
+    """A day of the busiest site of `make bench-reporting` at 1M events: about 8,000 of
+    45,000 users and 500 paths. FerretDB's read time follows the stored bytes."""
+    users = BitMap(range(1, 45_000, 6))
+    paths = Counter({f"/blog/post-{n}": 1000 // n + 1 for n in range(1, 500)})
+    (stored,) = Tally({"page_view": TypeTally(8000, users, paths)}).pack()
+    assert len(stored["users"]) < len(users.serialize()) / 2
+    assert len(stored["paths"]) < len(str(dict(paths))) / 3
+
+
 def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(counter_store):
     first = user_ids.ids_by_site(counter_store, {"site-a": ["ann", "bob"]})["site-a"]
     assert sorted(first.values()) == [1, 2]
