@@ -9,6 +9,9 @@ from flask import Flask
 
 from app.config import Settings
 from celeryconfig import celery_config
+from tasks import redis_transport
+
+redis_transport.register()
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:

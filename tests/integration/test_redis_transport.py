@@ -1,0 +1,60 @@
+"""The broker transport keeps one redis-py client per channel (tasks/redis_transport.py)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from kombu import Connection
+
+from app import create_app
+from app.config import Settings
+from app.schemas import to_message
+from celeryconfig import QUEUE
+from tasks import redis_transport
+from tasks.persist import enqueue_events
+from tests.factories import make_event
+
+
+@pytest.fixture
+def unread_redis_url(redis_url: str) -> str:
+    """A database of the session's Redis that no worker reads, emptied."""
+    url = urlsplit(redis_url)._replace(path="/7").geturl()
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def test_publishing_builds_one_redis_client_not_one_a_message(unread_redis_url, monkeypatch):
+    built: list[bool] = []  # whether each client built is for commands (not the consumer's)
+    create_client = redis_transport.Channel._create_client
+
+    def counted(channel: redis_transport.Channel, asynchronous: bool = False) -> redis.Redis:
+        built.append(not asynchronous)
+        return create_client(channel, asynchronous)
+
+    monkeypatch.setattr(redis_transport.Channel, "_create_client", counted)
+    app = create_app(
+        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
+    )
+    with app.app_context():
+        for site in range(5):
+            enqueue_events([to_message(make_event(site_id=f"site-{site}"))])
+
+    assert redis.Redis.from_url(unread_redis_url).llen(QUEUE) == 5
+    assert built.count(True) == 1
+
+
+def test_a_channel_builds_a_new_client_for_a_new_pool_and_urls_keep_the_redis_scheme(unread_redis_url):
+    with Connection(unread_redis_url) as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, redis_transport.Channel)
+        assert connection.as_uri().startswith("redis://")
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as again:
+            assert again is first
+            first.lpush("probe", "1")
+        channel._after_fork()  # what kombu does in a forked child: the old pool is dropped
+        with channel.conn_or_acquire() as after:
+            assert after is not first
+            assert after.connection_pool is channel.pool
+            assert after.lpop("probe") == b"1"
