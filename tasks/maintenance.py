@@ -120,7 +120,11 @@ class RollupCompactor(bootsteps.StartStopStep):
             started = time.monotonic()
             with flask_app.app_context():
                 try:
-                    compactor.compact(mongo.db, redis_store.client)
+                    added = compactor.compact(mongo.db, redis_store.client)
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
-            rest = rest_after(time.monotonic() - started, interval)
+                    added = 0
+            took = time.monotonic() - started
+            rest = rest_after(took, interval)
+            if added:
+                logger.info("added %d batches into the rollups in %.2f s; resting %.2f s", added, took, rest)
