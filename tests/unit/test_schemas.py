@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from app.errors import validation_message
-from app.schemas import event_schema, to_message
+from app.schemas import Batch, event_schema, load_batch, to_message
 from tests.factories import make_event
 
 ABSENT = object()  # a field left out of the payload
@@ -114,3 +114,29 @@ def test_the_queued_message_is_what_the_schema_dumps(path, user_id, moment, even
     message = to_message(payload)
     expected = event_schema.dump(event_schema.load(payload | {"event_id": message["event_id"]}))
     assert list(message.items()) == list(expected.items())
+
+
+batch_items = st.one_of(
+    st.builds(
+        lambda site, path, event_id: make_event(site_id=site, path=path, event_id=str(event_id)),
+        st.text(min_size=1, max_size=5),
+        st.one_of(st.none(), st.text(max_size=5)),
+        st.uuids(),
+    ),
+    st.builds(lambda event_id: make_event(event_id=str(event_id), timestamp="yesterday"), st.uuids()),
+    st.builds(lambda event_id: make_event(event_id=str(event_id), site_id=None), st.uuids()),
+    # Not objects (null is refused by the envelope, before any event is looked at).
+    st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+)
+
+
+@given(st.lists(batch_items, min_size=1, max_size=20))
+def test_a_batch_splits_like_each_event_loaded_on_its_own(items):
+    """One `many=True` load gives what loading each event alone gives."""
+    expected = Batch()
+    for index, item in enumerate(items):
+        try:
+            expected.messages.append(to_message(item))
+        except ValidationError as error:
+            expected.errors[str(index)] = error.normalized_messages()
+    assert load_batch({"events": items}) == expected
