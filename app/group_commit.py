@@ -5,7 +5,9 @@ takes everything handed in since its last enqueue and queues it as one batch (on
 message), then wakes each request with the outcome. Under light load a request goes alone,
 so it waits for one enqueue as before; under heavy load the batches grow by themselves and
 the cost of an enqueue is shared, with no timer adding latency. A request is answered only
-after its own batch is in Redis, so "accepted" still means queued.
+after its own batch is in Redis, so "accepted" still means queued. One committer a process:
+with two, a group could start while another waited for Redis, but groups got smaller and
+`make bench-ingest`'s row 3 served 745 requests/s against 955 with one (three: 393).
 """
 
 from __future__ import annotations
