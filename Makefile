@@ -76,8 +76,8 @@ bench-ingest: install redis-server-bin ## Ingestion throughput and latency again
 bench-worker: install local-servers ## Worker throughput: batch design vs one task per event (prints a table)
 	$(PYTHON) -m bench.worker --profile
 
-bench-reporting: install redis-server-bin mongo-bin ## Reporting latency over N synthetic events, cache off and on (N=1000000)
-	$(PYTHON) -m bench.reporting --events $(or $(N),1000000)
+bench-reporting: install redis-server-bin mongo-bin ## Reporting latency over N synthetic events, cache off and on (N=1000000, ARGS=options)
+	$(PYTHON) -m bench.reporting --events $(or $(N),1000000) $(ARGS)
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .
