@@ -11,10 +11,10 @@ from app.config import Settings
 from celeryconfig import celery_config
 from tasks import redis_transport
 
-redis_transport.register()
-
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    redis_transport.register()  # before Celery resolves `redis://` to a transport
+
     class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
