@@ -25,7 +25,7 @@ LOCK_KEY = "analytics:ledger:lock"
 
 
 def record(pipe: redis.client.Pipeline, batch_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
-    """Add a just-queued batch to the pipeline's commands."""
+    """Add 'this batch is queued' to the commands of the transaction that queues it."""
     pipe.zadd(ORDER_KEY, {batch_id: time.time()})
     pipe.hset(BATCHES_KEY, batch_id, json.dumps(list(messages)))
 

@@ -29,6 +29,7 @@ from app import compactor, counters, ledger, realtime, storage, user_ids
 from app.config import Settings, current_settings
 from app.extensions import mongo, redis_store
 from celeryconfig import ENQUEUED_AT
+from tasks import redis_transport
 
 logger = logging.getLogger(__name__)
 
@@ -132,19 +133,29 @@ def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
 
 
 def enqueue_events(messages: Sequence[Mapping[str, Any]], *, count_as_accepted: bool = True) -> None:
-    """Queue a batch of events, then record it in the ledger and count it as accepted.
+    """Queue a batch of events, recorded in the ledger and counted as accepted.
 
     Raises kombu's OperationalError when the broker cannot be reached (the caller answers
-    503). The bookkeeping after the publish is best effort: once the message is queued the
-    events are accepted, and a bookkeeping failure must not become an error the client retries.
+    503). Through Redis, the bookkeeping goes in the message's own transaction (one round
+    trip, and no queued batch without its ledger entry). Elsewhere (tasks run eagerly) it
+    follows the publish and is best effort: once the message is queued the events are
+    accepted, and a bookkeeping failure must not become an error the client retries.
     """
     batch_id = uuid.uuid4().hex
-    publish(messages, batch_id)
-    try:
-        pipe = redis_store.client.pipeline(transaction=False)
+
+    def bookkeeping(pipe: redis.client.Pipeline) -> None:
         ledger.record(pipe, batch_id, messages)
         if count_as_accepted:
             counters.add(pipe, counters.ACCEPTED, messages)
+
+    writes = redis_transport.Alongside(bookkeeping)
+    with redis_transport.published_with(writes):
+        publish(messages, batch_id)
+    if writes.sent:
+        return
+    try:
+        pipe = redis_store.client.pipeline(transaction=False)
+        bookkeeping(pipe)
         pipe.execute()
     except RedisError as error:
         logger.warning("queued batch %s but could not record it: %s", batch_id, error)

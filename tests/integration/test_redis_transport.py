@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
-from app import create_app
+from app import counters, create_app, ledger
 from app.config import Settings
 from app.schemas import to_message
 from celeryconfig import QUEUE
@@ -58,3 +59,41 @@ def test_a_channel_builds_a_new_client_for_a_new_pool_and_urls_keep_the_redis_sc
             assert after is not first
             assert after.connection_pool is channel.pool
             assert after.lpop("probe") == b"1"
+
+
+def commands_run(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_a_batch_its_ledger_entry_and_its_counts_reach_redis_in_one_transaction(unread_redis_url):
+    client = redis.Redis.from_url(unread_redis_url)
+    app = create_app(
+        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
+    )
+    with app.app_context():
+        enqueue_events([to_message(make_event())])  # connects, declares the queue
+        client.config_resetstat()
+        enqueue_events([to_message(make_event()), to_message(make_event())])
+
+    assert client.llen(QUEUE) == 2
+    assert ledger.outstanding(client) == 2
+    assert counters.totals(client).accepted == 3
+    assert commands_run(client, "exec") == 1
+    assert [commands_run(client, name) for name in ("lpush", "zadd", "hset")] == [1, 1, 1]
+
+
+def test_a_batch_whose_ledger_entry_cannot_be_written_is_not_queued_either(unread_redis_url, monkeypatch):
+    def broken_record(*args: object) -> None:
+        raise redis.ConnectionError("lost the connection mid-transaction")
+
+    monkeypatch.setattr(ledger, "record", broken_record)
+    app = create_app(
+        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
+    )
+    with app.app_context(), pytest.raises(OperationalError):
+        enqueue_events([to_message(make_event())])
+
+    client = redis.Redis.from_url(unread_redis_url)
+    assert client.llen(QUEUE) == 0
+    assert counters.totals(client).accepted == 0
