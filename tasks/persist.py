@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import kombu.serialization
+import orjson
 import redis
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
@@ -115,6 +117,16 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
         ) from error
 
 
+# The persist task's arguments are plain JSON, which orjson writes 14x faster than kombu's
+# json (15 against 211 µs for 100 events). The content type stays application/json: any
+# worker reads the message with kombu's own json decoder.
+ORJSON = "orjson"
+kombu.serialization.register(ORJSON, orjson.dumps, None, content_type="application/json")
+# register() also made "orjson" the name kombu answers application/json requests in (the
+# remote-control replies Flower asks for); those keep kombu's json, which encodes more types.
+kombu.serialization.registry.type_to_name["application/json"] = "json"
+
+
 def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
     """Put one message carrying these events on the broker; returns once Redis holds it.
 
@@ -125,6 +137,7 @@ def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
         task_id=batch_id,
         headers={ENQUEUED_AT: time.time()},
         retry=True,
+        serializer=ORJSON,
         # What Flower shows for the arguments; Celery's default repr of a batch costs more
         # than a quarter of the publish.
         argsrepr=f"[{len(messages)} events]",

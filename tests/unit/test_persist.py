@@ -2,6 +2,7 @@
 
 import time
 
+import kombu.serialization
 import pytest
 from celery.exceptions import Retry
 from pymongo.errors import AutoReconnect
@@ -98,3 +99,16 @@ def test_a_counter_failure_after_the_enqueue_does_not_fail_it(worker_app, redis_
     redis_server.connected = False
     persist.enqueue_events([make_message()])
     assert db[storage.EVENTS].count_documents({}) == 1
+
+
+def test_a_batch_is_serialised_as_plain_json_that_kombus_decoder_reads_back():
+    messages = [make_message(), make_message()]
+    content_type, encoding, payload = kombu.serialization.dumps([messages, {}, {}], serializer=persist.ORJSON)
+    assert content_type == "application/json"
+    assert kombu.serialization.loads(payload, content_type, encoding, accept={"application/json"}) == [
+        messages,
+        {},
+        {},
+    ]
+    # Replies to remote-control requests still use kombu's own json.
+    assert kombu.serialization.registry.type_to_name[content_type] == "json"
