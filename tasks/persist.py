@@ -138,6 +138,10 @@ def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
         headers={ENQUEUED_AT: time.time()},
         retry=True,
         serializer=ORJSON,
+        # Celery declares the queue before every publish (60 µs of a 600 µs enqueue). Redis
+        # needs no declaration to take the message: Celery sends to the queue by name (the
+        # default exchange), and the worker declares the queue it reads.
+        declare=[],
         # What Flower shows for the arguments; Celery's default repr of a batch costs more
         # than a quarter of the publish.
         argsrepr=f"[{len(messages)} events]",
