@@ -5,15 +5,15 @@ import multiprocessing
 
 from app.config import Settings
 
-# gevent, and one process per two cores (WEB_CONCURRENCY overrides). Ingestion's cost is the
-# Celery enqueue, and group commit (app/group_commit.py) shares one enqueue among the
-# requests waiting in a process: the more concurrent requests a process holds, the bigger
-# its groups. gevent lets one process hold hundreds; gthread holds only its thread count,
-# and more processes spread the same clients thinner. Measured with `make bench-ingest`
-# (2 cores, 8 clients): gevent x 1 process served POST /event at 1,068 requests/s with
-# p99 11.6 ms, and 991 of 1,000 offered requests/s at p99 13.3 ms; gevent x 2 processes 732
-# requests/s; gthread 5 x 4 threads 730. The other cores serve Redis and the rest.
-workers = Settings.from_env().web_concurrency or max(1, multiprocessing.cpu_count() // 2)
+# gevent, one process per core (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery
+# enqueue, and group commit (app/group_commit.py) shares one enqueue among the requests
+# waiting in a process; gevent lets a process hold hundreds of them, where gthread holds
+# only its thread count. More processes split the same clients into smaller groups, but a
+# process saturates its core first. `make bench-ingest`, 8 clients, alternating runs on 2
+# cores (2026-11-28): POST /event 1,145 / 1,154 requests/s with 1 process, 1,462 / 1,463 with
+# 2; POST /events (100 events) 19,400 / 17,800 events/s against 32,400 / 27,900. (Runs in an
+# earlier session had favoured 1 process, 1,068 against 732; alternating runs today do not.)
+workers = Settings.from_env().web_concurrency or multiprocessing.cpu_count()
 worker_class = "gevent"
 worker_connections = 1000
 # A browser's next beacon usually comes within seconds; behind a load balancer, set this

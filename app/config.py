@@ -31,7 +31,7 @@ class Settings:
     # is sent again (see app/ledger.py); workers check every LEDGER_CHECK_SECONDS.
     ledger_grace_seconds: int = 120
     ledger_check_seconds: int = 30
-    # Gunicorn (gevent) worker processes per service; 0 means one per two CPU cores, at least 1.
+    # Gunicorn (gevent) worker processes per service; 0 means one per CPU core.
     web_concurrency: int = 0
     # Seconds before a message taken by a worker that died unacknowledged is redelivered.
     broker_visibility_timeout: int = 300
