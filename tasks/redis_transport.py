@@ -71,8 +71,9 @@ class Channel(kombu_redis.Channel):
         if writes is None or writes.sent:
             super()._put(queue, message, **kwargs)
             return
-        # kombu's own _put, with the LPUSH inside a transaction. A publish that kombu retries
-        # runs it all again: nothing of a failed transaction was applied.
+        # kombu's own _put, with the LPUSH inside a transaction. Kombu retries a failed
+        # publish whole; if the first EXEC did land after all, the batch is queued twice,
+        # which storing by event_id makes harmless.
         priority = self._get_message_priority(message, reverse=False)
         with self.conn_or_acquire() as client:
             pipe = client.pipeline(transaction=True)
