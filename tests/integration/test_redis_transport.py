@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from flask import Flask
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
@@ -26,7 +27,15 @@ def unread_redis_url(redis_url: str) -> str:
     return url
 
 
-def test_publishing_builds_one_redis_client_not_one_a_message(unread_redis_url, monkeypatch):
+@pytest.fixture
+def ingestion_app(unread_redis_url: str) -> Flask:
+    """The ingestion app, publishing to the unread database (it needs no MongoDB)."""
+    return create_app(
+        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
+    )
+
+
+def test_publishing_builds_one_redis_client_not_one_a_message(unread_redis_url, ingestion_app, monkeypatch):
     built: list[bool] = []  # whether each client built is for commands (not the consumer's)
     create_client = redis_transport.Channel._create_client
 
@@ -35,10 +44,7 @@ def test_publishing_builds_one_redis_client_not_one_a_message(unread_redis_url, 
         return create_client(channel, asynchronous)
 
     monkeypatch.setattr(redis_transport.Channel, "_create_client", counted)
-    app = create_app(
-        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
-    )
-    with app.app_context():
+    with ingestion_app.app_context():
         for site in range(5):
             enqueue_events([to_message(make_event(site_id=f"site-{site}"))])
 
@@ -66,12 +72,11 @@ def commands_run(client: redis.Redis, command: str) -> int:
     return int(stats["calls"]) if stats else 0
 
 
-def test_a_batch_its_ledger_entry_and_its_counts_reach_redis_in_one_transaction(unread_redis_url):
+def test_a_batch_its_ledger_entry_and_its_counts_reach_redis_in_one_transaction(
+    unread_redis_url, ingestion_app
+):
     client = redis.Redis.from_url(unread_redis_url)
-    app = create_app(
-        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
-    )
-    with app.app_context():
+    with ingestion_app.app_context():
         enqueue_events([to_message(make_event())])  # connects, declares the queue
         client.config_resetstat()
         enqueue_events([to_message(make_event()), to_message(make_event())])
@@ -83,15 +88,14 @@ def test_a_batch_its_ledger_entry_and_its_counts_reach_redis_in_one_transaction(
     assert [commands_run(client, name) for name in ("lpush", "zadd", "hset")] == [1, 1, 1]
 
 
-def test_a_batch_whose_ledger_entry_cannot_be_written_is_not_queued_either(unread_redis_url, monkeypatch):
+def test_a_batch_whose_ledger_entry_cannot_be_written_is_not_queued_either(
+    unread_redis_url, ingestion_app, monkeypatch
+):
     def broken_record(*args: object) -> None:
         raise redis.ConnectionError("lost the connection mid-transaction")
 
     monkeypatch.setattr(ledger, "record", broken_record)
-    app = create_app(
-        "ingestion", Settings(redis_url=unread_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused")
-    )
-    with app.app_context(), pytest.raises(OperationalError):
+    with ingestion_app.app_context(), pytest.raises(OperationalError):
         enqueue_events([to_message(make_event())])
 
     client = redis.Redis.from_url(unread_redis_url)
