@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -9,13 +11,14 @@ import redis
 from flask import Flask
 from kombu import Connection
 from kombu.exceptions import OperationalError
+from kombu.serialization import loads
 
 from app import counters, create_app, ledger
 from app.config import Settings
 from app.schemas import to_message
-from celeryconfig import QUEUE
+from celeryconfig import ENQUEUED_AT, QUEUE
 from tasks import redis_transport
-from tasks.persist import enqueue_events
+from tasks.persist import enqueue_events, persist_events
 from tests.factories import make_event
 
 
@@ -101,3 +104,28 @@ def test_a_batch_whose_ledger_entry_cannot_be_written_is_not_queued_either(
     client = redis.Redis.from_url(unread_redis_url)
     assert client.llen(QUEUE) == 0
     assert counters.totals(client).accepted == 0
+
+
+def test_the_queued_message_is_a_persist_task_for_the_batch_the_ledger_records(
+    unread_redis_url, ingestion_app
+):
+    messages = [to_message(make_event(site_id="site-a")), to_message(make_event(site_id="site-b"))]
+    with ingestion_app.app_context():
+        enqueue_events(messages)
+
+    client = redis.Redis.from_url(unread_redis_url)
+    envelope = json.loads(client.lpop(QUEUE))
+    headers, properties = envelope["headers"], envelope["properties"]
+    (batch_id,) = [member.decode() for member in client.zrange(ledger.ORDER_KEY, 0, -1)]
+    assert (headers["task"], headers["id"], properties["correlation_id"]) == (
+        persist_events.name,
+        batch_id,
+        batch_id,
+    )
+    assert headers["argsrepr"] == "[2 events]"
+    assert isinstance(headers[ENQUEUED_AT], float)  # what the ledger's lost-batch check reads
+    assert properties["body_encoding"] == "base64"
+    args, kwargs, _ = loads(
+        base64.b64decode(envelope["body"]), envelope["content-type"], envelope["content-encoding"]
+    )
+    assert (args, kwargs) == ([messages], {})
