@@ -69,9 +69,9 @@ test: install local-servers ## Run the whole test suite (unit, then integration 
 test-unit: install ## Run only the unit tests (no servers)
 	$(PYTHON) -m pytest tests/unit
 
-bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints a table)
+bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints tables; ARGS=options)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
-	$(PYTHON) -m bench.ingest
+	$(PYTHON) -m bench.ingest $(ARGS)
 
 bench-worker: install local-servers ## Worker throughput: batch design vs one task per event (prints a table)
 	$(PYTHON) -m bench.worker --profile

@@ -1,10 +1,16 @@
 """Measure ingestion against a bare Flask endpoint with `hey`, on loopback only.
 
-    .venv/bin/python -m bench.ingest [--seconds 10] [--concurrency 8] [--worker-class gthread]
+    .venv/bin/python -m bench.ingest [--seconds 10] [--concurrency 8] [--rounds 3]
+                                     [--ceilings] [--worker-class gthread]
 
 It starts its own Redis (append-only file fsynced always, as in production) and one
 gunicorn at a time, each on a free 127.0.0.1 port, under `gunicorn.conf.py`. No Celery
 worker runs: queued messages pile up in Redis, which is flushed and stopped at the end.
+
+It runs every row `--rounds` times in turn (3 by default), each round with a fresh Redis,
+and ends with each figure's median: on a shared machine one round can be far off.
+`--ceilings` adds two rows of `POST /event` with its enqueue swapped out (see
+bench/ceiling_app.py).
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import os
 import re
 import runpy
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -46,6 +53,7 @@ class Row:
     events_per_request: int
     # Also measured at a fixed offered rate, for its latency under a realistic load.
     at_fixed_rate: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def body(self) -> bytes:
         events = [
@@ -62,6 +70,11 @@ ROWS = (
     Row("POST /event", "wsgi:ingestion", "/event", 1, at_fixed_rate=True),
     Row(f"POST /events, batches of {BATCH_SIZE}", "wsgi:ingestion", "/events", BATCH_SIZE),
 )
+CEILING = "bench.ceiling_app:app"
+CEILING_ROWS = (
+    Row("ceiling: POST /event, no enqueue", CEILING, "/event", 1, env={"BENCH_CEILING": "none"}),
+    Row("ceiling: one LPUSH, no Celery", CEILING, "/event", 1, env={"BENCH_CEILING": "lpush"}),
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,24 @@ class Result:
     p50: float
     p99: float
     failures: int
+
+
+def median(results: Sequence[Result]) -> Result:
+    """Each figure's median over rounds; failures are summed."""
+    return Result(
+        requests_per_second=statistics.median(result.requests_per_second for result in results),
+        p50=statistics.median(result.p50 for result in results),
+        p99=statistics.median(result.p99 for result in results),
+        failures=sum(result.failures for result in results),
+    )
+
+
+@dataclass(frozen=True)
+class Round:
+    """One pass over the rows: each row's result, and the fixed-rate results by label."""
+
+    results: list[Result]
+    fixed: dict[str, Result]
 
 
 def run_hey(url: str, body_file: Path, *load: str) -> Result:
@@ -161,32 +192,59 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=10, help="duration of each row (default 10)")
     parser.add_argument("--concurrency", type=int, default=8, help="hey's concurrent clients (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the rows (default 3)")
+    parser.add_argument("--ceilings", action="store_true", help="add row 3 with its enqueue swapped out")
     parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class")
     parser.add_argument("--threads", type=int, help="override gunicorn.conf.py's threads")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if shutil.which("hey") is None:
         sys.exit("bench: `hey` is not on PATH; install it (Debian: apt-get install hey) and run again")
     extra = [*(["-k", args.worker_class] if args.worker_class else [])]
     extra += ["--threads", str(args.threads)] if args.threads else []
 
+    rows = ROWS + CEILING_ROWS if args.ceilings else ROWS
     print(f"machine: {os.cpu_count()} cores; gunicorn: {gunicorn_summary(extra)}; hey on loopback:")
-    print(f"{args.concurrency} concurrent clients, {args.seconds} s per row; Redis fsync always, no worker\n")
+    print(f"{args.concurrency} concurrent clients, {args.seconds} s per row; Redis fsync always, no worker")
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        print(f"\nround {number} of {args.rounds}" if args.rounds > 1 else "")
+        rounds.append(run_round(rows, extra, args))
+        print_round(rows, rounds[-1])
+    if args.rounds > 1:
+        print(f"\nmedian of {args.rounds} rounds (failures summed)")
+        print_round(
+            rows,
+            Round(
+                [median([done.results[index] for done in rounds]) for index in range(len(rows))],
+                {label: median([done.fixed[label] for done in rounds]) for label in rounds[0].fixed},
+            ),
+        )
+
+
+def run_round(rows: Sequence[Row], extra: Sequence[str], args: argparse.Namespace) -> Round:
+    """Every row once, against a Redis of its own."""
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, bench_redis(Path(tmp)) as redis_url:
         run_dir = Path(tmp)
         # Ingestion never talks to MongoDB; the URI only has to parse.
         env = {"REDIS_URL": redis_url, "MONGO_URI": f"mongodb://{HOST}:1/bench"}
-        results, fixed = [], {}
-        for row in ROWS:
+        done = Round([], {})
+        for row in rows:
             body_file = run_dir / f"body-{row.events_per_request}.json"
             body_file.write_bytes(row.body())
-            with gunicorn(row.target, env, run_dir, extra) as url:
-                results.append(measure(row, url + row.path, body_file, args))
+            with gunicorn(row.target, {**env, **row.env}, run_dir, extra) as url:
+                done.results.append(measure(row, url + row.path, body_file, args))
                 if row.at_fixed_rate:
-                    fixed[row.label] = fixed_rate(url + row.path, body_file, args.seconds)
-    print_table(ROWS, results)
-    for label, result in fixed.items():
+                    done.fixed[row.label] = fixed_rate(url + row.path, body_file, args.seconds)
+    return done
+
+
+def print_round(rows: Sequence[Row], done: Round) -> None:
+    print_table(rows, done.results)
+    for label, result in done.fixed.items():
         print(
-            f"\n{label} at a fixed {FIXED_RATE_EVENTS_PER_SECOND} events/s offered "
+            f"{label} at a fixed {FIXED_RATE_EVENTS_PER_SECOND} events/s offered "
             f"({FIXED_RATE_CLIENTS} clients x {FIXED_RATE_EVENTS_PER_SECOND // FIXED_RATE_CLIENTS}/s): "
             f"{result.requests_per_second:,.0f} requests/s served, p50 {result.p50 * 1000:.1f} ms, "
             f"p99 {result.p99 * 1000:.1f} ms, {result.failures} failed"
