@@ -105,6 +105,14 @@ class Round:
     fixed: dict[str, Result]
 
 
+def median_round(rounds: Sequence[Round]) -> Round:
+    """The rounds' medians, row by row and fixed-rate result by fixed-rate result."""
+    return Round(
+        [median(row_results) for row_results in zip(*(done.results for done in rounds), strict=True)],
+        {label: median([done.fixed[label] for done in rounds]) for label in rounds[0].fixed},
+    )
+
+
 def run_hey(url: str, body_file: Path, *load: str) -> Result:
     """Run hey with the `load` options (-z/-n, -c, -q) and parse its summary."""
     argv = ["hey", *load, "-m", "POST", "-T", "application/json", "-D", str(body_file), url]
@@ -214,13 +222,7 @@ def main() -> None:
         print_round(rows, rounds[-1])
     if args.rounds > 1:
         print(f"\nmedian of {args.rounds} rounds (failures summed)")
-        print_round(
-            rows,
-            Round(
-                [median([done.results[index] for done in rounds]) for index in range(len(rows))],
-                {label: median([done.fixed[label] for done in rounds]) for label in rounds[0].fixed},
-            ),
-        )
+        print_round(rows, median_round(rounds))
 
 
 def run_round(rows: Sequence[Row], extra: Sequence[str], args: argparse.Namespace) -> Round:

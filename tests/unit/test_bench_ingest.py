@@ -1,4 +1,4 @@
-"""`make bench-ingest --rounds N` ends with each figure's median over the rounds."""
+"""`bench.ingest --rounds N` ends with each figure's median over the rounds."""
 
 from bench.ingest import Result, median
 
