@@ -30,9 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import redis
 
 from app.local_services import redis_argv
+from bench.worker import pid_of, process_tree_cpu
 from tests.factories import make_event
 from tests.integration.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
 
@@ -79,12 +81,16 @@ CEILING_ROWS = (
 
 @dataclass(frozen=True)
 class Result:
-    """What one hey run measured (latencies in seconds)."""
+    """What one hey run measured (latencies in seconds), and the CPU it took."""
 
     requests_per_second: float
     p50: float
     p99: float
     failures: int
+    # gunicorn's CPU time (master and workers, user and system) per response.
+    server_cpu_per_request: float = float("nan")
+    # The share of the machine's CPU time the hypervisor gave to other guests meanwhile.
+    steal: float = float("nan")
 
 
 def median(results: Sequence[Result]) -> Result:
@@ -94,6 +100,8 @@ def median(results: Sequence[Result]) -> Result:
         p50=statistics.median(result.p50 for result in results),
         p99=statistics.median(result.p99 for result in results),
         failures=sum(result.failures for result in results),
+        server_cpu_per_request=statistics.median(result.server_cpu_per_request for result in results),
+        steal=statistics.median(result.steal for result in results),
     )
 
 
@@ -113,10 +121,15 @@ def median_round(rounds: Sequence[Round]) -> Round:
     )
 
 
-def run_hey(url: str, body_file: Path, *load: str) -> Result:
-    """Run hey with the `load` options (-z/-n, -c, -q) and parse its summary."""
+def run_hey(server_pid: int, url: str, body_file: Path, *load: str) -> Result:
+    """Run hey with the `load` options (-z/-n, -c, -q) against the gunicorn of `server_pid`;
+    parse its summary."""
     argv = ["hey", *load, "-m", "POST", "-T", "application/json", "-D", str(body_file), url]
+    cpu_before = process_tree_cpu(server_pid)
+    psutil.cpu_times_percent()  # the machine's shares below are since this call
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600).stdout
+    machine = psutil.cpu_times_percent()
+    server_cpu = process_tree_cpu(server_pid) - cpu_before
     statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
     errors = output.split("Error distribution:")[1] if "Error distribution:" in output else ""
     return Result(
@@ -125,6 +138,8 @@ def run_hey(url: str, body_file: Path, *load: str) -> Result:
         p99=number(r"99% in ([\d.]+) secs", output),
         failures=sum(count for code, count in statuses.items() if code != 200)
         + sum(int(count) for count in re.findall(r"^\s+\[(\d+)\]", errors, re.MULTILINE)),
+        server_cpu_per_request=server_cpu / max(sum(statuses.values()), 1),
+        steal=machine.steal / 100,
     )
 
 
@@ -134,14 +149,17 @@ def number(pattern: str, hey_output: str) -> float:
 
 
 @contextmanager
-def gunicorn(target: str, env: dict[str, str], run_dir: Path, extra: Sequence[str]) -> Iterator[str]:
-    """One gunicorn serving `target` on a free loopback port, under gunicorn.conf.py."""
+def gunicorn(
+    target: str, env: dict[str, str], run_dir: Path, extra: Sequence[str]
+) -> Iterator[tuple[str, int]]:
+    """One gunicorn serving `target` on a free loopback port, under gunicorn.conf.py: its
+    URL, and its master's pid."""
     port = free_port()
     argv = [str(PYTHON_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b", f"{HOST}:{port}", *extra, target]
     process = ManagedProcess(target.replace(":", "-"), argv, env, run_dir).start()
     try:
         wait_until(lambda: port_open(port), STARTUP_TIMEOUT, f"{target} on {port}")
-        yield f"http://{HOST}:{port}"
+        yield f"http://{HOST}:{port}", pid_of(process)
     finally:
         process.stop()
 
@@ -163,14 +181,14 @@ def bench_redis(run_dir: Path) -> Iterator[str]:
         process.stop()
 
 
-def measure(row: Row, url: str, body_file: Path, args: argparse.Namespace) -> Result:
+def measure(row: Row, server_pid: int, url: str, body_file: Path, args: argparse.Namespace) -> Result:
     concurrency = str(args.concurrency)
     # Warm-up: every worker imports its app and opens its broker connection; a failure
     # here means the setup is wrong, not slow.
-    warm_up = run_hey(url, body_file, "-n", str(args.concurrency * 25), "-c", concurrency)
+    warm_up = run_hey(server_pid, url, body_file, "-n", str(args.concurrency * 25), "-c", concurrency)
     if warm_up.failures:
         raise RuntimeError(f"{row.label}: {warm_up.failures} failed warm-up requests")
-    return run_hey(url, body_file, "-z", f"{args.seconds}s", "-c", concurrency)
+    return run_hey(server_pid, url, body_file, "-z", f"{args.seconds}s", "-c", concurrency)
 
 
 def gunicorn_summary(extra: Sequence[str]) -> str:
@@ -184,14 +202,17 @@ def gunicorn_summary(extra: Sequence[str]) -> str:
 def print_table(rows: Sequence[Row], results: Sequence[Result]) -> None:
     base = results[0].requests_per_second
     print(f"{'':3}{'endpoint':38}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}", end="")
-    print(f"{'req/s vs 1':>11}{'events/s vs 1':>14}{'failed':>7}")
+    print(f"{'req/s vs 1':>11}{'events/s vs 1':>14}{'failed':>7}{'CPU ms/req':>11}{'steal':>7}")
     for number, (row, result) in enumerate(zip(rows, results, strict=True), start=1):
         events = result.requests_per_second * row.events_per_request
         print(
             f"{number:<3}{row.label:38}{result.requests_per_second:>11,.0f}{events:>10,.0f}"
             f"{result.p50 * 1000:>8.1f}{result.p99 * 1000:>8.1f}"
             f"{result.requests_per_second / base:>11.2f}{events / base:>14.2f}{result.failures:>7}"
+            f"{result.server_cpu_per_request * 1000:>11.2f}{result.steal:>7.0%}"
         )
+    print("CPU ms/req: gunicorn's CPU time per response; steal: the machine's CPU time taken by")
+    print("other guests of the hypervisor during the row (a slow round is often a stolen one)")
 
 
 def main() -> None:
@@ -235,10 +256,10 @@ def run_round(rows: Sequence[Row], extra: Sequence[str], args: argparse.Namespac
         for row in rows:
             body_file = run_dir / f"body-{row.events_per_request}.json"
             body_file.write_bytes(row.body())
-            with gunicorn(row.target, {**env, **row.env}, run_dir, extra) as url:
-                done.results.append(measure(row, url + row.path, body_file, args))
+            with gunicorn(row.target, {**env, **row.env}, run_dir, extra) as (url, server_pid):
+                done.results.append(measure(row, server_pid, url + row.path, body_file, args))
                 if row.at_fixed_rate:
-                    done.fixed[row.label] = fixed_rate(url + row.path, body_file, args.seconds)
+                    done.fixed[row.label] = fixed_rate(server_pid, url + row.path, body_file, args.seconds)
     return done
 
 
@@ -249,14 +270,16 @@ def print_round(rows: Sequence[Row], done: Round) -> None:
             f"{label} at a fixed {FIXED_RATE_EVENTS_PER_SECOND} events/s offered "
             f"({FIXED_RATE_CLIENTS} clients x {FIXED_RATE_EVENTS_PER_SECOND // FIXED_RATE_CLIENTS}/s): "
             f"{result.requests_per_second:,.0f} requests/s served, p50 {result.p50 * 1000:.1f} ms, "
-            f"p99 {result.p99 * 1000:.1f} ms, {result.failures} failed"
+            f"p99 {result.p99 * 1000:.1f} ms, {result.failures} failed, "
+            f"{result.server_cpu_per_request * 1000:.2f} CPU ms/req, {result.steal:.0%} steal"
         )
 
 
-def fixed_rate(url: str, body_file: Path, seconds: int) -> Result:
+def fixed_rate(server_pid: int, url: str, body_file: Path, seconds: int) -> Result:
     """Row 3 at a fixed offered rate: hey's -q is per client, so the total is clients x q."""
     per_client = str(FIXED_RATE_EVENTS_PER_SECOND // FIXED_RATE_CLIENTS)
-    return run_hey(url, body_file, "-z", f"{seconds}s", "-c", str(FIXED_RATE_CLIENTS), "-q", per_client)
+    load = ("-z", f"{seconds}s", "-c", str(FIXED_RATE_CLIENTS), "-q", per_client)
+    return run_hey(server_pid, url, body_file, *load)
 
 
 if __name__ == "__main__":

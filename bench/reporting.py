@@ -433,7 +433,7 @@ def reporting_service(
 ) -> Iterator[tuple[str, requests.Session]]:
     """One gunicorn process of `wsgi:reporting` with the cache off or on, and a keep-alive session."""
     service_env = env | SCAN_TIMEOUT_ENV | CACHE_ENV[cache] | {"WEB_CONCURRENCY": "1"}
-    with gunicorn("wsgi:reporting", service_env, run_dir, []) as base_url, requests.Session() as session:
+    with gunicorn("wsgi:reporting", service_env, run_dir, []) as (base_url, _), requests.Session() as session:
         yield base_url, session
 
 

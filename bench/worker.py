@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from pymongo import MongoClient
 
@@ -90,21 +91,16 @@ def event_messages(count: int) -> list[dict[str, Any]]:
 
 
 def process_tree_cpu(pid: int) -> float:
-    """User + system CPU seconds used so far by a process and its descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds used so far by a process and its live descendants."""
+    root = psutil.Process(pid)
     total = 0.0
-    for member in [pid, *descendants(pid)]:
+    for member in (root, *root.children(recursive=True)):
         try:
-            stat = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:  # ended since it was listed
             continue
-        total += (int(stat[11]) + int(stat[12])) / ticks
+        total += times.user + times.system
     return total
-
-
-def descendants(pid: int) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [member for child in map(int, children) for member in (child, *descendants(child))]
 
 
 def enqueue(env: dict[str, str], design: Design, events: list[dict[str, Any]]) -> None:
