@@ -8,7 +8,8 @@ gunicorn at a time, each on a free 127.0.0.1 port, under `gunicorn.conf.py`. No 
 worker runs: queued messages pile up in Redis, which is flushed and stopped at the end.
 
 It runs every row `--rounds` times in turn (3 by default), each round with a fresh Redis,
-and ends with each figure's median: on a shared machine one round can be far off.
+and ends with each figure's median: on a shared machine one round can be far off. Each
+row also shows gunicorn's CPU time per response, and the machine's steal share meanwhile.
 `--ceilings` adds two rows of `POST /event` with its enqueue swapped out (see
 bench/ceiling_app.py).
 """
@@ -131,6 +132,7 @@ def run_hey(server_pid: int, url: str, body_file: Path, *load: str) -> Result:
     machine = psutil.cpu_times_percent()
     server_cpu = process_tree_cpu(server_pid) - cpu_before
     statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
+    responses = sum(statuses.values())
     errors = output.split("Error distribution:")[1] if "Error distribution:" in output else ""
     return Result(
         requests_per_second=number(r"Requests/sec:\s+([\d.]+)", output),
@@ -138,7 +140,7 @@ def run_hey(server_pid: int, url: str, body_file: Path, *load: str) -> Result:
         p99=number(r"99% in ([\d.]+) secs", output),
         failures=sum(count for code, count in statuses.items() if code != 200)
         + sum(int(count) for count in re.findall(r"^\s+\[(\d+)\]", errors, re.MULTILINE)),
-        server_cpu_per_request=server_cpu / max(sum(statuses.values()), 1),
+        server_cpu_per_request=server_cpu / responses if responses else float("nan"),
         steal=machine.steal / 100,
     )
 
@@ -211,8 +213,8 @@ def print_table(rows: Sequence[Row], results: Sequence[Result]) -> None:
             f"{result.requests_per_second / base:>11.2f}{events / base:>14.2f}{result.failures:>7}"
             f"{result.server_cpu_per_request * 1000:>11.2f}{result.steal:>7.0%}"
         )
-    print("CPU ms/req: gunicorn's CPU time per response; steal: the machine's CPU time taken by")
-    print("other guests of the hypervisor during the row (a slow round is often a stolen one)")
+    print("CPU ms/req: gunicorn's CPU time per response; steal: the share of the machine's CPU")
+    print("time the hypervisor gave to other guests during the row")
 
 
 def main() -> None:
