@@ -6,9 +6,14 @@ import time
 
 from bench.worker import process_tree_cpu
 
-SPIN = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(60)"
-# A parent that idles while its child spins for half a second of CPU.
-PARENT = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {SPIN!r}])\ntime.sleep(60)"
+SPIN = (
+    "import signal, time\n"
+    "end = time.process_time() + 0.5\n"
+    "while time.process_time() < end: pass\n"
+    "signal.pause()"
+)
+# A parent that waits for its child, which spins for half a second of CPU and then idles.
+PARENT = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {SPIN!r}]).wait()"
 
 
 def test_a_process_tree_counts_the_cpu_its_children_spent():
