@@ -1,23 +1,28 @@
 """Measure ingestion against a bare Flask endpoint with `hey`, on loopback only.
 
-    .venv/bin/python -m bench.ingest [--seconds 10] [--concurrency 8] [--rounds 3]
+    .venv/bin/python -m bench.ingest [--seconds 10] [--concurrency 8 64] [--rounds 3]
                                      [--ceilings] [--worker-class gthread]
 
 It starts its own Redis (append-only file fsynced always, as in production) and one
 gunicorn at a time, each on a free 127.0.0.1 port, under `gunicorn.conf.py`. No Celery
 worker runs: queued messages pile up in Redis, which is flushed and stopped at the end.
 
-It runs every row `--rounds` times in turn (3 by default), each round with a fresh Redis,
-and ends with each figure's median: on a shared machine one round can be far off. Each
-row also shows gunicorn's CPU time per response, and the machine's steal share meanwhile.
-`--ceilings` adds two rows of `POST /event` with its enqueue swapped out (see
-bench/ceiling_app.py).
+Each row is measured at every `--concurrency` level (8 and 64 clients by default: a few
+busy senders, and the many concurrent requests of high volume, where group commit shares
+its enqueues most). It runs every row `--rounds` times in turn (3 by default), each round
+with a fresh Redis, and ends with each figure's median: on a shared machine one round can
+be far off. Each row also shows gunicorn's CPU time per response, the machine's steal
+share meanwhile, and, where the product's enqueue ran, the events each queued message
+carried. The issue's targets are printed as met or not after each table. `--ceilings`
+adds two rows of `POST /event` with its enqueue swapped out (see bench/ceiling_app.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import re
 import runpy
@@ -34,8 +39,10 @@ from pathlib import Path
 import psutil
 import redis
 
+from app import counters
 from app.local_services import redis_argv
 from bench.worker import pid_of, process_tree_cpu
+from celeryconfig import QUEUE
 from tests.factories import make_event
 from tests.integration.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
 
@@ -44,6 +51,12 @@ STARTUP_TIMEOUT = 30
 BATCH_SIZE = 100
 FIXED_RATE_EVENTS_PER_SECOND = 1000
 FIXED_RATE_CLIENTS = 10
+DEFAULT_CONCURRENCY = (8, 64)
+# The issue's targets, on this machine.
+TARGET_RATIO_TO_BARE = 0.6
+TARGET_RATIO_TO_NAIVE = 2.0
+TARGET_BATCH_EVENTS_PER_SECOND = 30_000
+TARGET_FIXED_RATE_P99 = 0.005
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ ROWS = (
     Row("POST /event", "wsgi:ingestion", "/event", 1, at_fixed_rate=True),
     Row(f"POST /events, batches of {BATCH_SIZE}", "wsgi:ingestion", "/events", BATCH_SIZE),
 )
+BARE, NAIVE, EVENT, BATCH = range(4)  # positions in ROWS, which the targets name
 CEILING = "bench.ceiling_app:app"
 CEILING_ROWS = (
     Row("ceiling: POST /event, no enqueue", CEILING, "/event", 1, env={"BENCH_CEILING": "none"}),
@@ -92,6 +106,8 @@ class Result:
     server_cpu_per_request: float = float("nan")
     # The share of the machine's CPU time the hypervisor gave to other guests meanwhile.
     steal: float = float("nan")
+    # Events a queued message carried on average: group commit at work (NaN: no product enqueue).
+    events_per_message: float = float("nan")
 
 
 def median(results: Sequence[Result]) -> Result:
@@ -103,22 +119,90 @@ def median(results: Sequence[Result]) -> Result:
         failures=sum(result.failures for result in results),
         server_cpu_per_request=statistics.median(result.server_cpu_per_request for result in results),
         steal=statistics.median(result.steal for result in results),
+        events_per_message=statistics.median(result.events_per_message for result in results),
     )
 
 
 @dataclass(frozen=True)
 class Round:
-    """One pass over the rows: each row's result, and the fixed-rate results by label."""
+    """One pass over the rows: each row's result by concurrency level, and the fixed-rate
+    results by label."""
 
-    results: list[Result]
+    results: dict[int, list[Result]]
     fixed: dict[str, Result]
 
 
 def median_round(rounds: Sequence[Round]) -> Round:
-    """The rounds' medians, row by row and fixed-rate result by fixed-rate result."""
+    """The rounds' medians, row by row at each level, and fixed-rate result by label."""
+
+    def level_medians(level: int) -> list[Result]:
+        return [median(row) for row in zip(*(done.results[level] for done in rounds), strict=True)]
+
     return Round(
-        [median(row_results) for row_results in zip(*(done.results for done in rounds), strict=True)],
+        {level: level_medians(level) for level in rounds[0].results},
         {label: median([done.fixed[label] for done in rounds]) for label in rounds[0].fixed},
+    )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the product's enqueues have left in Redis: queued messages, accepted events."""
+
+    messages: int
+    events: int
+
+
+def tally(client: redis.Redis) -> Tally:
+    return Tally(messages=client.llen(QUEUE), events=counters.totals(client).accepted)
+
+
+def events_per_message(before: Tally, after: Tally) -> float:
+    """Accepted events per queued message between two tallies; NaN if the product's
+    enqueue did not run (the counter did not move)."""
+    messages, events = after.messages - before.messages, after.events - before.events
+    return events / messages if messages > 0 and events > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    measured: str
+    met: bool
+
+    def __str__(self) -> str:
+        return f"target {self.target}: {self.measured}: {'met' if self.met else 'not met'}"
+
+
+def throughput_verdicts(results: Sequence[Result]) -> list[Verdict]:
+    """The issue's throughput targets, read off one table's rows."""
+    bare, naive, event, batch = (results[row].requests_per_second for row in (BARE, NAIVE, EVENT, BATCH))
+    batch_events = batch * ROWS[BATCH].events_per_request
+    return [
+        Verdict(
+            f"row 3 >= {TARGET_RATIO_TO_BARE}x row 1",
+            f"{event / bare:.3f}x",
+            event >= TARGET_RATIO_TO_BARE * bare,
+        ),
+        Verdict(
+            f"row 3 >= {TARGET_RATIO_TO_NAIVE:.0f}x row 2",
+            f"{event / naive:.3f}x",
+            event >= TARGET_RATIO_TO_NAIVE * naive,
+        ),
+        Verdict(
+            f"row 4 > {TARGET_BATCH_EVENTS_PER_SECOND:,} events/s",
+            f"{batch_events:,.0f} events/s",
+            batch_events > TARGET_BATCH_EVENTS_PER_SECOND,
+        ),
+    ]
+
+
+def latency_verdict(fixed: Result) -> Verdict:
+    """The issue's latency target: row 3's p99 at the fixed offered rate."""
+    offered = f"{FIXED_RATE_EVENTS_PER_SECOND} events/s offered"
+    return Verdict(
+        f"row 3 p99 < {TARGET_FIXED_RATE_P99 * 1000:.0f} ms at {offered}",
+        f"{fixed.p99 * 1000:.1f} ms",
+        fixed.p99 < TARGET_FIXED_RATE_P99,
     )
 
 
@@ -183,14 +267,17 @@ def bench_redis(run_dir: Path) -> Iterator[str]:
         process.stop()
 
 
-def measure(row: Row, server_pid: int, url: str, body_file: Path, args: argparse.Namespace) -> Result:
-    concurrency = str(args.concurrency)
+def measure(
+    row: Row, server_pid: int, url: str, body_file: Path, concurrency: int, seconds: int, client: redis.Redis
+) -> Result:
     # Warm-up: every worker imports its app and opens its broker connection; a failure
     # here means the setup is wrong, not slow.
-    warm_up = run_hey(server_pid, url, body_file, "-n", str(args.concurrency * 25), "-c", concurrency)
+    warm_up = run_hey(server_pid, url, body_file, "-n", str(concurrency * 25), "-c", str(concurrency))
     if warm_up.failures:
         raise RuntimeError(f"{row.label}: {warm_up.failures} failed warm-up requests")
-    return run_hey(server_pid, url, body_file, "-z", f"{args.seconds}s", "-c", concurrency)
+    before = tally(client)
+    result = run_hey(server_pid, url, body_file, "-z", f"{seconds}s", "-c", str(concurrency))
+    return dataclasses.replace(result, events_per_message=events_per_message(before, tally(client)))
 
 
 def gunicorn_summary(extra: Sequence[str]) -> str:
@@ -204,17 +291,20 @@ def gunicorn_summary(extra: Sequence[str]) -> str:
 def print_table(rows: Sequence[Row], results: Sequence[Result]) -> None:
     base = results[0].requests_per_second
     print(f"{'':3}{'endpoint':38}{'requests/s':>11}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}", end="")
-    print(f"{'req/s vs 1':>11}{'events/s vs 1':>14}{'failed':>7}{'CPU ms/req':>11}{'steal':>7}")
+    print(f"{'req/s vs 1':>11}{'events/s vs 1':>14}{'failed':>7}", end="")
+    print(f"{'CPU ms/req':>11}{'steal':>7}{'events/msg':>11}")
     for number, (row, result) in enumerate(zip(rows, results, strict=True), start=1):
         events = result.requests_per_second * row.events_per_request
+        per_message = "-" if math.isnan(result.events_per_message) else f"{result.events_per_message:.1f}"
         print(
             f"{number:<3}{row.label:38}{result.requests_per_second:>11,.0f}{events:>10,.0f}"
             f"{result.p50 * 1000:>8.1f}{result.p99 * 1000:>8.1f}"
             f"{result.requests_per_second / base:>11.2f}{events / base:>14.2f}{result.failures:>7}"
-            f"{result.server_cpu_per_request * 1000:>11.2f}{result.steal:>7.0%}"
+            f"{result.server_cpu_per_request * 1000:>11.2f}{result.steal:>7.0%}{per_message:>11}"
         )
     print("CPU ms/req: gunicorn's CPU time per response; steal: the share of the machine's CPU")
-    print("time the hypervisor gave to other guests during the row")
+    print("time the hypervisor gave to other guests during the row; events/msg: events a queued")
+    print("message carried (group commit's groups), where the product's enqueue ran")
 
 
 def main() -> None:
@@ -222,7 +312,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=10, help="duration of each row (default 10)")
-    parser.add_argument("--concurrency", type=int, default=8, help="hey's concurrent clients (default 8)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_CONCURRENCY),
+        help="hey's concurrent clients, one table per level (default: 8 64)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="passes over the rows (default 3)")
     parser.add_argument("--ceilings", action="store_true", help="add row 3 with its enqueue swapped out")
     parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class")
@@ -230,6 +326,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if min(args.concurrency) < 1:
+        parser.error("--concurrency must be at least 1")
     if shutil.which("hey") is None:
         sys.exit("bench: `hey` is not on PATH; install it (Debian: apt-get install hey) and run again")
     extra = [*(["-k", args.worker_class] if args.worker_class else [])]
@@ -237,7 +335,8 @@ def main() -> None:
 
     rows = ROWS + CEILING_ROWS if args.ceilings else ROWS
     print(f"machine: {os.cpu_count()} cores; gunicorn: {gunicorn_summary(extra)}; hey on loopback:")
-    print(f"{args.concurrency} concurrent clients, {args.seconds} s per row; Redis fsync always, no worker")
+    levels = ", ".join(str(level) for level in args.concurrency)
+    print(f"{levels} concurrent clients, {args.seconds} s per row; Redis fsync always, no worker")
     rounds = []
     for number in range(1, args.rounds + 1):
         print(f"\nround {number} of {args.rounds}" if args.rounds > 1 else "")
@@ -249,24 +348,31 @@ def main() -> None:
 
 
 def run_round(rows: Sequence[Row], extra: Sequence[str], args: argparse.Namespace) -> Round:
-    """Every row once, against a Redis of its own."""
+    """Every row once at each concurrency level, against a Redis of its own."""
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, bench_redis(Path(tmp)) as redis_url:
         run_dir = Path(tmp)
+        client = redis.Redis.from_url(redis_url)
         # Ingestion never talks to MongoDB; the URI only has to parse.
         env = {"REDIS_URL": redis_url, "MONGO_URI": f"mongodb://{HOST}:1/bench"}
-        done = Round([], {})
+        done = Round({level: [] for level in args.concurrency}, {})
         for row in rows:
             body_file = run_dir / f"body-{row.events_per_request}.json"
             body_file.write_bytes(row.body())
             with gunicorn(row.target, {**env, **row.env}, run_dir, extra) as (url, server_pid):
-                done.results.append(measure(row, server_pid, url + row.path, body_file, args))
+                for level in args.concurrency:
+                    result = measure(row, server_pid, url + row.path, body_file, level, args.seconds, client)
+                    done.results[level].append(result)
                 if row.at_fixed_rate:
                     done.fixed[row.label] = fixed_rate(server_pid, url + row.path, body_file, args.seconds)
     return done
 
 
 def print_round(rows: Sequence[Row], done: Round) -> None:
-    print_table(rows, done.results)
+    for level, results in done.results.items():
+        print(f"{level} concurrent clients")
+        print_table(rows, results)
+        for verdict in throughput_verdicts(results):
+            print(verdict)
     for label, result in done.fixed.items():
         print(
             f"{label} at a fixed {FIXED_RATE_EVENTS_PER_SECOND} events/s offered "
@@ -275,6 +381,7 @@ def print_round(rows: Sequence[Row], done: Round) -> None:
             f"p99 {result.p99 * 1000:.1f} ms, {result.failures} failed, "
             f"{result.server_cpu_per_request * 1000:.2f} CPU ms/req, {result.steal:.0%} steal"
         )
+    print(latency_verdict(done.fixed[ROWS[EVENT].label]))
 
 
 def fixed_rate(server_pid: int, url: str, body_file: Path, seconds: int) -> Result:
