@@ -6,9 +6,11 @@ from typing import Literal
 
 from flask import Flask
 
-from app.config import Settings
+from app.commands import create_indexes_command, rebuild_rollups_command, replay_dead_command
 from app.errors import register_errorhandlers
-from app.extensions import mongo, redis_store
+from app.extensions import celery_init_app, mongo, redis_store
+from app.ingestion import bp as ingestion_bp
+from app.settings import Settings
 
 Service = Literal["ingestion", "reporting", "worker"]
 # The services that publish or consume Celery tasks.
@@ -29,9 +31,6 @@ def create_app(service: Service, settings: Settings | None = None) -> Flask:
 
 
 def register_extensions(app: Flask, settings: Settings, service: Service) -> None:
-    # Imported here: tasks import app.storage, so a module-level import would be circular.
-    from tasks import celery_init_app
-
     redis_store.init_app(app, settings)
     mongo.init_app(app, settings)
     if service in CELERY_SERVICES:
@@ -40,18 +39,14 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
 
 def register_blueprints(app: Flask, service: Service) -> None:
     if service == "ingestion":
-        from app.ingestion import bp as ingestion_bp
-
         app.register_blueprint(ingestion_bp)
     elif service == "reporting":
-        from reporting import bp as reporting_bp
+        from reporting import bp as reporting_bp  # the one import of reporting/ from app/
 
         app.register_blueprint(reporting_bp)
 
 
 def register_commands(app: Flask, service: Service) -> None:
-    from app.commands import create_indexes_command, rebuild_rollups_command, replay_dead_command
-
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(rebuild_rollups_command)
     if service in CELERY_SERVICES:

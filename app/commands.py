@@ -6,16 +6,17 @@ from datetime import datetime
 
 import click
 
-from app import compactor, storage
 from app.extensions import mongo, redis_store
-from tasks.persist import enqueue_events
+from app.queue.publish import enqueue_events
+from app.rollups import compactor
+from app.store import dead_letters, events
 
 
 @click.command("create-indexes")
 def create_indexes_command() -> None:
     """Create the MongoDB indexes of the contract (idempotent)."""
-    storage.ensure_indexes(mongo.db)
-    click.echo(f"Indexes ensured on {mongo.db.name}.{storage.EVENTS}")
+    events.ensure_indexes(mongo.db)
+    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS}")
 
 
 @click.command("replay-dead")
@@ -27,14 +28,14 @@ def replay_dead_command(batch_size: int) -> None:
     while it runs wait for the next replay instead of looping.
     """
     db = mongo.db
-    remaining = storage.count_dead_letters(db)
+    remaining = dead_letters.count_dead_letters(db)
     replayed = 0
     while remaining > 0:
-        letters = storage.dead_letters(db, min(batch_size, remaining))
+        letters = dead_letters.dead_letters(db, min(batch_size, remaining))
         if not letters:
             break
         enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
-        storage.remove_dead_letters(db, [letter["_id"] for letter in letters])
+        dead_letters.remove_dead_letters(db, [letter["_id"] for letter in letters])
         replayed += len(letters)
         remaining -= len(letters)
     click.echo(f"Re-enqueued {replayed} dead-lettered events")

@@ -12,8 +12,13 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from app.group_commit import CommitTimeoutError
-from app.schemas import missing_fields
+# marshmallow's message for a missing field; schemas report a null the same way.
+MISSING_MESSAGE = "Missing data for required field."
+
+
+def missing_fields(messages: dict[str, Any]) -> list[str]:
+    """The fields a validation error reports as missing, in schema order."""
+    return [name for name, errors in messages.items() if errors == [MISSING_MESSAGE]]
 
 
 def error_response(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:
@@ -64,6 +69,5 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_queue_unavailable)
-    app.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
     app.register_error_handler(RedisError, handle_redis_unavailable)
     app.register_error_handler(PyMongoError, handle_database_unavailable)

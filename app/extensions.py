@@ -1,4 +1,5 @@
-"""Redis and MongoDB clients, created unbound here and bound to an app in the factory.
+"""The extensions every process shares, created unbound here and bound in the factory:
+Redis and MongoDB clients, and the Celery app.
 
 Each client is opened lazily, on first use in a process, so that nothing is connected
 before gunicorn or Celery forks: pymongo clients are not fork-safe.
@@ -10,11 +11,14 @@ import os
 from typing import Any, Generic, TypeVar
 
 import redis
+from celery import Celery, Task
 from flask import Flask
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from app.config import Settings
+from app.queue import transport
+from app.settings import Settings
+from celeryconfig import celery_config
 
 Client = TypeVar("Client", redis.Redis, "MongoClient[dict[str, Any]]")
 
@@ -86,3 +90,25 @@ class MongoExtension(ProcessClient["MongoClient[dict[str, Any]]"]):
 
 redis_store = RedisExtension()
 mongo = MongoExtension()
+
+
+class FlaskTask(Task):
+    """A task that runs inside the app context of the Flask app its Celery app is bound to."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.app.flask_app.app_context():
+            return self.run(*args, **kwargs)
+
+
+celery_app = Celery("analytics", task_cls=FlaskTask, set_as_current=False)
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    """Bind the Celery app to `app` and its settings, with the project's Redis transport and
+    message serializer registered before Celery first connects."""
+    transport.register()
+    celery_app.conf.update(celery_config(settings))
+    celery_app.flask_app = app
+    celery_app.set_default()  # what `shared_task` binds the worker's tasks to
+    app.extensions["celery"] = celery_app
+    return celery_app

@@ -14,8 +14,8 @@ from typing import Any
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
-from app import storage
 from app.extensions import mongo
+from app.store import events as event_store
 
 FLUSH_EVERY = 100
 FLUSH_INTERVAL_SECONDS = 0.1
@@ -23,7 +23,7 @@ FLUSH_INTERVAL_SECONDS = 0.1
 
 @shared_task(name="bench.persist_event_naive")
 def persist_event_naive(message: dict[str, Any]) -> None:
-    mongo.db[storage.EVENTS].insert_one(storage.event_document(message, datetime.now(UTC)))
+    mongo.db[event_store.EVENTS].insert_one(event_store.event_document(message, datetime.now(UTC)))
 
 
 @shared_task(
@@ -33,4 +33,4 @@ def persist_event_naive(message: dict[str, Any]) -> None:
     flush_interval=FLUSH_INTERVAL_SECONDS,
 )
 def persist_event_buffered(requests: list[SimpleRequest]) -> None:
-    storage.insert_events(mongo.db, [request.args[0] for request in requests])
+    event_store.insert_events(mongo.db, [request.args[0] for request in requests])

@@ -15,9 +15,10 @@ import os
 
 import orjson
 
-from app import create_app, ingestion
+from app import create_app
 from app.extensions import redis_store
-from app.group_commit import Messages
+from app.ingestion import views as ingestion
+from app.ingestion.group_commit import Messages
 
 QUEUE = "bench:ceiling"
 

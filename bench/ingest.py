@@ -39,11 +39,11 @@ from pathlib import Path
 import psutil
 import redis
 
-from app import broker, counters
-from app.local_services import redis_argv
+from app.queue import counters, snapshot
 from bench.worker import pid_of, process_tree_cpu
-from tests.factories import make_event
-from tests.integration.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
+from tools.factories import make_event
+from tools.local_services import redis_argv
+from tools.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 30
@@ -152,7 +152,7 @@ class Tally:
 
 
 def tally(client: redis.Redis) -> Tally:
-    return Tally(messages=broker.snapshot(client).depth, events=counters.totals(client).accepted)
+    return Tally(messages=snapshot.snapshot(client).depth, events=counters.totals(client).accepted)
 
 
 def events_per_message(before: Tally, after: Tally) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 from flask import Flask, request
 
-from app.config import Settings
+from app.settings import Settings
 from celeryconfig import celery_config
 
 celery = Celery("bench-naive")

@@ -37,18 +37,22 @@ import redis
 import requests
 from pymongo.database import Database
 
-from app import compactor, create_app, storage, user_ids
-from app.config import Settings
+from app import create_app
 from app.extensions import mongo, redis_store
-from app.local_services import mongo_argv
-from app.rollups import Bucket, Tally, bucket_tallies
-from app.schemas import to_message
-from app.user_ids import numbered_locally
+from app.ingestion.schemas import to_message
+from app.rollups import compactor, user_ids
+from app.rollups.buckets import Bucket
+from app.rollups.tally import Tally, bucket_tallies
+from app.rollups.user_ids import numbered_locally
+from app.settings import Settings
+from app.store import events as event_store
+from app.store import rollups as rollup_store
 from bench.ingest import gunicorn
 from bench.worker import pid_of, process_tree_cpu, servers
 from reporting.queries import summarise
 from reporting.schemas import stats_query_schema
 from tasks.persist import store_batch
+from tools.local_services import mongo_argv
 
 DAYS = 30
 SITES = 100
@@ -210,7 +214,7 @@ def phase(loaded: Loaded, name: str) -> Iterator[None]:
 def load_through_worker(db: Database[Any], client: redis.Redis, traffic: Traffic, loaded: Loaded) -> None:
     """Store the traffic as a worker does: `store_batch` per BATCH_SIZE messages, compacting
     every COMPACT_EVERY batches and at the end."""
-    storage.ensure_indexes(db)  # as a worker does when it starts
+    event_store.ensure_indexes(db)  # as a worker does when it starts
     started = time.monotonic()
     for number, batch in enumerate(batches(traffic.messages(), BATCH_SIZE), start=1):
         with phase(loaded, "store_batch"):
@@ -245,7 +249,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
             with phase(loaded, "documents and tallies"):
                 batch_ids.append(uuid.uuid4().hex)
                 now = datetime.now(UTC)
-                documents = [storage.event_document(message, now, batch_ids[-1]) for message in batch]
+                documents = [event_store.event_document(message, now, batch_ids[-1]) for message in batch]
                 for bucket, tally in bucket_tallies(user_ids.numbered(client, documents)).items():
                     tallies.setdefault(bucket, Tally()).add(tally)
                 chunk += documents
@@ -253,7 +257,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 with phase(loaded, "waiting for inserts"):
                     if writing is not None:
                         writing.result()
-                writing = writer.submit(db[storage.EVENTS].insert_many, chunk, ordered=False)
+                writing = writer.submit(db[event_store.EVENTS].insert_many, chunk, ordered=False)
                 loaded.stored_events += len(chunk)
                 chunk = []
             loaded.count(batch, started)
@@ -261,17 +265,18 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
             if writing is not None:
                 writing.result()
             if chunk:
-                db[storage.EVENTS].insert_many(chunk, ordered=False)
+                db[event_store.EVENTS].insert_many(chunk, ordered=False)
                 loaded.stored_events += len(chunk)
     with phase(loaded, "rollups"):
         rollups = [
-            storage.rollup_document(bucket, tally, compactor.NO_ENTRY) for bucket, tally in tallies.items()
+            rollup_store.rollup_document(bucket, tally, compactor.NO_ENTRY)
+            for bucket, tally in tallies.items()
         ]
         for rows in batches(rollups, ROLLUPS_PER_INSERT):
-            db[storage.ROLLUPS].insert_many(rows, ordered=False)
-        storage.mark_batches_applied(db, batch_ids)
+            db[rollup_store.ROLLUPS].insert_many(rows, ordered=False)
+        rollup_store.mark_batches_applied(db, batch_ids)
     with phase(loaded, "indexes"):
-        storage.ensure_indexes(db)
+        event_store.ensure_indexes(db)
 
 
 LOADERS = {"worker": load_through_worker, "bulk": load_in_bulk}
@@ -288,7 +293,7 @@ def load(env: dict[str, str], traffic: Traffic, loader: str) -> Loaded:
         loaded.seconds = time.monotonic() - started
         if backlog := compactor.backlog(client):
             print(f"  warning: {backlog} batches still wait for compaction")
-        loaded.rollups = db[storage.ROLLUPS].estimated_document_count()
+        loaded.rollups = db[rollup_store.ROLLUPS].estimated_document_count()
         mongo.close()
         redis_store.close()
     return loaded

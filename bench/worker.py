@@ -33,11 +33,12 @@ import redis
 from pymongo import MongoClient
 
 from app import create_app
-from app.config import Settings
-from app.local_services import mongo_argv, redis_argv
-from celeryconfig import QUEUE, UNACKED_KEY
-from tests.factories import make_message
-from tests.integration.processes import (
+from app.queue import QUEUE, UNACKED_KEY
+from app.queue.publish import enqueue_events
+from app.settings import Settings
+from tools.factories import make_message
+from tools.local_services import mongo_argv, redis_argv
+from tools.processes import (
     PYTHON_BIN,
     ManagedProcess,
     celery_argv,
@@ -114,8 +115,6 @@ def enqueue(env: dict[str, str], design: Design, events: list[dict[str, Any]]) -
             for event in events:
                 task.apply_async(args=[event])
             return
-        from tasks.persist import enqueue_events
-
         for start in range(0, len(events), design.batch_size):
             enqueue_events(events[start : start + design.batch_size])
 

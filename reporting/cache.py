@@ -18,9 +18,9 @@ import redis
 from flask import request
 from redis.exceptions import RedisError
 
-from app import compactor
-from app.config import current_settings
 from app.extensions import redis_store
+from app.rollups import compactor
+from app.settings import current_settings
 from reporting.periods import Period
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,11 @@ from typing import Any, Protocol
 
 from pymongo.database import Database
 
-from app import storage, user_ids
-from app.rollups import Bucket, Tally, cover
+from app.rollups import user_ids
+from app.rollups.buckets import Bucket, cover
+from app.rollups.tally import Tally
+from app.store import events as event_store
+from app.store import rollups as rollup_store
 from reporting.periods import Interval, Period
 
 
@@ -29,7 +32,7 @@ class RollupTallies:
     def __init__(self, db: Database[Any], covers: dict[tuple[datetime, datetime], list[Bucket]]) -> None:
         self.covers = covers
         wanted = (bucket.id for buckets in covers.values() for bucket in buckets)
-        self.documents = storage.rollup_documents(db, wanted)
+        self.documents = rollup_store.rollup_documents(db, wanted)
 
     def tally(self, start: datetime, end: datetime) -> Tally:
         total = Tally()
@@ -44,7 +47,7 @@ class RawTallies:
 
     def __init__(self, db: Database[Any], period: Period) -> None:
         self.events = user_ids.numbered_locally(
-            storage.events_between(db, period.site_id, period.start, period.end)
+            event_store.events_between(db, period.site_id, period.start, period.end)
         )
 
     def tally(self, start: datetime, end: datetime) -> Tally:
@@ -129,20 +132,8 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
 
 
 def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summary:
-    """The summary as one aggregation pipeline over the raw events computes it.
-
-    The local FerretDB has no $facet and its $group knows only $sum and $count, so the
-    pipeline counts events per (user, path) and the few resulting rows are added up here.
-    """
-    events_filter = storage.site_events_filter(period.site_id, period.start, period.end)
-    if period.event_type is not None:
-        events_filter["event_type"] = period.event_type
-    rows = db[storage.EVENTS].aggregate(
-        [
-            {"$match": events_filter},
-            {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
-        ]
-    )
+    """The summary as one aggregation pipeline over the raw events computes it."""
+    rows = event_store.count_by_user_and_path(db, period.site_id, period.start, period.end, period.event_type)
     total = 0
     users: set[str] = set()
     paths: Counter[str] = Counter()

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from app.schemas import MISSING_MESSAGE
+from app.errors import MISSING_MESSAGE
 from reporting.periods import Period
 
 MAX_DAYS = 366

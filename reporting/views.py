@@ -12,9 +12,11 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
-from app import broker, compactor, counters, realtime, storage
 from app.errors import error_response
 from app.extensions import mongo, redis_store
+from app.queue import counters, snapshot
+from app.rollups import compactor, realtime
+from app.store import dead_letters
 from reporting import queries
 from reporting.cache import cached
 from reporting.periods import Period
@@ -137,8 +139,8 @@ def pipeline_health() -> ResponseReturnValue:
         counts = counters.for_site_day(client, period.site_id, period.first_day.isoformat())
     else:
         counts = counters.totals(client)
-    queue = broker.snapshot(client)
-    dead = storage.count_dead_letters(mongo.db)
+    queue = snapshot.snapshot(client)
+    dead = dead_letters.count_dead_letters(mongo.db)
     return jsonify(
         status="ok",
         queue=asdict(queue),

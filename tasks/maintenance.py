@@ -1,6 +1,6 @@
 """Periodic work every worker offers and one at a time performs: sending again the batches
-the ledger says were lost between the broker and the workers (see app/ledger.py), and
-adding the workers' deltas into the rollups (see app/compactor.py)."""
+the ledger says were lost between the broker and the workers (see app/queue/ledger.py),
+and adding the workers' deltas into the rollups (see app/rollups/compactor.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from flask import Flask
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from app import compactor, ledger
-from app.config import Settings
 from app.extensions import mongo, redis_store
-from tasks.persist import publish
+from app.queue import ledger
+from app.queue.publish import publish
+from app.rollups import compactor
+from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init
 
-from app import create_app, storage
-from app.extensions import mongo
+from app import create_app, logs
+from app.extensions import celery_app, mongo
+from app.store import events
 from tasks.maintenance import LedgerCheck, RollupCompactor
 
 flask_app = create_app("worker")
-celery_app = flask_app.extensions["celery"]
+celery_app.conf.include = ["tasks.persist"]  # the worker registers the tasks it runs
 celery_app.steps["consumer"].add(LedgerCheck)
 celery_app.steps["worker"].add(RollupCompactor)
 
@@ -19,5 +20,11 @@ celery_app.steps["worker"].add(RollupCompactor)
 @worker_init.connect
 def create_indexes(**_: Any) -> None:
     """Create indexes once per worker start, then drop the connection before forking."""
-    storage.ensure_indexes(mongo.db)
+    events.ensure_indexes(mongo.db)
     mongo.close()
+
+
+@setup_logging.connect
+def configure_logging(**_: Any) -> None:
+    """The project's logging (app/logs.py) instead of Celery's, at LOG_LEVEL."""
+    logs.configure(flask_app.extensions["settings"].log_level)

@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from tests.integration.processes import wait_until
+from tools.processes import wait_until
 
 TIMEOUT = 10
 

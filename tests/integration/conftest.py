@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,45 +17,16 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from app.local_services import mongo_argv, redis_argv
-from tests.integration.processes import (
+from tools.local_services import mongo_argv, redis_argv
+from tools.processes import (
+    STARTUP_TIMEOUT,
     ManagedProcess,
-    celery_argv,
-    free_port,
-    gunicorn_argv,
     http_ok,
-    port_open,
+    start_local_server,
+    start_service,
+    start_worker,
     wait_until,
 )
-
-STARTUP_TIMEOUT = 60
-
-
-@dataclass
-class LocalServer:
-    """A local server the tests may stop and start again (same port, same data)."""
-
-    process: ManagedProcess
-    port: int
-
-    def start(self) -> None:
-        self.process.start()
-        wait_until(lambda: port_open(self.port), STARTUP_TIMEOUT, f"{self.process.name} on {self.port}")
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
-
-
-def start_local_server(name: str, build_argv: Any, root: Path) -> LocalServer:
-    port = free_port()
-    data_dir = root / name
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(ManagedProcess(name, build_argv(port, data_dir), {}, root), port)
-    server.start()
-    return server
 
 
 @pytest.fixture(scope="session")
@@ -98,24 +68,6 @@ def db(mongo_uri: str) -> Iterator[Database[dict[str, Any]]]:
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
     yield client.get_default_database()
     client.close()
-
-
-def start_worker(name: str, env: dict[str, str], run_dir: Path, *extra: str) -> ManagedProcess:
-    worker = ManagedProcess(
-        name, celery_argv("worker", "--loglevel=info", "-n", f"{name}@%h", *extra), env, run_dir
-    ).start()
-    wait_until(lambda: " ready." in worker.log(), STARTUP_TIMEOUT, f"{name} to be ready")
-    return worker
-
-
-def start_service(
-    app: str, env: dict[str, str], run_dir: Path, name: str | None = None
-) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    process = ManagedProcess(name or app, gunicorn_argv(app, port), env, run_dir).start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: port_open(port), STARTUP_TIMEOUT, f"{app} on {port}")
-    return process, url
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,16 @@ import requests
 from pymongo import MongoClient
 from redis import Redis
 
-from app.local_services import mongo_argv, redis_argv
 from tests.integration.client import TIMEOUT, post_event
-from tests.integration.conftest import LocalServer, start_local_server, start_service, start_worker
-from tests.integration.processes import ManagedProcess, wait_until
+from tools.local_services import mongo_argv, redis_argv
+from tools.processes import (
+    LocalServer,
+    ManagedProcess,
+    start_local_server,
+    start_service,
+    start_worker,
+    wait_until,
+)
 
 # Short enough for a test to see a dead worker's messages come back and retries happen.
 FAULT_SETTINGS = {

@@ -5,11 +5,11 @@ import json
 
 import requests
 
-from app.config import Settings
-from app.schemas import MAX_BATCH_EVENTS
+from app.ingestion.schemas import MAX_BATCH_EVENTS
+from app.settings import Settings
 from tests.compression import MIB, gzip_bomb
-from tests.factories import make_event, new_site_id
 from tests.integration.client import TIMEOUT, wait_for_views
+from tools.factories import make_event, new_site_id
 
 DAY = "2025-11-15"
 

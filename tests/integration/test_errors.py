@@ -5,8 +5,8 @@ import json
 import pytest
 import requests
 
-from tests.factories import make_event
 from tests.integration.client import TIMEOUT
+from tools.factories import make_event
 
 MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
 

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from tests.factories import make_event, new_site_id
 from tests.integration.client import get_stats, wait_for_views
 from tests.integration.stack import Stack
+from tools.factories import make_event, new_site_id
 
 DAY = "2025-11-15"
 # Kombu's Redis transport gives back a dead worker's unacknowledged messages only on every

@@ -3,7 +3,7 @@
 import pytest
 import requests
 
-from tests.integration.processes import ManagedProcess, celery_argv, free_port, port_open, wait_until
+from tools.processes import ManagedProcess, celery_argv, free_port, port_open, wait_until
 
 AUTH = ("flower-admin", "s3cret")
 

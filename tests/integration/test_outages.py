@@ -6,11 +6,10 @@ import time
 import pytest
 import requests
 
-from app.local_services import redis_argv
-from tests.factories import make_event
 from tests.integration.client import post_event
-from tests.integration.conftest import start_local_server, start_service
-from tests.integration.processes import free_port
+from tools.factories import make_event
+from tools.local_services import redis_argv
+from tools.processes import free_port, start_local_server, start_service
 
 # A generous bound: the contract says about a second; anything near this is a hang.
 REFUSAL_DEADLINE = 5

@@ -2,8 +2,8 @@
 
 import random
 
-from tests.factories import SEED_EXAMPLE_STATS, make_event, new_site_id, seed_example_events
 from tests.integration.client import get_stats, post_event, wait_for_views
+from tools.factories import SEED_EXAMPLE_STATS, make_event, new_site_id, seed_example_events
 
 
 def test_the_original_readme_example_gives_its_expected_stats(pipeline):

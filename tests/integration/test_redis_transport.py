@@ -13,13 +13,14 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 from kombu.serialization import loads
 
-from app import counters, create_app, ledger
-from app.config import Settings
-from app.schemas import to_message
-from celeryconfig import ENQUEUED_AT, QUEUE
-from tasks import redis_transport
-from tasks.persist import enqueue_events, persist_events
-from tests.factories import make_event
+from app import create_app
+from app.ingestion.schemas import to_message
+from app.queue import ENQUEUED_AT, QUEUE, counters, ledger
+from app.queue import transport as redis_transport
+from app.queue.publish import enqueue_events
+from app.settings import Settings
+from tasks.persist import persist_events
+from tools.factories import make_event
 
 
 @pytest.fixture

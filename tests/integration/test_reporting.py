@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
-from app.config import Settings
-from tasks.persist import publish
+from app.queue.publish import publish
+from app.settings import Settings
 from tests.integration.client import TIMEOUT
-from tests.integration.processes import PYTHON_BIN, wait_until
+from tools.processes import PYTHON_BIN, wait_until
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
 # Instants around midnights and the 2025 DST changes of Berlin and New York.

@@ -13,10 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
-from app import compactor, create_app, extensions, storage
-from app.config import Settings
+from app import create_app, extensions
 from app.extensions import mongo, redis_store
-from app.schemas import to_message
+from app.ingestion.schemas import to_message
+from app.rollups import compactor
+from app.settings import Settings
+from app.store import events as event_store
 from tasks.persist import store_batch
 
 
@@ -32,7 +34,7 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
     monkeypatch.setattr(extensions, "MongoClient", lambda *args, **kwargs: client)
     mongo.close()
     database = client.get_database("analytics")
-    storage.ensure_indexes(database)  # as a worker does when it starts
+    event_store.ensure_indexes(database)  # as a worker does when it starts
     yield database
     mongo.close()
 

@@ -1,0 +1,107 @@
+"""Marshmallow schemas for the payloads ingestion accepts and the messages it queues."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any, cast
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from app.errors import MISSING_MESSAGE
+
+# The most events one `POST /events` may carry (the contract's figure, not a setting).
+MAX_BATCH_EVENTS = 500
+NO_CONTROL_CHARACTERS = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
+
+
+def _required_string(max_length: int, *extra: validate.Validator) -> fields.String:
+    # null is reported like an absent field: to a client both mean "you did not send it".
+    return fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=max_length), *extra],
+        error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
+    )
+
+
+class EventSchema(Schema):
+    """One analytics event, as `POST /event` receives it and the queue carries it.
+
+    Unknown fields are ignored so that clients sending newer fields keep working.
+    """
+
+    class Meta:
+        unknown = EXCLUDE
+        ordered = True
+
+    site_id = _required_string(128, NO_CONTROL_CHARACTERS)
+    event_type = _required_string(64)
+    path = fields.String(allow_none=True, validate=validate.Length(max=2048))
+    user_id = fields.String(allow_none=True, validate=validate.Length(max=256))
+    timestamp = fields.AwareDateTime(
+        required=True,
+        default_timezone=UTC,
+        error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
+    )
+    # Optional: a client that retries with the same id is never counted twice.
+    event_id = fields.UUID(load_default=uuid.uuid4)
+
+
+def to_message(payload: Any) -> dict[str, Any]:
+    """A client's event as the queue carries it: validated, with an event_id, as plain JSON.
+
+    Raises ValidationError for an invalid event.
+    """
+    return _as_message(event_schema.load(payload))
+
+
+def _as_message(event: dict[str, Any]) -> dict[str, Any]:
+    # What `event_schema.dump` gives, at a third of its cost: the two fields JSON cannot carry
+    # as loaded, in their ISO and hyphenated forms.
+    return {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
+
+
+class BatchSchema(Schema):
+    """The envelope of `POST /events`: `{"events": [...]}`; each event is checked on its own."""
+
+    # More events than the limit is a 400, not a 413: 413 is about bytes, while this is a
+    # rule on the content, like a field's maximum length, and the client fixes it by splitting.
+    events = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH_EVENTS, error="A batch holds {min} to {max} events."),
+        error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
+    )
+
+
+@dataclass
+class Batch:
+    """A batch split into the queue messages of its valid events and the errors of the rest."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    # Validation messages by the event's index in the batch (a string: it becomes a JSON key).
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def load_batch(envelope: dict[str, Any]) -> Batch:
+    """Validate each event of a `POST /events` envelope; a bad envelope raises ValidationError.
+
+    One `many=True` load rather than one load per event: a quarter less time for 100 events.
+    Its error holds the messages by index, and every event's result, valid or not."""
+    events = batch_schema.load(envelope)["events"]
+    errors: dict[int, dict[str, Any]] = {}
+    try:
+        loaded = events_schema.load(events)
+    except ValidationError as error:
+        loaded = error.valid_data
+        errors = cast(dict[int, dict[str, Any]], error.messages)  # by index, with many=True
+    return Batch(
+        messages=[_as_message(event) for index, event in enumerate(loaded) if index not in errors],
+        errors={str(index): messages for index, messages in errors.items()},
+    )
+
+
+event_schema = EventSchema()
+events_schema = EventSchema(many=True)
+batch_schema = BatchSchema()

@@ -1,0 +1,74 @@
+"""HTTP endpoints of the ingestion service: validate events, put them on the queue, answer at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from redis.exceptions import RedisError
+from werkzeug.exceptions import BadRequest, ServiceUnavailable
+
+from app.errors import error_response, handle_queue_unavailable
+from app.extensions import redis_store
+from app.ingestion.bodies import json_body
+from app.ingestion.cors import init_cors
+from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
+from app.ingestion.schemas import MAX_BATCH_EVENTS, load_batch, to_message
+from app.queue.publish import enqueue_events
+from app.settings import current_settings
+
+# A request waits at most this many broker timeouts for its batch: one enqueue (bounded
+# by the broker timeout and its short publish retries) plus the one queued ahead of it.
+COMMIT_TIMEOUT_FACTOR = 5
+
+bp = Blueprint("ingestion", __name__)
+bp.record_once(init_cors)
+bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
+# One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
+committer = GroupCommitter(enqueue_events, max_batch_events=MAX_BATCH_EVENTS)
+
+
+def queue_events(messages: list[dict[str, Any]]) -> None:
+    """Return once the events are in the broker; raise if they could not be queued."""
+    committer.submit(messages, timeout=COMMIT_TIMEOUT_FACTOR * current_settings().broker_timeout_seconds)
+
+
+@bp.post("/event")
+def post_event() -> Response:
+    body = json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object")
+    queue_events([to_message(body)])
+    return jsonify(status="accepted")
+
+
+@bp.post("/events")
+def post_events() -> ResponseReturnValue:
+    """A batch: valid events are accepted with one enqueue, invalid ones reported by index."""
+    request.max_content_length = current_settings().max_batch_bytes
+    batch = load_batch(batch_envelope(json_body()))
+    if not batch.messages:
+        return error_response(400, "No valid event in the batch", batch.errors)
+    queue_events(batch.messages)
+    return jsonify(
+        status="accepted", accepted=len(batch.messages), rejected=len(batch.errors), errors=batch.errors
+    )
+
+
+def batch_envelope(body: Any) -> dict[str, Any]:
+    """A bare JSON array of events is the same as `{"events": [...]}`."""
+    if isinstance(body, list):
+        return {"events": body}
+    if not isinstance(body, dict):
+        raise BadRequest('Request body must be a JSON array of events or {"events": [...]}')
+    return body
+
+
+@bp.get("/health")
+def health() -> Response:
+    try:
+        redis_store.client.ping()
+    except RedisError:
+        raise ServiceUnavailable("Event queue (Redis) is unreachable") from None
+    return jsonify(status="ok", service="ingestion-service")

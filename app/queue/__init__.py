@@ -1,0 +1,15 @@
+"""The sending side of the broker: what ingestion puts on the queue and the bookkeeping that
+rides along with it. The worker side lives in `tasks/`; the two meet only in the names below.
+
+Kombu's Redis transport keeps waiting messages in a list named after the queue (pushed on
+the left, taken from the right, so the oldest is last) and messages taken by a worker but
+not yet acknowledged in a hash, each as `[message, exchange, routing key]`.
+"""
+
+QUEUE = "celery"
+# Kombu's Redis transport keeps taken, unacknowledged messages in this hash.
+UNACKED_KEY = "unacked"
+# Header ingestion adds to every message: when it was sent (epoch seconds).
+ENQUEUED_AT = "enqueued_at"
+# The worker's task that stores a batch, sent by name so that `app/` never imports `tasks/`.
+PERSIST_TASK = "tasks.persist_events"

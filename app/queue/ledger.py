@@ -1,0 +1,76 @@
+"""The ledger of accepted batches that no worker has stored yet.
+
+Kombu's Redis transport takes a message off the queue (BRPOP) and only then records it as
+unacknowledged (HSET): if Redis dies between the two, or before the worker hears the
+reply, the message is gone from Redis although it was accepted. So ingestion also writes
+each batch here, a worker settles it once MongoDB holds its events (or its dead letters),
+and a periodic check sends again any batch that has been neither queued, held by a worker,
+nor settled for too long. Sending a batch twice is harmless: events are keyed by event_id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import orjson
+import redis
+
+from app.queue import snapshot
+
+ORDER_KEY = "analytics:ledger"  # sorted set: batch id -> when it was (last) sent
+BATCHES_KEY = "analytics:ledger:batches"  # hash: batch id -> JSON list of event messages
+LOCK_KEY = "analytics:ledger:lock"
+
+
+def record(pipe: redis.client.Pipeline, batch_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
+    """Add 'this batch is queued' to the commands of the transaction that queues it."""
+    pipe.zadd(ORDER_KEY, {batch_id: time.time()})
+    pipe.hset(BATCHES_KEY, batch_id, orjson.dumps(list(messages)))  # many times json.dumps's speed
+
+
+def settle(pipe: redis.client.Pipeline, batch_id: str) -> None:
+    """Add 'this batch is stored' to the pipeline's commands."""
+    pipe.zrem(ORDER_KEY, batch_id)
+    pipe.hdel(BATCHES_KEY, batch_id)
+
+
+def outstanding(client: redis.Redis) -> int:
+    count: int = client.zcard(ORDER_KEY)
+    return count
+
+
+def lost_batches(client: redis.Redis, grace_seconds: float) -> dict[str, list[dict[str, Any]]]:
+    """Batches unsettled for longer than `grace_seconds` that are neither queued nor held
+    (unacknowledged) by a worker.
+
+    A batch counts as queued when it is older than the oldest queued message no longer:
+    the queue is first in, first out, so anything sent before that message has left it.
+    """
+    cutoff = time.time() - grace_seconds
+    oldest_queued = snapshot.oldest_enqueued_at(client)
+    if oldest_queued is not None:
+        cutoff = min(cutoff, oldest_queued)
+    due = cast(list[bytes], client.zrangebyscore(ORDER_KEY, "-inf", cutoff))
+    candidates = [tag.decode() for tag in due]
+    if not candidates:
+        return {}
+    held = snapshot.held_task_ids(client)
+    lost = [batch_id for batch_id in candidates if batch_id not in held]
+    if not lost:
+        return {}
+    bodies = client.hmget(BATCHES_KEY, lost)
+    return {batch_id: json.loads(body) for batch_id, body in zip(lost, bodies, strict=True) if body}
+
+
+def mark_resent(client: redis.Redis, batch_ids: Sequence[str]) -> None:
+    """Restart the grace period of batches just sent again."""
+    now = time.time()
+    client.zadd(ORDER_KEY, dict.fromkeys(batch_ids, now), xx=True)
+
+
+def try_lock(client: redis.Redis, ttl_seconds: int) -> bool:
+    """One check at a time across all workers; the lock expires on its own."""
+    return bool(client.set(LOCK_KEY, "1", nx=True, ex=ttl_seconds))

@@ -1,0 +1,78 @@
+"""Which rollups exist and which of them answer a question: a site's UTC hours, days and
+weeks (from Monday), and the fewest of them that cover an interval exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+WEEK = timedelta(weeks=1)
+
+
+def floor_to(moment: datetime, level: str) -> datetime:
+    """The start of the UTC hour, day or week (from Monday) holding `moment`."""
+    moment = moment.astimezone(UTC)
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    if level == "hour":
+        return hour
+    day = hour.replace(hour=0)
+    return day if level == "day" else day - moment.weekday() * DAY
+
+
+def rollup_id(site_id: str, level: str, start: datetime) -> str:
+    """The `_id` of a site's rollup of one UTC hour, day or week, e.g. `site-1|hour|2025-11-15T10`,
+    `site-1|day|2025-11-15`, `site-1|week|2025-11-10` (weeks start on Monday)."""
+    stamp = start.strftime("%Y-%m-%dT%H") if level == "hour" else start.strftime("%Y-%m-%d")
+    return f"{site_id}|{level}|{stamp}"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One stored rollup: a site's UTC hour, day or week."""
+
+    site_id: str
+    level: str
+    start: datetime
+
+    @property
+    def id(self) -> str:
+        return rollup_id(self.site_id, self.level, self.start)
+
+
+# Longest first: `cover` takes the longest rollup that fits.
+LEVELS = {"week": WEEK, "day": DAY, "hour": HOUR}
+
+
+def containing_buckets(site_id: str, hour: datetime) -> list[Bucket]:
+    """The week, day and hour rollups an hourly delta adds into."""
+    return [Bucket(site_id, level, floor_to(hour, level)) for level in LEVELS]
+
+
+def cover(site_id: str, start: datetime, end: datetime) -> list[Bucket] | None:
+    """The fewest rollups that exactly cover the UTC interval [start, end): whole weeks where
+    possible, then whole days, hours at the edges. None when the interval does not start and
+    end on a UTC hour (a time zone offset such as +05:30): rollups cannot answer it, raw
+    events must.
+
+    A rollup's size grows with the site's users, not with its span (a day of a busy site
+    holds nearly as many users' bits as its week), so fewer rollups means fewer bytes: a
+    30-day question reads 6 to 15 rollups instead of 30.
+    """
+    if floor_to(start, "hour") != start or floor_to(end, "hour") != end:
+        return None
+    return list(_cover(site_id, start.astimezone(UTC), end.astimezone(UTC)))
+
+
+def _cover(site_id: str, start: datetime, end: datetime) -> Iterator[Bucket]:
+    moment = start
+    while moment < end:
+        level = next(
+            level
+            for level, length in LEVELS.items()
+            if floor_to(moment, level) == moment and moment + length <= end
+        )
+        yield Bucket(site_id, level, moment)
+        moment += LEVELS[level]

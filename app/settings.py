@@ -1,0 +1,141 @@
+"""Settings read once from the environment (and a `.env` file) into one typed object.
+
+Each field is one environment variable (its name upper-cased) and carries its default, its
+help text and its group once, here: `.env.example` and docs/configuration.md are generated
+from these fields by `make settings-docs` (tools/settings_doc.py), and a test fails when
+they drift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from dotenv import load_dotenv
+from flask import current_app
+
+CONNECTIONS = "Connections (unset: `make services` / `make run` start local servers)"
+INGESTION = "Ingestion"
+WORKER = "Worker"
+REPORTING = "Reporting"
+PROCESSES = "Processes (also read by the Procfile and docker-compose.yml)"
+
+
+def setting(default: Any, group: str, help: str) -> Any:
+    """A settings field: its default, the group it is listed in, and what it means."""
+    return field(default=default, metadata={"group": group, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the Python processes are configured by; each field maps to one variable."""
+
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        CONNECTIONS,
+        "Celery broker, counters, ledger and rollup stream. Credentials and TLS go in the URL "
+        "(`redis://user:password@host:6379/0`, `rediss://` for TLS).",
+    )
+    mongo_uri: str = setting(
+        "mongodb://127.0.0.1:27017/analytics",
+        CONNECTIONS,
+        "Event store; the path names the database. Credentials and TLS go in the URL "
+        "(`mongodb://user:password@host/analytics?tls=true`).",
+    )
+    mongo_timeout_ms: int = setting(5000, CONNECTIONS, "MongoDB server selection and connect timeout.")
+    max_event_bytes: int = setting(
+        64 * 1024, INGESTION, "Largest `POST /event` body in bytes, before and after gzip (413 beyond)."
+    )
+    max_batch_bytes: int = setting(
+        1024 * 1024, INGESTION, "Largest `POST /events` body in bytes, before and after gzip (413 beyond)."
+    )
+    cors_allowed_origins: str = setting(
+        "*",
+        INGESTION,
+        "Origins whose web pages may post events: `*` or a comma-separated list of exact origins "
+        "such as `https://shop.example`.",
+    )
+    broker_timeout_seconds: float = setting(
+        1.0, INGESTION, "How long a request waits for the broker (Redis) before its 503."
+    )
+    worker_concurrency: int = setting(2, WORKER, "Processes per Celery worker.")
+    broker_visibility_timeout: int = setting(
+        300, WORKER, "Seconds until a message taken by a worker that died unacknowledged is delivered again."
+    )
+    task_retry_window_seconds: int = setting(
+        900,
+        WORKER,
+        "How long a batch is retried on transient MongoDB errors before it is dead-lettered "
+        "(long enough to ride out a MongoDB restart or failover).",
+    )
+    task_retry_backoff_max: int = setting(
+        60, WORKER, "Longest wait between two retries, in seconds (exponential backoff with full jitter)."
+    )
+    ledger_grace_seconds: int = setting(
+        120,
+        WORKER,
+        "An accepted batch neither stored, held by a worker nor queued for this long is sent again.",
+    )
+    ledger_check_seconds: int = setting(
+        30, WORKER, "How often workers look for such batches (one worker per interval does it)."
+    )
+    compact_interval_seconds: float = setting(
+        0.5,
+        WORKER,
+        "Shortest rest between two rounds of adding stored batches into the rollups `/stats` reads "
+        "(one worker at a time does it; after a round it rests longer, in proportion to the round).",
+    )
+    cache_live_seconds: int = setting(
+        2, REPORTING, "Longest life of a cached reporting answer whose period includes today; 0: no caching."
+    )
+    cache_past_seconds: int = setting(
+        300, REPORTING, "Longest life of a cached answer about past days only; 0: no caching."
+    )
+    bind_host: str = setting("0.0.0.0", PROCESSES, "Address the services and Flower listen on.")
+    ingestion_port: int = setting(3000, PROCESSES, "Port of the ingestion service.")
+    reporting_port: int = setting(4000, PROCESSES, "Port of the reporting service.")
+    flower_port: int = setting(5555, PROCESSES, "Port of Flower.")
+    web_concurrency: int = setting(
+        0, PROCESSES, "Gunicorn (gevent) worker processes per service; 0 means one per CPU core."
+    )
+    log_level: str = setting("info", PROCESSES, "Log level of every process: debug, info, warning or error.")
+    flower_basic_auth: str = setting(
+        "",
+        PROCESSES,
+        "`user:password` for Flower (comma-separate several). Empty: Flower has no login, and its "
+        "HTTP API also needs `FLOWER_UNAUTHENTICATED_API=true`.",
+    )
+    flower_unauthenticated_api: str = setting(
+        "", PROCESSES, "Flower's own option: `true` lets its HTTP API answer without a login."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default: the process environment plus `.env`)."""
+        if environ is None:
+            load_dotenv()
+            environ = os.environ
+        values: dict[str, object] = {}
+        for item in fields(cls):
+            raw = environ.get(item.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind: type = type(item.default)
+            try:
+                values[item.name] = kind(raw)
+            except ValueError as error:
+                raise ValueError(f"{item.name.upper()}={raw!r} is not a valid {kind.__name__}") from error
+        return cls(**values)  # type: ignore[arg-type]
+
+    @staticmethod
+    def variable_names() -> list[str]:
+        """The environment variable names, in declaration order."""
+        return [item.name.upper() for item in fields(Settings)]
+
+
+def current_settings() -> Settings:
+    """The settings of the Flask app in the current app context."""
+    settings: Settings = current_app.extensions["settings"]
+    return settings

@@ -1,0 +1,50 @@
+"""The `dead_events` collection: events that could not be stored, with the error and the
+time, keyed by event id, until an operator replays them (`make replay-dead`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError
+
+from app.store import only_duplicates
+
+DEAD_EVENTS = "dead_events"
+
+
+def dead_letter(db: Database[Any], failures: Iterable[tuple[Mapping[str, Any], str]]) -> int:
+    """Keep events that could not be stored, with the error and the time; return how many are new.
+
+    Keyed by `event_id`, so dead-lettering the same event again (a redelivered batch) is a no-op.
+    """
+    now = datetime.now(UTC)
+    documents = [
+        {"_id": message["event_id"], "event": dict(message), "error": error, "failed_at": now}
+        for message, error in failures
+    ]
+    if not documents:
+        return 0
+    try:
+        return len(db[DEAD_EVENTS].insert_many(documents, ordered=False).inserted_ids)
+    except BulkWriteError as error:
+        if not only_duplicates(error):
+            raise
+        inserted: int = error.details["nInserted"]
+        return inserted
+
+
+def dead_letters(db: Database[Any], limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` dead-lettered events, oldest first."""
+    return list(db[DEAD_EVENTS].find().sort("failed_at", ASCENDING).limit(limit))
+
+
+def remove_dead_letters(db: Database[Any], event_ids: Sequence[str]) -> int:
+    return db[DEAD_EVENTS].delete_many({"_id": {"$in": list(event_ids)}}).deleted_count
+
+
+def count_dead_letters(db: Database[Any]) -> int:
+    return db[DEAD_EVENTS].count_documents({})

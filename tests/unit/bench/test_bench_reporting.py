@@ -1,0 +1,70 @@
+"""`make bench-reporting`'s bulk loader stores what the worker path stores.
+
+The 10-million-event run loads in bulk; its figures only stand for the product if the bulk
+loader's documents and rollups are the worker's. Each loader runs on its own mongomock
+database and in-memory Redis, over fewer sites and days: mongomock's `replace_one` scans
+every rollup.
+"""
+
+from typing import Any
+
+import fakeredis
+import mongomock
+import pytest
+from pymongo.database import Database
+
+from app.rollups.tally import Tally
+from app.store import events as event_store
+from app.store import rollups as rollup_store
+from bench import reporting
+
+DOCUMENT_FIELDS = ("_id", "event_id", "site_id", "event_type", "path", "user_id", "timestamp")
+
+
+def loaded_with(loader: str, traffic: reporting.Traffic) -> tuple[Database[Any], reporting.Loaded]:
+    db: Database[Any] = mongomock.MongoClient(tz_aware=True).get_database("analytics")
+    loaded = reporting.Loaded(loader)
+    reporting.LOADERS[loader](db, fakeredis.FakeRedis(), traffic, loaded)
+    return db, loaded
+
+
+@pytest.fixture(scope="module")
+def both() -> dict[str, tuple[Database[Any], reporting.Loaded]]:
+    traffic = reporting.Traffic(3000, seed=7, days=2, sites=5)
+    return {loader: loaded_with(loader, traffic) for loader in reporting.LOADERS}
+
+
+def test_both_loaders_store_the_same_events(both):
+    (worker_db, worker), (bulk_db, bulk) = both["worker"], both["bulk"]
+
+    def events(db):
+        return sorted(tuple(event[key] for key in DOCUMENT_FIELDS) for event in db[event_store.EVENTS].find())
+
+    assert worker.stored_events == bulk.stored_events == 3000
+    assert events(worker_db) == events(bulk_db)
+    assert worker.site_days == bulk.site_days
+
+
+def test_both_loaders_store_the_same_rollups(both):
+    def rollups(db):
+        return {
+            document["_id"]: (document["site_id"], document["level"], document["start"], document["events"])
+            for document in db[rollup_store.ROLLUPS].find()
+        }
+
+    def tallies(db):
+        return {
+            document["_id"]: Tally.unpack(document["tally"]) for document in db[rollup_store.ROLLUPS].find()
+        }
+
+    worker_db, bulk_db = both["worker"][0], both["bulk"][0]
+    assert rollups(worker_db) == rollups(bulk_db)
+    assert len(rollups(bulk_db)) > 200  # sites, hours and days
+    assert tallies(worker_db) == tallies(bulk_db)
+
+
+def test_the_bulk_loader_marks_every_batch_as_added_into_the_rollups(both):
+    bulk_db = both["bulk"][0]
+    batch_ids = bulk_db[event_store.EVENTS].distinct("batch_id")
+    assert len(batch_ids) == 3  # 3,000 events in batches of 1,000
+    assert rollup_store.applied_batches(bulk_db, batch_ids) == set(batch_ids)

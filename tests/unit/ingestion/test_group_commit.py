@@ -1,0 +1,90 @@
+"""Group commit: concurrent requests share enqueues, and each learns its own batch's fate."""
+
+import threading
+
+import pytest
+
+from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
+
+
+class GatedQueue:
+    """An enqueue that records batches and holds the first one until released."""
+
+    def __init__(self):
+        self.batches = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, messages):
+        self.batches.append(list(messages))
+        if len(self.batches) == 1:
+            self.first_started.set()
+            self.release.wait(10)
+
+
+def submit_in_threads(committer, payloads, timeout=10):
+    errors = {}
+
+    def submit(index, messages):
+        try:
+            committer.submit(messages, timeout)
+        except Exception as error:
+            errors[index] = error
+
+    threads = [threading.Thread(target=submit, args=(i, p)) for i, p in enumerate(payloads)]
+    for thread in threads:
+        thread.start()
+    return threads, errors
+
+
+def test_a_lone_request_is_queued_alone_and_at_once():
+    queue = GatedQueue()
+    queue.release.set()
+    GroupCommitter(queue).submit([{"n": 1}], timeout=5)
+    assert queue.batches == [[{"n": 1}]]
+
+
+def test_requests_arriving_during_an_enqueue_share_the_next_one():
+    queue = GatedQueue()
+    committer = GroupCommitter(queue)
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    waiting, errors = submit_in_threads(committer, [[{"n": n}] for n in range(1, 6)])
+    queue.release.set()
+    for thread in first + waiting:
+        thread.join(10)
+    assert errors == {}
+    assert queue.batches[0] == [{"n": 0}]
+    assert sorted(m["n"] for m in queue.batches[1]) == [1, 2, 3, 4, 5]
+
+
+def test_a_group_never_exceeds_the_batch_limit():
+    queue = GatedQueue()
+    committer = GroupCommitter(queue, max_batch_events=4)
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    waiting, errors = submit_in_threads(committer, [[{"n": n}, {"n": n}] for n in range(3)])
+    queue.release.set()
+    for thread in first + waiting:
+        thread.join(10)
+    assert errors == {}
+    assert [len(batch) for batch in queue.batches[1:]] == [4, 2]
+
+
+def test_every_request_of_a_failed_batch_gets_its_error():
+    def refuse(messages):
+        raise ConnectionError("broker down")
+
+    threads, errors = submit_in_threads(GroupCommitter(refuse), [[{"n": n}] for n in range(4)])
+    for thread in threads:
+        thread.join(10)
+    assert len(errors) == 4
+    assert all(isinstance(error, ConnectionError) for error in errors.values())
+
+
+def test_a_request_whose_batch_is_not_queued_in_time_gets_a_timeout():
+    queue = GatedQueue()
+    committer = GroupCommitter(queue)
+    with pytest.raises(CommitTimeoutError):
+        committer.submit([{"n": 0}], timeout=0.2)
+    queue.release.set()

@@ -1,0 +1,80 @@
+"""The worker's persistence logic, without a worker: mongomock and an in-memory Redis."""
+
+import time
+
+import pytest
+from celery.exceptions import Retry
+from pymongo.errors import AutoReconnect
+
+from app.queue import counters
+from app.settings import Settings
+from app.store import dead_letters
+from app.store import events as event_store
+from tasks import persist
+from tools.factories import make_message
+
+
+def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_store):
+    first, second = make_message(), make_message(site_id="other", timestamp="2025-11-16T09:00:00Z")
+    assert persist.store_batch(db, counter_store, "batch-1", [first, second]) == 2
+    assert persist.store_batch(db, counter_store, "batch-1", [first, second]) == 0
+    assert db[event_store.EVENTS].count_documents({}) == 2
+    assert counters.totals(counter_store).persisted == 2
+    assert counters.for_site_day(counter_store, "other", "2025-11-16").persisted == 1
+
+
+def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, counter_store, monkeypatch):
+    good, bad = make_message(), make_message()
+    outcome = event_store.InsertOutcome(inserted=[good], rejected=[(bad, "Document failed validation")])
+    monkeypatch.setattr(event_store, "insert_events", lambda db, messages, batch_id: outcome)
+    assert persist.store_batch(db, counter_store, "batch-1", [good, bad]) == 1
+    [letter] = dead_letters.dead_letters(db, limit=5)
+    assert letter["event"] == bad
+    assert letter["error"] == "Document failed validation"
+    assert counters.totals(counter_store).persisted == 1
+
+
+def test_retries_back_off_within_the_window_and_stop_after_it():
+    settings = Settings(task_retry_window_seconds=600, task_retry_backoff_max=60)
+    countdowns = [persist.retry_countdown(settings, retries, time.time()) for retries in range(12)]
+    assert all(countdown is not None and 0 <= countdown <= 60 for countdown in countdowns)
+    assert persist.retry_countdown(settings, 3, time.time() - 601) is None
+    assert persist.retry_countdown(settings, 0, None) is not None
+
+
+@pytest.fixture
+def worker_app(ingestion_app):
+    """Tasks run in the app's context, as they do in a worker."""
+    with ingestion_app.app_context():
+        yield ingestion_app
+
+
+def failing_store(*args, **kwargs):
+    raise AutoReconnect("connection refused")
+
+
+def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(worker_app, monkeypatch):
+    monkeypatch.setattr(persist, "store_batch", failing_store)
+    retries = []
+
+    def schedule_retry(**kwargs):
+        retries.append(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(persist.persist_events, "retry", schedule_retry)
+    with pytest.raises(Retry):
+        persist.persist_events.run([make_message()])
+    [scheduled] = retries
+    assert scheduled["kwargs"]["first_failure_at"] == pytest.approx(time.time(), abs=5)
+    assert scheduled["max_retries"] is None
+
+
+def test_a_batch_failing_past_the_retry_window_is_dead_lettered(worker_app, db, monkeypatch):
+    monkeypatch.setattr(persist, "store_batch", failing_store)
+    events = [make_message(), make_message()]
+    window = worker_app.extensions["settings"].task_retry_window_seconds
+    gave_up_at = {"first_failure_at": time.time() - window - 1}
+    assert persist.persist_events.apply([events], gave_up_at, task_id="batch-1").get() == 0
+    letters = dead_letters.dead_letters(db, limit=5)
+    assert sorted(letter["event"]["event_id"] for letter in letters) == sorted(e["event_id"] for e in events)
+    assert all(letter["error"].startswith("retries exhausted") for letter in letters)

@@ -1,0 +1,64 @@
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from celeryconfig import celery_config
+from tools.settings_doc import expected_files
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_point_at_the_local_servers():
+    settings = Settings.from_env({})
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.mongo_uri == "mongodb://127.0.0.1:27017/analytics"
+
+
+def test_values_are_read_from_the_environment_with_their_types():
+    settings = Settings.from_env(
+        {"WORKER_CONCURRENCY": "8", "BROKER_TIMEOUT_SECONDS": "0.5", "REDIS_URL": "redis://r:1/2"}
+    )
+    assert settings.worker_concurrency == 8
+    assert settings.broker_timeout_seconds == 0.5
+    assert settings.redis_url == "redis://r:1/2"
+
+
+def test_an_empty_variable_keeps_the_default():
+    assert Settings.from_env({"WORKER_CONCURRENCY": ""}).worker_concurrency == Settings().worker_concurrency
+
+
+def test_a_malformed_number_names_the_variable():
+    with pytest.raises(ValueError, match="WORKER_CONCURRENCY"):
+        Settings.from_env({"WORKER_CONCURRENCY": "many"})
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    example = dict(re.findall(r"^([A-Z_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    defaults = Settings()
+    for name in Settings.variable_names():
+        assert name in example, f"{name} missing from .env.example"
+        assert example[name] == str(getattr(defaults, name.lower())), name
+
+
+def test_celery_acknowledges_late_and_requeues_work_of_lost_workers():
+    config = celery_config(Settings(worker_concurrency=3, broker_visibility_timeout=120))
+    assert config["task_acks_late"] is True
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["worker_concurrency"] == 3
+    assert config["broker_transport_options"]["visibility_timeout"] == 120
+    assert config["worker_send_task_events"] is True
+
+
+def test_env_example_and_the_configuration_doc_are_generated_from_the_settings():
+    """Edit a help text in app/settings.py without `make settings-docs`, and this fails."""
+    for path, text in expected_files().items():
+        assert path.read_text() == text, f"{path.name} is out of date: run `make settings-docs`"
+
+
+def test_every_setting_has_a_group_and_a_help_text():
+    for item in fields(Settings):
+        assert item.metadata["group"], item.name
+        assert item.metadata["help"].endswith("."), item.name

@@ -1,0 +1,149 @@
+"""Start, watch and stop the real processes that integration tests and benchmarks run against."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `predicate` until it is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class ManagedProcess:
+    """A child process in its own session, with its output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, **env}
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if not self.running():
+            return
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def gunicorn_argv(app: str, port: int) -> list[str]:
+    return [
+        str(PYTHON_BIN / "gunicorn"),
+        "-c", "gunicorn.conf.py",
+        "-w", "2",
+        "-b", f"127.0.0.1:{port}",
+        f"wsgi:{app}",
+    ]  # fmt: skip
+
+
+def celery_argv(*args: str) -> list[str]:
+    return [str(PYTHON_BIN / "celery"), "-A", "tasks.worker", *args]
+
+
+STARTUP_TIMEOUT = 60
+
+
+@dataclass
+class LocalServer:
+    """A local server the tests may stop and start again (same port, same data)."""
+
+    process: ManagedProcess
+    port: int
+
+    def start(self) -> None:
+        self.process.start()
+        wait_until(lambda: port_open(self.port), STARTUP_TIMEOUT, f"{self.process.name} on {self.port}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def start_local_server(name: str, build_argv: Callable[[int, Path], list[str]], root: Path) -> LocalServer:
+    port = free_port()
+    data_dir = root / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = LocalServer(ManagedProcess(name, build_argv(port, data_dir), {}, root), port)
+    server.start()
+    return server
+
+
+def start_worker(name: str, env: dict[str, str], run_dir: Path, *extra: str) -> ManagedProcess:
+    worker = ManagedProcess(
+        name, celery_argv("worker", "--loglevel=info", "-n", f"{name}@%h", *extra), env, run_dir
+    ).start()
+    wait_until(lambda: " ready." in worker.log(), STARTUP_TIMEOUT, f"{name} to be ready")
+    return worker
+
+
+def start_service(
+    app: str, env: dict[str, str], run_dir: Path, name: str | None = None
+) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    process = ManagedProcess(name or app, gunicorn_argv(app, port), env, run_dir).start()
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: port_open(port), STARTUP_TIMEOUT, f"{app} on {port}")
+    return process, url
