@@ -15,16 +15,16 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-worker bench-reporting test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) ## Create the virtualenv and install the pinned requirements
+install: $(INSTALLED) ## Create the virtualenv and install the pinned requirements (runtime and development)
 
-$(INSTALLED): requirements.txt
+$(INSTALLED): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 local-servers: $(if $(REDIS_URL),,redis-server-bin) $(if $(MONGO_URI),,mongo-bin)
@@ -78,6 +78,9 @@ bench-worker: install local-servers ## Worker throughput: batch design vs one ta
 
 bench-reporting: install redis-server-bin mongo-bin ## Reporting latency over N synthetic events, cache off and on (N=1000000, ARGS=options)
 	$(PYTHON) -m bench.reporting --events $(or $(N),1000000) $(ARGS)
+
+settings-docs: install ## Regenerate .env.example and docs/configuration.md's table from app/settings.py
+	$(PYTHON) -m tools.settings_doc
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from app.config import Settings
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -35,3 +35,30 @@ def test_app_services_run_the_same_entry_points_as_make_run():
     for name in ["ingestion", "reporting", "worker", "flower"]:
         entry_point = next(arg for arg in SERVICES[name]["command"] if arg.startswith(("wsgi:", "tasks.")))
         assert entry_point in PROCFILE[name], name
+
+
+def test_the_image_pins_its_base_and_copies_only_what_runs():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    [base] = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base
+    copied = {
+        path.rstrip("/")
+        for line in re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE)
+        for path in line.split()[:-1]
+    }
+    assert copied == {
+        "requirements.txt",
+        "app",
+        "tasks",
+        "reporting",
+        "celeryconfig.py",
+        "wsgi.py",
+        "gunicorn.conf.py",
+    }
+
+
+def test_the_image_installs_the_runtime_requirements_and_no_test_tooling():
+    runtime = (ROOT / "requirements.txt").read_text()
+    assert "pip install --no-cache-dir -r requirements.txt" in (ROOT / "Dockerfile").read_text()
+    for tool in ("pytest", "mongomock", "fakeredis", "ruff", "mypy", "hypothesis", "honcho"):
+        assert tool not in runtime, tool
