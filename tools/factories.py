@@ -27,7 +27,7 @@ def make_event(**overrides: Any) -> dict[str, Any]:
 
 
 def make_message(**overrides: Any) -> dict[str, Any]:
-    """An event as the queue carries it (see `app.schemas.to_message`)."""
+    """An event as the queue carries it (see `app.ingestion.schemas.to_message`)."""
     return to_message(make_event(**overrides))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import fakeredis
 import mongomock
+import mongomock.collection
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -20,6 +21,17 @@ from app.rollups import compactor
 from app.settings import Settings
 from app.store import events as event_store
 from tasks.persist import store_batch
+
+
+def _add_replace_ignoring_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+    assert sort is None, "mongomock cannot sort a replacement"
+    return _mongomock_add_replace(self, *args, **kwargs)
+
+
+# mongomock 4.3 predates pymongo 4.20's `sort` argument of a bulk `ReplaceOne`, which pymongo
+# passes even when it is None: accept and ignore it, for every test of this tree.
+_mongomock_add_replace = mongomock.collection.BulkOperationBuilder.add_replace
+mongomock.collection.BulkOperationBuilder.add_replace = _add_replace_ignoring_sort  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -58,9 +70,12 @@ def counter_store(
 
 
 @pytest.fixture
-def ingestion_app(settings: Settings, db: Database[Any], counter_store: fakeredis.FakeRedis) -> Flask:
+def ingestion_app(
+    settings: Settings, db: Database[Any], counter_store: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> Flask:
     app = create_app("ingestion", settings)
-    app.extensions["celery"].conf.task_always_eager = True
+    # The process has one Celery app: run tasks eagerly for this test only.
+    monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", True)
     return app
 
 
