@@ -3,16 +3,52 @@ pipeline. Tasks, rollups and reporting call these functions.
 
 Written to the subset of MongoDB that FerretDB v1.24.2 also serves (the local default):
 reads by `_id` alone are the fast ones there, `$group` knows only `$sum` and `$count`, and
-updates are not atomic, so derived data is insert-only or has a single writer.
+updates are not atomic, so derived data is insert-only or has a single writer. Where the two
+servers are best served differently (indexes, lookups of many ids), `is_ferretdb` decides.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 DUPLICATE_KEY = 11000
+# Lookups by `_id` that one call runs at once on FerretDB.
+CONCURRENT_LOOKUPS = 8
+
+_ferretdb_clients: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def only_duplicates(error: BulkWriteError) -> bool:
     """Whether every write a bulk insert refused was refused as a duplicate `_id`."""
     return all(e["code"] == DUPLICATE_KEY for e in error.details["writeErrors"])
+
+
+def is_ferretdb(db: Database[Any]) -> bool:
+    """Whether the server is FerretDB, which answers from an index only a filter on `_id` alone
+    (asked once per client: its `buildInfo` names FerretDB's version)."""
+    client = db.client
+    if client not in _ferretdb_clients:
+        _ferretdb_clients[client] = "ferretdbVersion" in client.server_info()
+    return _ferretdb_clients[client]
+
+
+def find_by_ids(collection: Collection[Any], ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+    """The documents among `ids`, by `_id`: one `$in` query on MongoDB; on FerretDB, which would
+    scan the whole collection for that, one lookup per id, a few at a time (threads, or
+    greenlets under gunicorn's gevent workers), so the server's cores share them."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    if is_ferretdb(collection.database):
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_LOOKUPS, len(wanted))) as pool:
+            found = [doc for doc in pool.map(lambda key: collection.find_one({"_id": key}), wanted) if doc]
+    else:
+        found = list(collection.find({"_id": {"$in": wanted}}))
+    return {document["_id"]: document for document in found}

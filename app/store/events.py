@@ -12,24 +12,33 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from app.store import DUPLICATE_KEY
+from app.store import DUPLICATE_KEY, find_by_ids, is_ferretdb
 
 EVENTS = "events"
 
+# Secondary indexes, on MongoDB only: FerretDB maintains them on every insert but answers
+# no query from them (only a filter on `_id` alone), so there they would cost and not serve.
 EVENT_INDEXES = [
-    IndexModel([("site_id", ASCENDING)]),
-    IndexModel([("user_id", ASCENDING)]),
-    IndexModel([("timestamp", ASCENDING)]),
-    IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)]),
+    # Raw-event reads: a site's events of a period (reporting's fallback, rebuilds, the cross-check).
+    IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)], name="site_id_1_timestamp_1"),
     # Lets an operator find an event by the id its client sent. Uniqueness comes from `_id`,
     # which is the event_id, so a redelivered or retried message is a no-op for stored events.
-    IndexModel([("event_id", ASCENDING)]),
+    IndexModel([("event_id", ASCENDING)], name="event_id_1"),
 ]
+# Indexes earlier versions created, dropped where they exist: none served a query.
+RETIRED_INDEXES = ("site_id_1", "user_id_1", "timestamp_1")
 
 
 def ensure_indexes(db: Database[Any]) -> None:
-    """Create the indexes of the contract; a no-op for those that already exist."""
-    db[EVENTS].create_indexes(EVENT_INDEXES)
+    """Give `events` the indexes its server uses, and drop those it maintains for nothing;
+    idempotent."""
+    wanted = [] if is_ferretdb(db) else EVENT_INDEXES
+    existing = set(db[EVENTS].index_information())
+    retired = set(RETIRED_INDEXES) | {index.document["name"] for index in EVENT_INDEXES if not wanted}
+    for name in sorted(existing & retired):
+        db[EVENTS].drop_index(name)
+    if wanted:
+        db[EVENTS].create_indexes(wanted)
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
@@ -97,8 +106,8 @@ def insert_events(
 def owned_events(db: Database[Any], batch_id: str, event_ids: Iterable[str]) -> list[dict[str, Any]]:
     """The stored events among `event_ids` that batch `batch_id` stored (not another batch
     carrying the same event, such as a client's retry)."""
-    stored = (db[EVENTS].find_one({"_id": event_id}) for event_id in event_ids)
-    return [event for event in stored if event is not None and event.get("batch_id") == batch_id]
+    stored = find_by_ids(db[EVENTS], event_ids).values()
+    return [event for event in stored if event.get("batch_id") == batch_id]
 
 
 def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str, Any]:

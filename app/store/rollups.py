@@ -4,37 +4,25 @@ compactor has added into them, keyed by batch id)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import DeleteOne, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from app.rollups.buckets import Bucket
 from app.rollups.tally import Tally
-from app.store import only_duplicates
+from app.store import find_by_ids, only_duplicates
 
 ROLLUPS = "rollups"
 ROLLUP_BATCHES = "rollup_batches"
-# Lookups by `_id` one reporting request runs at once.
-CONCURRENT_LOOKUPS = 8
 
 
 def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The stored rollups among `rollup_ids`, by id.
-
-    One lookup per id rather than one `$in` query: on FerretDB only a filter on `_id` alone is
-    answered from an index; anything else scans the collection. The lookups run a few at a
-    time (threads, or greenlets under gunicorn's gevent workers), so the server's cores share them.
-    """
-    wanted = list(dict.fromkeys(rollup_ids))
-    if not wanted:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(CONCURRENT_LOOKUPS, len(wanted))) as pool:
-        found = list(pool.map(lambda rollup_id: db[ROLLUPS].find_one({"_id": rollup_id}), wanted))
-    return {document["_id"]: document for document in found if document is not None}
+    """The stored rollups among `rollup_ids`, by id."""
+    return find_by_ids(db[ROLLUPS], rollup_ids)
 
 
 def rollup_document(bucket: Bucket, tally: Tally, through: str) -> dict[str, Any]:
@@ -50,17 +38,22 @@ def rollup_document(bucket: Bucket, tally: Tally, through: str) -> dict[str, Any
     }
 
 
-def save_rollup(db: Database[Any], document: dict[str, Any]) -> None:
-    """Store a rollup, or remove it when it counts nothing. Only the compactor writes rollups."""
-    if document["events"]:
-        db[ROLLUPS].replace_one({"_id": document["_id"]}, document, upsert=True)
-    else:
-        db[ROLLUPS].delete_one({"_id": document["_id"]})
+def save_rollups(db: Database[Any], documents: Sequence[dict[str, Any]]) -> None:
+    """Store rollups in one round trip, removing those that count nothing. Only the compactor
+    writes rollups."""
+    writes: list[ReplaceOne[dict[str, Any]] | DeleteOne] = [
+        ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+        if document["events"]
+        else DeleteOne({"_id": document["_id"]})
+        for document in documents
+    ]
+    if writes:
+        db[ROLLUPS].bulk_write(writes, ordered=False)
 
 
 def applied_batches(db: Database[Any], batch_ids: Iterable[str]) -> set[str]:
     """The batches among `batch_ids` already added into the rollups."""
-    return {batch_id for batch_id in batch_ids if db[ROLLUP_BATCHES].find_one({"_id": batch_id}) is not None}
+    return set(find_by_ids(db[ROLLUP_BATCHES], batch_ids))
 
 
 def mark_batches_applied(db: Database[Any], batch_ids: Iterable[str]) -> None:

@@ -2,6 +2,7 @@
 
 import random
 
+from app.store import is_ferretdb
 from tests.integration.client import get_stats, post_event, wait_for_views
 from tools.factories import SEED_EXAMPLE_STATS, make_event, new_site_id, seed_example_events
 
@@ -57,9 +58,11 @@ def test_the_stored_document_has_the_contract_fields(pipeline, db):
     assert document["path"] == "/pricing"
 
 
-def test_the_indexes_of_the_contract_exist(pipeline, db):
+def test_events_have_the_indexes_their_server_uses(pipeline, db):
+    """FerretDB answers only `_id` lookups from an index; MongoDB uses the other two too."""
     keys = {tuple(name for name, _ in index["key"]) for index in db.events.index_information().values()}
-    assert {("site_id",), ("user_id",), ("timestamp",), ("site_id", "timestamp"), ("event_id",)} <= keys
+    used = {("_id",)} if is_ferretdb(db) else {("_id",), ("site_id", "timestamp"), ("event_id",)}
+    assert keys == used
 
 
 def test_a_retried_post_with_the_same_event_id_is_stored_once(pipeline, db):
