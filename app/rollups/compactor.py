@@ -1,25 +1,35 @@
-"""Keeping the rollups exact: workers append per-batch deltas, one compactor adds them up.
+"""Keeping the rollups exact: workers append per-batch deltas, compactors add them up.
 
 Neither FerretDB (no atomic `$inc`, no transactions) nor a redelivered task lets many
 workers update a counting document safely. So:
 
-1. A worker that stored a batch appends the batch's hourly tallies to a Redis stream, in the
+1. A worker that stored a batch appends the batch's hourly tallies to Redis streams, in the
    same round trip that settles the batch (`append_batch`). It counts only the events that
-   batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta again.
-2. One compactor at a time (a Redis lock) reads the stream in order and adds each delta into
-   its site's hour, day and week rollups, which only it writes (`compact`). Each rollup remembers
-   the last stream entry added into it (`through`), and each batch gets a marker once added
-   (`rollup_store.mark_batches_applied`), so neither a crash halfway nor a batch appended twice
-   counts anything twice. Entries leave the stream only after that.
+   batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta
+   again. Sites are spread over SHARDS streams by a stable hash of the site id, and a batch
+   appends one entry to each shard its events fall in.
+2. One compactor per shard at a time (a Redis lock per shard) reads that shard's stream in
+   order and adds each delta into its site's hour, day and week rollups, which only it writes
+   (`compact`). So every worker's compactor can work at once, on different shards, and no
+   rollup ever has two writers. Each rollup remembers the last entry of its shard added into
+   it (`through`), and each batch gets a marker per shard once added
+   (`rollup_store.mark_batches_applied`), so neither a crash halfway nor a batch appended
+   twice counts anything twice. Entries leave the stream only after that.
+3. A round always makes progress: it takes entries until they touch BUCKETS_PER_ROUND
+   rollups (at least one entry), extends its lock between every slice of reads and writes,
+   and deletes the entries it added before it takes more. However wide a backlog (an import
+   across many sites and days), no round outlives its lock and starts over.
 
 Rollups therefore trail the stored events by one compaction round (`backlog` says how many
-batches wait); `rebuild` recomputes them from the raw events.
+entries wait); `rebuild` recomputes them from the raw events.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,17 +47,24 @@ from app.store import rollups as rollup_store
 
 logger = logging.getLogger(__name__)
 
-STREAM_KEY = "analytics:rollups:deltas"
-LOCK_KEY = "analytics:rollups:lock"
+# Shard n's stream of deltas and its lock: `analytics:rollups:deltas:{n}`, `...:lock:{n}`.
+STREAM_PREFIX = "analytics:rollups:deltas"
+LOCK_PREFIX = "analytics:rollups:lock"
+# How many shards sites are spread over: at most this many compactors work at once. Changing
+# it moves sites between streams, so drain the backlog (or rebuild) before changing it.
+SHARDS = 8
 # Hash: site id -> how many times its rollups changed, so cached answers can tell they are stale.
 GENERATIONS_KEY = "analytics:rollups:generations"
-# The compactor's lock expires this long after its holder last extended it, so the rollups
+# A compactor's lock expires this long after its holder last extended it, so the rollups
 # of a worker killed while compacting wait no longer than this for another worker. The holder
-# extends it before every few rollup writes, and a holder that lost it stops writing.
+# extends it before every slice of reads and writes, and a holder that lost it stops writing.
 LOCK_SECONDS = 15
-WRITES_PER_EXTENSION = 20
-# Entries a round adds up: a round rewrites each rollup it touches once, so more is cheaper.
+# Rollups read or written between two extensions of the lock: one round trip each way.
+ROLLUPS_PER_SLICE = 200
+# Entries a round reads, and rollups its entries may touch: a round rewrites each rollup it
+# touches once, so a larger round is cheaper per entry, but holds its lock longer.
 ENTRIES_PER_ROUND = 2000
+BUCKETS_PER_ROUND = 5000
 # The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
 NO_ENTRY = "0-0"
 # `rebuild` counts events of a batch the compactor has not added yet only when the batch is
@@ -55,46 +72,79 @@ NO_ENTRY = "0-0"
 ORPHAN_AGE = timedelta(hours=1)
 
 
+def shard_of(site_id: str) -> int:
+    """The shard of a site's rollups: stable across processes and restarts."""
+    return zlib.crc32(site_id.encode()) % SHARDS
+
+
+def stream_key(shard: int) -> str:
+    return f"{STREAM_PREFIX}:{shard}"
+
+
+def marker(batch_id: str, shard: int) -> str:
+    """The id recording that a batch's entry of one shard is in the rollups."""
+    return f"{batch_id}@{shard}"
+
+
 def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Mapping[str, Any]]) -> None:
-    """Add 'append this batch's hourly tallies to the stream' to the pipeline's commands;
-    the events' users are ids (`user_ids.numbered`)."""
-    deltas = [
-        {"site_id": site_id, "hour": hour.isoformat(), "types": tally.to_document()}
-        for (site_id, hour), tally in hourly_tallies(events).items()
-    ]
-    if deltas:
-        pipe.xadd(STREAM_KEY, {"batch": batch_id, "deltas": json.dumps(deltas)})
+    """Add 'append this batch's hourly tallies to the streams of their shards' to the
+    pipeline's commands; the events' users are ids (`user_ids.numbered`)."""
+    by_shard: dict[int, list[dict[str, Any]]] = {}
+    for (site_id, hour), tally in hourly_tallies(events).items():
+        delta = {"site_id": site_id, "hour": hour.isoformat(), "types": tally.to_document()}
+        by_shard.setdefault(shard_of(site_id), []).append(delta)
+    for shard, deltas in by_shard.items():
+        pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": json.dumps(deltas)})
 
 
 def backlog(client: redis.Redis) -> int:
-    """Batches appended and not yet added into the rollups."""
-    return cast(int, client.xlen(STREAM_KEY))
+    """Entries appended and not yet added into the rollups, over all shards."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(SHARDS):
+        pipe.xlen(stream_key(shard))
+    return sum(cast(list[int], pipe.execute()))
 
 
-def _lock(client: redis.Redis) -> Lock:
-    return client.lock(LOCK_KEY, timeout=LOCK_SECONDS)
+def oldest_pending(client: redis.Redis) -> float | None:
+    """When the oldest delta not yet in the rollups was appended, in epoch seconds, if any is."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(SHARDS):
+        pipe.xrange(stream_key(shard), count=1)
+    firsts = [rows[0][0] for rows in cast(list[list[tuple[bytes, Any]]], pipe.execute()) if rows]
+    return min((_stream_order(stream_id.decode())[0] / 1000 for stream_id in firsts), default=None)
+
+
+def _lock(client: redis.Redis, shard: int) -> Lock:
+    return client.lock(f"{LOCK_PREFIX}:{shard}", timeout=LOCK_SECONDS)
 
 
 def compact(db: Database[Any], client: redis.Redis) -> int:
-    """Add the deltas waiting when called into the rollups, unless another compactor is at it;
-    return how many stream entries were consumed. Deltas appended meanwhile wait for the
-    next call, so a call ends even while workers keep appending."""
-    lock = _lock(client)
-    if not lock.acquire(blocking=False):
-        return 0
-    try:
-        return _drain(db, client, lock, _last_stream_id(client))
-    finally:
-        lock.release()
-
-
-def _drain(db: Database[Any], client: redis.Redis, lock: Lock, last: str) -> int:
-    """Add the stream's entries up to `last` into the rollups, ENTRIES_PER_ROUND at a time."""
+    """Add the deltas waiting when called into the rollups, in every shard no other compactor
+    is at; return how many stream entries were consumed. Deltas appended meanwhile wait for
+    the next call, so a call ends even while workers keep appending. Shards are visited from
+    a random one, so compactors started together spread over them."""
+    first = random.randrange(SHARDS)
     consumed = 0
-    while entries := _read(client, last):
+    for shard in ((first + offset) % SHARDS for offset in range(SHARDS)):
+        lock = _lock(client, shard)
+        if not lock.acquire(blocking=False):
+            continue
+        try:
+            consumed += _drain(db, client, lock, shard, _last_stream_id(client, shard))
+        finally:
+            lock.release()
+    return consumed
+
+
+def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last: str) -> int:
+    """Add the shard's entries up to `last` into the rollups, a bounded round at a time,
+    deleting each round's entries once they are added."""
+    consumed = 0
+    while entries := _read(client, shard, last):
         lock.reacquire()
+        entries = _round(entries)
         _apply(db, client, lock, entries)
-        client.xdel(STREAM_KEY, *(entry.stream_id for entry in entries))
+        client.xdel(stream_key(shard), *(entry.stream_id for entry in entries))
         consumed += len(entries)
     return consumed
 
@@ -106,14 +156,33 @@ class Entry:
     deltas: list[dict[str, Any]]
 
 
-def _read(client: redis.Redis, last: str) -> list[Entry]:
+def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
     rows = cast(
-        list[tuple[bytes, dict[bytes, bytes]]], client.xrange(STREAM_KEY, max=last, count=ENTRIES_PER_ROUND)
+        list[tuple[bytes, dict[bytes, bytes]]],
+        client.xrange(stream_key(shard), max=last, count=ENTRIES_PER_ROUND),
     )
     return [
         Entry(stream_id.decode(), fields[b"batch"].decode(), json.loads(fields[b"deltas"]))
         for stream_id, fields in rows
     ]
+
+
+def _buckets(entry: Entry) -> set[Bucket]:
+    return {
+        bucket
+        for delta in entry.deltas
+        for bucket in containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"]))
+    }
+
+
+def _round(entries: list[Entry]) -> list[Entry]:
+    """The first entries, in order, that touch at most BUCKETS_PER_ROUND rollups (at least one)."""
+    touched: set[Bucket] = set()
+    for taken, entry in enumerate(entries):
+        touched |= _buckets(entry)
+        if taken and len(touched) > BUCKETS_PER_ROUND:
+            return entries[:taken]
+    return entries
 
 
 def _stream_order(stream_id: str) -> tuple[int, int]:
@@ -128,13 +197,12 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
     applied = rollup_store.applied_batches(db, first_of_batch)
     fresh = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
     fresh.sort(key=lambda entry: _stream_order(entry.stream_id))
-    buckets = {
-        bucket
-        for entry in fresh
-        for delta in entry.deltas
-        for bucket in containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"]))
-    }
-    stored = rollup_store.rollup_documents(db, (bucket.id for bucket in buckets))
+    buckets = sorted(set().union(*(_buckets(entry) for entry in fresh)), key=lambda bucket: bucket.id)
+    stored: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(buckets), ROLLUPS_PER_SLICE):
+        lock.reacquire()  # raises LockNotOwnedError if it expired: another compactor may be at it
+        ids = (bucket.id for bucket in buckets[start : start + ROLLUPS_PER_SLICE])
+        stored.update(rollup_store.rollup_documents(db, ids))
     rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id)) for bucket in buckets}
     for entry in fresh:
         for delta in entry.deltas:
@@ -148,12 +216,11 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
 def _save(
     db: Database[Any], client: redis.Redis, lock: Lock, rollups: Iterable[Rollup], through: str
 ) -> None:
-    sites = set()
-    for written, rollup in enumerate(rollups):
-        if written % WRITES_PER_EXTENSION == 0:
-            lock.reacquire()  # raises LockNotOwnedError, stopping the writes, if it expired
-        rollup_store.save_rollup(db, rollup.document(through))
-        sites.add(rollup.bucket.site_id)
+    documents = [rollup.document(through) for rollup in rollups]
+    for start in range(0, len(documents), ROLLUPS_PER_SLICE):
+        lock.reacquire()  # raises LockNotOwnedError, stopping the writes, if it expired
+        rollup_store.save_rollups(db, documents[start : start + ROLLUPS_PER_SLICE])
+    sites = {document["site_id"] for document in documents}
     if sites:
         pipe = client.pipeline(transaction=False)
         for site_id in sites:
@@ -192,9 +259,9 @@ class CompactorBusyError(RuntimeError):
     """The compactor's lock stayed taken for longer than a rebuild waits."""
 
 
-def _last_stream_id(client: redis.Redis) -> str:
+def _last_stream_id(client: redis.Redis, shard: int) -> str:
     try:
-        info = client.xinfo_stream(STREAM_KEY)
+        info = client.xinfo_stream(stream_key(shard))
     except redis.ResponseError:  # no stream yet
         return NO_ENTRY
     last = info["last-generated-id"]
@@ -205,24 +272,25 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
     """Recompute a site's rollups of the UTC weeks holding `first_day`..`last_day` from its
     raw events; return how many events they count.
 
-    Holds the compactor's lock and first adds every waiting delta, so it knows which batches
-    the rollups hold. It then counts each event whose batch the compactor has added, plus
+    Holds the lock of the site's shard and first adds every delta waiting there, so it knows
+    which batches the rollups hold. It then counts each event whose batch the compactor has added, plus
     those of batches older than ORPHAN_AGE that it never added (their delta was lost); those
     batches are marked added. Younger batches are left to their deltas, still to come.
     """
-    lock = _lock(client)
+    shard = shard_of(site_id)
+    lock = _lock(client, shard)
     if not lock.acquire(blocking=True, blocking_timeout=2 * LOCK_SECONDS):
         raise CompactorBusyError(f"another compactor held the lock for {2 * LOCK_SECONDS} s; try again")
     try:
         # Drained up to here: an entry appended later is newer than `through`, and its
         # batch is unmarked, so the rollups count it once, from the entry.
-        through = _last_stream_id(client)
-        _drain(db, client, lock, through)
+        through = _last_stream_id(client, shard)
+        _drain(db, client, lock, shard, through)
         # Whole weeks: a week's rollup counts every day of it.
         start = floor_to(datetime.combine(first_day, datetime.min.time(), tzinfo=UTC), "week")
         end = floor_to(datetime.combine(last_day, datetime.min.time(), tzinfo=UTC), "week") + WEEK
         events = event_store.events_between(db, site_id, start, end)
-        counted = _countable(db, events)
+        counted = _countable(db, shard, events)
         tallies = bucket_tallies(user_ids.numbered(client, counted))
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
@@ -233,14 +301,18 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
         lock.release()
 
 
-def _countable(db: Database[Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    batch_ids = {event.get("batch_id") for event in events}
-    applied = rollup_store.applied_batches(db, (batch_id for batch_id in batch_ids if batch_id))
+def _countable(db: Database[Any], shard: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of batches whose entry in `shard` the rollups hold, and of batches old
+    enough that their entry was lost (marked as held from now on)."""
+    stored = [event for event in events if event.get("batch_id")]
+    markers = {event["batch_id"]: marker(event["batch_id"], shard) for event in stored}
+    applied = rollup_store.applied_batches(db, markers.values())
     orphan_before = datetime.now(UTC) - ORPHAN_AGE
     orphans = {
-        event.get("batch_id")
-        for event in events
-        if event.get("batch_id") not in applied and event["created_at"] < orphan_before
+        markers[event["batch_id"]]
+        for event in stored
+        if markers[event["batch_id"]] not in applied and event["created_at"] < orphan_before
     }
-    rollup_store.mark_batches_applied(db, (batch_id for batch_id in orphans if batch_id))
-    return [event for event in events if event.get("batch_id") in applied | orphans]
+    rollup_store.mark_batches_applied(db, orphans)
+    counted = applied | orphans
+    return [event for event in stored if markers[event["batch_id"]] in counted]

@@ -69,9 +69,9 @@ def test_a_compactor_stopped_after_writing_rollups_does_not_add_them_again(db, c
     assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
 
 
-def test_only_one_compactor_works_at_a_time(db, counter_store):
+def test_only_one_compactor_works_at_a_time_on_a_shard(db, counter_store):
     store_batch(db, counter_store, "batch-1", [make_message()])
-    lock = counter_store.lock(compactor.LOCK_KEY, timeout=5)
+    lock = counter_store.lock(f"{compactor.LOCK_PREFIX}:{compactor.shard_of('site-abc-123')}", timeout=5)
     assert lock.acquire(blocking=False)
     assert compactor.compact(db, counter_store) == 0
     lock.release()
@@ -142,7 +142,7 @@ def test_a_compaction_ends_with_the_batches_waiting_when_it_began(db, counter_st
 
     def mark_while_a_worker_appends(database, batch_ids):
         mark(database, batch_ids)
-        if "batch-1" in batch_ids:
+        if any(batch_id.startswith("batch-1@") for batch_id in batch_ids):
             store_batch(db, counter_store, "batch-2", [make_message()])
 
     with monkeypatch.context() as patch:
@@ -160,3 +160,59 @@ def test_rebuilding_a_day_rebuilds_its_whole_week(db, counter_store, store):
     week = Period("site-abc-123", date(2025, 11, 10), date(2025, 11, 16), ZoneInfo("UTC"))  # Monday to Sunday
     assert summary(db, week, 10) == summary_from_pipeline(db, week, 10)
     assert summary(db, week, 10).unique_users == 2
+
+
+def sites_in_different_shards(count):
+    sites, shards = [], set()
+    for n in range(1000):
+        site_id = f"site-{n}"
+        if compactor.shard_of(site_id) not in shards:
+            shards.add(compactor.shard_of(site_id))
+            sites.append(site_id)
+        if len(sites) == count:
+            return sites
+    raise AssertionError("not enough shards")
+
+
+def test_a_locked_shard_does_not_hold_up_the_others(db, counter_store):
+    busy, free = sites_in_different_shards(2)
+    store_batch(db, counter_store, "batch-1", [make_message(site_id=busy), make_message(site_id=free)])
+    lock = counter_store.lock(f"{compactor.LOCK_PREFIX}:{compactor.shard_of(busy)}", timeout=5)
+    assert lock.acquire(blocking=False)
+    assert compactor.compact(db, counter_store) == 1  # the free site's entry
+    assert summary(db, Period(free, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views == 1
+    assert summary(db, Period(busy, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views == 0
+    lock.release()
+    assert compactor.compact(db, counter_store) == 1
+    assert summary(db, Period(busy, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views == 1
+
+
+def test_a_wide_backlog_is_added_in_bounded_rounds_that_each_keep_their_progress(
+    db, counter_store, monkeypatch
+):
+    """However many rollups a backlog touches, each round adds a bounded part and deletes its
+    entries, so a compactor that dies later starts from there, not from the beginning."""
+    monkeypatch.setattr(compactor, "BUCKETS_PER_ROUND", 10)
+    monkeypatch.setattr(compactor, "ROLLUPS_PER_SLICE", 3)
+    for batch in range(6):  # each batch touches 3 hours of a day: 3 hour, 1 day, 1 week rollups
+        hours = [f"2025-11-15T{batch * 3 + hour:02d}:00:00Z" for hour in range(3)]
+        store_batch(db, counter_store, f"batch-{batch}", [make_message(timestamp=t) for t in hours])
+    rounds = []
+    apply = compactor._apply
+
+    def apply_then_die_on_the_third_round(db, client, lock, entries):
+        rounds.append(len(entries))
+        if len(rounds) == 3:
+            raise ConnectionError("compactor died")
+        apply(db, client, lock, entries)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compactor, "_apply", apply_then_die_on_the_third_round)
+        with pytest.raises(ConnectionError):
+            compactor.compact(db, counter_store)
+    assert rounds[:2] == [2, 2]  # 2 entries touch 8 rollups; a third would make 12
+    assert compactor.backlog(counter_store) == 2
+    assert rollup_summary(db).total_views == 12  # the first two rounds stayed added
+    compactor.compact(db, counter_store)
+    assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
+    assert rollup_summary(db).total_views == 18
