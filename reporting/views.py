@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, ValidationError
@@ -14,7 +16,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from app.errors import error_response
 from app.extensions import mongo, redis_store
-from app.queue import counters, snapshot
+from app.queue import counters, ledger, snapshot
 from app.rollups import compactor, realtime
 from app.store import dead_letters
 from reporting import queries
@@ -128,8 +130,10 @@ def stats_realtime() -> ResponseReturnValue:
 
 @bp.get("/health/pipeline")
 def pipeline_health() -> ResponseReturnValue:
-    """Queue depth, unacknowledged messages, the oldest message's age, the event counts and
-    the batches stored but not yet in the rollups.
+    """Queue depth, unacknowledged messages, the oldest message's age, the event counts, the
+    deltas stored but not yet in the rollups, and the end-to-end lag: how long ago the oldest
+    accepted event that `/stats` does not count yet was accepted (or stored, once it waits
+    only for the rollups).
 
     With `site_id` and `date`, the counts are that site's on that UTC day.
     """
@@ -152,7 +156,17 @@ def pipeline_health() -> ResponseReturnValue:
             "unaccounted": counts.accepted - counts.persisted - dead,
         },
         rollups={"backlog": compactor.backlog(client)},
+        lag_seconds=lag_seconds(client),
     )
+
+
+def lag_seconds(client: redis.Redis) -> float:
+    """Seconds since the oldest accepted event that the rollups do not hold yet was accepted;
+    0 when they hold everything."""
+    pending = [
+        moment for moment in (ledger.oldest_unsettled(client), compactor.oldest_pending(client)) if moment
+    ]
+    return round(max(0.0, time.time() - min(pending)), 3) if pending else 0.0
 
 
 @bp.get("/health")

@@ -37,6 +37,12 @@ def settle(pipe: redis.client.Pipeline, batch_id: str) -> None:
     pipe.hdel(BATCHES_KEY, batch_id)
 
 
+def oldest_unsettled(client: redis.Redis) -> float | None:
+    """When the oldest batch not yet stored was (last) sent, in epoch seconds, if any is."""
+    oldest = cast(list[tuple[bytes, float]], client.zrange(ORDER_KEY, 0, 0, withscores=True))
+    return oldest[0][1] if oldest else None
+
+
 def outstanding(client: redis.Redis) -> int:
     count: int = client.zcard(ORDER_KEY)
     return count

@@ -3,9 +3,11 @@
 import json
 import time
 
-from app.queue import QUEUE, counters
+from app.queue import QUEUE, counters, ledger
+from app.rollups import compactor
 from app.store import dead_letters
 from app.store import events as event_store
+from tasks.persist import store_batch
 from tools.factories import make_message
 
 
@@ -49,3 +51,18 @@ def test_replay_dead_requeues_every_dead_letter_and_removes_it(ingestion_app, db
     # Celery runs eagerly here, so the replayed events are stored at once.
     assert db[event_store.EVENTS].count_documents({}) == 5
     assert counters.totals(counter_store).accepted == 0
+
+
+def test_pipeline_health_gives_the_lag_of_the_oldest_event_stats_do_not_count_yet(
+    reporting, db, counter_store
+):
+    assert reporting.get("/health/pipeline").get_json()["lag_seconds"] == 0
+    pipe = counter_store.pipeline()
+    ledger.record(pipe, "queued-batch", [make_message()])
+    pipe.execute()
+    counter_store.zadd(ledger.ORDER_KEY, {"queued-batch": time.time() - 40})  # accepted 40 s ago
+    assert 40 <= reporting.get("/health/pipeline").get_json()["lag_seconds"] < 60
+    store_batch(db, counter_store, "queued-batch", [make_message()])  # stored, not yet in rollups
+    assert 0 <= reporting.get("/health/pipeline").get_json()["lag_seconds"] < 5
+    compactor.compact(db, counter_store)
+    assert reporting.get("/health/pipeline").get_json()["lag_seconds"] == 0
