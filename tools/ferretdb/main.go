@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ func main() {
 	defer stop()
 
 	go indexIDPushdownForever(ctx, sqliteDir(*sqliteURL), time.Second)
+	go checkpointForever(ctx, sqliteDir(*sqliteURL), 10*time.Second)
 
 	log.Printf("FerretDB listening on %s, data in %s", *listenAddr, *sqliteURL)
 	if err := server.Run(ctx); err != nil {
@@ -143,4 +145,48 @@ func indexIDPushdown(ctx context.Context, file string) error {
 // quoteIdent quotes an SQLite identifier.
 func quoteIdent(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// SQLite's automatic checkpoints are passive: they copy what they can into the database but
+// reset the write-ahead log only when no reader holds an older snapshot. Under continuous
+// reads (reporting, the compactor) that moment never comes and the log grows without bound.
+// checkpointForever runs a TRUNCATE checkpoint on every database file every period: it waits
+// briefly for the readers of the moment to finish, copies the whole log and truncates it to
+// zero bytes. A checkpoint that cannot finish within its short busy timeout is tried again
+// next period, so FerretDB's writers are held up at most that long.
+const checkpointBusyTimeoutMS = 200
+
+func checkpointForever(ctx context.Context, dir string, period time.Duration) {
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+
+		files, _ := filepath.Glob(filepath.Join(dir, "*.sqlite")) // error only on a bad pattern
+		for _, file := range files {
+			if err := checkpoint(ctx, file); err != nil && ctx.Err() == nil {
+				log.Printf("checkpoint of %s: %v", file, err)
+			}
+		}
+	}
+}
+
+// checkpoint truncates one database file's write-ahead log, if its readers allow it now.
+func checkpoint(ctx context.Context, file string) error {
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout("+
+		strconv.Itoa(checkpointBusyTimeoutMS)+")")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+
+	// One row: busy (1 if it could not finish), frames in the log, frames checkpointed.
+	var busy, logFrames, checkpointed int
+	return db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed)
 }
