@@ -1,0 +1,31 @@
+"""The store's writes against the real server of the session (FerretDB locally)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from pymongo import MongoClient
+
+from app.rollups.buckets import Bucket
+from app.rollups.tally import Tally
+from app.store import rollups as rollup_store
+
+
+def test_a_compactor_slice_of_hundreds_of_rollups_is_saved_within_seconds(mongo_uri):
+    """FerretDB never answered one update command of 100 or more replacements."""
+    client: MongoClient = MongoClient(mongo_uri, tz_aware=True, socketTimeoutMS=10_000)
+    db = client.get_default_database()
+    site_id = f"site-{uuid.uuid4().hex[:8]}"
+    tally = Tally.of([{"event_type": "page_view", "user_id": 1, "path": "/"}])
+    buckets = [
+        Bucket(site_id, "hour", datetime(2025, 11, 1 + hour // 24, hour % 24, tzinfo=UTC))
+        for hour in range(250)
+    ]
+    rollup_store.save_rollups(db, [rollup_store.rollup_document(bucket, tally, "1-0") for bucket in buckets])
+    tally.add(tally)
+    rollup_store.save_rollups(db, [rollup_store.rollup_document(bucket, tally, "2-0") for bucket in buckets])
+    stored = rollup_store.rollup_documents(db, (bucket.id for bucket in buckets))
+    assert len(stored) == 250
+    assert {document["through"] for document in stored.values()} == {"2-0"}
+    client.close()
