@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ test-unit: install ## Run only the unit tests (no servers)
 bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints tables; ARGS=options)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
 	$(PYTHON) -m bench.ingest $(ARGS)
+
+bench-pipeline: install redis-server-bin mongo-bin ## End to end, every process as `make run` starts it, on a pre-filled store (prints a table; ARGS=options)
+	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
+	$(PYTHON) -m bench.pipeline $(ARGS)
 
 bench-worker: install local-servers ## Worker throughput: batch design vs one task per event (prints a table)
 	$(PYTHON) -m bench.worker --profile

@@ -213,17 +213,30 @@ def run_hey(server_pid: int, url: str, body_file: Path, *load: str) -> Result:
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600).stdout
     machine = psutil.cpu_times_percent()
     server_cpu = process_tree_cpu(server_pid) - cpu_before
-    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
-    responses = sum(statuses.values())
-    errors = output.split("Error distribution:")[1] if "Error distribution:" in output else ""
-    return Result(
-        requests_per_second=number(r"Requests/sec:\s+([\d.]+)", output),
-        p50=number(r"50% in ([\d.]+) secs", output),
-        p99=number(r"99% in ([\d.]+) secs", output),
-        failures=sum(count for code, count in statuses.items() if code != 200)
-        + sum(int(count) for count in re.findall(r"^\s+\[(\d+)\]", errors, re.MULTILINE)),
+    responses = sum(hey_statuses(output).values())
+    return dataclasses.replace(
+        parse_hey(output),
         server_cpu_per_request=server_cpu / responses if responses else float("nan"),
         steal=machine.steal / 100,
+    )
+
+
+def hey_statuses(hey_output: str) -> dict[int, int]:
+    """Responses by HTTP status, from hey's summary."""
+    pairs = re.findall(r"\[(\d+)\]\s+(\d+) responses", hey_output)
+    return {int(code): int(count) for code, count in pairs}
+
+
+def parse_hey(hey_output: str) -> Result:
+    """hey's summary: requests/s, p50, p99, and failures (non-200 responses and errors)."""
+    statuses = hey_statuses(hey_output)
+    errors = hey_output.split("Error distribution:")[1] if "Error distribution:" in hey_output else ""
+    return Result(
+        requests_per_second=number(r"Requests/sec:\s+([\d.]+)", hey_output),
+        p50=number(r"50% in ([\d.]+) secs", hey_output),
+        p99=number(r"99% in ([\d.]+) secs", hey_output),
+        failures=sum(count for code, count in statuses.items() if code != 200)
+        + sum(int(count) for count in re.findall(r"^\s+\[(\d+)\]", errors, re.MULTILINE)),
     )
 
 
