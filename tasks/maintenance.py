@@ -16,7 +16,7 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from app.extensions import mongo, redis_store
-from app.queue import ledger
+from app.queue import ledger, snapshot
 from app.queue.publish import publish
 from app.rollups import compactor
 from app.settings import Settings
@@ -74,15 +74,16 @@ class LedgerCheck(bootsteps.StartStopStep):
 
 
 # A compactor round costs MongoDB work per rollup it rewrites, however many batches it adds.
-# After a round it rests REST_PER_ROUND times as long as the round took (at least the
-# configured interval): under load, rounds grow and come less often, each adding more batches,
-# so compaction takes at most a quarter of the time and storing batches keeps the rest.
+# While messages wait in the queue, it rests REST_PER_ROUND times as long as the round took
+# (at least the configured interval): rounds grow and come less often, each adding more
+# batches, so compaction takes at most a quarter of the time and storing batches keeps the
+# rest. With the queue empty there is nothing to leave the time to: it rests the interval.
 REST_PER_ROUND = 3
 
 
-def rest_after(round_seconds: float, interval: float) -> float:
+def rest_after(round_seconds: float, interval: float, queue_waiting: bool) -> float:
     """Seconds the compactor waits after a round that took `round_seconds`."""
-    return max(interval, REST_PER_ROUND * round_seconds)
+    return max(interval, REST_PER_ROUND * round_seconds) if queue_waiting else interval
 
 
 class RollupCompactor(bootsteps.StartStopStep):
@@ -122,10 +123,11 @@ class RollupCompactor(bootsteps.StartStopStep):
             with flask_app.app_context():
                 try:
                     added = compactor.compact(mongo.db, redis_store.client)
+                    queue_waiting = snapshot.snapshot(redis_store.client).depth > 0
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
-                    added = 0
+                    added, queue_waiting = 0, True
             took = time.monotonic() - started
-            rest = rest_after(took, interval)
+            rest = rest_after(took, interval, queue_waiting)
             if added:
                 logger.info("added %d batches into the rollups in %.2f s; resting %.2f s", added, took, rest)

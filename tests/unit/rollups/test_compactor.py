@@ -131,9 +131,13 @@ def test_a_batch_stored_while_a_rebuild_runs_is_counted_once(db, counter_store, 
     assert rollup_summary(db).total_views == 2
 
 
-def test_the_compactor_rests_longer_after_a_long_round():
-    assert maintenance.rest_after(0.01, interval=0.5) == 0.5
-    assert maintenance.rest_after(2.0, interval=0.5) == 6.0
+def test_the_compactor_rests_longer_after_a_long_round_while_messages_wait():
+    assert maintenance.rest_after(0.01, interval=0.5, queue_waiting=True) == 0.5
+    assert maintenance.rest_after(2.0, interval=0.5, queue_waiting=True) == 6.0
+
+
+def test_the_compactor_rests_only_the_interval_when_no_message_waits():
+    assert maintenance.rest_after(2.0, interval=0.5, queue_waiting=False) == 0.5
 
 
 def test_a_compaction_ends_with_the_batches_waiting_when_it_began(db, counter_store, monkeypatch):
