@@ -85,7 +85,7 @@ class Settings:
         0.5,
         WORKER,
         "Shortest rest between two rounds of adding stored batches into the rollups `/stats` reads "
-        "(one worker at a time does it; after a round it rests longer, in proportion to the round).",
+        "(one worker per shard at a time; while messages wait, it rests longer after a longer round).",
     )
     cache_live_seconds: int = setting(
         2, REPORTING, "Longest life of a cached reporting answer whose period includes today; 0: no caching."
