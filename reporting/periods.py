@@ -41,6 +41,14 @@ class Period:
     def end(self) -> datetime:
         return self.day_start(self.last_day + timedelta(days=1))
 
+    def computable(self) -> bool:
+        """Whether the period's first and last instants exist: a day at the calendar's ends,
+        in a zone whose offset pushes it past year 1 or 9999, has none."""
+        try:
+            return self.start < self.end
+        except OverflowError:
+            return False
+
     def includes_today(self) -> bool:
         return self.last_day >= datetime.now(self.tz).date()
 

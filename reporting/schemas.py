@@ -23,7 +23,7 @@ class TimeZone(fields.Field):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> ZoneInfo:
         try:
             return ZoneInfo(str(value))
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, such as America
             raise ValidationError("Not a known IANA time zone, such as Europe/Berlin.") from None
 
 
@@ -59,6 +59,17 @@ class PeriodQuerySchema(SiteQuerySchema):
             raise ValidationError("end must not be before start.", "end")
         if data["end"] - data["start"] >= timedelta(days=self.max_days):
             raise ValidationError(f"A range spans at most {self.max_days} days.", "end")
+
+    @validates_schema(skip_on_field_errors=True)
+    def _computable(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """The period's first and last instants exist: a day at the calendar's ends, in a zone
+        whose offset pushes it past year 1 or 9999, does not."""
+        first = data.get("date") or data.get("start")
+        last = data.get("end", first)
+        if first is None or last is None:
+            return
+        if not Period("", first, last, data.get("tz", UTC_ZONE)).computable():
+            raise ValidationError("This period reaches past the ends of the calendar.", "period")
 
     @post_load
     def _period(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

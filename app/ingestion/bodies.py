@@ -13,6 +13,10 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
 # zlib's window-bits value that accepts a gzip header and trailer (and nothing else).
 GZIP_WBITS = 16 + zlib.MAX_WBITS
+# Concatenated gzip members are valid gzip, but clients write one. zlib hands back what
+# follows a member as a copy, so each member costs a copy of the rest: a cap keeps a body of
+# tens of thousands of empty members from costing quadratic time.
+MAX_GZIP_MEMBERS = 64
 
 
 def json_body() -> Any:
@@ -31,6 +35,8 @@ def json_body() -> Any:
         return json.loads(data)
     except ValueError:
         raise BadRequest("Request body is not valid JSON") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise BadRequest("Request body is nested too deeply") from None
 
 
 def decode_content(data: bytes, coding: str, limit: int | None) -> bytes:
@@ -52,7 +58,9 @@ def gunzip(data: bytes, limit: int | None) -> bytes:
     """
     out = bytearray()
     remaining = data
-    while remaining:
+    for _ in range(MAX_GZIP_MEMBERS):
+        if not remaining:
+            return bytes(out)
         inflater = zlib.decompressobj(GZIP_WBITS)
         # max_length=0 would mean "unlimited"; without a limit only the body's own size caps it.
         room = 0 if limit is None else limit + 1 - len(out)
@@ -65,4 +73,6 @@ def gunzip(data: bytes, limit: int | None) -> bytes:
         if not inflater.eof:
             raise BadRequest("Request body is not valid gzip: it ends early")
         remaining = inflater.unused_data
+    if remaining:
+        raise BadRequest(f"Request body has more than {MAX_GZIP_MEMBERS} gzip members")
     return bytes(out)

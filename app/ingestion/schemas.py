@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -14,6 +14,12 @@ from app.errors import MISSING_MESSAGE
 # The most events one `POST /events` may carry (the contract's figure, not a setting).
 MAX_BATCH_EVENTS = 500
 NO_CONTROL_CHARACTERS = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
+# A lone UTF-16 surrogate (`"\ud83d"`: a JavaScript substring that cut an emoji in half) is
+# valid JSON but no Unicode text: it cannot be written to the queue or stored.
+NO_LONE_SURROGATES = validate.Regexp(
+    r"^[^\ud800-\udfff]*$", error="Must be valid Unicode text (it holds half of a UTF-16 surrogate pair)."
+)
+TEXT = [NO_CONTROL_CHARACTERS, NO_LONE_SURROGATES]
 
 
 def _required_string(max_length: int, *extra: validate.Validator) -> fields.String:
@@ -23,6 +29,15 @@ def _required_string(max_length: int, *extra: validate.Validator) -> fields.Stri
         validate=[validate.Length(min=1, max=max_length), *extra],
         error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
     )
+
+
+def _exists_in_utc(moment: datetime) -> None:
+    """A time whose offset pushes it past year 1 or 9999 (`0001-01-01T00:00:00+01:00`, what
+    .NET's DateTime.MinValue becomes) has no UTC day to be counted on."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("Must be a time that exists in UTC (years 1 to 9999).") from None
 
 
 class EventSchema(Schema):
@@ -35,13 +50,14 @@ class EventSchema(Schema):
         unknown = EXCLUDE
         ordered = True
 
-    site_id = _required_string(128, NO_CONTROL_CHARACTERS)
-    event_type = _required_string(64)
-    path = fields.String(allow_none=True, validate=validate.Length(max=2048))
-    user_id = fields.String(allow_none=True, validate=validate.Length(max=256))
+    site_id = _required_string(128, *TEXT)
+    event_type = _required_string(64, *TEXT)
+    path = fields.String(allow_none=True, validate=[validate.Length(max=2048), *TEXT])
+    user_id = fields.String(allow_none=True, validate=[validate.Length(max=256), *TEXT])
     timestamp = fields.AwareDateTime(
         required=True,
         default_timezone=UTC,
+        validate=_exists_in_utc,
         error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
     )
     # Optional: a client that retries with the same id is never counted twice.
@@ -62,6 +78,9 @@ def _as_message(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
 
 
+BATCH_SIZE_MESSAGE = "A batch holds {min} to {max} events."
+
+
 class BatchSchema(Schema):
     """The envelope of `POST /events`: `{"events": [...]}`; each event is checked on its own."""
 
@@ -70,7 +89,7 @@ class BatchSchema(Schema):
     events = fields.List(
         fields.Raw(),
         required=True,
-        validate=validate.Length(min=1, max=MAX_BATCH_EVENTS, error="A batch holds {min} to {max} events."),
+        validate=validate.Length(min=1, max=MAX_BATCH_EVENTS, error=BATCH_SIZE_MESSAGE),
         error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
     )
 
@@ -89,6 +108,8 @@ def load_batch(envelope: dict[str, Any]) -> Batch:
 
     One `many=True` load rather than one load per event: a quarter less time for 100 events.
     Its error holds the messages by index, and every event's result, valid or not."""
+    if len(envelope.get("events") or ()) > MAX_BATCH_EVENTS:  # before walking every item
+        raise ValidationError(BATCH_SIZE_MESSAGE.format(min=1, max=MAX_BATCH_EVENTS), "events")
     events = batch_schema.load(envelope)["events"]
     errors: dict[int, dict[str, Any]] = {}
     try:

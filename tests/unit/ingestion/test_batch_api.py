@@ -5,6 +5,7 @@ from unittest import mock
 
 import pytest
 from kombu.exceptions import OperationalError
+from marshmallow import fields
 
 from app.ingestion.schemas import MAX_BATCH_EVENTS
 from app.ingestion.views import committer
@@ -92,6 +93,23 @@ def test_more_events_than_the_batch_limit_is_400_and_nothing_is_enqueued(ingesti
     body = response.get_json()
     assert body["status"] == "error"
     assert body["errors"] == {"events": [f"A batch holds 1 to {MAX_BATCH_EVENTS} events."]}
+    assert enqueued == []
+
+
+def test_an_oversized_batch_is_refused_before_any_item_is_looked_at(ingestion, enqueued, monkeypatch):
+    """A 1 MiB array of zeros holds half a million items: counting them is enough."""
+    looked_at = []
+    real_deserialize = fields.Raw._deserialize
+
+    def deserialize(self, *args, **kwargs):
+        looked_at.append(1)
+        return real_deserialize(self, *args, **kwargs)
+
+    monkeypatch.setattr(fields.Raw, "_deserialize", deserialize)
+    response = post_batch(ingestion, "[" + ",".join(["0"] * 500_000) + "]")  # 1 MiB, compact
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"events": [f"A batch holds 1 to {MAX_BATCH_EVENTS} events."]}
+    assert looked_at == []
     assert enqueued == []
 
 

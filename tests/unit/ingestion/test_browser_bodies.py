@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from app import create_app
-from app.ingestion.bodies import gunzip
+from app.ingestion.bodies import MAX_GZIP_MEMBERS, gunzip
 from app.ingestion.views import committer
 from tests.compression import MIB, gzip_bomb
 from tools.factories import make_event
@@ -69,6 +69,14 @@ def test_concatenated_gzip_members_are_one_body(ingestion, enqueued):
         ingestion, "/event", gzip.compress(body[:10]) + gzip.compress(body[10:]), Content_Encoding="gzip"
     )
     assert response.status_code == 200
+
+
+def test_a_body_of_thousands_of_gzip_members_is_400_without_inflating_them_all(ingestion, enqueued):
+    body = gzip.compress(body_of("/events")) + gzip.compress(b"") * 20_000  # 400 KB on the wire
+    response = post(ingestion, "/events", body, Content_Encoding="gzip")
+    assert response.status_code == 400
+    assert response.get_json()["message"] == f"Request body has more than {MAX_GZIP_MEMBERS} gzip members"
+    assert enqueued == []
 
 
 def test_an_identity_content_encoding_is_a_plain_body(ingestion, enqueued):

@@ -54,6 +54,8 @@ def test_a_wrong_type_gives_400_with_the_field(ingestion):
         ("[1, 2]", "Request body must be a JSON object"),
         ('"text"', "Request body must be a JSON object"),
         ("null", "Request body must be a JSON object"),
+        ("[" * 5000 + "]" * 5000, "Request body is nested too deeply"),
+        ('{"site_id": ' + "[" * 5000 + "]" * 5000 + "}", "Request body is nested too deeply"),
     ],
 )
 def test_a_body_that_is_not_a_json_object_gives_400(ingestion, payload, message):
