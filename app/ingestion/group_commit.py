@@ -29,7 +29,7 @@ class CommitTimeoutError(Exception):
 class _Ticket:
     messages: Messages
     done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -47,9 +47,19 @@ class _Line:
 
 
 class GroupCommitter:
-    def __init__(self, enqueue: Callable[[Messages], None], max_batch_events: int = 500) -> None:
+    """`outage_errors`: the enqueue's errors that mean the broker is away, handed to every
+    request of the group; any other failure of a group is retried one request at a time, so
+    that only the request that caused it fails."""
+
+    def __init__(
+        self,
+        enqueue: Callable[[Messages], None],
+        max_batch_events: int = 500,
+        outage_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
         self.enqueue = enqueue
         self._max_batch_events = max_batch_events
+        self._outage_errors = outage_errors
         self._line: _Line | None = None
 
     def submit(self, messages: Messages, timeout: float) -> None:
@@ -63,6 +73,9 @@ class GroupCommitter:
             line.pending.append(ticket)
             line.wakeup.notify()
         if not ticket.done.wait(timeout):
+            with line.wakeup:
+                if ticket in line.pending:  # not taken yet: withdrawn, so never queued
+                    line.pending.remove(ticket)
             raise CommitTimeoutError(f"events not queued within {timeout} s")
         if ticket.error is not None:
             raise ticket.error
@@ -91,11 +104,23 @@ class GroupCommitter:
     def _run(self, line: _Line) -> None:
         while True:
             group = self._next_group(line)
-            error: BaseException | None = None
-            try:
-                self.enqueue([message for ticket in group for message in ticket.messages])
-            except Exception as failure:  # handed to every waiting request, which answers 503
-                error = failure
-            for ticket in group:
-                ticket.error = error
-                ticket.done.set()
+            error = self._commit(group)
+            if error is not None and len(group) > 1 and not isinstance(error, self._outage_errors):
+                for ticket in group:  # one request's events made the group fail: find it
+                    self._answer([ticket], self._commit([ticket]))
+            else:
+                self._answer(group, error)
+
+    def _commit(self, group: list[_Ticket]) -> Exception | None:
+        """Enqueue the group's events; the failure, if any (each waiting request answers 503)."""
+        try:
+            self.enqueue([message for ticket in group for message in ticket.messages])
+        except Exception as failure:
+            return failure
+        return None
+
+    @staticmethod
+    def _answer(group: list[_Ticket], error: Exception | None) -> None:
+        for ticket in group:
+            ticket.error = error
+            ticket.done.set()

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
@@ -26,7 +27,9 @@ bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
-committer = GroupCommitter(enqueue_events, max_batch_events=MAX_BATCH_EVENTS)
+committer = GroupCommitter(
+    enqueue_events, max_batch_events=MAX_BATCH_EVENTS, outage_errors=(OperationalError, RedisError)
+)
 
 
 def queue_events(messages: list[dict[str, Any]]) -> None:

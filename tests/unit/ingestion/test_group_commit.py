@@ -88,3 +88,55 @@ def test_a_request_whose_batch_is_not_queued_in_time_gets_a_timeout():
     with pytest.raises(CommitTimeoutError):
         committer.submit([{"n": 0}], timeout=0.2)
     queue.release.set()
+
+
+def test_a_group_that_fails_for_one_request_fails_only_that_request():
+    queue = GatedQueue()
+    committer = GroupCommitter(lambda messages: refuse_poison(queue, messages))
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    waiting, errors = submit_in_threads(committer, [[{"n": 1}], [{"n": "poison"}], [{"n": 3}]])
+    queue.release.set()
+    for thread in first + waiting:
+        thread.join(10)
+    assert list(errors) == [1]
+    assert isinstance(errors[1], ValueError)
+    assert [len(batch) for batch in queue.batches] == [1, 3, 1, 1, 1]  # the group, then each alone
+
+
+def refuse_poison(queue, messages):
+    queue(messages)
+    if any(message["n"] == "poison" for message in messages):
+        raise ValueError("cannot serialise the poison")
+
+
+def test_an_outage_fails_the_whole_group_at_once():
+    queue = GatedQueue()
+
+    def broker_away(messages):
+        queue(messages)
+        raise ConnectionError("broker down")
+
+    committer = GroupCommitter(broker_away, outage_errors=(ConnectionError,))
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    waiting, errors = submit_in_threads(committer, [[{"n": n}] for n in range(1, 4)])
+    queue.release.set()
+    for thread in first + waiting:
+        thread.join(10)
+    assert len(errors) == 3
+    assert [len(batch) for batch in queue.batches] == [1, 3]  # no retry one request at a time
+
+
+def test_a_request_that_timed_out_waiting_is_withdrawn_and_never_queued():
+    queue = GatedQueue()
+    committer = GroupCommitter(queue)
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    with pytest.raises(CommitTimeoutError):
+        committer.submit([{"n": "gave up"}], timeout=0.2)  # waits behind the held enqueue
+    queue.release.set()
+    for thread in first:
+        thread.join(10)
+    committer.submit([{"n": 2}], timeout=5)
+    assert [m["n"] for batch in queue.batches for m in batch] == [0, 2]
