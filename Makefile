@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ run: install local-servers ## Run everything: local servers, ingestion, reportin
 
 replay-dead: install ## Re-enqueue the dead-lettered events and remove those re-enqueued
 	$(VENV)/bin/flask --app wsgi:ingestion replay-dead
+
+replay-set-aside: install ## Give the compactor again the rollup entries it set aside (see /health/pipeline)
+	$(VENV)/bin/flask --app wsgi:reporting replay-set-aside
 
 rebuild-rollups: install ## Recompute rollups from raw events: SITE_ID=... START=YYYY-MM-DD [END=YYYY-MM-DD]
 	$(VENV)/bin/flask --app wsgi:reporting rebuild-rollups --site-id "$(SITE_ID)" --start "$(START)" $(if $(END),--end "$(END)")

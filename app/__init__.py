@@ -6,7 +6,12 @@ from typing import Literal
 
 from flask import Flask
 
-from app.commands import create_indexes_command, rebuild_rollups_command, replay_dead_command
+from app.commands import (
+    create_indexes_command,
+    rebuild_rollups_command,
+    replay_dead_command,
+    replay_set_aside_command,
+)
 from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, redis_store
 from app.ingestion import bp as ingestion_bp
@@ -49,5 +54,6 @@ def register_blueprints(app: Flask, service: Service) -> None:
 def register_commands(app: Flask, service: Service) -> None:
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(rebuild_rollups_command)
+    app.cli.add_command(replay_set_aside_command)
     if service in CELERY_SERVICES:
         app.cli.add_command(replay_dead_command)

@@ -41,6 +41,12 @@ def replay_dead_command(batch_size: int) -> None:
     click.echo(f"Re-enqueued {replayed} dead-lettered events")
 
 
+@click.command("replay-set-aside")
+def replay_set_aside_command() -> None:
+    """Give the compactor again the rollup entries it set aside (after fixing what failed)."""
+    click.echo(f"Appended {compactor.replay_set_aside(redis_store.client)} set-aside entries again")
+
+
 @click.command("rebuild-rollups")
 @click.option("--site-id", required=True, help="The site whose rollups to recompute.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC day.")

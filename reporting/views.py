@@ -155,7 +155,7 @@ def pipeline_health() -> ResponseReturnValue:
             # Queued, in flight, or a client's retry of an event already stored.
             "unaccounted": counts.accepted - counts.persisted - dead,
         },
-        rollups={"backlog": compactor.backlog(client)},
+        rollups={"backlog": compactor.backlog(client), "set_aside": compactor.set_aside(client)},
         lag_seconds=lag_seconds(client),
     )
 

@@ -127,6 +127,9 @@ class RollupCompactor(bootsteps.StartStopStep):
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
                     added, queue_waiting = 0, True
+                except Exception:  # a bug must not end compaction for good: try again next round
+                    logger.exception("rollup compaction failed this round")
+                    added, queue_waiting = 0, True
             took = time.monotonic() - started
             rest = rest_after(took, interval, queue_waiting)
             if added:

@@ -37,6 +37,8 @@ from typing import Any, cast
 
 import redis
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from redis.exceptions import RedisError
 from redis.lock import Lock
 
 from app.rollups import user_ids
@@ -53,6 +55,11 @@ LOCK_PREFIX = "analytics:rollups:lock"
 # How many shards sites are spread over: at most this many compactors work at once. Changing
 # it moves sites between streams, so drain the backlog (or rebuild) before changing it.
 SHARDS = 8
+# Stream: entries whose adding failed for a reason of their own (not a server away), with the
+# error, until `replay_set_aside` appends them to their shard's stream again.
+SET_ASIDE_KEY = "analytics:rollups:set-aside"
+# Errors that mean a server is away or slow: the round is tried again whole, nothing set aside.
+TRANSIENT_ERRORS = (RedisError, ConnectionFailure, ExecutionTimeout, WTimeoutError)
 # Hash: site id -> how many times its rollups changed, so cached answers can tell they are stale.
 GENERATIONS_KEY = "analytics:rollups:generations"
 # A compactor's lock expires this long after its holder last extended it, so the rollups
@@ -138,22 +145,85 @@ def compact(db: Database[Any], client: redis.Redis) -> int:
 
 def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last: str) -> int:
     """Add the shard's entries up to `last` into the rollups, a bounded round at a time,
-    deleting each round's entries once they are added."""
+    deleting each round's entries once they are added (or set aside)."""
     consumed = 0
     while entries := _read(client, shard, last):
         lock.reacquire()
-        entries = _round(entries)
-        _apply(db, client, lock, entries)
-        client.xdel(stream_key(shard), *(entry.stream_id for entry in entries))
-        consumed += len(entries)
+        try:
+            done = _round(entries)
+            _apply(db, client, lock, done)
+        except TRANSIENT_ERRORS:
+            raise  # the servers, not the entries: the next round tries them again
+        except Exception:
+            done = _isolate(db, client, lock, shard, entries)
+        client.xdel(stream_key(shard), *(entry.stream_id for entry in done))
+        consumed += len(done)
     return consumed
+
+
+def _isolate(
+    db: Database[Any], client: redis.Redis, lock: Lock, shard: int, entries: list[Entry]
+) -> list[Entry]:
+    """Add the entries one at a time up to the first that fails, and set that one aside, so
+    one bad entry never stops the rest; return the entries done (added or set aside)."""
+    done: list[Entry] = []
+    for entry in entries:
+        lock.reacquire()
+        try:
+            _apply(db, client, lock, [entry])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:
+            logger.exception("set aside rollup entry %s of batch %s", entry.stream_id, entry.batch_id)
+            _set_aside(client, shard, entry, error)
+            return [*done, entry]
+        done.append(entry)
+    return done
+
+
+def _set_aside(client: redis.Redis, shard: int, entry: Entry, error: Exception) -> None:
+    fields = {"shard": shard, "batch": entry.batch_id, "deltas": entry.raw, "error": f"{error!r}"[:1000]}
+    client.xadd(SET_ASIDE_KEY, fields)
+
+
+def set_aside(client: redis.Redis) -> int:
+    """Entries set aside because adding them failed, waiting for `replay_set_aside`."""
+    return cast(int, client.xlen(SET_ASIDE_KEY))
+
+
+def replay_set_aside(client: redis.Redis) -> int:
+    """Append every entry set aside to its shard's stream again (after the fault that set it
+    aside is fixed); return how many. A batch's marker is written only once its entry is
+    added, so a replayed entry counts once."""
+    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(SET_ASIDE_KEY))
+    for aside_id, fields in rows:
+        pipe = client.pipeline(transaction=True)
+        pipe.xadd(stream_key(int(fields[b"shard"])), {"batch": fields[b"batch"], "deltas": fields[b"deltas"]})
+        pipe.xdel(SET_ASIDE_KEY, aside_id)
+        pipe.execute()
+    return len(rows)
 
 
 @dataclass(frozen=True)
 class Entry:
     stream_id: str
     batch_id: str
-    deltas: list[dict[str, Any]]
+    raw: bytes  # the deltas as appended
+    parsed: list[dict[str, Any]] | None  # None: not valid JSON, to be set aside
+
+    @property
+    def deltas(self) -> list[dict[str, Any]]:
+        if self.parsed is None:
+            raise ValueError("the entry's deltas are not valid JSON")
+        return self.parsed
+
+
+def _parsed(raw: bytes) -> list[dict[str, Any]] | None:
+    try:
+        deltas: list[dict[str, Any]] = json.loads(raw)
+    except ValueError:
+        return None
+    return deltas
 
 
 def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
@@ -162,7 +232,7 @@ def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
         client.xrange(stream_key(shard), max=last, count=ENTRIES_PER_ROUND),
     )
     return [
-        Entry(stream_id.decode(), fields[b"batch"].decode(), json.loads(fields[b"deltas"]))
+        Entry(stream_id.decode(), fields[b"batch"].decode(), fields[b"deltas"], _parsed(fields[b"deltas"]))
         for stream_id, fields in rows
     ]
 

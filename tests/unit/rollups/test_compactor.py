@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pymongo.errors import AutoReconnect, DocumentTooLarge
 
 from app.rollups import compactor
 from app.rollups.tally import Tally
@@ -57,11 +58,11 @@ def test_a_compactor_stopped_after_writing_rollups_does_not_add_them_again(db, c
     )
 
     def crash(*args):
-        raise ConnectionError("compactor died")
+        raise AutoReconnect("the compactor lost MongoDB midway")
 
     with monkeypatch.context() as patch:
         patch.setattr(rollup_store, "mark_batches_applied", crash)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(AutoReconnect):
             compactor.compact(db, counter_store)
     assert compactor.backlog(counter_store) == 1  # the entry stays until the batch is marked
     compactor.compact(db, counter_store)
@@ -207,12 +208,12 @@ def test_a_wide_backlog_is_added_in_bounded_rounds_that_each_keep_their_progress
     def apply_then_die_on_the_third_round(db, client, lock, entries):
         rounds.append(len(entries))
         if len(rounds) == 3:
-            raise ConnectionError("compactor died")
+            raise AutoReconnect("the compactor lost MongoDB midway")
         apply(db, client, lock, entries)
 
     with monkeypatch.context() as patch:
         patch.setattr(compactor, "_apply", apply_then_die_on_the_third_round)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(AutoReconnect):
             compactor.compact(db, counter_store)
     assert rounds[:2] == [2, 2]  # 2 entries touch 8 rollups; a third would make 12
     assert compactor.backlog(counter_store) == 2
@@ -220,3 +221,51 @@ def test_a_wide_backlog_is_added_in_bounded_rounds_that_each_keep_their_progress
     compactor.compact(db, counter_store)
     assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
     assert rollup_summary(db).total_views == 18
+
+
+def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, counter_store, monkeypatch):
+    """A rollup write the server refuses for good (a document too large) stops no other site."""
+    poison, healthy = sites_in_same_shard(2)
+    for n, site_id in enumerate([healthy, poison, healthy]):
+        store_batch(db, counter_store, f"batch-{n}", [make_message(site_id=site_id)])
+    save = rollup_store.save_rollups
+
+    def refuse_the_poison_site(database, documents):
+        if any(document["site_id"] == poison for document in documents):
+            raise DocumentTooLarge("BSON document too large")
+        save(database, documents)
+
+    monkeypatch.setattr(rollup_store, "save_rollups", refuse_the_poison_site)
+    assert compactor.compact(db, counter_store) == 3
+    assert (compactor.backlog(counter_store), compactor.set_aside(counter_store)) == (0, 1)
+    assert site_views(db, healthy) == 2
+    monkeypatch.undo()  # the fault is fixed
+    assert compactor.replay_set_aside(counter_store) == 1
+    compactor.compact(db, counter_store)
+    assert (site_views(db, poison), compactor.set_aside(counter_store)) == (1, 0)
+
+
+def test_a_server_away_sets_nothing_aside(db, counter_store, monkeypatch):
+    store_batch(db, counter_store, "batch-1", [make_message()])
+
+    def away(*args):
+        raise AutoReconnect("connection refused")
+
+    monkeypatch.setattr(rollup_store, "save_rollups", away)
+    with pytest.raises(AutoReconnect):
+        compactor.compact(db, counter_store)
+    assert (compactor.backlog(counter_store), compactor.set_aside(counter_store)) == (1, 0)
+
+
+def sites_in_same_shard(count):
+    by_shard: dict[int, list[str]] = {}
+    for n in range(1000):
+        sites = by_shard.setdefault(compactor.shard_of(f"site-{n}"), [])
+        sites.append(f"site-{n}")
+        if len(sites) == count:
+            return sites
+    raise AssertionError("no shard holds enough sites")
+
+
+def site_views(db, site_id):
+    return summary(db, Period(site_id, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views
