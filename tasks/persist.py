@@ -49,9 +49,11 @@ def store_batch(
     if outcome.rejected:
         logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
         dead_letters.dead_letter(db, outcome.rejected)
-    owned = outcome.documents + event_store.owned_events(
-        db, batch_id, (message["event_id"] for message in outcome.duplicates)
-    )
+    # Duplicates are events stored before (by this batch's earlier delivery, or another batch)
+    # or copies of an event this very insert stored: those are counted once, as inserted.
+    inserted = {document["_id"] for document in outcome.documents}
+    earlier = {message["event_id"] for message in outcome.duplicates} - inserted
+    owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
     # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
     pipe = client.pipeline(transaction=True)
     compactor.append_batch(pipe, batch_id, user_ids.numbered(client, owned))

@@ -223,6 +223,15 @@ def test_a_wide_backlog_is_added_in_bounded_rounds_that_each_keep_their_progress
     assert rollup_summary(db).total_views == 18
 
 
+def test_copies_of_one_new_event_in_one_batch_count_once(db, counter_store):
+    copies = [make_message(event_id="0b8f4a52-5c0e-4e39-9d7e-3f1a2b6c7d8e")] * 500
+    store_batch(db, counter_store, "batch-1", copies)
+    store_batch(db, counter_store, "batch-1", copies)  # and redelivered
+    compactor.compact(db, counter_store)
+    assert rollup_summary(db).total_views == 1
+    assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
+
+
 def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, counter_store, monkeypatch):
     """A rollup write the server refuses for good (a document too large) stops no other site."""
     poison, healthy = sites_in_same_shard(2)
