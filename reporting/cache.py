@@ -26,11 +26,19 @@ from reporting.periods import Period
 logger = logging.getLogger(__name__)
 
 PREFIX = "analytics:cache"
+# The parameters that change an answer. Any other (a dashboard's cache buster, a bot's random
+# one) is ignored by the endpoints, so it must not make a key of its own either.
+ANSWER_PARAMETERS = frozenset(
+    {"site_id", "date", "start", "end", "tz", "event_type", "limit", "interval", "by", "offset"}
+)
 
 
 def cache_key(client: redis.Redis, site_id: str) -> str:
-    """The site's rollup generation, and the request's path and parameters in a canonical order."""
-    query = urlencode(sorted(request.args.items(multi=True)))
+    """The site's rollup generation, and the request's path and the parameters that change
+    its answer, in a canonical order."""
+    query = urlencode(
+        sorted((name, value) for name, value in request.args.items(multi=True) if name in ANSWER_PARAMETERS)
+    )
     return f"{PREFIX}:{compactor.generation(client, site_id)}:{request.path}?{query}"
 
 

@@ -17,6 +17,9 @@ from typing import Any
 import redis
 
 PREFIX = "analytics:counters"
+# A site-day's counts are kept this long after their last change, so a day's keys do not
+# accumulate forever (the totals have no day and stay).
+SITE_DAY_SECONDS = 400 * 24 * 3600
 ACCEPTED = "accepted"
 PERSISTED = "persisted"
 
@@ -43,6 +46,8 @@ def add(pipe: redis.client.Pipeline, kind: str, messages: Iterable[Mapping[str, 
     pipe.incrby(_totals_key(kind), sum(per_site_day.values()))
     for (site_id, day), events in per_site_day.items():
         pipe.hincrby(_site_day_key(kind, day), site_id, events)
+    for day in {day for _, day in per_site_day}:
+        pipe.expire(_site_day_key(kind, day), SITE_DAY_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ import redis
 WINDOW_SECONDS = 300
 # Kept a little longer than the window so a late write of a recent event still counts.
 KEEP_SECONDS = 2 * WINDOW_SECONDS
+# How far ahead of the server's clock a client's may run and its events still count as now;
+# later ones are left out, or a far-future event would count for as long as the key lives.
+CLOCK_SKEW_SECONDS = 60
 PREFIX = "analytics:realtime"
 
 
@@ -29,11 +32,12 @@ def record(
     pipe: redis.client.Pipeline, events: Iterable[Mapping[str, Any]], now: float | None = None
 ) -> None:
     """Add 'remember these stored events if recent' to the pipeline's commands."""
-    oldest = (now or time.time()) - KEEP_SECONDS
+    now = now or time.time()
+    oldest, latest = now - KEEP_SECONDS, now + CLOCK_SKEW_SECONDS
     by_site: dict[str, list[tuple[str, str | None, float]]] = {}
     for event in events:
         moment = event["timestamp"].timestamp()
-        if moment >= oldest:
+        if oldest <= moment <= latest:
             by_site.setdefault(event["site_id"], []).append((event["event_id"], event.get("user_id"), moment))
     for site_id, recent in by_site.items():
         events_key, users_key = _keys(site_id)
@@ -56,11 +60,11 @@ class Recent:
 
 
 def recent(client: redis.Redis, site_id: str, now: float | None = None) -> Recent:
-    """Events with a timestamp in the last WINDOW_SECONDS (or later: a client's clock may run
-    ahead), and their distinct users."""
-    since = (now or time.time()) - WINDOW_SECONDS
+    """Events with a timestamp in the last WINDOW_SECONDS (or up to CLOCK_SKEW_SECONDS later:
+    a client's clock may run ahead), and their distinct users."""
+    now = now or time.time()
     pipe = client.pipeline(transaction=False)
     for key in _keys(site_id):
-        pipe.zcount(key, since, "+inf")
+        pipe.zcount(key, now - WINDOW_SECONDS, now + CLOCK_SKEW_SECONDS)
     events, users = pipe.execute()
     return Recent(int(events), int(users))

@@ -14,11 +14,18 @@ from typing import Any, cast
 
 import redis
 
-PREFIX = "analytics:user-ids"
-NEXT_KEY = f"{PREFIX}:next"  # hash: site id -> the last id given
+PREFIX = "analytics:user-ids"  # PREFIX:<site id>: hash, user -> id
+# Hash: site id -> the last id given. Outside PREFIX's keys, so that no site id names it.
+LAST_IDS_KEY = "analytics:user-id-last"
+# Where earlier versions kept LAST_IDS_KEY's hash, which a site named "next" would share.
+LEGACY_LAST_IDS_KEY = f"{PREFIX}:next"
 
-# KEYS[1]: the site's user -> id hash; KEYS[2]: NEXT_KEY; ARGV[1]: the site; ARGV[2..]: users.
+# KEYS[1]: the site's user -> id hash; KEYS[2]: LAST_IDS_KEY; KEYS[3]: LEGACY_LAST_IDS_KEY;
+# ARGV[1]: the site; ARGV[2..]: users. The first call after an upgrade moves the legacy hash.
 GET_OR_ASSIGN = """
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RENAME', KEYS[3], KEYS[2])
+end
 local ids = {}
 for i = 2, #ARGV do
   local id = redis.call('HGET', KEYS[1], ARGV[i])
@@ -41,7 +48,8 @@ def ids_by_site(client: redis.Redis, users_by_site: Mapping[str, Iterable[str]])
     script = client.register_script(GET_OR_ASSIGN)
     pipe = client.pipeline(transaction=False)
     for site_id, users in wanted.items():
-        script(keys=[f"{PREFIX}:{site_id}", NEXT_KEY], args=[site_id, *users], client=pipe)
+        keys = [f"{PREFIX}:{site_id}", LAST_IDS_KEY, LEGACY_LAST_IDS_KEY]
+        script(keys=keys, args=[site_id, *users], client=pipe)
     answers = cast(list[list[int]], pipe.execute())
     return {
         site_id: dict(zip(users, ids, strict=True))

@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tools.factories import SEED_EXAMPLE_STATS, make_event, seed_example_events
+from app.queue import counters
+from tools.factories import SEED_EXAMPLE_STATS, make_event, make_message, seed_example_events
 
 MISSING = "Missing required parameters: site_id, date (YYYY-MM-DD)"
 
@@ -76,6 +77,26 @@ def test_bad_ranges_zones_and_limits_are_400_naming_the_parameter(reporting, que
     assert response.get_json()["message"] == message
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("site_id=s&date=9999-12-31", "Invalid parameters: period"),  # its end is past year 9999
+        ("site_id=s&date=0001-01-01&tz=Asia/Tokyo", "Invalid parameters: period"),  # starts before year 1
+        ("site_id=s&start=9999-12-30&end=9999-12-31&tz=America/New_York", "Invalid parameters: period"),
+        ("site_id=s&date=2025-11-15&tz=America", "Invalid parameters: tz"),  # a folder of the zone database
+        ("site_id=s&date=2025-11-15&tz=", "Invalid parameters: tz"),
+    ],
+)
+@pytest.mark.parametrize(
+    "endpoint", ["/stats", "/stats/aggregated", "/stats/timeseries", "/stats/breakdown?by=path&"]
+)
+def test_periods_and_zones_that_cannot_be_computed_are_400(reporting, endpoint, query, message):
+    separator = "" if endpoint.endswith("&") else "?"
+    response = reporting.get(f"{endpoint}{separator}{query}")
+    assert response.status_code == 400
+    assert response.get_json()["message"] == message
+
+
 def test_the_timeseries_lists_every_day_with_views_and_users(reporting, store):
     store(
         [
@@ -135,6 +156,29 @@ def test_realtime_counts_the_last_five_minutes_only(reporting, store):
     }
 
 
+def test_realtime_leaves_out_events_from_far_in_the_future(reporting, store, counter_store):
+    now = datetime.now(UTC)
+    store(
+        [
+            make_event(timestamp=(now + timedelta(seconds=20)).isoformat(), user_id="skewed-clock"),
+            make_event(timestamp=(now + timedelta(days=300)).isoformat(), user_id="far-future"),
+        ]
+    )
+    body = reporting.get("/stats/realtime?site_id=site-abc-123").get_json()
+    assert (body["events"], body["unique_users"]) == (1, 1)
+    assert counter_store.zcard("analytics:realtime:site-abc-123:events") == 1  # not even kept
+
+
+def test_a_site_days_counters_expire_and_the_totals_stay(counter_store):
+    pipe = counter_store.pipeline()
+    counters.add(pipe, counters.ACCEPTED, [make_message()])
+    pipe.execute()
+    day_keys = counter_store.keys("analytics:counters:accepted:*")
+    assert day_keys
+    assert all(0 < counter_store.ttl(key) <= counters.SITE_DAY_SECONDS for key in day_keys)
+    assert counter_store.ttl("analytics:counters:accepted") == -1
+
+
 def test_an_answer_about_today_is_cached_for_seconds_then_recomputed(reporting, store, monkeypatch):
     today = datetime.now(UTC).date().isoformat()
     url = f"/stats?site_id=site-abc-123&date={today}"
@@ -155,3 +199,12 @@ def test_a_cached_past_answer_is_replaced_once_new_events_reach_the_rollups(repo
     store([make_event()])
     fresh = reporting.get(url)
     assert (fresh.headers["X-Cache"], fresh.get_json()["total_views"]) == ("miss", 2)
+
+
+def test_unknown_parameters_share_the_cached_answer_instead_of_making_keys(reporting, store, counter_store):
+    store([make_event()])
+    assert reporting.get("/stats?site_id=site-abc-123&date=2025-11-15").headers["X-Cache"] == "miss"
+    for n in range(5):
+        response = reporting.get(f"/stats?site_id=site-abc-123&date=2025-11-15&_={n}&bust{n}=1")
+        assert response.headers["X-Cache"] == "hit"
+    assert len(counter_store.keys("analytics:cache:*")) == 1
