@@ -1,10 +1,17 @@
 """Gunicorn settings shared by the ingestion and reporting services (`-b` sets the port)."""
 
-import gc
-import multiprocessing
+from gevent import monkey
 
-from app import logs
-from app.settings import Settings
+# Patched before anything else is imported: reading the settings imports the application
+# (Celery, kombu, redis-py, pymongo) into the master, and modules imported before the gevent
+# workers patch after forking would keep blocking sockets and locks.
+monkey.patch_all()
+
+import gc  # noqa: E402
+import multiprocessing  # noqa: E402
+
+from app import logs  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()
 # gevent, one process per core (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery
