@@ -13,6 +13,7 @@ import pytest
 from tests.integration.client import get_stats, wait_for_views
 from tests.integration.stack import Stack
 from tools.factories import make_event, new_site_id
+from tools.processes import wait_until
 
 DAY = "2025-11-15"
 # Kombu's Redis transport gives back a dead worker's unacknowledged messages only on every
@@ -125,3 +126,16 @@ def test_pipeline_health_accounts_for_every_event_once_the_queue_drains(stack):
     stack.wait_until_stored(accepted)
     drained = stack.pipeline_health(site_id=site_id, date=DAY)
     assert drained["events"] == {"accepted": 50, "persisted": 50, "dead": 0, "unaccounted": 0}
+
+
+def test_a_worker_stopped_with_sigterm_exits_within_seconds_and_keeps_every_event(stack):
+    """Celery's warm shutdown: the message in hand is finished, the prefetched ones go back."""
+    site_id = new_site_id()
+    accepted = stack.send(distinct_events(site_id, 200)).accepted
+    worker = stack.start_worker()
+    wait_until(lambda: stack.redis_client().llen("celery") < 200, 60, "the worker to start taking messages")
+    asked = time.monotonic()
+    worker.stop(timeout=30)  # SIGTERM, then SIGKILL only after 30 s
+    assert time.monotonic() - asked < 10
+    stack.start_worker()
+    assert_each_stored_once(stack, site_id, accepted)
