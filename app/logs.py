@@ -24,7 +24,9 @@ def dict_config(level: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` of the root logger, gunicorn's two and Celery's
     per-message ones, all writing to stderr in one format."""
     level = level.upper()
-    quiet = max(logging.getLevelName(level), logging.WARNING)
+    per_message = (
+        level if level == "DEBUG" else logging.getLevelName(max(logging.getLevelName(level), logging.WARNING))
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -37,7 +39,7 @@ def dict_config(level: str) -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
-            **{name: {"level": logging.getLevelName(quiet)} for name in PER_MESSAGE_LOGGERS},
+            **{name: {"level": per_message} for name in PER_MESSAGE_LOGGERS},
         },
     }
 
