@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import runpy
 import shutil
 import statistics
 import subprocess
@@ -292,10 +291,16 @@ def measure(
 
 
 def gunicorn_summary(extra: Sequence[str]) -> str:
-    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    # Read in a process of its own, as gunicorn reads it: it patches gevent into its reader.
+    probe = (
+        "import json, runpy; config = runpy.run_path('gunicorn.conf.py');"
+        "print(json.dumps({key: config.get(key) for key in ('workers', 'worker_class', 'threads')}))"
+    )
+    read = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    config = json.loads(read.stdout)
     overrides = dict(zip(extra[::2], extra[1::2], strict=True))
     worker_class = overrides.get("-k", config["worker_class"])
-    threads = overrides.get("--threads", config.get("threads", 1))
+    threads = overrides.get("--threads", config["threads"] or 1)
     return f"{config['workers']} {worker_class} workers x {threads} threads"
 
 
