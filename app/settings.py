@@ -90,6 +90,12 @@ class Settings:
     cache_live_seconds: int = setting(
         2, REPORTING, "Longest life of a cached reporting answer whose period includes today; 0: no caching."
     )
+    reporting_query_seconds: float = setting(
+        10.0,
+        REPORTING,
+        "Longest time one reporting request may spend in MongoDB (sent as maxTimeMS); beyond it "
+        "the answer is a 503 saying so, and the worker is free again.",
+    )
     cache_past_seconds: int = setting(
         300, REPORTING, "Longest life of a cached answer about past days only; 0: no caching."
     )

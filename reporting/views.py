@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import pymongo
 import redis
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -18,6 +19,7 @@ from app.errors import error_response
 from app.extensions import mongo, redis_store
 from app.queue import counters, ledger, snapshot
 from app.rollups import compactor, realtime
+from app.settings import current_settings
 from app.store import dead_letters
 from reporting import queries
 from reporting.cache import cached
@@ -66,8 +68,32 @@ def describe(period: Period) -> dict[str, Any]:
     return body
 
 
+class QueryTimeLimitError(Exception):
+    """A question's MongoDB operations outlasted REPORTING_QUERY_SECONDS."""
+
+
+def within_time_limit(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`compute()`, its MongoDB operations bounded together by REPORTING_QUERY_SECONDS (sent to
+    the server as maxTimeMS), so that no question holds a worker for long."""
+    limit = current_settings().reporting_query_seconds
+    started = time.monotonic()
+    try:
+        with pymongo.timeout(limit):
+            return compute()
+    except PyMongoError as error:
+        # A timeout before the limit is the server away (e.g. server selection): a plain 503.
+        if error.timeout and time.monotonic() - started >= limit:
+            raise QueryTimeLimitError(f"took longer than {limit} s") from error
+        raise
+
+
+@bp.errorhandler(QueryTimeLimitError)
+def query_time_limit_exceeded(_: QueryTimeLimitError) -> Response:
+    return error_response(503, "The question took longer than its time limit: ask about a shorter period")
+
+
 def cached_response(period: Period, compute: Callable[[], dict[str, Any]]) -> Response:
-    body, hit = cached(period, compute)
+    body, hit = cached(period, lambda: within_time_limit(compute))
     response = jsonify(body)
     response.headers["X-Cache"] = "hit" if hit else "miss"
     return response
@@ -87,7 +113,10 @@ def stats_aggregated() -> ResponseReturnValue:
     """Computed from the raw events on every call: the cross-check of `/stats`, never cached."""
     query = load_query(stats_query_schema)
     period = query["period"]
-    return jsonify(describe(period) | asdict(queries.summary_from_pipeline(mongo.db, period, query["limit"])))
+    summary = within_time_limit(
+        lambda: asdict(queries.summary_from_pipeline(mongo.db, period, query["limit"]))
+    )
+    return jsonify(describe(period) | summary)
 
 
 @bp.get("/stats/timeseries")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Any
 
 from pymongo.collection import Collection
@@ -48,7 +49,9 @@ def find_by_ids(collection: Collection[Any], ids: Iterable[Any]) -> dict[Any, di
         return {}
     if is_ferretdb(collection.database):
         with ThreadPoolExecutor(max_workers=min(CONCURRENT_LOOKUPS, len(wanted))) as pool:
-            found = [doc for doc in pool.map(lambda key: collection.find_one({"_id": key}), wanted) if doc]
+            # Each lookup in the caller's context, so a time bound (pymongo.timeout) holds there too.
+            lookups = [pool.submit(copy_context().run, collection.find_one, {"_id": key}) for key in wanted]
+            found = [doc for doc in (lookup.result() for lookup in lookups) if doc]
     else:
         found = list(collection.find({"_id": {"$in": wanted}}))
     return {document["_id"]: document for document in found}
