@@ -274,7 +274,12 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
         ]
         for rows in batches(rollups, ROLLUPS_PER_INSERT):
             db[rollup_store.ROLLUPS].insert_many(rows, ordered=False)
-        rollup_store.mark_batches_applied(db, batch_ids)
+        # Marked in every shard: a batch has no entry in a shard without its sites, so a marker
+        # there is never looked at.
+        markers = [
+            compactor.marker(batch_id, shard) for batch_id in batch_ids for shard in range(compactor.SHARDS)
+        ]
+        rollup_store.mark_batches_applied(db, markers)
     with phase(loaded, "indexes"):
         event_store.ensure_indexes(db)
 

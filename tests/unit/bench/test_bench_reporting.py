@@ -13,6 +13,7 @@ import mongomock
 import pytest
 from pymongo.database import Database
 
+from app.rollups import compactor
 from app.rollups.tally import Tally
 from app.store import events as event_store
 from app.store import rollups as rollup_store
@@ -67,4 +68,7 @@ def test_the_bulk_loader_marks_every_batch_as_added_into_the_rollups(both):
     bulk_db = both["bulk"][0]
     batch_ids = bulk_db[event_store.EVENTS].distinct("batch_id")
     assert len(batch_ids) == 3  # 3,000 events in batches of 1,000
-    assert rollup_store.applied_batches(bulk_db, batch_ids) == set(batch_ids)
+    markers = {
+        compactor.marker(batch_id, shard) for batch_id in batch_ids for shard in range(compactor.SHARDS)
+    }
+    assert rollup_store.applied_batches(bulk_db, markers) == markers
