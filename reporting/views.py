@@ -75,6 +75,10 @@ class QueryTimeLimitError(Exception):
 def within_time_limit(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """`compute()`, its MongoDB operations bounded together by REPORTING_QUERY_SECONDS (sent to
     the server as maxTimeMS), so that no question holds a worker for long."""
+    if not mongo.client.topology_description.has_readable_server():
+        # Under a time bound pymongo would wait for a server that long, not MONGO_TIMEOUT_MS:
+        # with none known to answer, fail (or find one) within the usual timeout instead.
+        return compute()
     limit = current_settings().reporting_query_seconds
     started = time.monotonic()
     try:

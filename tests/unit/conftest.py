@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -43,6 +44,9 @@ def settings() -> Settings:
 def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
     """A fresh mongomock database that the apps' Mongo extension hands out."""
     client: mongomock.MongoClient = mongomock.MongoClient(tz_aware=True)
+    # mongomock has no topology; reporting asks whether a server is known before it bounds a
+    # question's time (reporting/views.py), and this one always answers.
+    client.topology_description = SimpleNamespace(has_readable_server=lambda *args: True)  # type: ignore[misc, assignment]
     monkeypatch.setattr(extensions, "MongoClient", lambda *args, **kwargs: client)
     mongo.close()
     database = client.get_database("analytics")
