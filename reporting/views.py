@@ -76,9 +76,10 @@ def within_time_limit(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """`compute()`, its MongoDB operations bounded together by REPORTING_QUERY_SECONDS (sent to
     the server as maxTimeMS), so that no question holds a worker for long."""
     if not mongo.client.topology_description.has_readable_server():
-        # Under a time bound pymongo would wait for a server that long, not MONGO_TIMEOUT_MS:
-        # with none known to answer, fail (or find one) within the usual timeout instead.
-        return compute()
+        # Under a time bound pymongo waits that long for a server, not MONGO_TIMEOUT_MS: with
+        # none known yet (a new process, or MongoDB away), find one first within the usual
+        # timeout, or fail with the plain 503 of a database away.
+        mongo.client.admin.command("ping")
     limit = current_settings().reporting_query_seconds
     started = time.monotonic()
     try:
