@@ -123,7 +123,7 @@ class RollupCompactor(bootsteps.StartStopStep):
             with flask_app.app_context():
                 try:
                     added = compactor.compact(mongo.db, redis_store.client)
-                    queue_waiting = snapshot.snapshot(redis_store.client).depth > 0
+                    queue_waiting = snapshot.queue_depth(redis_store.client) > 0
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
                     added, queue_waiting = 0, True

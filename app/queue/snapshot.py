@@ -19,10 +19,16 @@ class QueueSnapshot:
 
 
 def snapshot(client: redis.Redis) -> QueueSnapshot:
-    depth, unacknowledged = client.llen(QUEUE), client.hlen(UNACKED_KEY)
+    depth, unacknowledged = queue_depth(client), client.hlen(UNACKED_KEY)
     enqueued_at = oldest_enqueued_at(client)
     age = None if enqueued_at is None else round(max(0.0, time.time() - enqueued_at), 3)
     return QueueSnapshot(depth, unacknowledged, age)
+
+
+def queue_depth(client: redis.Redis) -> int:
+    """Messages waiting in the queue."""
+    depth: int = client.llen(QUEUE)
+    return depth
 
 
 def oldest_enqueued_at(client: redis.Redis) -> float | None:
