@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
+from flask.cli import with_appcontext
 
 from app.extensions import mongo, redis_store
 from app.queue.publish import enqueue_events
 from app.rollups import compactor
+from app.rollups.caps import Caps
+from app.settings import current_settings
 from app.store import dead_letters, events
 
 
@@ -48,6 +51,7 @@ def replay_set_aside_command() -> None:
 
 
 @click.command("rebuild-rollups")
+@with_appcontext  # for the caps in the app's settings
 @click.option("--site-id", required=True, help="The site whose rollups to recompute.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC day.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (default: --start).")
@@ -58,7 +62,8 @@ def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None)
     if last < start.date():
         raise click.BadParameter("must not be before --start", param_hint="--end")
     try:
-        counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last)
+        caps = Caps.of(current_settings())
+        counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last, caps)
     except compactor.CompactorBusyError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Rebuilt the rollups of {site_id} from {start.date()} to {last}: {counted} events")

@@ -87,6 +87,19 @@ class Settings:
         "Shortest rest between two rounds of adding stored batches into the rollups `/stats` reads "
         "(one worker per shard at a time; while messages wait, it rests longer after a longer round).",
     )
+    rollup_max_paths: int = setting(
+        1000,
+        WORKER,
+        "Distinct paths one rollup (a site's hour, day or week) keeps, counted exactly; the views "
+        "of later paths are counted apart as `other_paths`. Paths kept take at most 2 KiB each on "
+        "average, so the default keeps a rollup's paths within 2 MiB.",
+    )
+    rollup_max_event_types: int = setting(
+        32,
+        WORKER,
+        "Event types one rollup keeps, counted exactly; later types are counted together, apart. "
+        "Each type kept holds its own users' bitmap, which grows with the site's users.",
+    )
     cache_live_seconds: int = setting(
         2, REPORTING, "Longest life of a cached reporting answer whose period includes today; 0: no caching."
     )

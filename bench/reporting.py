@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate, islice, pairwise
 from pathlib import Path
@@ -42,7 +42,8 @@ from app.extensions import mongo, redis_store
 from app.ingestion.schemas import to_message
 from app.rollups import compactor, user_ids
 from app.rollups.buckets import Bucket
-from app.rollups.tally import Tally, bucket_tallies
+from app.rollups.caps import DEFAULT_CAPS, CappedTally, bucket_tallies
+from app.rollups.tally import Tally
 from app.rollups.user_ids import numbered_locally
 from app.settings import Settings
 from app.store import events as event_store
@@ -240,7 +241,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
     `tests/unit/test_bench_reporting.py` checks that both loaders store equal rollups.
     """
     started = time.monotonic()
-    tallies: dict[Bucket, Tally] = {}
+    tallies: dict[Bucket, CappedTally] = {}
     batch_ids: list[str] = []
     chunk: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=1) as writer:
@@ -250,8 +251,9 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 batch_ids.append(uuid.uuid4().hex)
                 now = datetime.now(UTC)
                 documents = [event_store.event_document(message, now, batch_ids[-1]) for message in batch]
-                for bucket, tally in bucket_tallies(user_ids.numbered(client, documents)).items():
-                    tallies.setdefault(bucket, Tally()).add(tally)
+                numbered = user_ids.numbered(client, documents)
+                for bucket, tally in bucket_tallies(numbered, DEFAULT_CAPS).items():
+                    tallies.setdefault(bucket, CappedTally(Tally(), DEFAULT_CAPS)).add(tally)
                 chunk += documents
             if len(chunk) >= INSERT_CHUNK:
                 with phase(loaded, "waiting for inserts"):
@@ -269,8 +271,8 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 loaded.stored_events += len(chunk)
     with phase(loaded, "rollups"):
         rollups = [
-            rollup_store.rollup_document(bucket, tally, compactor.NO_ENTRY)
-            for bucket, tally in tallies.items()
+            rollup_store.rollup_document(bucket, capped.tally, compactor.NO_ENTRY)
+            for bucket, capped in tallies.items()
         ]
         for rows in batches(rollups, ROLLUPS_PER_INSERT):
             db[rollup_store.ROLLUPS].insert_many(rows, ordered=False)
@@ -378,7 +380,7 @@ def expected_summaries(traffic: Traffic, checked: Sequence[Query]) -> dict[str, 
                 matched[query.label].append(message)
     limit = stats_query_schema.fields["limit"].load_default
     return {
-        label: asdict(summarise(Tally.of(numbered_locally(messages)), limit))
+        label: summarise(Tally.of(numbered_locally(messages)), limit).body()
         for label, messages in matched.items()
     }
 

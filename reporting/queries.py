@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -74,6 +74,29 @@ class Summary:
     total_views: int = 0
     unique_users: int = 0
     top_paths: list[PathViews] = field(default_factory=list)
+    # Beyond the rollups' caps (app/rollups/caps.py): views of paths not kept, and, when the
+    # question is about one event type, the events of types not kept, which may include it.
+    other_paths: int = 0
+    other_event_types: int = 0
+
+    def body(self) -> dict[str, Any]:
+        """As `/stats` answers it: the contract's fields, then what lies beyond the caps only
+        when there is any, so that an answer under the caps is as it always was."""
+        body: dict[str, Any] = {
+            "total_views": self.total_views,
+            "unique_users": self.unique_users,
+            "top_paths": [asdict(row) for row in self.top_paths],
+        }
+        return (
+            body
+            | others("other_paths", self.other_paths)
+            | others("other_event_types", self.other_event_types)
+        )
+
+
+def others(name: str, views: int) -> dict[str, Any]:
+    """An answer's field for views beyond the rollups' caps: none when there are none."""
+    return {name: {"views": views}} if views else {}
 
 
 def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
@@ -81,15 +104,23 @@ def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def summarise(tally: Tally, limit: int) -> Summary:
-    top = [PathViews(path, views) for path, views in ranked(tally.paths)[:limit]]
-    return Summary(tally.events, tally.unique_users, top)
+def other_event_types(tally: Tally, event_type: str | None) -> int:
+    """Events of types the rollups did not keep, that a question about `event_type` may miss."""
+    return 0 if event_type is None else tally.other_types.events
+
+
+def summarise(tally: Tally, limit: int, event_type: str | None = None) -> Summary:
+    """The summary of a tally, or of its `event_type` part."""
+    chosen = tally.selected(event_type)
+    top = [PathViews(path, views) for path, views in ranked(chosen.paths)[:limit]]
+    others = other_event_types(tally, event_type)
+    return Summary(chosen.events, chosen.unique_users, top, chosen.other_paths, others)
 
 
 def summary(db: Database[Any], period: Period, limit: int) -> Summary:
     whole = Interval("", period.start, period.end)
     tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
-    return summarise(tally.selected(period.event_type), limit)
+    return summarise(tally, limit, period.event_type)
 
 
 @dataclass(frozen=True)
@@ -120,15 +151,22 @@ class Row:
 class Breakdown:
     total: int
     results: list[Row]
+    # Views beyond the rollups' caps: of paths, or of event types, not kept.
+    other: int = 0
 
 
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
     """Views per path or per event type, most viewed first, one page of them."""
     whole = Interval("", period.start, period.end)
-    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end).selected(period.event_type)
-    counts = tally.paths if by == "path" else Counter({name: t.events for name, t in tally.types.items()})
+    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
+    chosen = tally.selected(period.event_type)
+    if by == "path":
+        counts, other = chosen.paths, chosen.other_paths
+    else:
+        counts = Counter({name: t.events for name, t in chosen.types.items()})
+        other = tally.other_types.events
     rows = ranked(counts)
-    return Breakdown(len(rows), [Row(value, views) for value, views in rows[offset : offset + limit]])
+    return Breakdown(len(rows), [Row(value, views) for value, views in rows[offset : offset + limit]], other)
 
 
 def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summary:

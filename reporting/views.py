@@ -109,7 +109,7 @@ def stats() -> ResponseReturnValue:
     query = load_query(stats_query_schema)
     period = query["period"]
     return cached_response(
-        period, lambda: describe(period) | asdict(queries.summary(mongo.db, period, query["limit"]))
+        period, lambda: describe(period) | queries.summary(mongo.db, period, query["limit"]).body()
     )
 
 
@@ -119,7 +119,7 @@ def stats_aggregated() -> ResponseReturnValue:
     query = load_query(stats_query_schema)
     period = query["period"]
     summary = within_time_limit(
-        lambda: asdict(queries.summary_from_pipeline(mongo.db, period, query["limit"]))
+        lambda: queries.summary_from_pipeline(mongo.db, period, query["limit"]).body()
     )
     return jsonify(describe(period) | summary)
 
@@ -144,7 +144,8 @@ def stats_breakdown() -> ResponseReturnValue:
     def compute() -> dict[str, Any]:
         found = queries.breakdown(mongo.db, period, by, limit, offset)
         page = {"by": by, "total": found.total, "limit": limit, "offset": offset}
-        return describe(period) | page | {"results": [asdict(row) for row in found.results]}
+        results = {"results": [asdict(row) for row in found.results]}
+        return describe(period) | page | results | queries.others("other", found.other)
 
     return cached_response(period, compute)
 

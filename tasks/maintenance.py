@@ -19,7 +19,8 @@ from app.extensions import mongo, redis_store
 from app.queue import ledger, snapshot
 from app.queue.publish import publish
 from app.rollups import compactor
-from app.settings import Settings
+from app.rollups.caps import Caps
+from app.settings import Settings, current_settings
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class RollupCompactor(bootsteps.StartStopStep):
             started = time.monotonic()
             with flask_app.app_context():
                 try:
-                    added = compactor.compact(mongo.db, redis_store.client)
+                    added = compactor.compact(mongo.db, redis_store.client, Caps.of(current_settings()))
                     queue_waiting = snapshot.queue_depth(redis_store.client) > 0
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)

@@ -43,7 +43,8 @@ from redis.lock import Lock
 
 from app.rollups import user_ids
 from app.rollups.buckets import WEEK, Bucket, containing_buckets, floor_to
-from app.rollups.tally import Tally, bucket_tallies, hourly_tallies
+from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
+from app.rollups.tally import Tally, hourly_tallies
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 
@@ -125,11 +126,12 @@ def _lock(client: redis.Redis, shard: int) -> Lock:
     return client.lock(f"{LOCK_PREFIX}:{shard}", timeout=LOCK_SECONDS)
 
 
-def compact(db: Database[Any], client: redis.Redis) -> int:
-    """Add the deltas waiting when called into the rollups, in every shard no other compactor
-    is at; return how many stream entries were consumed. Deltas appended meanwhile wait for
-    the next call, so a call ends even while workers keep appending. Shards are visited from
-    a random one, so compactors started together spread over them."""
+def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -> int:
+    """Add the deltas waiting when called into the rollups, each rollup within `caps`, in
+    every shard no other compactor is at; return how many stream entries were consumed.
+    Deltas appended meanwhile wait for the next call, so a call ends even while workers keep
+    appending. Shards are visited from a random one, so compactors started together spread
+    over them."""
     first = random.randrange(SHARDS)
     consumed = 0
     for shard in ((first + offset) % SHARDS for offset in range(SHARDS)):
@@ -137,13 +139,13 @@ def compact(db: Database[Any], client: redis.Redis) -> int:
         if not lock.acquire(blocking=False):
             continue
         try:
-            consumed += _drain(db, client, lock, shard, _last_stream_id(client, shard))
+            consumed += _drain(db, client, lock, shard, _last_stream_id(client, shard), caps)
         finally:
             lock.release()
     return consumed
 
 
-def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last: str) -> int:
+def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last: str, caps: Caps) -> int:
     """Add the shard's entries up to `last` into the rollups, a bounded round at a time,
     deleting each round's entries once they are added (or set aside)."""
     consumed = 0
@@ -151,18 +153,18 @@ def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last:
         lock.reacquire()
         try:
             done = _round(entries)
-            _apply(db, client, lock, done)
+            _apply(db, client, lock, done, caps)
         except TRANSIENT_ERRORS:
             raise  # the servers, not the entries: the next round tries them again
         except Exception:
-            done = _isolate(db, client, lock, shard, entries)
+            done = _isolate(db, client, lock, shard, entries, caps)
         client.xdel(stream_key(shard), *(entry.stream_id for entry in done))
         consumed += len(done)
     return consumed
 
 
 def _isolate(
-    db: Database[Any], client: redis.Redis, lock: Lock, shard: int, entries: list[Entry]
+    db: Database[Any], client: redis.Redis, lock: Lock, shard: int, entries: list[Entry], caps: Caps
 ) -> list[Entry]:
     """Add the entries one at a time up to the first that fails, and set that one aside, so
     one bad entry never stops the rest; return the entries done (added or set aside)."""
@@ -170,7 +172,7 @@ def _isolate(
     for entry in entries:
         lock.reacquire()
         try:
-            _apply(db, client, lock, [entry])
+            _apply(db, client, lock, [entry], caps)
         except TRANSIENT_ERRORS:
             raise
         except Exception as error:
@@ -260,7 +262,7 @@ def _stream_order(stream_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence)
 
 
-def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Entry]) -> None:
+def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Entry], caps: Caps) -> None:
     """Add the entries' deltas into the rollups, skipping batches already added and entries a
     rollup already holds (an earlier round that stopped halfway), then mark the batches."""
     first_of_batch = {entry.batch_id: entry for entry in reversed(entries)}
@@ -273,7 +275,7 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
         lock.reacquire()  # raises LockNotOwnedError if it expired: another compactor may be at it
         ids = (bucket.id for bucket in buckets[start : start + ROLLUPS_PER_SLICE])
         stored.update(rollup_store.rollup_documents(db, ids))
-    rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id)) for bucket in buckets}
+    rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id), caps) for bucket in buckets}
     for entry in fresh:
         for delta in entry.deltas:
             tally = Tally.from_document(delta["types"])
@@ -305,24 +307,25 @@ def generation(client: redis.Redis, site_id: str) -> int:
 
 @dataclass
 class Rollup:
-    """A rollup being updated: its tally and the last stream entry added into it."""
+    """A rollup being updated: its tally, within its caps, and the last stream entry added
+    into it."""
 
     bucket: Bucket
-    tally: Tally
+    tally: CappedTally
     through: str
 
     @classmethod
-    def load(cls, bucket: Bucket, document: Mapping[str, Any] | None) -> Rollup:
+    def load(cls, bucket: Bucket, document: Mapping[str, Any] | None, caps: Caps) -> Rollup:
         if document is None:
-            return cls(bucket, Tally(), NO_ENTRY)
-        return cls(bucket, Tally.unpack(document["tally"]), document["through"])
+            return cls(bucket, CappedTally(Tally(), caps), NO_ENTRY)
+        return cls(bucket, CappedTally(Tally.unpack(document["tally"]), caps), document["through"])
 
     def add(self, stream_id: str, tally: Tally) -> None:
         if _stream_order(stream_id) > _stream_order(self.through):
             self.tally.add(tally)
 
     def document(self, through: str) -> dict[str, Any]:
-        return rollup_store.rollup_document(self.bucket, self.tally, through)
+        return rollup_store.rollup_document(self.bucket, self.tally.tally, through)
 
 
 class CompactorBusyError(RuntimeError):
@@ -338,9 +341,16 @@ def _last_stream_id(client: redis.Redis, shard: int) -> str:
     return last.decode() if isinstance(last, bytes) else str(last)
 
 
-def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: date, last_day: date) -> int:
+def rebuild(
+    db: Database[Any],
+    client: redis.Redis,
+    site_id: str,
+    first_day: date,
+    last_day: date,
+    caps: Caps = DEFAULT_CAPS,
+) -> int:
     """Recompute a site's rollups of the UTC weeks holding `first_day`..`last_day` from its
-    raw events; return how many events they count.
+    raw events, each within `caps`; return how many events they count.
 
     Holds the lock of the site's shard and first adds every delta waiting there, so it knows
     which batches the rollups hold. It then counts each event whose batch the compactor has added, plus
@@ -355,16 +365,18 @@ def rebuild(db: Database[Any], client: redis.Redis, site_id: str, first_day: dat
         # Drained up to here: an entry appended later is newer than `through`, and its
         # batch is unmarked, so the rollups count it once, from the entry.
         through = _last_stream_id(client, shard)
-        _drain(db, client, lock, shard, through)
+        _drain(db, client, lock, shard, through, caps)
         # Whole weeks: a week's rollup counts every day of it.
         start = floor_to(datetime.combine(first_day, datetime.min.time(), tzinfo=UTC), "week")
         end = floor_to(datetime.combine(last_day, datetime.min.time(), tzinfo=UTC), "week") + WEEK
         events = event_store.events_between(db, site_id, start, end)
         counted = _countable(db, shard, events)
-        tallies = bucket_tallies(user_ids.numbered(client, counted))
+        tallies = bucket_tallies(user_ids.numbered(client, counted), caps)
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
-        rebuilt = (Rollup(bucket, tallies.get(bucket, Tally()), NO_ENTRY) for bucket in buckets)
+        rebuilt = (
+            Rollup(bucket, CappedTally(tallies.get(bucket, Tally()), caps), NO_ENTRY) for bucket in buckets
+        )
         _save(db, client, lock, rebuilt, through)
         return len(counted)
     finally:

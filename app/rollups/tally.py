@@ -10,11 +10,15 @@ Users are small integer ids (see `app/rollups/user_ids.py`) in Roaring bitmaps (
 a month of days is a union of compressed bitmaps in C, not a merge of strings.
 
 A rollup document stores its tally as one binary value (`pack`) that the database never
-looks into: zlib-compressed BSON holding, per event type, the event count, the users'
-bitmap serialised and the paths as JSON. This shape is FerretDB's: its time to read a
-document follows its size, and one binary value reads faster than the same bytes as
-sub-documents (see docs/rollups.md). Reporting adds the stored tallies up directly
-(`add_packed`).
+looks into: zlib-compressed BSON holding the paths' names once, as JSON, and per event type
+the event count, the users' bitmap serialised and the views of each path. This shape is
+FerretDB's: its time to read a document follows its size, and one binary value reads faster
+than the same bytes as sub-documents (see docs/rollups.md). Reporting adds the stored
+tallies up directly (`add_packed`).
+
+A rollup keeps a bounded number of paths and event types (`app/rollups/caps.py`); what
+lies beyond is counted apart: a type's views of paths not kept in `other_paths`, the events
+of types not kept in `other_types`, never under a name a real path or type could have.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import orjson
 from bson import Binary
 from pyroaring import BitMap
 
-from app.rollups.buckets import Bucket, containing_buckets, floor_to
+from app.rollups.buckets import floor_to
 
 # zlib's fastest level: the higher ones take several times as long and save little on bitmaps.
 COMPRESSION_LEVEL = 1
@@ -44,11 +48,30 @@ class TypeTally:
     events: int = 0
     users: BitMap = field(default_factory=BitMap)
     paths: Counter[str] = field(default_factory=Counter)
+    # Views of paths its rollup did not keep, beyond the rollup's cap.
+    other_paths: int = 0
 
     def add(self, other: TypeTally) -> None:
         self.events += other.events
         self.users |= other.users
         self.paths.update(other.paths)
+        self.other_paths += other.other_paths
+
+    def pack(self, names: Mapping[str, int]) -> dict[str, Any]:
+        """The stored form; `names` numbers the paths of the whole tally."""
+        views = [0] * len(names)
+        for path, count in self.paths.items():
+            views[names[path]] = count
+        packed = {"events": self.events, "users": self.users.serialize(), "views": orjson.dumps(views)}
+        return packed | ({"other_paths": self.other_paths} if self.other_paths else {})
+
+    @classmethod
+    def unpack(cls, row: Mapping[str, Any], names: list[str]) -> TypeTally:
+        if "views" in row:
+            paths = Counter({path: n for path, n in zip(names, orjson.loads(row["views"]), strict=True) if n})
+        else:  # stored before the caps, with its paths' names in each type
+            paths = Counter(orjson.loads(row["paths"]))
+        return cls(row["events"], BitMap.deserialize(row["users"]), paths, row.get("other_paths", 0))
 
 
 @dataclass
@@ -56,31 +79,44 @@ class Tally:
     """Event counts by event type, addable and exact."""
 
     types: dict[str, TypeTally] = field(default_factory=dict)
+    # The event types its rollup did not keep, beyond the rollup's cap, counted together.
+    other_types: TypeTally = field(default_factory=TypeTally)
 
     def add(self, other: Tally) -> None:
         for event_type, tally in other.types.items():
             self.types.setdefault(event_type, TypeTally()).add(tally)
+        self.other_types.add(other.other_types)
 
     def selected(self, event_type: str | None) -> Tally:
-        """This tally, or only its `event_type` part."""
+        """This tally, or only its `event_type` part (nothing of a type its rollups did not
+        keep: `other_types` says how many events that may leave out)."""
         if event_type is None:
             return self
         return Tally({event_type: self.types[event_type]} if event_type in self.types else {})
 
+    def all_types(self) -> list[TypeTally]:
+        """The kept types' tallies and that of the others."""
+        return [*self.types.values(), self.other_types]
+
     @property
     def events(self) -> int:
-        return sum(tally.events for tally in self.types.values())
+        return sum(tally.events for tally in self.all_types())
 
     @property
     def unique_users(self) -> int:
-        return len(BitMap.union(BitMap(), *(tally.users for tally in self.types.values())))
+        return len(BitMap.union(BitMap(), *(tally.users for tally in self.all_types())))
 
     @property
     def paths(self) -> Counter[str]:
         total: Counter[str] = Counter()
-        for tally in self.types.values():
+        for tally in self.all_types():
             total.update(tally.paths)
         return total
+
+    @property
+    def other_paths(self) -> int:
+        """Views of paths not kept, by the rollups' caps."""
+        return sum(tally.other_paths for tally in self.all_types())
 
     def to_document(self) -> list[dict[str, Any]]:
         """As plain JSON values, users as a list of ids; sorted, so equal tallies give equal
@@ -105,19 +141,20 @@ class Tally:
         return tally
 
     def pack(self) -> Binary:
-        """The stored form: compressed BSON of, per event type, the event count, the users'
-        bitmap serialised and the paths as a JSON object of views by path (a path may hold
-        any character, so it is never a key)."""
+        """The stored form: compressed BSON of the paths' names (JSON: a path may hold any
+        character, so it is never a key), and per event type the event count, the users'
+        bitmap serialised and the views of each path in the names' order, so that a path
+        counted under several types is stored once."""
+        paths = sorted({path for tally in self.all_types() for path in tally.paths})
+        names = {path: number for number, path in enumerate(paths)}
         types = [
-            {
-                "event_type": event_type,
-                "events": tally.events,
-                "users": tally.users.serialize(),
-                "paths": orjson.dumps(tally.paths),
-            }
+            {"event_type": event_type, **tally.pack(names)}
             for event_type, tally in sorted(self.types.items())
         ]
-        return Binary(zlib.compress(bson.encode({"types": types}), COMPRESSION_LEVEL))
+        document: dict[str, Any] = {"paths": orjson.dumps(paths), "types": types}
+        if self.other_types != TypeTally():
+            document["other_types"] = self.other_types.pack(names)
+        return Binary(zlib.compress(bson.encode(document), COMPRESSION_LEVEL))
 
     @classmethod
     def unpack(cls, packed: bytes) -> Tally:
@@ -126,12 +163,13 @@ class Tally:
         return tally
 
     def add_packed(self, packed: bytes) -> None:
-        """Add a stored tally without building it first: reporting adds up dozens."""
-        for row in bson.decode(zlib.decompress(packed))["types"]:
-            tally = self.types.setdefault(row["event_type"], TypeTally())
-            tally.events += row["events"]
-            tally.users |= BitMap.deserialize(row["users"])
-            tally.paths.update(orjson.loads(row["paths"]))
+        """Add a stored tally: reporting adds up dozens."""
+        document = bson.decode(zlib.decompress(packed))
+        names = orjson.loads(document["paths"]) if "paths" in document else []
+        for row in document["types"]:
+            self.types.setdefault(row["event_type"], TypeTally()).add(TypeTally.unpack(row, names))
+        if "other_types" in document:
+            self.other_types.add(TypeTally.unpack(document["other_types"], names))
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:
@@ -155,12 +193,3 @@ def hourly_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datet
     for event in events:
         groups.setdefault((event["site_id"], floor_to(event["timestamp"], "hour")), []).append(event)
     return {key: Tally.of(group) for key, group in groups.items()}
-
-
-def bucket_tallies(events: Iterable[Mapping[str, Any]]) -> dict[Bucket, Tally]:
-    """Tallies of stored event documents, users as integer ids, by the rollups they add into."""
-    tallies: dict[Bucket, Tally] = {}
-    for (site_id, hour), tally in hourly_tallies(events).items():
-        for bucket in containing_buckets(site_id, hour):
-            tallies.setdefault(bucket, Tally()).add(tally)
-    return tallies

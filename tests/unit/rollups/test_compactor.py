@@ -205,11 +205,11 @@ def test_a_wide_backlog_is_added_in_bounded_rounds_that_each_keep_their_progress
     rounds = []
     apply = compactor._apply
 
-    def apply_then_die_on_the_third_round(db, client, lock, entries):
+    def apply_then_die_on_the_third_round(db, client, lock, entries, caps):
         rounds.append(len(entries))
         if len(rounds) == 3:
             raise AutoReconnect("the compactor lost MongoDB midway")
-        apply(db, client, lock, entries)
+        apply(db, client, lock, entries, caps)
 
     with monkeypatch.context() as patch:
         patch.setattr(compactor, "_apply", apply_then_die_on_the_third_round)
