@@ -15,12 +15,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from app.rollups.buckets import Bucket, containing_buckets
 from app.rollups.tally import Tally, TypeTally, hourly_tallies
 from app.settings import Settings
 
 # The longest path in characters the API accepts: the paths kept may take on average this
-# many bytes each, so a rollup of characters of four bytes keeps fewer of them, not more bytes.
+# many bytes each as stored (JSON), so paths of characters of four bytes, or of characters
+# JSON escapes, make a rollup keep fewer paths, not more bytes.
 PATH_BYTES = 2048
 
 
@@ -51,7 +54,7 @@ class CappedTally:
         self.tally = tally
         self.caps = caps
         self.kept = set(tally.paths)
-        self.kept_bytes = sum(len(path.encode()) for path in self.kept)
+        self.kept_bytes = sum(stored_size(path) for path in self.kept)
 
     def add(self, other: Tally) -> None:
         for event_type, tally in other.types.items():
@@ -80,12 +83,17 @@ class CappedTally:
         """Whether the path is kept, keeping it if there is room."""
         if path in self.kept:
             return True
-        size = len(path.encode())
+        size = stored_size(path)
         if len(self.kept) >= self.caps.paths or self.kept_bytes + size > self.caps.path_bytes:
             return False
         self.kept.add(path)
         self.kept_bytes += size
         return True
+
+
+def stored_size(path: str) -> int:
+    """The bytes a path's name takes in a stored rollup."""
+    return len(orjson.dumps(path))
 
 
 def bucket_tallies(events: Iterable[Mapping[str, Any]], caps: Caps) -> dict[Bucket, Tally]:

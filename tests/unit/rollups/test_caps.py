@@ -54,8 +54,16 @@ def test_long_paths_also_meet_a_cap_on_their_bytes():
     rollup = CappedTally(Tally(), caps)
     rollup.add(Tally({"page_view": TypeTally(4, BitMap(), Counter(wide))}))
     kept = rollup.tally.paths
-    assert sum(len(path.encode()) for path in kept) <= caps.path_bytes
+    assert sum(len(orjson.dumps(path)) for path in kept) <= caps.path_bytes
     assert (len(kept), rollup.tally.other_paths) == (1, 3)
+
+
+def test_paths_of_characters_json_escapes_meet_the_cap_on_their_stored_bytes():
+    caps = Caps(paths=3, event_types=2)
+    quoted = {f"/{n}" + '"' * 2046: 1 for n in range(4)}  # each `"` stored as 2 bytes
+    rollup = CappedTally(Tally(), caps)
+    rollup.add(Tally({"page_view": TypeTally(4, BitMap(), Counter(quoted))}))
+    assert (len(rollup.tally.paths), rollup.tally.other_paths) == (1, 3)
 
 
 def test_event_types_beyond_the_cap_count_in_the_totals_and_their_paths_in_top_paths():
