@@ -57,10 +57,21 @@ def mongo_uri(run_dir: Path) -> Iterator[str]:
     server.stop()
 
 
+# Small enough for test_caps.py to exceed with a few hundred events, and above what any
+# other test sends to one site.
+ROLLUP_CAPS = {"ROLLUP_MAX_PATHS": "100", "ROLLUP_MAX_EVENT_TYPES": "4"}
+
+
 @pytest.fixture(scope="session")
 def service_env(redis_url: str, mongo_uri: str) -> dict[str, str]:
     """The environment every service process of the session gets."""
-    return {"REDIS_URL": redis_url, "MONGO_URI": mongo_uri, "WORKER_CONCURRENCY": "2", "LOG_LEVEL": "info"}
+    return {
+        "REDIS_URL": redis_url,
+        "MONGO_URI": mongo_uri,
+        "WORKER_CONCURRENCY": "2",
+        "LOG_LEVEL": "info",
+        **ROLLUP_CAPS,
+    }
 
 
 @pytest.fixture(scope="session")
