@@ -57,6 +57,19 @@ class Settings:
         "Origins whose web pages may post events: `*` or a comma-separated list of exact origins "
         "such as `https://shop.example`.",
     )
+    event_max_age_days: int = setting(
+        30,
+        INGESTION,
+        "Oldest event timestamp accepted, in days before the server's time (400 beyond): room for "
+        "late batches and offline clients, while a wrong clock cannot write into long-closed days. "
+        "Raise it to import history.",
+    )
+    event_max_ahead_seconds: int = setting(
+        300,
+        INGESTION,
+        "Latest event timestamp accepted, in seconds after the server's time (400 beyond): room "
+        "for clients whose clock runs a little fast, while a far-future event cannot count as now.",
+    )
     broker_timeout_seconds: float = setting(
         1.0, INGESTION, "How long a request waits for the broker (Redis) before its 503."
     )

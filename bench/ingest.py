@@ -40,7 +40,7 @@ import redis
 
 from app.queue import counters, snapshot
 from bench.worker import pid_of, process_tree_cpu
-from tools.factories import make_event
+from tools.factories import FIXED_DATES_ENV, make_event
 from tools.local_services import redis_argv
 from tools.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
 
@@ -368,8 +368,9 @@ def run_round(rows: Sequence[Row], extra: Sequence[str], args: argparse.Namespac
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, bench_redis(Path(tmp)) as redis_url:
         run_dir = Path(tmp)
         client = redis.Redis.from_url(redis_url)
-        # Ingestion never talks to MongoDB; the URI only has to parse.
-        env = {"REDIS_URL": redis_url, "MONGO_URI": f"mongodb://{HOST}:1/bench"}
+        # Ingestion never talks to MongoDB; the URI only has to parse. The bodies carry a
+        # fixed 2025 date, hence the wide window of accepted timestamps.
+        env = {"REDIS_URL": redis_url, "MONGO_URI": f"mongodb://{HOST}:1/bench", **FIXED_DATES_ENV}
         done = Round({level: [] for level in args.concurrency}, {})
         for row in rows:
             body_file = run_dir / f"body-{row.events_per_request}.json"

@@ -36,7 +36,7 @@ from app import create_app
 from app.queue import QUEUE, UNACKED_KEY
 from app.queue.publish import enqueue_events
 from app.settings import Settings
-from tools.factories import make_message
+from tools.factories import FIXED_DATES_ENV, make_message
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
     PYTHON_BIN,
@@ -133,6 +133,7 @@ def servers(root: Path) -> Iterator[tuple[dict[str, str], ManagedProcess]]:
         env = {
             "REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
             "MONGO_URI": f"mongodb://127.0.0.1:{ports['mongo']}/bench",
+            **FIXED_DATES_ENV,  # an ingestion service started with it takes fixed 2025 dates
         }
         yield env, started[1]
     finally:

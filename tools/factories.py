@@ -7,6 +7,11 @@ from typing import Any
 
 from app.ingestion.schemas import to_message
 
+# Test and benchmark events carry fixed dates such as 2025-11-15, older than the default
+# window of accepted timestamps; the processes they are posted to accept ten years back.
+FIXED_DATES_MAX_AGE_DAYS = 3650
+FIXED_DATES_ENV = {"EVENT_MAX_AGE_DAYS": str(FIXED_DATES_MAX_AGE_DAYS)}
+
 
 def new_site_id() -> str:
     """A site id no other test uses, so tests never see each other's events."""

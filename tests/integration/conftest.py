@@ -17,6 +17,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from tools.factories import FIXED_DATES_ENV
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
     STARTUP_TIMEOUT,
@@ -71,6 +72,7 @@ def service_env(redis_url: str, mongo_uri: str) -> dict[str, str]:
         "WORKER_CONCURRENCY": "2",
         "LOG_LEVEL": "info",
         **ROLLUP_CAPS,
+        **FIXED_DATES_ENV,  # tests post fixed 2025 dates
     }
 
 
@@ -88,9 +90,9 @@ def worker(service_env: dict[str, str], run_dir: Path) -> Iterator[ManagedProces
     process.stop()
 
 
-def serve(app: str, env: dict[str, str], run_dir: Path) -> Iterator[str]:
-    """Run one service until the session ends; yield its URL once it reports healthy."""
-    process, url = start_service(app, env, run_dir)
+def serve(app: str, env: dict[str, str], run_dir: Path, name: str | None = None) -> Iterator[str]:
+    """Run one service until the fixture ends; yield its URL once it reports healthy."""
+    process, url = start_service(app, env, run_dir, name)
     wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{app} health")
     yield url
     process.stop()

@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from redis import Redis
 
 from tests.integration.client import TIMEOUT, post_event
+from tools.factories import FIXED_DATES_ENV
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
     LocalServer,
@@ -32,6 +33,7 @@ FAULT_SETTINGS = {
     "WORKER_CONCURRENCY": "2",
     "LEDGER_GRACE_SECONDS": "5",
     "LEDGER_CHECK_SECONDS": "2",
+    **FIXED_DATES_ENV,  # tests post fixed 2025 dates
 }
 
 

@@ -22,6 +22,7 @@ from app.rollups import compactor
 from app.settings import Settings
 from app.store import events as event_store
 from tasks.persist import store_batch
+from tools.factories import FIXED_DATES_MAX_AGE_DAYS
 
 
 def _add_replace_ignoring_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
@@ -37,7 +38,11 @@ mongomock.collection.BulkOperationBuilder.add_replace = _add_replace_ignoring_so
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(redis_url="redis://127.0.0.1:1/0", mongo_uri="mongodb://unit-test/analytics")
+    return Settings(
+        redis_url="redis://127.0.0.1:1/0",
+        mongo_uri="mongodb://unit-test/analytics",
+        event_max_age_days=FIXED_DATES_MAX_AGE_DAYS,  # tests post fixed 2025 dates
+    )
 
 
 @pytest.fixture
