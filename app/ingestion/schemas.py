@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -64,12 +64,56 @@ class EventSchema(Schema):
     event_id = fields.UUID(load_default=uuid.uuid4)
 
 
-def to_message(payload: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The event timestamps a request accepts: from `max_age_days` before the server's clock,
+    read once per request, to `max_ahead_seconds` after it, edges included.
+
+    Only clients' events meet it: what the service accepted once (a dead letter replayed, a
+    batch the ledger sends again, a rollup rebuilt) is never refused later for its age.
+    """
+
+    earliest: datetime
+    latest: datetime
+    max_age_days: int
+    max_ahead_seconds: int
+
+    @classmethod
+    def around(cls, now: datetime, max_age_days: int, max_ahead_seconds: int) -> TimeWindow:
+        # A bound beyond the calendar is an operator's "accept everything": the calendar's end.
+        try:
+            earliest = now - timedelta(days=max_age_days)
+        except OverflowError:
+            earliest = datetime.min.replace(tzinfo=UTC)
+        try:
+            latest = now + timedelta(seconds=max_ahead_seconds)
+        except OverflowError:
+            latest = datetime.max.replace(tzinfo=UTC)
+        return cls(earliest, latest, max_age_days, max_ahead_seconds)
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.earliest <= moment <= self.latest
+
+    def refusal(self) -> ValidationError:
+        """The error of a timestamp outside the window, naming the window."""
+        return ValidationError(
+            f"Must be between {self.earliest.isoformat(timespec='seconds')} and "
+            f"{self.latest.isoformat(timespec='seconds')}: at most {self.max_age_days} days before "
+            f"the server's time and {self.max_ahead_seconds} seconds after it.",
+            "timestamp",
+        )
+
+
+def to_message(payload: Any, window: TimeWindow | None = None) -> dict[str, Any]:
     """A client's event as the queue carries it: validated, with an event_id, as plain JSON.
 
-    Raises ValidationError for an invalid event.
+    Raises ValidationError for an invalid event, or one outside the window when one is given
+    (always, for a client's event; tests and benchmarks build messages of any date without).
     """
-    return _as_message(event_schema.load(payload))
+    event = event_schema.load(payload)
+    if window and event["timestamp"] not in window:
+        raise window.refusal()
+    return _as_message(event)
 
 
 def _as_message(event: dict[str, Any]) -> dict[str, Any]:
@@ -103,11 +147,12 @@ class Batch:
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def load_batch(envelope: dict[str, Any]) -> Batch:
+def load_batch(envelope: dict[str, Any], window: TimeWindow | None = None) -> Batch:
     """Validate each event of a `POST /events` envelope; a bad envelope raises ValidationError.
 
     One `many=True` load rather than one load per event: a quarter less time for 100 events.
-    Its error holds the messages by index, and every event's result, valid or not."""
+    Its error holds the messages by index, and every event's result, valid or not. An event
+    outside the window (when one is given) is rejected like any other invalid event."""
     if len(envelope.get("events") or ()) > MAX_BATCH_EVENTS:  # before walking every item
         raise ValidationError(BATCH_SIZE_MESSAGE.format(min=1, max=MAX_BATCH_EVENTS), "events")
     events = batch_schema.load(envelope)["events"]
@@ -117,10 +162,15 @@ def load_batch(envelope: dict[str, Any]) -> Batch:
     except ValidationError as error:
         loaded = error.valid_data
         errors = cast(dict[int, dict[str, Any]], error.messages)  # by index, with many=True
-    return Batch(
-        messages=[_as_message(event) for index, event in enumerate(loaded) if index not in errors],
-        errors={str(index): messages for index, messages in errors.items()},
-    )
+    batch = Batch()
+    for index, event in enumerate(loaded):
+        if index in errors:
+            batch.errors[str(index)] = errors[index]
+        elif window and event["timestamp"] not in window:
+            batch.errors[str(index)] = window.refusal().normalized_messages()
+        else:
+            batch.messages.append(_as_message(event))
+    return batch
 
 
 event_schema = EventSchema()

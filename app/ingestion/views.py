@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -15,7 +16,7 @@ from app.extensions import redis_store
 from app.ingestion.bodies import json_body
 from app.ingestion.cors import init_cors
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
-from app.ingestion.schemas import MAX_BATCH_EVENTS, load_batch, to_message
+from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
 from app.queue.publish import enqueue_events
 from app.settings import current_settings
 
@@ -37,12 +38,18 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     committer.submit(messages, timeout=COMMIT_TIMEOUT_FACTOR * current_settings().broker_timeout_seconds)
 
 
+def accepted_window() -> TimeWindow:
+    """The timestamps this request accepts, around the server's clock read now."""
+    settings = current_settings()
+    return TimeWindow.around(datetime.now(UTC), settings.event_max_age_days, settings.event_max_ahead_seconds)
+
+
 @bp.post("/event")
 def post_event() -> Response:
     body = json_body()
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
-    queue_events([to_message(body)])
+    queue_events([to_message(body, accepted_window())])
     return jsonify(status="accepted")
 
 
@@ -50,7 +57,7 @@ def post_event() -> Response:
 def post_events() -> ResponseReturnValue:
     """A batch: valid events are accepted with one enqueue, invalid ones reported by index."""
     request.max_content_length = current_settings().max_batch_bytes
-    batch = load_batch(batch_envelope(json_body()))
+    batch = load_batch(batch_envelope(json_body()), accepted_window())
     if not batch.messages:
         return error_response(400, "No valid event in the batch", batch.errors)
     queue_events(batch.messages)

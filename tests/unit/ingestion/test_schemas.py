@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from app.errors import validation_message
-from app.ingestion.schemas import Batch, event_schema, load_batch, to_message
+from app.ingestion.schemas import Batch, TimeWindow, event_schema, load_batch, to_message
 from tools.factories import make_event
 
 ABSENT = object()  # a field left out of the payload
@@ -143,10 +143,15 @@ batch_items = st.one_of(
         st.uuids(),
     ),
     st.builds(lambda event_id: make_event(event_id=str(event_id), timestamp="yesterday"), st.uuids()),
+    st.builds(lambda event_id: make_event(event_id=str(event_id), timestamp="2031-01-01T00:00Z"), st.uuids()),
     st.builds(lambda event_id: make_event(event_id=str(event_id), site_id=None), st.uuids()),
     # Not objects (null is refused by the envelope, before any event is looked at).
     st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
 )
+
+
+# The factory's events (2025-11-15) are inside it, the 2031 ones outside.
+BATCH_WINDOW = TimeWindow.around(datetime(2025, 11, 20, tzinfo=UTC), 30, 300)
 
 
 @given(st.lists(batch_items, min_size=1, max_size=20))
@@ -155,7 +160,7 @@ def test_a_batch_splits_like_each_event_loaded_on_its_own(items):
     expected = Batch()
     for index, item in enumerate(items):
         try:
-            expected.messages.append(to_message(item))
+            expected.messages.append(to_message(item, BATCH_WINDOW))
         except ValidationError as error:
             expected.errors[str(index)] = error.normalized_messages()
-    assert load_batch({"events": items}) == expected
+    assert load_batch({"events": items}, BATCH_WINDOW) == expected
