@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from flask import Flask
 
+from app.access.commands import key_group, site_group
+from app.access.registry import SiteRegistry
 from app.commands import (
     create_indexes_command,
     rebuild_rollups_command,
@@ -16,10 +19,15 @@ from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, redis_store
 from app.ingestion import bp as ingestion_bp
 from app.settings import Settings
+from app.store import sites
 
 Service = Literal["ingestion", "reporting", "worker"]
 # The services that publish or consume Celery tasks.
 CELERY_SERVICES = ("ingestion", "worker")
+# The services clients reach over HTTP, whose access AUTH_MODE sets.
+HTTP_SERVICES = ("ingestion", "reporting")
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(service: Service, settings: Settings | None = None) -> Flask:
@@ -29,6 +37,7 @@ def create_app(service: Service, settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_event_bytes
     register_extensions(app, settings, service)
+    register_access(app, settings, service)
     register_blueprints(app, service)
     register_errorhandlers(app)
     register_commands(app, service)
@@ -40,6 +49,23 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
     mongo.init_app(app, settings)
     if service in CELERY_SERVICES:
         celery_init_app(app, settings)
+
+
+def register_access(app: Flask, settings: Settings, service: Service) -> None:
+    """The site registry ingestion checks events against, or a loud warning that anyone may
+    send and read (`AUTH_MODE=open`)."""
+    if service not in HTTP_SERVICES:
+        return
+    if settings.auth_mode == "open":
+        logger.warning(
+            "AUTH_MODE=open: the %s service accepts events of any site from any page and shows any "
+            "site's statistics without a key. Use it only on a trusted network.",
+            service,
+        )
+    elif service == "ingestion":
+        app.extensions["site_registry"] = SiteRegistry(
+            lambda: sites.registered_sites(mongo.db), settings.registry_refresh_seconds
+        )
 
 
 def register_blueprints(app: Flask, service: Service) -> None:
@@ -55,5 +81,7 @@ def register_commands(app: Flask, service: Service) -> None:
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(replay_set_aside_command)
+    app.cli.add_command(site_group)
+    app.cli.add_command(key_group)
     if service in CELERY_SERVICES:
         app.cli.add_command(replay_dead_command)

@@ -57,6 +57,12 @@ def handle_queue_unavailable(_: Exception) -> Response:
     return error_response(503, "Event queue unavailable: the event was not accepted, please retry")
 
 
+def handle_registry_unavailable(_: Exception) -> Response:
+    response = error_response(503, "Site registry unavailable: the event was not accepted, please retry")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def handle_redis_unavailable(_: Exception) -> Response:
     return error_response(503, "Redis unavailable, please retry")
 

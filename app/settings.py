@@ -20,6 +20,8 @@ CONNECTIONS = "Connections (unset: `make services` / `make run` start local serv
 INGESTION = "Ingestion"
 WORKER = "Worker"
 REPORTING = "Reporting"
+ACCESS = "Access"
+AUTH_MODES = ("keys", "open")
 PROCESSES = "Processes (also read by the Procfile and docker-compose.yml)"
 
 
@@ -125,6 +127,25 @@ class Settings:
     cache_past_seconds: int = setting(
         300, REPORTING, "Longest life of a cached answer about past days only; 0: no caching."
     )
+    auth_mode: str = setting(
+        "keys",
+        ACCESS,
+        "`keys`: ingestion accepts only registered sites (`flask site add`) from their own domains, "
+        "and reporting needs a read key (`flask key create`); `open`: neither, for a trusted "
+        "internal network and tests (logged as a warning at start).",
+    )
+    registry_refresh_seconds: float = setting(
+        5.0,
+        ACCESS,
+        "How often each ingestion process reloads the registered sites from MongoDB: a site added, "
+        "changed or removed takes effect within this time.",
+    )
+    key_cache_seconds: float = setting(
+        30.0,
+        ACCESS,
+        "How long a reporting process trusts a read key it has verified: a revoked key stops "
+        "working within this time.",
+    )
     bind_host: str = setting("0.0.0.0", PROCESSES, "Address the services and Flower listen on.")
     ingestion_port: int = setting(3000, PROCESSES, "Port of the ingestion service.")
     reporting_port: int = setting(4000, PROCESSES, "Port of the reporting service.")
@@ -142,6 +163,10 @@ class Settings:
     flower_unauthenticated_api: str = setting(
         "", PROCESSES, "Flower's own option: `true` lets its HTTP API answer without a login."
     )
+
+    def __post_init__(self) -> None:
+        if self.auth_mode not in AUTH_MODES:
+            raise ValueError(f"AUTH_MODE={self.auth_mode!r} must be one of: {', '.join(AUTH_MODES)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
+from app.access.guard import public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
 from app.queue import counters, ledger, snapshot
@@ -33,6 +34,8 @@ from reporting.schemas import (
 )
 
 bp = Blueprint("reporting", __name__)
+# Every endpoint needs a read key (AUTH_MODE=keys) unless marked @public.
+bp.before_request(require_read_key)
 
 MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
 # Parameters whose errors get the contract's MISSING_PARAMETERS message.
@@ -205,6 +208,7 @@ def lag_seconds(client: redis.Redis) -> float:
 
 
 @bp.get("/health")
+@public
 def health() -> Response:
     try:
         mongo.client.admin.command("ping")

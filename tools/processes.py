@@ -48,13 +48,19 @@ def http_ok(url: str) -> bool:
         return False
 
 
+# Tests and benchmarks post events of throwaway site ids and read them without keys; a test
+# of access control passes AUTH_MODE=keys in `env`.
+DEFAULT_ENV = {"AUTH_MODE": "open"}
+
+
 class ManagedProcess:
-    """A child process in its own session, with its output in a log file."""
+    """A child process in its own session, with its output in a log file; `env` is added to
+    this process's environment and DEFAULT_ENV."""
 
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path) -> None:
         self.name = name
         self.argv = list(argv)
-        self.env = {**os.environ, **env}
+        self.env = {**os.environ, **DEFAULT_ENV, **env}
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -145,10 +146,18 @@ class Batch:
     messages: list[dict[str, Any]] = field(default_factory=list)
     # Validation messages by the event's index in the batch (a string: it becomes a JSON key).
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How many valid events `gate` refused for their site.
+    refused: int = 0
 
 
-def load_batch(envelope: dict[str, Any], window: TimeWindow | None = None) -> Batch:
+def load_batch(
+    envelope: dict[str, Any],
+    window: TimeWindow | None = None,
+    gate: Callable[[str], str | None] | None = None,
+) -> Batch:
     """Validate each event of a `POST /events` envelope; a bad envelope raises ValidationError.
+    `gate` gives why an event's site is refused (None: admitted); such events are reported
+    with the invalid ones.
 
     One `many=True` load rather than one load per event: a quarter less time for 100 events.
     Its error holds the messages by index, and every event's result, valid or not. An event
@@ -165,11 +174,17 @@ def load_batch(envelope: dict[str, Any], window: TimeWindow | None = None) -> Ba
     batch = Batch()
     for index, event in enumerate(loaded):
         if index in errors:
-            batch.errors[str(index)] = errors[index]
-        elif window and event["timestamp"] not in window:
-            batch.errors[str(index)] = window.refusal().normalized_messages()
+            continue
+        if window and event["timestamp"] not in window:
+            errors[index] = window.refusal().normalized_messages()
+            continue
+        refusal = gate(event["site_id"]) if gate else None
+        if refusal:
+            errors[index] = {"site_id": [refusal]}
+            batch.refused += 1
         else:
             batch.messages.append(_as_message(event))
+    batch.errors = {str(index): errors[index] for index in sorted(errors)}
     return batch
 
 

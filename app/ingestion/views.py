@@ -11,7 +11,9 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
-from app.errors import error_response, handle_queue_unavailable
+from app.access.origins import request_gate
+from app.access.registry import RegistryUnavailableError
+from app.errors import error_response, handle_queue_unavailable, handle_registry_unavailable
 from app.extensions import redis_store
 from app.ingestion.bodies import json_body
 from app.ingestion.cors import init_cors
@@ -27,6 +29,7 @@ COMMIT_TIMEOUT_FACTOR = 5
 bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
+bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
 committer = GroupCommitter(
     enqueue_events, max_batch_events=MAX_BATCH_EVENTS, outage_errors=(OperationalError, RedisError)
@@ -45,19 +48,27 @@ def accepted_window() -> TimeWindow:
 
 
 @bp.post("/event")
-def post_event() -> Response:
+def post_event() -> ResponseReturnValue:
     body = json_body()
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
-    queue_events([to_message(body, accepted_window())])
+    message = to_message(body, accepted_window())
+    gate = request_gate()
+    refusal = gate(message["site_id"]) if gate else None
+    if refusal:
+        return error_response(403, refusal, {"site_id": [refusal]})
+    queue_events([message])
     return jsonify(status="accepted")
 
 
 @bp.post("/events")
 def post_events() -> ResponseReturnValue:
-    """A batch: valid events are accepted with one enqueue, invalid ones reported by index."""
+    """A batch: valid events are accepted with one enqueue, invalid ones reported by index, and
+    so are events refused for their site (unknown, or not sent from one of its domains)."""
     request.max_content_length = current_settings().max_batch_bytes
-    batch = load_batch(batch_envelope(json_body()), accepted_window())
+    batch = load_batch(batch_envelope(json_body()), accepted_window(), request_gate())
+    if not batch.messages and batch.refused:
+        return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not batch.messages:
         return error_response(400, "No valid event in the batch", batch.errors)
     queue_events(batch.messages)

@@ -38,9 +38,11 @@ mongomock.collection.BulkOperationBuilder.add_replace = _add_replace_ignoring_so
 
 @pytest.fixture
 def settings() -> Settings:
+    """Open access (any site id, no keys): a test of access control asks for AUTH_MODE=keys."""
     return Settings(
         redis_url="redis://127.0.0.1:1/0",
         mongo_uri="mongodb://unit-test/analytics",
+        auth_mode="open",
         event_max_age_days=FIXED_DATES_MAX_AGE_DAYS,  # tests post fixed 2025 dates
     )
 

@@ -1,0 +1,65 @@
+"""Reporting's check of read keys (`AUTH_MODE=keys`): every endpoint needs
+`Authorization: Bearer <key>` unless its view is marked `@public`, so an endpoint added later
+is closed until someone decides otherwise.
+
+A site's key reads that site only (the `site_id` parameter); an operator key
+(`flask key create --operator`) reads every site and the totals of `/health/pipeline`.
+A missing or unknown key is a 401, a key of another site a 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Response, current_app, request
+
+from app.access.keys import key_cache
+from app.errors import error_response
+from app.extensions import mongo
+from app.settings import current_settings
+
+View = TypeVar("View", bound=Callable[..., object])
+PUBLIC_ATTRIBUTE = "access_public"
+
+
+def public(view: View) -> View:
+    """Mark a view that anyone may call (e.g. `/health`)."""
+    setattr(view, PUBLIC_ATTRIBUTE, True)
+    return view
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme in any case)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def require_read_key() -> Response | None:
+    """A `before_request` hook: None lets the request through, a response refuses it."""
+    settings = current_settings()
+    view = current_app.view_functions.get(request.endpoint or "")
+    if settings.auth_mode == "open" or view is None or getattr(view, PUBLIC_ATTRIBUTE, False):
+        return None
+    secret = bearer_token(request.headers.get("Authorization"))
+    if secret is None:
+        return unauthorized("Missing read key: send Authorization: Bearer <key>", "")
+    key = key_cache.verify(mongo.db, secret, settings.key_cache_seconds)
+    if key is None:
+        return unauthorized("Invalid read key", ', error="invalid_token"')
+    if key.site_id is None:  # an operator key
+        return None
+    site_id = request.args.get("site_id")
+    if not site_id:
+        return error_response(403, "Without site_id this needs an operator key")
+    if site_id != key.site_id:
+        return error_response(403, f"This key does not give access to site {site_id}")
+    return None
+
+
+def unauthorized(message: str, challenge_detail: str) -> Response:
+    response = error_response(401, message)
+    response.headers["WWW-Authenticate"] = f'Bearer realm="analytics"{challenge_detail}'
+    return response

@@ -1,0 +1,80 @@
+"""Read keys: drawn at random, stored only as a hash, verified through a short in-process cache.
+
+A key is 256 random bits from `secrets`, so a plain SHA-256 of it is the right hash: a slow,
+salted password hash (bcrypt, scrypt) exists to make guessing low-entropy passwords costly,
+and nobody can enumerate 2**256 keys however fast the hash is. A fast hash also keeps
+verification cheap on every reporting request, and an unsalted one lets the hash be the
+stored document's `_id`, so a key is found by one read by `_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.database import Database
+
+from app.store import sites
+from app.store.sites import ReadKey
+
+KEY_PREFIX = "ak_"
+KEY_BYTES = 32
+KEY_ID_BYTES = 4
+# Verified keys a process remembers; past this, it forgets them all and verifies again.
+MAX_CACHED_KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: `secret` is shown once and never stored."""
+
+    key_id: str
+    secret: str
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(db: Database[Any], site_id: str | None) -> NewKey:
+    """Make a read key for `site_id` (None: an operator key) and store its hash."""
+    while True:
+        key = NewKey(
+            key_id=secrets.token_hex(KEY_ID_BYTES), secret=KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+        )
+        if sites.save_key(db, key.key_id, site_id, hash_key(key.secret)):
+            return key
+
+
+class KeyCache:
+    """Keys verified in this process, each trusted for `ttl` seconds before MongoDB is asked
+    again: so a revoked key stops working within `ttl`. Unknown keys are not remembered, so a
+    key just created works at once."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[ReadKey, float]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, db: Database[Any], secret: str, ttl: float) -> ReadKey | None:
+        """The key whose secret is `secret`, or None if there is none."""
+        digest = hash_key(secret)
+        now = time.monotonic()
+        cached = self._known.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key = sites.key_by_hash(db, digest)
+        with self._lock:
+            if key is None:
+                self._known.pop(digest, None)
+            elif ttl > 0:
+                if len(self._known) >= MAX_CACHED_KEYS:
+                    self._known.clear()
+                self._known[digest] = (key, now + ttl)
+        return key
+
+
+key_cache = KeyCache()

@@ -1,0 +1,84 @@
+"""The registered sites as ingestion sees them: an in-process snapshot of site -> domains.
+
+Ingestion answers from memory, never waiting for MongoDB: each process reloads the whole
+registry every REGISTRY_REFRESH_SECONDS in a background thread (a greenlet under gunicorn's
+gevent workers), so a site added, changed or removed takes effect within that interval. When
+MongoDB cannot be read the last good snapshot stays in force. Only a process's first requests
+wait, for its first load, and get a 503 if it does not come in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from pymongo.errors import PyMongoError
+
+logger = logging.getLogger(__name__)
+
+Load = Callable[[], Mapping[str, Sequence[str]]]
+# How long a process's first requests wait for its first snapshot: within the 2 s the
+# contract gives a client to learn that it should retry.
+FIRST_LOAD_WAIT_SECONDS = 1.5
+
+
+class RegistryUnavailableError(Exception):
+    """This process has not loaded the registry yet and MongoDB did not answer in time."""
+
+
+class SiteRegistry:
+    def __init__(self, load: Load, interval: float) -> None:
+        self._load = load
+        self._interval = interval
+        self._sites: dict[str, frozenset[str]] = {}
+        self._loaded_at: float | None = None
+        # Made on first use in each process, never before a fork: threads do not survive a
+        # fork, and gevent patches `threading` only in the forked worker.
+        self._pid = 0
+        self._loaded: threading.Event | None = None
+        self._stopped = False
+
+    def domains(self, site_id: str) -> frozenset[str] | None:
+        """The domains of `site_id`, or None if it is not registered."""
+        loaded = self._loaded if self._loaded is not None and self._pid == os.getpid() else self._start()
+        if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
+            raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
+        return self._sites.get(site_id)
+
+    def refresh(self) -> None:
+        """Load the registry now; on a MongoDB error keep the last snapshot and raise."""
+        self._sites = {site: frozenset(domains) for site, domains in self._load().items()}
+        self._loaded_at = time.monotonic()
+        if self._loaded is not None:
+            self._loaded.set()
+
+    def stop(self) -> None:
+        """End this process's refresher after its current rest."""
+        self._stopped = True
+
+    def _start(self) -> threading.Event:
+        self._pid = os.getpid()
+        self._loaded = threading.Event()
+        self._loaded_at = None
+        threading.Thread(target=self._refresh_forever, name="site-registry", daemon=True).start()
+        return self._loaded
+
+    def _age(self) -> str:
+        return (
+            "none loaded yet"
+            if self._loaded_at is None
+            else f"{time.monotonic() - self._loaded_at:.0f} s old"
+        )
+
+    def _refresh_forever(self) -> None:
+        while not self._stopped:
+            try:
+                self.refresh()
+            except PyMongoError as error:
+                logger.warning(
+                    "Site registry not refreshed (%s); keeping the last one (%s)", error, self._age()
+                )
+            time.sleep(self._interval)

@@ -1,0 +1,93 @@
+import threading
+import time
+
+import pytest
+from pymongo.errors import ServerSelectionTimeoutError
+
+from app.access import registry as registry_module
+from app.access.registry import RegistryUnavailableError, SiteRegistry
+
+
+class Source:
+    """A registry source that can be changed or taken down."""
+
+    def __init__(self, sites):
+        self.sites = sites
+        self.down = False
+        self.loads = 0
+
+    def __call__(self):
+        self.loads += 1
+        if self.down:
+            raise ServerSelectionTimeoutError("MongoDB away")
+        return dict(self.sites)
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_first_lookup_waits_for_the_first_load():
+    registry = SiteRegistry(Source({"a.test": ["a.test"]}), interval=60)
+    try:
+        assert registry.domains("a.test") == frozenset({"a.test"})
+        assert registry.domains("b.test") is None
+    finally:
+        registry.stop()
+
+
+def test_a_change_is_seen_within_the_refresh_interval():
+    source = Source({})
+    registry = SiteRegistry(source, interval=0.05)
+    try:
+        assert registry.domains("a.test") is None
+        source.sites = {"a.test": ["a.test"]}
+        wait_for(lambda: registry.domains("a.test") is not None)
+    finally:
+        registry.stop()
+
+
+def test_the_last_snapshot_is_kept_while_mongodb_is_away():
+    source = Source({"a.test": ["a.test"]})
+    registry = SiteRegistry(source, interval=0.02)
+    try:
+        assert registry.domains("a.test") is not None
+        source.down = True
+        loads = source.loads
+        wait_for(lambda: source.loads > loads + 2)
+        assert registry.domains("a.test") == frozenset({"a.test"})
+    finally:
+        registry.stop()
+
+
+def test_without_a_first_load_a_lookup_fails_fast(monkeypatch):
+    monkeypatch.setattr(registry_module, "FIRST_LOAD_WAIT_SECONDS", 0.1)
+    source = Source({})
+    source.down = True
+    registry = SiteRegistry(source, interval=60)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError):
+            registry.domains("a.test")
+        assert time.monotonic() - started < 1
+    finally:
+        registry.stop()
+
+
+def test_lookups_never_call_mongodb_themselves():
+    source = Source({"a.test": ["a.test"]})
+    registry = SiteRegistry(source, interval=60)
+    try:
+        registry.domains("a.test")
+        loads = source.loads
+        threads = [threading.Thread(target=registry.domains, args=("a.test",)) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert source.loads == loads
+    finally:
+        registry.stop()

@@ -1,0 +1,86 @@
+"""Reporting with AUTH_MODE=keys: a site's data needs that site's read key."""
+
+import pytest
+
+STATS = "/stats?site_id=shop&date=2025-11-15"
+SITE_ENDPOINTS = [
+    STATS,
+    "/stats/aggregated?site_id=shop&date=2025-11-15",
+    "/stats/timeseries?site_id=shop&start=2025-11-15&end=2025-11-16",
+    "/stats/breakdown?site_id=shop&date=2025-11-15&by=path",
+    "/stats/realtime?site_id=shop",
+    "/health/pipeline?site_id=shop&date=2025-11-15",
+]
+
+
+def bearer(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize("url", [*SITE_ENDPOINTS, "/health/pipeline"])
+def test_every_data_endpoint_without_a_key_is_401(keyed_reporting, url):
+    response = keyed_reporting.get(url)
+    assert response.status_code == 401
+    assert response.get_json() == {
+        "status": "error",
+        "message": "Missing read key: send Authorization: Bearer <key>",
+    }
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("header", ["Bearer ak_wrong", "Basic dXNlcjpwYXNz", "Bearer", "ak_wrong"])
+def test_a_wrong_key_or_scheme_is_401(keyed_reporting, site_key, header):
+    site_key("shop")
+    response = keyed_reporting.get(STATS, headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.get_json()["status"] == "error"
+
+
+@pytest.mark.parametrize("url", SITE_ENDPOINTS)
+def test_the_sites_key_reads_every_endpoint_of_its_site(keyed_reporting, site_key, url):
+    response = keyed_reporting.get(url, headers=bearer(site_key("shop")))
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("url", SITE_ENDPOINTS)
+def test_another_sites_key_is_403(keyed_reporting, site_key, url):
+    site_key("shop")
+    response = keyed_reporting.get(url, headers=bearer(site_key("other")))
+    assert response.status_code == 403
+    assert response.get_json() == {"status": "error", "message": "This key does not give access to site shop"}
+
+
+def test_the_scheme_is_case_insensitive(keyed_reporting, site_key):
+    key = site_key("shop")
+    assert keyed_reporting.get(STATS, headers={"Authorization": f"bearer {key}"}).status_code == 200
+
+
+def test_pipeline_totals_need_an_operator_key(keyed_reporting, site_key, cli):
+    response = keyed_reporting.get("/health/pipeline", headers=bearer(site_key("shop")))
+    assert response.status_code == 403
+    assert response.get_json()["message"] == "Without site_id this needs an operator key"
+    operator = cli("key", "create", "--operator").splitlines()[-1]
+    assert keyed_reporting.get("/health/pipeline", headers=bearer(operator)).status_code == 200
+    assert keyed_reporting.get(STATS, headers=bearer(operator)).status_code == 200
+
+
+def test_health_stays_open(keyed_reporting):
+    assert keyed_reporting.get("/health").status_code == 200
+
+
+def test_a_revoked_key_is_refused_once_its_cache_entry_expires(keyed_reporting, site_key, cli, monkeypatch):
+    from app.access import keys
+
+    now = [1000.0]
+    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    key = site_key("shop")
+    assert keyed_reporting.get(STATS, headers=bearer(key)).status_code == 200
+    key_id = cli("key", "list", "shop").split()[0]
+    cli("key", "revoke", key_id)
+    now[0] += 31  # past KEY_CACHE_SECONDS' default
+    assert keyed_reporting.get(STATS, headers=bearer(key)).status_code == 401
+
+
+def test_open_mode_needs_no_key(reporting):
+    assert reporting.get(STATS).status_code == 200
+    assert reporting.get("/health/pipeline").status_code == 200
