@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting settings-docs test test-unit test-integration lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,24 @@ flower: install ## Run Flower (port $FLOWER_PORT, default 5555)
 
 run: install local-servers ## Run everything: local servers, ingestion, reporting, worker, Flower
 	$(HONCHO) start $(LOCAL_SERVERS) $(APP_PROCESSES)
+
+FLASK := $(VENV)/bin/flask --app wsgi:ingestion
+
+site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com"
+	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com"'; exit 2; }
+	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)")
+	@$(FLASK) key create "$(SITE)"
+
+key: install ## Print a new read key of a registered site: SITE=example.com
+	@test -n "$(SITE)" || { echo 'usage: make key SITE=example.com'; exit 2; }
+	@$(FLASK) key create "$(SITE)"
+
+operator-key: install ## Print a new operator key (every site, /health/pipeline totals)
+	@$(FLASK) key create --operator
+
+sites: install ## List the registered sites and the read keys' ids
+	@$(FLASK) site list
+	@$(FLASK) key list
 
 replay-dead: install ## Re-enqueue the dead-lettered events and remove those re-enqueued
 	$(VENV)/bin/flask --app wsgi:ingestion replay-dead
