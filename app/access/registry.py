@@ -43,7 +43,7 @@ class SiteRegistry:
 
     def domains(self, site_id: str) -> frozenset[str] | None:
         """The domains of `site_id`, or None if it is not registered."""
-        loaded = self._loaded if self._loaded is not None and self._pid == os.getpid() else self._start()
+        loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
         return self._sites.get(site_id)
@@ -59,7 +59,12 @@ class SiteRegistry:
         """End this process's refresher after its current rest."""
         self._stopped = True
 
-    def _start(self) -> threading.Event:
+    def start(self) -> threading.Event:
+        """Start this process's refresher unless it runs; the event is set once a snapshot is
+        loaded. Gunicorn calls it when a worker starts (gunicorn.conf.py), so that no request
+        waits for the first load; the first lookup would otherwise."""
+        if self._loaded is not None and self._pid == os.getpid():
+            return self._loaded
         self._pid = os.getpid()
         self._loaded = threading.Event()
         self._loaded_at = None

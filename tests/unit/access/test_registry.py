@@ -91,3 +91,16 @@ def test_lookups_never_call_mongodb_themselves():
         assert source.loads == loads
     finally:
         registry.stop()
+
+
+def test_start_loads_the_snapshot_before_any_lookup():
+    source = Source({"a.test": ["a.test"]})
+    registry = SiteRegistry(source, interval=60)
+    try:
+        assert registry.start().wait(5)
+        assert source.loads == 1
+        assert registry.start() is registry.start()  # one refresher a process
+        assert registry.domains("a.test") == frozenset({"a.test"})
+        assert source.loads == 1
+    finally:
+        registry.stop()
