@@ -15,8 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from pymongo.errors import PyMongoError
-
 logger = logging.getLogger(__name__)
 
 Load = Callable[[], Mapping[str, Sequence[str]]]
@@ -49,7 +47,7 @@ class SiteRegistry:
         return self._sites.get(site_id)
 
     def refresh(self) -> None:
-        """Load the registry now; on a MongoDB error keep the last snapshot and raise."""
+        """Load the registry now; if that fails, the last snapshot stays and the error is raised."""
         self._sites = {site: frozenset(domains) for site, domains in self._load().items()}
         self._loaded_at = time.monotonic()
         if self._loaded is not None:
@@ -82,7 +80,7 @@ class SiteRegistry:
         while not self._stopped:
             try:
                 self.refresh()
-            except PyMongoError as error:
+            except Exception as error:  # any failure: a refresher that died would go stale unseen
                 logger.warning(
                     "Site registry not refreshed (%s); keeping the last one (%s)", error, self._age()
                 )
