@@ -27,6 +27,11 @@ CELERY_SERVICES = ("ingestion", "worker")
 # The services clients reach over HTTP, whose access AUTH_MODE sets.
 HTTP_SERVICES = ("ingestion", "reporting")
 
+OPEN_MODE_WARNINGS = {
+    "ingestion": "ingestion accepts events of any site id, from any web page",
+    "reporting": "reporting shows every site's statistics to anyone, without a key",
+}
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,11 +62,7 @@ def register_access(app: Flask, settings: Settings, service: Service) -> None:
     if service not in HTTP_SERVICES:
         return
     if settings.auth_mode == "open":
-        logger.warning(
-            "AUTH_MODE=open: the %s service accepts events of any site from any page and shows any "
-            "site's statistics without a key. Use it only on a trusted network.",
-            service,
-        )
+        logger.warning("AUTH_MODE=open: %s. Use it only on a trusted network.", OPEN_MODE_WARNINGS[service])
     elif service == "ingestion":
         app.extensions["site_registry"] = SiteRegistry(
             lambda: sites.registered_sites(mongo.db), settings.registry_refresh_seconds
