@@ -12,6 +12,7 @@ import multiprocessing  # noqa: E402
 from typing import Any  # noqa: E402
 
 from app import logs  # noqa: E402
+from app.ingestion import connection  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()
@@ -25,6 +26,8 @@ worker_class = "gevent"
 worker_connections = 1000
 # A browser's next beacon usually comes within seconds; behind a load balancer, set this
 # above the balancer's idle timeout so it never reuses a connection gunicorn just closed.
+# The gevent worker also bounds the reading of each request's line and headers by it (a
+# slow or stalled head is dropped): it must stay above 0, which would leave heads unbounded.
 keepalive = 5
 # A request costs milliseconds; 30 s only catches a worker that is truly stuck.
 timeout = 30
@@ -32,6 +35,11 @@ graceful_timeout = 10
 logconfig_dict = logs.dict_config(settings.log_level)
 accesslog = "-"
 access_log_format = logs.ACCESS_FORMAT
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Hand the request to the application, which may ask for its connection to be closed."""
+    connection.serve(req)
 
 
 def post_worker_init(worker: Any) -> None:

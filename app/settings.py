@@ -72,6 +72,13 @@ class Settings:
         "Latest event timestamp accepted, in seconds after the server's time (400 beyond): room "
         "for clients whose clock runs a little fast, while a far-future event cannot count as now.",
     )
+    body_read_timeout_seconds: float = setting(
+        10.0,
+        INGESTION,
+        "Longest time a request's whole body may take to arrive, from the first read of it; beyond "
+        "it the client gets a 408 and the connection is closed, so a slow or stalled client cannot "
+        "hold a connection. 10 s carries the largest batch over a 1 Mbit/s uplink.",
+    )
     broker_timeout_seconds: float = setting(
         1.0, INGESTION, "How long a request waits for the broker (Redis) before its 503."
     )

@@ -10,6 +10,8 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
+from app.ingestion.body_reader import read_body
+
 GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
 # zlib's window-bits value that accepts a gzip header and trailer (and nothing else).
 GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -20,14 +22,14 @@ MAX_GZIP_MEMBERS = 64
 
 
 def json_body() -> Any:
-    """The request body parsed as JSON, or the contract's 415 / 413 / 400.
+    """The request body parsed as JSON, or the contract's 415 / 413 / 408 / 400.
 
     The size limit is `request.max_content_length`; it bounds a gzip body both before and
-    after decompression.
+    after decompression. The body must arrive within the body read timeout (408).
     """
     if not request.is_json and request.mimetype != "text/plain":
         raise UnsupportedMediaType("Content-Type must be application/json (or text/plain)")
-    data = request.get_data(cache=False)
+    data = read_body(request.max_content_length)
     # A header lookup is all a plain body pays for gzip support.
     if request.content_encoding:
         data = decode_content(data, request.content_encoding, request.max_content_length)

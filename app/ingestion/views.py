@@ -16,6 +16,7 @@ from app.access.registry import RegistryUnavailableError
 from app.errors import error_response, handle_queue_unavailable, handle_registry_unavailable
 from app.extensions import redis_store
 from app.ingestion.bodies import json_body
+from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
@@ -28,6 +29,7 @@ COMMIT_TIMEOUT_FACTOR = 5
 
 bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
+bp.after_app_request(finish_body)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
