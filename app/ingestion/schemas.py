@@ -14,11 +14,14 @@ from app.errors import MISSING_MESSAGE
 
 # The most events one `POST /events` may carry (the contract's figure, not a setting).
 MAX_BATCH_EVENTS = 500
-NO_CONTROL_CHARACTERS = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
+# \A and \Z: `$` would also match before a final newline, and let "site\n" through.
+NO_CONTROL_CHARACTERS = validate.Regexp(
+    r"\A[^\x00-\x1f\x7f]*\Z", error="Must not contain control characters."
+)
 # A lone UTF-16 surrogate (`"\ud83d"`: a JavaScript substring that cut an emoji in half) is
 # valid JSON but no Unicode text: it cannot be written to the queue or stored.
 NO_LONE_SURROGATES = validate.Regexp(
-    r"^[^\ud800-\udfff]*$", error="Must be valid Unicode text (it holds half of a UTF-16 surrogate pair)."
+    r"\A[^\ud800-\udfff]*\Z", error="Must be valid Unicode text (it holds half of a UTF-16 surrogate pair)."
 )
 TEXT = [NO_CONTROL_CHARACTERS, NO_LONE_SURROGATES]
 
@@ -132,7 +135,8 @@ class BatchSchema(Schema):
     # More events than the limit is a 400, not a 413: 413 is about bytes, while this is a
     # rule on the content, like a field's maximum length, and the client fixes it by splitting.
     events = fields.List(
-        fields.Raw(),
+        # A null item is an invalid event, reported under its index like any other.
+        fields.Raw(allow_none=True),
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH_EVENTS, error=BATCH_SIZE_MESSAGE),
         error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
@@ -162,7 +166,8 @@ def load_batch(
     One `many=True` load rather than one load per event: a quarter less time for 100 events.
     Its error holds the messages by index, and every event's result, valid or not. An event
     outside the window (when one is given) is rejected like any other invalid event."""
-    if len(envelope.get("events") or ()) > MAX_BATCH_EVENTS:  # before walking every item
+    items = envelope.get("events")
+    if isinstance(items, list) and len(items) > MAX_BATCH_EVENTS:  # before walking every item
         raise ValidationError(BATCH_SIZE_MESSAGE.format(min=1, max=MAX_BATCH_EVENTS), "events")
     events = batch_schema.load(envelope)["events"]
     errors: dict[int, dict[str, Any]] = {}
