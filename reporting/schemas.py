@@ -42,7 +42,9 @@ class PeriodQuerySchema(SiteQuerySchema):
     date = fields.Date(format="%Y-%m-%d")
     start = fields.Date(format="%Y-%m-%d")
     end = fields.Date(format="%Y-%m-%d")
-    tz = TimeZone(load_default=UTC_ZONE)
+    tz = TimeZone(
+        load_default=UTC_ZONE, metadata={"type": "string", "default": "UTC", "example": "Europe/Berlin"}
+    )
     event_type = fields.String(validate=validate.Length(min=1, max=64))
 
     max_days = MAX_DAYS

@@ -18,11 +18,12 @@ from werkzeug.exceptions import ServiceUnavailable
 from app.access.guard import public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
+from app.openapi import serve_document
 from app.queue import counters, ledger, snapshot
 from app.rollups import compactor, realtime
 from app.settings import current_settings
 from app.store import dead_letters
-from reporting import queries
+from reporting import openapi, queries
 from reporting.cache import cached
 from reporting.periods import Period
 from reporting.schemas import (
@@ -36,6 +37,7 @@ from reporting.schemas import (
 bp = Blueprint("reporting", __name__)
 # Every endpoint needs a read key (AUTH_MODE=keys) unless marked @public.
 bp.before_request(require_read_key)
+serve_document(bp, openapi.document)
 
 MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
 # Parameters whose errors get the contract's MISSING_PARAMETERS message.

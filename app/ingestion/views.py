@@ -15,11 +15,13 @@ from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
 from app.errors import error_response, handle_queue_unavailable, handle_registry_unavailable
 from app.extensions import redis_store
+from app.ingestion import openapi
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
+from app.openapi import serve_document
 from app.queue.publish import enqueue_events
 from app.settings import current_settings
 
@@ -32,6 +34,7 @@ bp.record_once(init_cors)
 bp.after_app_request(finish_body)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
+serve_document(bp, openapi.document)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
 committer = GroupCommitter(
     enqueue_events, max_batch_events=MAX_BATCH_EVENTS, outage_errors=(OperationalError, RedisError)

@@ -68,6 +68,10 @@ def test_health_stays_open(keyed_reporting):
     assert keyed_reporting.get("/health").status_code == 200
 
 
+def test_the_openapi_document_is_open(keyed_reporting):
+    assert keyed_reporting.get("/openapi.json").status_code == 200
+
+
 def test_a_revoked_key_is_refused_once_its_cache_entry_expires(keyed_reporting, site_key, cli, monkeypatch):
     from app.access import keys
 

@@ -1,0 +1,78 @@
+"""The ingestion service's OpenAPI document: its routes, from the schemas that validate them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from app.ingestion.schemas import MAX_BATCH_EVENTS, EventSchema
+from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
+
+# What a client's event can meet besides a validation error (403 and 429 come with
+# AUTH_MODE=keys and the rate limits).
+EVENT_ERRORS = (400, 403, 413, 415, 429, 503)
+EVENT_LIST = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/Event"},
+    "minItems": 1,
+    "maxItems": MAX_BATCH_EVENTS,
+}
+
+
+class AcceptedSchema(AnswerSchema):
+    status = fields.String(required=True, validate=validate.OneOf(["accepted"]))
+
+
+class BatchAcceptedSchema(AcceptedSchema):
+    accepted = fields.Integer(required=True, metadata={"description": "Events queued."})
+    rejected = fields.Integer(required=True, metadata={"description": "Events refused."})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(),
+        required=True,
+        metadata={"description": "The refused events' validation messages, by index in the batch."},
+    )
+
+
+def json_body(schema: dict[str, Any] | type[Schema]) -> dict[str, Any]:
+    # text/plain (what sendBeacon sends) and gzip are accepted too; see docs/api.md.
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/event": {
+        "post": {
+            "summary": "Accept one event",
+            "requestBody": json_body(EventSchema),
+            "responses": {200: json_response(AcceptedSchema, "Queued"), **error_responses(*EVENT_ERRORS)},
+        }
+    },
+    "/events": {
+        "post": {
+            "summary": f"Accept up to {MAX_BATCH_EVENTS} events: valid ones are queued, the others reported",
+            "requestBody": json_body(
+                {
+                    "oneOf": [
+                        EVENT_LIST,
+                        {"type": "object", "required": ["events"], "properties": {"events": EVENT_LIST}},
+                    ]
+                }
+            ),
+            "responses": {
+                200: json_response(BatchAcceptedSchema, "The valid events queued"),
+                **error_responses(*EVENT_ERRORS),
+            },
+        }
+    },
+    "/health": health_operation("ingestion", "the event queue (Redis)"),
+}
+
+
+def document() -> dict[str, Any]:
+    return build_document(
+        "Analytics ingestion",
+        "Takes events from browsers and servers and queues them; answers once they are durably queued.",
+        PATHS,
+        schemas={"Event": EventSchema},
+    )

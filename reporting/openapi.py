@@ -1,0 +1,140 @@
+"""The reporting service's OpenAPI document: its routes, their query parameters from the
+schemas that load them, and their answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
+from reporting.schemas import (
+    BreakdownQuerySchema,
+    PeriodQuerySchema,
+    SiteQuerySchema,
+    StatsQuerySchema,
+    TimeseriesQuerySchema,
+)
+
+# What a question about a site's data can meet (401 and 403 come with AUTH_MODE=keys).
+QUESTION_ERRORS = (400, 401, 403, 429, 503)
+
+
+class PeriodAnswerSchema(AnswerSchema):
+    """The question echoed: `date`, or `start` and `end`; `tz` and `event_type` when asked."""
+
+    site_id = fields.String(required=True)
+    date = fields.Date()
+    start = fields.Date()
+    end = fields.Date()
+    tz = fields.String()
+    event_type = fields.String()
+
+
+class PathViewsSchema(AnswerSchema):
+    path = fields.String(required=True)
+    views = fields.Integer(required=True)
+
+
+class StatsSchema(PeriodAnswerSchema):
+    total_views = fields.Integer(required=True)
+    unique_users = fields.Integer(required=True)
+    top_paths = fields.List(fields.Nested(PathViewsSchema), required=True)
+
+
+class PointSchema(AnswerSchema):
+    start = fields.String(required=True, metadata={"description": "The bucket's first instant (ISO 8601)."})
+    views = fields.Integer(required=True)
+    unique_users = fields.Integer(required=True)
+
+
+class TimeseriesSchema(PeriodAnswerSchema):
+    interval = fields.String(required=True, validate=validate.OneOf(["hour", "day"]))
+    series = fields.List(fields.Nested(PointSchema), required=True)
+
+
+class RowSchema(AnswerSchema):
+    value = fields.String(required=True)
+    views = fields.Integer(required=True)
+
+
+class BreakdownSchema(PeriodAnswerSchema):
+    by = fields.String(required=True, validate=validate.OneOf(["path", "event_type"]))
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+    results = fields.List(fields.Nested(RowSchema), required=True)
+
+
+class RealtimeSchema(AnswerSchema):
+    site_id = fields.String(required=True)
+    window_seconds = fields.Integer(required=True)
+    events = fields.Integer(required=True)
+    unique_users = fields.Integer(required=True)
+
+
+class QueueSchema(AnswerSchema):
+    depth = fields.Integer(required=True)
+    unacknowledged = fields.Integer(required=True)
+    oldest_age_seconds = fields.Float(required=True, allow_none=True)
+
+
+class EventCountsSchema(AnswerSchema):
+    accepted = fields.Integer(required=True)
+    persisted = fields.Integer(required=True)
+    dead = fields.Integer(required=True)
+    unaccounted = fields.Integer(required=True)
+
+
+class RollupStateSchema(AnswerSchema):
+    backlog = fields.Integer(required=True)
+    set_aside = fields.Integer(required=True)
+
+
+class PipelineSchema(AnswerSchema):
+    status = fields.String(required=True)
+    queue = fields.Nested(QueueSchema, required=True)
+    events = fields.Nested(EventCountsSchema, required=True)
+    rollups = fields.Nested(RollupStateSchema, required=True)
+    lag_seconds = fields.Float(required=True)
+
+
+def question(summary: str, query: Schema | type[Schema], answer: type[Schema]) -> dict[str, Any]:
+    """A GET whose parameters `query` loads and whose answer `answer` describes."""
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [{"in": "query", "schema": query}],
+            "responses": {200: json_response(answer, "The answer"), **error_responses(*QUESTION_ERRORS)},
+        }
+    }
+
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/stats": question(
+        "Views, users and top paths of a period, from the rollups", StatsQuerySchema, StatsSchema
+    ),
+    "/stats/aggregated": question(
+        "The same as /stats, computed from the raw events (never cached)", StatsQuerySchema, StatsSchema
+    ),
+    "/stats/timeseries": question(
+        "Views and users per hour or day of a period", TimeseriesQuerySchema, TimeseriesSchema
+    ),
+    "/stats/breakdown": question(
+        "Views per path or event type, most viewed first, one page", BreakdownQuerySchema, BreakdownSchema
+    ),
+    "/stats/realtime": question("Events and users of the last minutes", SiteQuerySchema, RealtimeSchema),
+    # Without site_id and date it gives the totals of every site.
+    "/health/pipeline": question(
+        "Queue, event counts, rollup backlog and lag",
+        PeriodQuerySchema(only=("site_id", "date"), partial=True),
+        PipelineSchema,
+    ),
+    "/health": health_operation("reporting", "MongoDB"),
+}
+
+
+def document() -> dict[str, Any]:
+    return build_document(
+        "Analytics reporting", "Answers questions about the stored events of a site.", PATHS
+    )
