@@ -112,3 +112,21 @@ def reporting_url(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
 def pipeline(worker: ManagedProcess, ingestion_url: str, reporting_url: str) -> dict[str, str]:
     """The whole pipeline running: the URLs of ingestion and reporting."""
     return {"ingestion": ingestion_url, "reporting": reporting_url}
+
+
+FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> list[str]:
+    """Lines a test adds to the end of the run's output: what it measured (fuzz cases, soak
+    figures), shown even when it passes."""
+    return request.config.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,94 @@
+"""Fuzzing both running services from their own `/openapi.json` with schemathesis: no input,
+valid or not, gets a 5xx, and every error body is in the contract's shape.
+
+Bounded: MAX_EXAMPLES cases per operation and generation mode (valid and invalid inputs), each
+request within REQUEST_TIMEOUT seconds; the counts are printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import Case, CheckContext, GenerationMode, Response
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+# Enough for each operation to meet missing, wrong-typed, overlong and edge-of-range values
+# of each field, in a minute or so for both services on a quiet two-core machine.
+MAX_EXAMPLES = 30
+REQUEST_TIMEOUT = 15
+
+
+def error_body_in_contract_shape(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Every 4xx and 5xx is JSON `{"status": "error", "message": ...}`, with `errors` an object
+    when present."""
+    if response.status_code < 400:
+        return None
+    body: Any = response.json()
+    assert isinstance(body, dict), f"error body is not a JSON object: {response.text[:200]!r}"
+    assert body.get("status") == "error", f"error body without status 'error': {body}"
+    assert isinstance(body.get("message"), str), f"error body without a message: {body}"
+    assert body["message"], f"error body with an empty message: {body}"
+    assert isinstance(body.get("errors", {}), dict), f"error body's errors is not an object: {body}"
+    return True
+
+
+CHECKS = [
+    not_a_server_error,
+    error_body_in_contract_shape,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def case_counts(figures: list[str]) -> Iterator[dict[str, Counter[str]]]:
+    """Cases run per service, by response status; printed once the module is done."""
+    counts: dict[str, Counter[str]] = {"ingestion": Counter(), "reporting": Counter()}
+    yield counts
+    for service, statuses in counts.items():
+        by_status = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
+        figures.append(f"fuzz {service}: {sum(statuses.values())} cases ({by_status})")
+
+
+bounded = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,  # a shared machine's pauses are no failure; REQUEST_TIMEOUT bounds a hang
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
+@pytest.mark.parametrize("service", ["ingestion", "reporting"])
+def test_service_answers_any_input_without_5xx_and_in_the_contract_shape(
+    service: str, mode: GenerationMode, pipeline: dict[str, str], case_counts: dict[str, Counter[str]]
+) -> None:
+    """Every operation of the service's document, with inputs that follow it (`positive`) or
+    break it (`negative`). On ingestion, with the worker running, the valid events flow on
+    through the whole pipeline."""
+    schema = schemathesis.openapi.from_url(f"{pipeline[service]}/openapi.json", timeout=REQUEST_TIMEOUT)
+    counts = case_counts[service]
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()  # the document is valid: tests/unit/test_openapi.py
+        operation = result.ok()
+        if mode is GenerationMode.NEGATIVE and not (len(operation.query) or len(operation.body)):
+            continue  # nothing to break
+
+        @bounded
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def fuzz(case: Case) -> None:
+            response = case.call_and_validate(checks=CHECKS, timeout=REQUEST_TIMEOUT)
+            counts[str(response.status_code)] += 1
+
+        fuzz()
