@@ -90,22 +90,40 @@ def worker(service_env: dict[str, str], run_dir: Path) -> Iterator[ManagedProces
     process.stop()
 
 
-def serve(app: str, env: dict[str, str], run_dir: Path, name: str | None = None) -> Iterator[str]:
+@pytest.fixture(scope="session")
+def service_processes() -> dict[str, ManagedProcess]:
+    """The running services' gunicorn masters by name, for tests that watch their memory."""
+    return {}
+
+
+def serve(
+    app: str,
+    env: dict[str, str],
+    run_dir: Path,
+    processes: dict[str, ManagedProcess] | None = None,
+    name: str | None = None,
+) -> Iterator[str]:
     """Run one service until the fixture ends; yield its URL once it reports healthy."""
     process, url = start_service(app, env, run_dir, name)
+    if processes is not None:
+        processes[app] = process
     wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{app} health")
     yield url
     process.stop()
 
 
 @pytest.fixture(scope="session")
-def ingestion_url(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
-    yield from serve("ingestion", service_env, run_dir)
+def ingestion_url(
+    service_env: dict[str, str], run_dir: Path, service_processes: dict[str, ManagedProcess]
+) -> Iterator[str]:
+    yield from serve("ingestion", service_env, run_dir, service_processes)
 
 
 @pytest.fixture(scope="session")
-def reporting_url(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
-    yield from serve("reporting", service_env, run_dir)
+def reporting_url(
+    service_env: dict[str, str], run_dir: Path, service_processes: dict[str, ManagedProcess]
+) -> Iterator[str]:
+    yield from serve("reporting", service_env, run_dir, service_processes)
 
 
 @pytest.fixture(scope="session")
