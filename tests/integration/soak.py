@@ -176,11 +176,7 @@ class Mix:
         return self.bad_event("deep nesting", b"[" * 20_000 + b"]" * 20_000)
 
     def huge_body(self) -> Shot:
-        # Four times the event limit: large enough to be refused, small enough that the client
-        # has written it before the service answers (see the report on larger bodies).
-        return self.bad_event(
-            "huge body", json.dumps({**self.good_event(), "path": "/" + "x" * 256 * 1024}).encode(), 413
-        )
+        return self.bad_event("huge body", huge_event(), 413)
 
     def gzip_bomb(self) -> Shot:
         return Shot("gzip bomb", "ingestion", "/events", 413, small_bomb(), encoding="gzip")
@@ -206,6 +202,13 @@ class Mix:
             [{"site_id": site, "date": "2025-02-30"}, {"site_id": site, "date": DAYS[0], "tz": "America"}, {}]
         )
         return Shot("bad question", "reporting", "/stats", 400, params=params)
+
+
+@functools.cache
+def huge_event() -> bytes:
+    """An event of 2 MiB, sent whole before the answer is read, as ordinary clients do; built
+    once and shared by every shot of its kind."""
+    return json.dumps(make_event(path="/" + "x" * 2 * MIB)).encode()
 
 
 @functools.cache
