@@ -17,9 +17,9 @@ from tests.integration.soak import DAYS, Mix, Tally, offer
 from tools.factories import new_site_id
 from tools.processes import ManagedProcess, wait_until
 
-# Requests a second: what the two-core machine serves with the whole stack (both services,
-# worker, Redis, FerretDB and this client) with room to spare, so a busy machine does not
-# turn the soak into an overload test.
+# Requests a second: the services answer it in tens of milliseconds on the two-core machine
+# with the whole stack (both services, worker, Redis, FerretDB) and this client on it, so a
+# soak, not an overload test; a busy machine's worker may fall behind and catch up after.
 RATE = 60
 WARMUP_SECONDS = 10
 SOAK_SECONDS = 50
