@@ -46,7 +46,7 @@ class Shot:
 
 @dataclass
 class Tally:
-    """What the load did: answers by status and kind, events accepted by (site, day), and the
+    """What the load did: answers by status, events accepted by (site, day), latencies, and the
     answers that were not what their kind must get."""
 
     statuses: Counter[int] = field(default_factory=Counter)
@@ -87,7 +87,7 @@ class Mix:
             (self.batch, 8),
             (self.mixed_batch, 4),
             (self.beacon, 4),
-            (self.gzip_event, 4),
+            (self.gzip_batch, 4),
             (self.malformed_json, 3),
             (self.missing_fields, 3),
             (self.bad_timestamp, 3),
@@ -142,7 +142,7 @@ class Mix:
         body = json.dumps(event).encode()
         return Shot("beacon", "ingestion", "/event", 200, body, "text/plain", events=self.counted([event]))
 
-    def gzip_event(self) -> Shot:
+    def gzip_batch(self) -> Shot:
         events = [self.good_event() for _ in range(3)]
         body = gzip.compress(json.dumps(events).encode())
         return Shot(
