@@ -13,6 +13,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, current_app, jsonify
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from app.access.guard import public
+
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1"
 DOCUMENT_KEY = "openapi_document"
@@ -106,6 +108,7 @@ def serve_document(bp: Blueprint, build: Callable[[], dict[str, Any]]) -> None:
     """Add `GET /openapi.json` to `bp`: the document `build()` gives, built once per app."""
 
     @bp.get("/openapi.json")
+    @public  # the contract is no secret: clients read it before they hold a key
     def openapi_document() -> Response:
         if DOCUMENT_KEY not in current_app.extensions:
             current_app.extensions[DOCUMENT_KEY] = build()

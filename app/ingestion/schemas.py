@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,14 +15,25 @@ from app.errors import MISSING_MESSAGE
 
 # The most events one `POST /events` may carry (the contract's figure, not a setting).
 MAX_BATCH_EVENTS = 500
-# \A and \Z: `$` would also match before a final newline, and let "site\n" through.
-NO_CONTROL_CHARACTERS = validate.Regexp(
-    r"\A[^\x00-\x1f\x7f]*\Z", error="Must not contain control characters."
-)
+
+
+class WholeText(validate.Regexp):
+    """A pattern the whole string must match. `re.match` lets `$` match before a final
+    newline (it let "site\n" through); `fullmatch` does not, and the pattern itself stays one
+    that JSON Schema's regular expressions read the same way, for the OpenAPI document."""
+
+    def __call__(self, value: Any) -> Any:
+        pattern: re.Pattern[Any] = self.regex
+        if pattern.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+NO_CONTROL_CHARACTERS = WholeText(r"^[^\x00-\x1f\x7f]*$", error="Must not contain control characters.")
 # A lone UTF-16 surrogate (`"\ud83d"`: a JavaScript substring that cut an emoji in half) is
 # valid JSON but no Unicode text: it cannot be written to the queue or stored.
-NO_LONE_SURROGATES = validate.Regexp(
-    r"\A[^\ud800-\udfff]*\Z", error="Must be valid Unicode text (it holds half of a UTF-16 surrogate pair)."
+NO_LONE_SURROGATES = WholeText(
+    r"^[^\ud800-\udfff]*$", error="Must be valid Unicode text (it holds half of a UTF-16 surrogate pair)."
 )
 TEXT = [NO_CONTROL_CHARACTERS, NO_LONE_SURROGATES]
 
