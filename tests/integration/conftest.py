@@ -17,6 +17,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from tests.integration.keyed import Keyed, keyed_services
 from tools.factories import FIXED_DATES_ENV
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
@@ -148,3 +149,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.section("figures")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def keyed(service_env: dict[str, str], run_dir: Path, worker: ManagedProcess) -> Iterator[Keyed]:
+    """Ingestion and reporting in AUTH_MODE=keys with two registered sites (see keyed.py);
+    the worker stores their events."""
+    yield from keyed_services(service_env, run_dir)

@@ -1,0 +1,75 @@
+"""The services in AUTH_MODE=keys, with sites registered and keys made by the real `flask`
+CLI: shared by the access tests and the browser test (the `keyed` fixture in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.processes import PYTHON_BIN, STARTUP_TIMEOUT, ManagedProcess, http_ok, start_service, wait_until
+
+# Short, so that the tests of a site added and a key revoked while the services run need
+# not wait long.
+REFRESH_SECONDS = 0.5
+KEY_CACHE_SECONDS = 1
+
+
+def flask(env: dict[str, str], *args: str) -> str:
+    """Run `flask --app wsgi:ingestion ARGS` as an operator would; return its output."""
+    done = subprocess.run(
+        [str(PYTHON_BIN / "flask"), "--app", "wsgi:ingestion", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+@dataclass
+class Keyed:
+    """The services in keys mode, with two registered sites and their read keys."""
+
+    env: dict[str, str]
+    ingestion: str
+    reporting: str
+    shop: str  # site ids: unique per run, the session's database is shared; domains
+    blog: str  # allowed.test and localhost for the shop, blog.test for the blog
+    shop_key: str
+    blog_key: str
+    operator_key: str
+
+
+def keyed_services(service_env: dict[str, str], run_dir: Path) -> Iterator[Keyed]:
+    """Register the two sites, start ingestion and reporting in keys mode, and stop them
+    when the caller is done."""
+    env = {
+        **service_env,
+        "AUTH_MODE": "keys",
+        "REGISTRY_REFRESH_SECONDS": str(REFRESH_SECONDS),
+        "KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
+    }
+    suffix = uuid.uuid4().hex[:8]
+    shop, blog = f"shop-{suffix}", f"blog-{suffix}"
+    flask(env, "site", "add", shop, "--domain", "allowed.test", "--domain", "localhost")
+    flask(env, "site", "add", blog, "--domain", "blog.test")
+    shop_key, blog_key, operator_key = (
+        flask(env, "key", "create", *args).splitlines()[-1] for args in ([shop], [blog], ["--operator"])
+    )
+    # Registered before the services start, so every process's first snapshot holds them.
+    ingestion, ingestion_url = start_healthy("ingestion", env, run_dir)
+    reporting, reporting_url = start_healthy("reporting", env, run_dir)
+    yield Keyed(env, ingestion_url, reporting_url, shop, blog, shop_key, blog_key, operator_key)
+    ingestion.stop()
+    reporting.stop()
+
+
+def start_healthy(app: str, env: dict[str, str], run_dir: Path) -> tuple[ManagedProcess, str]:
+    process, url = start_service(app, env, run_dir, name=f"{app}-keys")
+    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{app} (keys) health")
+    return process, url
