@@ -29,12 +29,17 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 local-servers: $(if $(REDIS_URL),,redis-server-bin) $(if $(MONGO_URI),,mongo-bin)
 
-.PHONY: redis-server-bin mongo-bin local-servers
+.PHONY: redis-server-bin mongo-bin local-servers chromium-bin
 redis-server-bin:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 mongo-bin:
 	@command -v mongod >/dev/null || $(MAKE) --no-print-directory $(FERRETDB)
+
+# The browser test (tests/integration/test_browser.py) drives Debian's Chromium through its
+# matching chromedriver; Selenium is not let to download a browser or a driver of its own.
+chromium-bin:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 $(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
 	cd tools/ferretdb && go build -o ../../$(FERRETDB) .
@@ -84,7 +89,7 @@ replay-set-aside: install ## Give the compactor again the rollup entries it set 
 rebuild-rollups: install ## Recompute rollups from raw events: SITE_ID=... START=YYYY-MM-DD [END=YYYY-MM-DD]
 	$(VENV)/bin/flask --app wsgi:reporting rebuild-rollups --site-id "$(SITE_ID)" --start "$(START)" $(if $(END),--end "$(END)")
 
-test: install local-servers ## Run the whole test suite (unit, then integration on real servers)
+test: install local-servers chromium-bin ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest
 
 test-unit: install ## Run only the unit tests (no servers)
