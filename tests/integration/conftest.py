@@ -155,4 +155,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 def keyed(service_env: dict[str, str], run_dir: Path, worker: ManagedProcess) -> Iterator[Keyed]:
     """Ingestion and reporting in AUTH_MODE=keys with two registered sites (see keyed.py);
     the worker stores their events."""
-    yield from keyed_services(service_env, run_dir)
+    with keyed_services(service_env, run_dir) as keyed:
+        yield keyed

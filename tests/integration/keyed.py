@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,10 @@ class Keyed:
     operator_key: str
 
 
+@contextmanager
 def keyed_services(service_env: dict[str, str], run_dir: Path) -> Iterator[Keyed]:
     """Register the two sites, start ingestion and reporting in keys mode, and stop them
-    when the caller is done."""
+    when the block ends."""
     env = {
         **service_env,
         "AUTH_MODE": "keys",
@@ -64,9 +66,11 @@ def keyed_services(service_env: dict[str, str], run_dir: Path) -> Iterator[Keyed
     # Registered before the services start, so every process's first snapshot holds them.
     ingestion, ingestion_url = start_healthy("ingestion", env, run_dir)
     reporting, reporting_url = start_healthy("reporting", env, run_dir)
-    yield Keyed(env, ingestion_url, reporting_url, shop, blog, shop_key, blog_key, operator_key)
-    ingestion.stop()
-    reporting.stop()
+    try:
+        yield Keyed(env, ingestion_url, reporting_url, shop, blog, shop_key, blog_key, operator_key)
+    finally:
+        ingestion.stop()
+        reporting.stop()
 
 
 def start_healthy(app: str, env: dict[str, str], run_dir: Path) -> tuple[ManagedProcess, str]:
