@@ -22,6 +22,7 @@ WORKER = "Worker"
 REPORTING = "Reporting"
 ACCESS = "Access"
 AUTH_MODES = ("keys", "open")
+LIMITS = "Rate limits and back-pressure"
 PROCESSES = "Processes (also read by the Procfile and docker-compose.yml)"
 
 
@@ -122,6 +123,47 @@ class Settings:
         "Event types one rollup keeps, counted exactly; later types are counted together, apart. "
         "Each type kept holds its own users' bitmap, which grows with the site's users.",
     )
+    rate_limit_storage_url: str = setting(
+        "",
+        LIMITS,
+        "Redis holding the rate-limit counters; empty: `REDIS_URL`. `memory://` counts in each "
+        "process instead (limits then apply per process).",
+    )
+    ingestion_rate_limit: str = setting(
+        "200/second",
+        LIMITS,
+        "Requests per client address to `POST /event(s)` (`N/second`, `N/minute`, several "
+        "separated by `;`; `off`: no limit).",
+    )
+    site_rate_limit: str = setting(
+        "1000/second",
+        LIMITS,
+        "Ingestion requests carrying events of one site, from all addresses (`off`: no limit).",
+    )
+    reporting_rate_limit: str = setting(
+        "20/second",
+        LIMITS,
+        "Reporting requests per key (the `Authorization` header), or per address without one "
+        "(`off`: no limit).",
+    )
+    trusted_proxies: str = setting(
+        "",
+        LIMITS,
+        "Comma-separated addresses or CIDRs of your reverse proxies. Only then is the client "
+        "address read from `X-Forwarded-For` (its rightmost address not in this set).",
+    )
+    queue_high_water: int = setting(
+        50000,
+        LIMITS,
+        "Messages waiting in the Celery queue above which ingestion answers 503 and `/health` "
+        "says why (0: no mark).",
+    )
+    redis_memory_high_water: float = setting(
+        0.9,
+        LIMITS,
+        "Share of Redis's `maxmemory` above which ingestion answers 503, leaving workers the rest "
+        "to drain the queue (1: refuse only when Redis itself does).",
+    )
     cache_live_seconds: int = setting(
         2, REPORTING, "Longest life of a cached reporting answer whose period includes today; 0: no caching."
     )
@@ -154,6 +196,29 @@ class Settings:
         "working within this time.",
     )
     bind_host: str = setting("0.0.0.0", PROCESSES, "Address the services and Flower listen on.")
+    ingestion_host: str = setting(
+        "0.0.0.0",
+        PROCESSES,
+        "Address the ingestion service listens on: every interface, browsers post to it.",
+    )
+    reporting_host: str = setting(
+        "127.0.0.1",
+        PROCESSES,
+        "Address the reporting service listens on; loopback unless you put it behind a proxy or "
+        "open it on purpose (`0.0.0.0`).",
+    )
+    flower_host: str = setting(
+        "127.0.0.1",
+        PROCESSES,
+        "Address Flower listens on; beyond loopback it refuses to start without `FLOWER_BASIC_AUTH`.",
+    )
+    redis_maxmemory: str = setting(
+        "1gb",
+        PROCESSES,
+        "`maxmemory` of the Redis that `make services` and docker compose start, with "
+        "`maxmemory-policy noeviction`: when full, Redis refuses writes (ingestion answers 503) "
+        "instead of dropping queued events.",
+    )
     ingestion_port: int = setting(3000, PROCESSES, "Port of the ingestion service.")
     reporting_port: int = setting(4000, PROCESSES, "Port of the reporting service.")
     flower_port: int = setting(5555, PROCESSES, "Port of Flower.")
@@ -164,8 +229,8 @@ class Settings:
     flower_basic_auth: str = setting(
         "",
         PROCESSES,
-        "`user:password` for Flower (comma-separate several). Empty: Flower has no login, and its "
-        "HTTP API also needs `FLOWER_UNAUTHENTICATED_API=true`.",
+        "`user:password` for Flower (comma-separate several). Empty: Flower has no login (allowed "
+        "on loopback only), and its HTTP API also needs `FLOWER_UNAUTHENTICATED_API=true`.",
     )
     flower_unauthenticated_api: str = setting(
         "", PROCESSES, "Flower's own option: `true` lets its HTTP API answer without a login."

@@ -11,14 +11,17 @@ import os
 import shutil
 from pathlib import Path
 
+from app.settings import Settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FERRETDB = PROJECT_ROOT / ".local" / "bin" / "ferretdb"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "var"
 DEFAULT_PORTS = {"redis": 6379, "mongo": 27017}
 
 
-def redis_argv(port: int, data_dir: Path) -> list[str]:
-    """redis-server on loopback with the append-only file fsynced before every reply."""
+def redis_argv(port: int, data_dir: Path, maxmemory: str | None = None) -> list[str]:
+    """redis-server on loopback with the append-only file fsynced before every reply, and a
+    memory bound (default: REDIS_MAXMEMORY)."""
     return [
         "redis-server",
         "--bind", "127.0.0.1",
@@ -28,6 +31,9 @@ def redis_argv(port: int, data_dir: Path) -> list[str]:
         # "Accepted means kept": an enqueue is on disk before Redis confirms it.
         "--appendfsync", "always",
         "--save", "",
+        # Full, Redis refuses writes (ingestion answers 503) instead of evicting queued events.
+        "--maxmemory", maxmemory or Settings.from_env().redis_maxmemory,
+        "--maxmemory-policy", "noeviction",
         "--daemonize", "no",
     ]  # fmt: skip
 

@@ -1,4 +1,8 @@
-"""Flower watches the real worker, behind basic auth taken from the environment."""
+"""Flower watches the real worker, behind basic auth taken from the environment, started by
+the launcher `make flower` and docker compose use (tasks/flower.py)."""
+
+import sys
+import time
 
 import pytest
 import requests
@@ -6,22 +10,34 @@ import requests
 from app.queue import PERSIST_TASK
 from tests.integration.client import post_event
 from tools.factories import make_event, new_site_id
-from tools.processes import ManagedProcess, celery_argv, free_port, port_open, wait_until
+from tools.processes import ManagedProcess, free_port, port_open, wait_until
 
 AUTH = ("flower-admin", "s3cret")
 
 
-@pytest.fixture(scope="module")
-def flower_url(service_env, run_dir, worker):
+def start_flower(name, service_env, run_dir, **settings):
+    """The launcher with FLOWER_* settings on a free loopback port; (process, port)."""
     port = free_port()
-    env = {**service_env, "FLOWER_BASIC_AUTH": ":".join(AUTH)}
-    process = ManagedProcess(
-        "flower", celery_argv("flower", "--address=127.0.0.1", f"--port={port}"), env, run_dir
-    )
-    process.start()
-    wait_until(lambda: port_open(port), 60, "flower")
+    env = {**service_env, "FLOWER_HOST": "127.0.0.1", "FLOWER_PORT": str(port), **settings}
+    process = ManagedProcess(name, [sys.executable, "-m", "tasks.flower"], env, run_dir).start()
+    return process, port
+
+
+def serve_flower(name, service_env, run_dir, **settings):
+    process, port = start_flower(name, service_env, run_dir, **settings)
+    wait_until(lambda: port_open(port), 60, name)
     yield f"http://127.0.0.1:{port}"
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def flower_url(service_env, run_dir, worker):
+    yield from serve_flower("flower", service_env, run_dir, FLOWER_BASIC_AUTH=":".join(AUTH))
+
+
+@pytest.fixture(scope="module")
+def flower_without_credentials_url(service_env, run_dir):
+    yield from serve_flower("flower-open", service_env, run_dir, FLOWER_BASIC_AUTH="")
 
 
 def test_flower_lists_the_running_worker(flower_url):
@@ -34,6 +50,31 @@ def test_flower_lists_the_running_worker(flower_url):
 
 def test_flower_refuses_requests_without_credentials(flower_url):
     assert requests.get(f"{flower_url}/api/workers", timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize("header", ["Basic .", "Basic Og==", "Basic "])
+def test_flower_refuses_empty_credentials(flower_url, header):
+    response = requests.get(f"{flower_url}/api/workers", headers={"Authorization": header}, timeout=10)
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("header", ["Basic .", "Basic Og=="])
+def test_an_empty_flower_basic_auth_is_no_credential_that_an_empty_login_matches(
+    flower_without_credentials_url, header
+):
+    """Without credentials the control API stays shut (it needs FLOWER_UNAUTHENTICATED_API)."""
+    url = f"{flower_without_credentials_url}/api/workers"
+    assert requests.get(url, headers={"Authorization": header}, timeout=10).status_code == 401
+
+
+def test_flower_without_credentials_refuses_to_listen_beyond_loopback(service_env, run_dir):
+    process, port = start_flower("flower-exposed", service_env, run_dir, FLOWER_HOST="0.0.0.0")
+    wait_until(lambda: not process.running(), 60, "the launcher to refuse")
+    assert process.process is not None
+    assert process.process.returncode != 0
+    assert "FLOWER_BASIC_AUTH=user:password" in process.log()
+    time.sleep(0.5)
+    assert not port_open(port)
 
 
 def test_flower_sees_the_tasks_of_a_worker_that_sends_no_events_until_watched(flower_url, pipeline):

@@ -62,3 +62,21 @@ def test_the_image_installs_the_runtime_requirements_and_no_test_tooling():
     assert "pip install --no-cache-dir -r requirements.txt" in (ROOT / "Dockerfile").read_text()
     for tool in ("pytest", "mongomock", "fakeredis", "ruff", "mypy", "hypothesis", "honcho"):
         assert tool not in runtime, tool
+
+
+def test_reporting_and_flower_are_published_on_loopback_only():
+    for name in ["reporting", "flower"]:
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
+    assert SERVICES["ingestion"]["ports"] == ["${INGESTION_PORT:-3000}:3000"]
+
+
+def test_containers_listen_on_every_interface_behind_their_published_ports():
+    environment = COMPOSE["x-app"]["environment"]
+    for variable in ["INGESTION_HOST", "REPORTING_HOST", "FLOWER_HOST"]:
+        assert environment[variable] == "0.0.0.0", variable
+
+
+def test_redis_refuses_writes_when_full_instead_of_evicting_queued_events():
+    command = SERVICES["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--maxmemory") + 1] == "${REDIS_MAXMEMORY:-1gb}"

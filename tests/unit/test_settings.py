@@ -63,3 +63,10 @@ def test_every_setting_has_a_group_and_a_help_text():
     for item in fields(Settings):
         assert item.metadata["group"], item.name
         assert item.metadata["help"].endswith("."), item.name
+
+
+def test_only_ingestion_listens_beyond_loopback_by_default():
+    settings = Settings.from_env({})
+    assert settings.ingestion_host == "0.0.0.0"
+    assert settings.reporting_host == "127.0.0.1"
+    assert settings.flower_host == "127.0.0.1"

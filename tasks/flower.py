@@ -1,0 +1,72 @@
+"""Start Flower safely: `python -m tasks.flower` (what `make flower` and docker compose run).
+
+Flower 2.2 reads an empty `FLOWER_BASIC_AUTH` as one empty credential, which an
+`Authorization: Basic .` header matches; and its HTTP API can shut workers down. So the
+launcher passes credentials only when there are some, and refuses to let a Flower without
+them listen beyond loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping
+
+from app.settings import Settings
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+class UnsafeFlowerError(Exception):
+    """Flower would listen where anyone could drive it."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def command(settings: Settings, environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Flower's argv and environment; raises UnsafeFlowerError with what to change."""
+    credentials = settings.flower_basic_auth
+    if credentials and not all(user and password for user, _, password in _pairs(credentials)):
+        raise UnsafeFlowerError(
+            "FLOWER_BASIC_AUTH must be user:password (comma-separated), each part non-empty"
+        )
+    if not credentials and not is_loopback(settings.flower_host):
+        raise UnsafeFlowerError(
+            f"Flower would listen on {settings.flower_host} without a login: set "
+            "FLOWER_BASIC_AUTH=user:password, or FLOWER_HOST=127.0.0.1"
+        )
+    argv = [
+        sys.executable, "-m", "celery", "-A", "tasks.worker", "flower",
+        f"--address={settings.flower_host}",
+        f"--port={settings.flower_port}",
+    ]  # fmt: skip
+    if credentials:
+        argv.append(f"--basic_auth={credentials}")
+    # Flower reads FLOWER_* variables itself; an empty one would be read as a value.
+    env = {name: value for name, value in environ.items() if not (name.startswith("FLOWER_") and not value)}
+    env.pop("FLOWER_BASIC_AUTH", None)  # passed as the option above, or absent on purpose
+    return argv, env
+
+
+def _pairs(credentials: str) -> list[tuple[str, str, str]]:
+    return [credential.partition(":") for credential in credentials.split(",")]
+
+
+def main() -> None:
+    try:
+        argv, env = command(Settings.from_env(), os.environ)
+    except UnsafeFlowerError as error:
+        sys.exit(f"flower: not started: {error}")
+    os.execvpe(argv[0], argv, env)
+
+
+if __name__ == "__main__":
+    main()
