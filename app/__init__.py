@@ -18,6 +18,7 @@ from app.commands import (
 from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, redis_store
 from app.ingestion import bp as ingestion_bp
+from app.ratelimit import init_limits
 from app.settings import Settings
 from app.store import sites
 
@@ -54,6 +55,8 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
     mongo.init_app(app, settings)
     if service in CELERY_SERVICES:
         celery_init_app(app, settings)
+    if service in HTTP_SERVICES:
+        init_limits(app, settings, service)
 
 
 def register_access(app: Flask, settings: Settings, service: Service) -> None:

@@ -23,6 +23,7 @@ from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
 from app.openapi import serve_document
 from app.queue.publish import enqueue_events
+from app.ratelimit import hit_sites
 from app.settings import current_settings
 
 # A request waits at most this many broker timeouts for its batch: one enqueue (bounded
@@ -42,7 +43,9 @@ committer = GroupCommitter(
 
 
 def queue_events(messages: list[dict[str, Any]]) -> None:
-    """Return once the events are in the broker; raise if they could not be queued."""
+    """Return once the events are in the broker; raise if they could not be queued, or if
+    one of their sites is over its rate limit."""
+    hit_sites(message["site_id"] for message in messages)
     committer.submit(messages, timeout=COMMIT_TIMEOUT_FACTOR * current_settings().broker_timeout_seconds)
 
 

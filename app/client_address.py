@@ -1,0 +1,57 @@
+"""The address of the client behind a request, for rate limits and the access log.
+
+`X-Forwarded-For` is believed only from the reverse proxies the operator names in
+TRUSTED_PROXIES: anyone else can write any address there. Each proxy appends the address it
+got the request from, so the client is the rightmost address that is not one of ours.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from flask import current_app, request
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(setting: str) -> tuple[Network, ...]:
+    """TRUSTED_PROXIES as networks: comma-separated addresses or CIDRs."""
+    networks = []
+    for item in filter(None, (part.strip() for part in setting.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as error:
+            raise ValueError(f"TRUSTED_PROXIES: {item!r} is not an address or a CIDR") from error
+    return tuple(networks)
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool | None:
+    """Whether `address` is one of the proxies; None when it is no address at all."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return any(ip in network for network in networks)
+
+
+def client_address(remote_addr: str, forwarded_for: str | None, networks: Sequence[Network]) -> str:
+    """The rightmost address, walking from the peer back through `X-Forwarded-For`, that is
+    not a trusted proxy; the last trusted one if a hop is no address (forged or broken)."""
+    client = remote_addr
+    if not networks or not forwarded_for or not _trusted(remote_addr, networks):
+        return client
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        trusted = _trusted(hop, networks)
+        if trusted is None:
+            return client
+        client = hop
+        if not trusted:
+            return client
+    return client
+
+
+def request_client_address() -> str:
+    """The client address of the current request (TRUSTED_PROXIES of the current app)."""
+    networks: tuple[Network, ...] = current_app.extensions["trusted_proxies"]
+    return client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"), networks)

@@ -1,0 +1,79 @@
+"""Rate limits on the real services, counted in the real Redis across gunicorn's workers."""
+
+from functools import partial
+
+import pytest
+import requests
+
+from tests.integration.client import TIMEOUT, post_event
+from tools.factories import make_event, new_site_id
+from tools.processes import STARTUP_TIMEOUT, http_ok, start_service, wait_until
+
+LIMIT = 5
+
+
+@pytest.fixture(scope="module")
+def limited(service_env, run_dir):
+    """Ingestion and reporting with low limits: {"ingestion": url, "reporting": url}."""
+    env = {
+        **service_env,
+        "INGESTION_RATE_LIMIT": f"{LIMIT}/minute",
+        "SITE_RATE_LIMIT": f"{LIMIT}/minute",
+        "REPORTING_RATE_LIMIT": f"{LIMIT}/minute",
+        "TRUSTED_PROXIES": "127.0.0.1",
+    }
+    urls, processes = {}, []
+    for app in ("ingestion", "reporting"):
+        process, urls[app] = start_service(app, env, run_dir, name=f"{app}-limited")
+        processes.append(process)
+    for app, url in urls.items():
+        wait_until(partial(http_ok, f"{url}/health"), STARTUP_TIMEOUT, f"{app} health")
+    yield urls
+    for process in processes:
+        process.stop()
+
+
+def assert_rate_limited(response):
+    assert response.status_code == 429, response.text
+    assert response.json()["status"] == "error"
+    assert response.headers["RateLimit-Limit"] == str(LIMIT)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["RateLimit-Reset"] == response.headers["Retry-After"]
+
+
+def test_a_client_over_its_rate_gets_429_and_others_are_still_served(limited):
+    """Behind the trusted proxy (the test itself), each forwarded client has its own count."""
+    url = f"{limited['ingestion']}/event"
+
+    def send(client):
+        event = make_event(site_id=new_site_id())
+        return requests.post(url, json=event, headers={"X-Forwarded-For": client}, timeout=TIMEOUT)
+
+    assert [send("203.0.113.1").status_code for _ in range(LIMIT)] == [200] * LIMIT
+    assert_rate_limited(send("203.0.113.1"))
+    assert send("203.0.113.2").status_code == 200
+
+
+def test_a_site_over_its_rate_gets_429_from_any_client(limited):
+    site_id = new_site_id()
+    url = f"{limited['ingestion']}/event"
+    statuses = [
+        requests.post(url, json=make_event(site_id=site_id), headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                      timeout=TIMEOUT).status_code
+        for n in range(LIMIT + 1)
+    ]  # fmt: skip
+    assert statuses[:LIMIT] == [200] * LIMIT
+    assert_rate_limited(post_event(limited["ingestion"], make_event(site_id=site_id)))
+
+
+def test_a_reporting_key_over_its_rate_gets_429(limited):
+    url = f"{limited['reporting']}/stats"
+    params = {"site_id": new_site_id(), "date": "2025-11-15"}
+
+    def ask(key):
+        return requests.get(url, params=params, headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT)
+
+    assert [ask("key-one").status_code for _ in range(LIMIT)] == [200] * LIMIT
+    assert_rate_limited(ask("key-one"))
+    assert ask("key-two").status_code == 200

@@ -1,0 +1,136 @@
+"""Rate limits (app/ratelimit.py): per address and per site on ingestion, per key on reporting."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from app import create_app
+from app.client_address import client_address, parse_networks
+from tools.factories import make_event
+
+NO_LIMITS = {"ingestion_rate_limit": "off", "site_rate_limit": "off", "reporting_rate_limit": "off"}
+
+
+@pytest.fixture
+def limited(settings, db, counter_store, monkeypatch):
+    """A client of a service built with the given limits (the others off)."""
+
+    def client(service, **limits):
+        app = create_app(service, replace(settings, **{**NO_LIMITS, **limits}))
+        if service == "ingestion":
+            monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", True)
+        return app.test_client()
+
+    return client
+
+
+def post(client, body, address="198.51.100.7", path="/event", **headers):
+    return client.post(
+        path, data=json.dumps(body), content_type="application/json",
+        environ_base={"REMOTE_ADDR": address}, headers=headers,
+    )  # fmt: skip
+
+
+def assert_rate_limited(response, limit):
+    assert response.status_code == 429
+    body = response.get_json()
+    assert body["status"] == "error"
+    assert "Rate limit exceeded" in body["message"]
+    assert response.headers["RateLimit-Limit"] == str(limit)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(response.headers["RateLimit-Reset"]) <= 60
+    assert response.headers["Retry-After"] == response.headers["RateLimit-Reset"]
+
+
+def test_an_address_over_its_rate_gets_429_with_the_standard_headers(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="2/minute")
+    assert [post(ingestion, make_event()).status_code for _ in range(2)] == [200, 200]
+    assert_rate_limited(post(ingestion, make_event()), 2)
+    assert post(ingestion, make_event(), address="198.51.100.8").status_code == 200
+
+
+def test_batches_count_against_the_same_address_limit(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert post(ingestion, [make_event()], path="/events").status_code == 200
+    assert_rate_limited(post(ingestion, make_event()), 1)
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert post(ingestion, make_event(), **{"X-Forwarded-For": "203.0.113.1"}).status_code == 200
+    assert post(ingestion, make_event(), **{"X-Forwarded-For": "203.0.113.2"}).status_code == 429
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", trusted_proxies="10.0.0.0/8")
+    proxy = "10.1.2.3"
+    first = {"X-Forwarded-For": "203.0.113.1"}
+    assert post(ingestion, make_event(), address=proxy, **first).status_code == 200
+    assert post(ingestion, make_event(), address=proxy, **first).status_code == 429
+    assert (
+        post(ingestion, make_event(), address=proxy, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 200
+    )
+
+
+def test_one_site_over_its_rate_gets_429_whatever_the_address(limited):
+    ingestion = limited("ingestion", site_rate_limit="2/minute")
+    busy, other = make_event(site_id="busy.example"), make_event(site_id="other.example")
+    assert post(ingestion, busy, address="198.51.100.1").status_code == 200
+    # A batch counts once for each site it carries, however many of its events.
+    assert post(ingestion, [busy, busy, other], address="198.51.100.2", path="/events").status_code == 200
+    assert_rate_limited(post(ingestion, busy, address="198.51.100.3"), 2)
+    assert post(ingestion, other).status_code == 200
+
+
+def test_reporting_limits_each_key_and_each_address_without_one(limited):
+    reporting = limited("reporting", reporting_rate_limit="2/minute")
+
+    def stats(address="198.51.100.7", **headers):
+        return reporting.get(
+            "/stats?site_id=s&date=2025-11-15", environ_base={"REMOTE_ADDR": address}, headers=headers
+        )
+
+    assert [stats(Authorization="Bearer one").status_code for _ in range(2)] == [200, 200]
+    assert_rate_limited(stats(Authorization="Bearer one"), 2)
+    assert stats(Authorization="Bearer two").status_code == 200  # same address, another key
+    assert [stats().status_code for _ in range(2)] == [200, 200]
+    assert stats().status_code == 429
+
+
+def test_health_is_never_rate_limited(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert [ingestion.get("/health").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_when_the_limits_redis_is_down_requests_pass(limited, redis_server):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute")
+    redis_server.connected = False
+    assert [post(ingestion, make_event()).status_code for _ in range(3)] != [500] * 3
+    assert {post(ingestion, make_event()).status_code for _ in range(3)} <= {200, 429}
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "trusted", "client"),
+    [
+        ("10.0.0.1", None, "", "10.0.0.1"),
+        ("10.0.0.1", "203.0.113.9", "", "10.0.0.1"),
+        ("10.0.0.1", "203.0.113.9", "10.0.0.1", "203.0.113.9"),
+        ("10.0.0.1", "1.2.3.4, 203.0.113.9", "10.0.0.0/8", "203.0.113.9"),
+        ("10.0.0.1", "203.0.113.9, 10.0.0.7", "10.0.0.0/8", "203.0.113.9"),
+        ("10.0.0.1", "10.0.0.8, 10.0.0.7", "10.0.0.0/8", "10.0.0.8"),
+        ("10.0.0.1", "not-an-address, 203.0.113.9", "10.0.0.0/8", "203.0.113.9"),
+        ("10.0.0.1", "203.0.113.9, garbage", "10.0.0.0/8", "10.0.0.1"),
+        ("192.0.2.1", "203.0.113.9", "10.0.0.0/8", "192.0.2.1"),
+        ("::1", "2001:db8::5", "::1", "2001:db8::5"),
+    ],
+)
+def test_the_client_is_the_rightmost_forwarded_address_not_a_trusted_proxy(
+    remote, forwarded, trusted, client
+):
+    assert client_address(remote, forwarded, parse_networks(trusted)) == client
+
+
+def test_a_malformed_trusted_proxy_names_the_setting():
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
+        parse_networks("10.0.0.0/8, proxy.internal")
