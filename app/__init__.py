@@ -7,6 +7,7 @@ from typing import Literal
 
 from flask import Flask
 
+from app import client_address
 from app.access.commands import key_group, site_group
 from app.access.registry import SiteRegistry
 from app.commands import (
@@ -16,7 +17,7 @@ from app.commands import (
     replay_set_aside_command,
 )
 from app.errors import register_errorhandlers
-from app.extensions import celery_init_app, mongo, redis_store
+from app.extensions import celery_init_app, mongo, probe_redis, redis_store
 from app.ingestion import bp as ingestion_bp
 from app.ratelimit import init_limits
 from app.settings import Settings
@@ -52,10 +53,12 @@ def create_app(service: Service, settings: Settings | None = None) -> Flask:
 
 def register_extensions(app: Flask, settings: Settings, service: Service) -> None:
     redis_store.init_app(app, settings)
+    probe_redis.init_app(app, settings)
     mongo.init_app(app, settings)
     if service in CELERY_SERVICES:
         celery_init_app(app, settings)
     if service in HTTP_SERVICES:
+        client_address.init_app(app, settings)
         init_limits(app, settings, service)
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from flask import current_app, request
+from flask import Flask, current_app, request
+
+from app.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Where the access log (gunicorn's `%({analytics.client}e)s`) finds the client's address.
+CLIENT_ENVIRON_KEY = "analytics.client"
 
 
 def parse_networks(setting: str) -> tuple[Network, ...]:
@@ -55,3 +59,13 @@ def request_client_address() -> str:
     """The client address of the current request (TRUSTED_PROXIES of the current app)."""
     networks: tuple[Network, ...] = current_app.extensions["trusted_proxies"]
     return client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"), networks)
+
+
+def remember_client() -> None:
+    request.environ[CLIENT_ENVIRON_KEY] = request_client_address()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Read TRUSTED_PROXIES, and note each request's client for the access log."""
+    app.extensions["trusted_proxies"] = parse_networks(settings.trusted_proxies)
+    app.before_request(remember_client)

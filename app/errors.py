@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify
 from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
 from pymongo.errors import PyMongoError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -53,8 +53,36 @@ def handle_http_exception(error: HTTPException) -> WerkzeugResponse:
     return response
 
 
-def handle_queue_unavailable(_: Exception) -> Response:
-    return error_response(503, "Event queue unavailable: the event was not accepted, please retry")
+# Seconds a client should wait before sending again an event the queue could not take: a
+# Redis restarting or answering again comes back within seconds; a backlog drains slower.
+OUTAGE_RETRY_AFTER_SECONDS = 2
+OVERLOAD_RETRY_AFTER_SECONDS = 10
+
+
+def service_unavailable(message: str, retry_after: int) -> Response:
+    response = error_response(503, message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def handle_queue_unavailable(error: Exception) -> Response:
+    if isinstance(error.__cause__, OutOfMemoryError):  # what Celery's publish wraps it in
+        return handle_queue_full(error)
+    return service_unavailable(
+        "Event queue unavailable: the event was not accepted, please retry", OUTAGE_RETRY_AFTER_SECONDS
+    )
+
+
+def handle_queue_overloaded(error: Exception) -> Response:
+    return service_unavailable(str(error), OVERLOAD_RETRY_AFTER_SECONDS)
+
+
+def handle_queue_full(_: Exception) -> Response:
+    """Redis at its maxmemory refuses writes (noeviction): nothing was queued."""
+    return service_unavailable(
+        "Event queue full (Redis is out of memory): the event was not accepted, please retry later",
+        OVERLOAD_RETRY_AFTER_SECONDS,
+    )
 
 
 def handle_registry_unavailable(_: Exception) -> Response:
@@ -76,4 +104,5 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_queue_unavailable)
     app.register_error_handler(RedisError, handle_redis_unavailable)
+    app.register_error_handler(OutOfMemoryError, handle_queue_full)
     app.register_error_handler(PyMongoError, handle_database_unavailable)

@@ -8,13 +8,15 @@ before gunicorn or Celery forks: pymongo clients are not fork-safe.
 from __future__ import annotations
 
 import os
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import redis
 from celery import Celery, Task
 from flask import Flask
 from pymongo import MongoClient
 from pymongo.database import Database
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from app.queue import transport
 from app.settings import Settings
@@ -60,12 +62,21 @@ class RedisExtension(ProcessClient[redis.Redis]):
     """Redis for health checks, counters and the ledger."""
 
     name = "redis"
+    options: ClassVar[dict[str, Any]] = {}
 
     def _connect(self, settings: Settings) -> redis.Redis:
         timeout = settings.broker_timeout_seconds
         return redis.Redis.from_url(
-            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, **self.options
         )
+
+
+class ProbeRedisExtension(RedisExtension):
+    """Redis for questions answered quickly or not at all (ingestion's health, the queue
+    watch): no retry, so a Redis that stopped answering costs one timeout, not four."""
+
+    name = "probe_redis"
+    options: ClassVar[dict[str, Any]] = {"retry": Retry(NoBackoff(), 0)}
 
 
 class MongoExtension(ProcessClient["MongoClient[dict[str, Any]]"]):
@@ -89,6 +100,7 @@ class MongoExtension(ProcessClient["MongoClient[dict[str, Any]]"]):
 
 
 redis_store = RedisExtension()
+probe_redis = ProbeRedisExtension()
 mongo = MongoExtension()
 
 

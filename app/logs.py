@@ -12,9 +12,11 @@ import logging.config
 from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-# What the services' access log records of each request: client, request line, status,
-# bytes and latency in milliseconds, never a body.
-ACCESS_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
+# What the services' access log records of each request: the client (behind trusted
+# proxies, the forwarded one), request line, status, bytes, latency in milliseconds and the
+# site(s) an ingestion request carried events of; never a body, nor a header's value. The
+# views put the client and sites in the WSGI environ, which gunicorn's `{key}e` reads.
+ACCESS_FORMAT = '%({analytics.client}e)s "%(r)s" %(s)s %(B)s %(M)sms site=%({analytics.site}e)s'
 # Celery logs each message it receives and each task that succeeds at INFO: two lines per
 # message, more than the work is worth at the default level. At debug they are kept.
 PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")

@@ -28,7 +28,7 @@ from limits import RateLimitItem, parse_many
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app.client_address import parse_networks, request_client_address
+from app.client_address import request_client_address
 from app.errors import error_response
 from app.settings import Settings
 
@@ -119,7 +119,6 @@ def handle_site_limited(error: SiteRateLimitError) -> Response:
 def init_limits(app: Flask, settings: Settings, service: str) -> None:
     """Limit ingestion per client address (and, where the views call `hit_sites`, per
     site), or reporting per key."""
-    app.extensions["trusted_proxies"] = parse_networks(settings.trusted_proxies)
     if service == "ingestion":
         key_func, limits, site_limits = (
             request_client_address,

@@ -92,6 +92,10 @@ class ManagedProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+
 
 def gunicorn_argv(app: str, port: int) -> list[str]:
     return [
@@ -126,6 +130,13 @@ class LocalServer:
 
     def kill(self) -> None:
         self.process.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing."""
+        self.process.signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.signal(signal.SIGCONT)
 
 
 def start_local_server(name: str, build_argv: Callable[[int, Path], list[str]], root: Path) -> LocalServer:

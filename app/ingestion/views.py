@@ -13,9 +13,15 @@ from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
 from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
-from app.errors import error_response, handle_queue_unavailable, handle_registry_unavailable
-from app.extensions import redis_store
-from app.ingestion import openapi
+from app.errors import (
+    error_response,
+    handle_queue_overloaded,
+    handle_queue_unavailable,
+    handle_registry_unavailable,
+)
+from app.extensions import probe_redis
+from app.ingestion import backpressure, openapi
+from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
@@ -26,9 +32,9 @@ from app.queue.publish import enqueue_events
 from app.ratelimit import hit_sites
 from app.settings import current_settings
 
-# A request waits at most this many broker timeouts for its batch: one enqueue (bounded
-# by the broker timeout and its short publish retries) plus the one queued ahead of it.
-COMMIT_TIMEOUT_FACTOR = 5
+# Where the access log (gunicorn's `%({analytics.site}e)s`) finds a request's sites.
+SITE_ENVIRON_KEY = "analytics.site"
+SITES_LOGGED = 3
 
 bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
@@ -36,17 +42,35 @@ bp.after_app_request(finish_body)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
 serve_document(bp, openapi.document)
+bp.register_error_handler(QueueOverloadedError, handle_queue_overloaded)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
 committer = GroupCommitter(
     enqueue_events, max_batch_events=MAX_BATCH_EVENTS, outage_errors=(OperationalError, RedisError)
 )
+# One per process: the latest reading of the queue's depth and Redis's memory.
+watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
 
 
 def queue_events(messages: list[dict[str, Any]]) -> None:
     """Return once the events are in the broker; raise if they could not be queued, or if
     one of their sites is over its rate limit."""
-    hit_sites(message["site_id"] for message in messages)
-    committer.submit(messages, timeout=COMMIT_TIMEOUT_FACTOR * current_settings().broker_timeout_seconds)
+    sites = sorted({message["site_id"] for message in messages})
+    request.environ[SITE_ENVIRON_KEY] = site_label(sites)
+    hit_sites(sites)
+    settings = current_settings()
+    reason = watch.overload(settings.queue_high_water, settings.redis_memory_high_water)
+    if reason:
+        raise QueueOverloadedError(reason)
+    # An enqueue takes milliseconds, so the broker timeout is reached only when Redis stopped
+    # answering; then the client must have its 503 within 2 s (API.md), the rate limits' own
+    # timeout included. The committer may stay stuck longer; the requests do not wait for it.
+    committer.submit(messages, timeout=settings.broker_timeout_seconds)
+
+
+def site_label(sites: list[str]) -> str:
+    """The sites of a request as the access log shows them: a few, and how many more."""
+    shown = ",".join(sites[:SITES_LOGGED])
+    return shown if len(sites) <= SITES_LOGGED else f"{shown},+{len(sites) - SITES_LOGGED}"
 
 
 def accepted_window() -> TimeWindow:
@@ -96,8 +120,13 @@ def batch_envelope(body: Any) -> dict[str, Any]:
 
 @bp.get("/health")
 def health() -> Response:
+    """Ok when the queue can take events: Redis answers, and neither mark is passed."""
     try:
-        redis_store.client.ping()
+        reading = backpressure.read(probe_redis.client)
     except RedisError:
         raise ServiceUnavailable("Event queue (Redis) is unreachable") from None
+    settings = current_settings()
+    reason = backpressure.overload(reading, settings.queue_high_water, settings.redis_memory_high_water)
+    if reason:
+        return handle_queue_overloaded(QueueOverloadedError(reason))
     return jsonify(status="ok", service="ingestion-service")

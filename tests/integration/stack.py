@@ -55,13 +55,23 @@ class Stack:
     reporting_url: str = ""
 
     @classmethod
-    def start(cls, root: Path) -> Stack:
+    def start(
+        cls, root: Path, redis_maxmemory: str | None = None, redis_password: str = "", **settings: str
+    ) -> Stack:
+        """`settings`: environment variables of the stack's processes, beyond FAULT_SETTINGS."""
         root.mkdir(parents=True, exist_ok=True)
-        redis = start_local_server("redis", redis_argv, root)
+
+        def redis_server(port: int, data_dir: Path) -> list[str]:
+            argv = redis_argv(port, data_dir, maxmemory=redis_maxmemory)
+            return [*argv, "--requirepass", redis_password] if redis_password else argv
+
+        redis = start_local_server("redis", redis_server, root)
         mongo = start_local_server("mongo", mongo_argv, root)
+        credentials = f":{redis_password}@" if redis_password else ""
         env = {
             **FAULT_SETTINGS,
-            "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+            **settings,
+            "REDIS_URL": f"redis://{credentials}127.0.0.1:{redis.port}/0",
             "MONGO_URI": f"mongodb://127.0.0.1:{mongo.port}/faults",
         }
         stack = cls(root, redis, mongo, env)

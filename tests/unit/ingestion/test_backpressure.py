@@ -1,0 +1,94 @@
+"""Back-pressure (app/ingestion/backpressure.py): a long queue or a nearly full Redis turns
+events away with a 503 and a reason, before anything is queued."""
+
+import json
+from dataclasses import replace
+
+import pytest
+from kombu.exceptions import OperationalError
+from redis.exceptions import OutOfMemoryError
+
+from app import create_app
+from app.ingestion import backpressure
+from app.ingestion.views import watch
+from app.queue import QUEUE
+from app.store import events as event_store
+from tools.factories import make_event
+
+
+@pytest.fixture
+def app_with(settings, db, counter_store, monkeypatch):
+    def build(**overrides):
+        app = create_app("ingestion", replace(settings, **overrides))
+        monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", True)
+        return app
+
+    return build
+
+
+def post(client, body=None, path="/event"):
+    return client.post(path, data=json.dumps(body or make_event()), content_type="application/json")
+
+
+def fill_queue(counter_store, messages):
+    counter_store.lpush(QUEUE, *[b"{}"] * messages)
+    watch.refresh()  # what the watch thread does twice a second
+
+
+def test_above_the_high_water_mark_events_get_503_with_retry_after(app_with, counter_store, db):
+    client = app_with(queue_high_water=10).test_client()
+    fill_queue(counter_store, 10)
+    for response in (post(client), post(client, [make_event()], "/events")):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"].isdigit()
+        message = response.get_json()["message"]
+        assert "10 messages waiting" in message
+        assert "not accepted" in message
+    assert db[event_store.EVENTS].count_documents({}) == 0
+
+
+def test_below_the_mark_events_are_accepted(app_with, counter_store):
+    client = app_with(queue_high_water=10).test_client()
+    fill_queue(counter_store, 9)
+    assert post(client).status_code == 200
+
+
+def test_health_says_the_backlog_is_above_the_mark(app_with, counter_store):
+    client = app_with(queue_high_water=10).test_client()
+    counter_store.lpush(QUEUE, *[b"{}"] * 12)
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "error"
+    assert "12 messages waiting" in response.get_json()["message"]
+
+
+def test_a_nearly_full_redis_refuses_events_and_health_says_so():
+    reading = backpressure.Reading(depth=0, used_memory=95, maxmemory=100)
+    reason = backpressure.overload(reading, high_water=0, memory_high_water=0.9)
+    assert reason is not None
+    assert "memory" in reason
+    assert backpressure.overload(reading, high_water=0, memory_high_water=1.0) is None
+    assert backpressure.overload(replace(reading, maxmemory=0), high_water=0, memory_high_water=0.9) is None
+
+
+def test_without_a_reading_nothing_is_refused(app_with, counter_store, redis_server):
+    client = app_with(queue_high_water=10).test_client()
+    fill_queue(counter_store, 10)
+    redis_server.connected = False
+    watch.refresh()  # a failed reading says nothing: the enqueue decides
+    assert watch.overload(10, 0.9) is None
+    assert "messages waiting" not in post(client).get_data(as_text=True)
+
+
+def test_redis_out_of_memory_on_enqueue_is_a_503_not_accepted(ingestion, monkeypatch, db):
+    def full(*args, **kwargs):
+        # Celery's publish wraps Redis's refusal so.
+        cause = OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+        raise OperationalError(str(cause)) from cause
+
+    monkeypatch.setattr("tasks.persist.persist_events.apply_async", full)
+    response = post(ingestion)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert "full" in response.get_json()["message"]
+    assert db[event_store.EVENTS].count_documents({}) == 0
