@@ -42,7 +42,15 @@ from app.queue import counters, snapshot
 from bench.worker import pid_of, process_tree_cpu
 from tools.factories import FIXED_DATES_ENV, make_event
 from tools.local_services import redis_argv
-from tools.processes import PYTHON_BIN, ROOT, ManagedProcess, free_port, port_open, wait_until
+from tools.processes import (
+    PYTHON_BIN,
+    ROOT,
+    UNLIMITED_RATES,
+    ManagedProcess,
+    free_port,
+    port_open,
+    wait_until,
+)
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 30
@@ -369,8 +377,15 @@ def run_round(rows: Sequence[Row], extra: Sequence[str], args: argparse.Namespac
         run_dir = Path(tmp)
         client = redis.Redis.from_url(redis_url)
         # Ingestion never talks to MongoDB; the URI only has to parse. The bodies carry a
-        # fixed 2025 date, hence the wide window of accepted timestamps.
-        env = {"REDIS_URL": redis_url, "MONGO_URI": f"mongodb://{HOST}:1/bench", **FIXED_DATES_ENV}
+        # fixed 2025 date, hence the wide window of accepted timestamps. No worker drains the
+        # queue here, so no high-water mark may stop the load.
+        env = {
+            **UNLIMITED_RATES,
+            **FIXED_DATES_ENV,
+            "QUEUE_HIGH_WATER": "0",
+            "REDIS_URL": redis_url,
+            "MONGO_URI": f"mongodb://{HOST}:1/bench",
+        }
         done = Round({level: [] for level in args.concurrency}, {})
         for row in rows:
             body_file = run_dir / f"body-{row.events_per_request}.json"

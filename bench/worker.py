@@ -40,6 +40,7 @@ from tools.factories import FIXED_DATES_ENV, make_message
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
     PYTHON_BIN,
+    UNLIMITED_RATES,
     ManagedProcess,
     celery_argv,
     free_port,
@@ -131,6 +132,7 @@ def servers(root: Path) -> Iterator[tuple[dict[str, str], ManagedProcess]]:
             started.append(ManagedProcess(name, build(ports[name], root / name), {}, root).start())
             wait_until(partial(port_open, ports[name]), 30, name)
         env = {
+            **UNLIMITED_RATES,
             "REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
             "MONGO_URI": f"mongodb://127.0.0.1:{ports['mongo']}/bench",
             **FIXED_DATES_ENV,  # an ingestion service started with it takes fixed 2025 dates

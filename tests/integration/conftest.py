@@ -22,6 +22,7 @@ from tools.factories import FIXED_DATES_ENV
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
     STARTUP_TIMEOUT,
+    UNLIMITED_RATES,
     ManagedProcess,
     http_ok,
     start_local_server,
@@ -68,6 +69,7 @@ ROLLUP_CAPS = {"ROLLUP_MAX_PATHS": "100", "ROLLUP_MAX_EVENT_TYPES": "4"}
 def service_env(redis_url: str, mongo_uri: str) -> dict[str, str]:
     """The environment every service process of the session gets."""
     return {
+        **UNLIMITED_RATES,
         "REDIS_URL": redis_url,
         "MONGO_URI": mongo_uri,
         "WORKER_CONCURRENCY": "2",

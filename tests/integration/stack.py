@@ -17,6 +17,7 @@ from tests.integration.client import TIMEOUT, post_event
 from tools.factories import FIXED_DATES_ENV
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
+    UNLIMITED_RATES,
     LocalServer,
     ManagedProcess,
     start_local_server,
@@ -27,6 +28,7 @@ from tools.processes import (
 
 # Short enough for a test to see a dead worker's messages come back and retries happen.
 FAULT_SETTINGS = {
+    **UNLIMITED_RATES,
     "BROKER_VISIBILITY_TIMEOUT": "5",
     "TASK_RETRY_BACKOFF_MAX": "2",
     "MONGO_TIMEOUT_MS": "1000",
