@@ -48,11 +48,12 @@ def command(settings: Settings, environ: Mapping[str, str]) -> tuple[list[str], 
         f"--address={settings.flower_host}",
         f"--port={settings.flower_port}",
     ]  # fmt: skip
-    if credentials:
-        argv.append(f"--basic_auth={credentials}")
-    # Flower reads FLOWER_* variables itself; an empty one would be read as a value.
+    # Flower reads FLOWER_* variables itself, an empty one as a value: those are dropped. The
+    # credentials stay in the environment, out of the argv that `ps` shows every local user.
     env = {name: value for name, value in environ.items() if not (name.startswith("FLOWER_") and not value)}
-    env.pop("FLOWER_BASIC_AUTH", None)  # passed as the option above, or absent on purpose
+    env.pop("FLOWER_BASIC_AUTH", None)
+    if credentials:
+        env["FLOWER_BASIC_AUTH"] = credentials
     return argv, env
 
 

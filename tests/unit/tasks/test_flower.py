@@ -16,8 +16,10 @@ def test_without_credentials_flower_gets_no_basic_auth_option_at_all():
 
 def test_credentials_and_the_configured_address_and_port_are_passed_on():
     settings = Settings(flower_basic_auth="admin:s3cret", flower_host="0.0.0.0", flower_port=5600)
-    argv, _ = flower.command(settings, {})
-    assert argv[-3:] == ["--address=0.0.0.0", "--port=5600", "--basic_auth=admin:s3cret"]
+    argv, env = flower.command(settings, {"FLOWER_BASIC_AUTH": "admin:s3cret"})
+    assert argv[-2:] == ["--address=0.0.0.0", "--port=5600"]
+    assert env["FLOWER_BASIC_AUTH"] == "admin:s3cret"
+    assert not any("s3cret" in arg for arg in argv)  # `ps` shows argv to every local user
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "flower.internal"])
