@@ -195,7 +195,6 @@ class Settings:
         "How long a reporting process trusts a read key it has verified: a revoked key stops "
         "working within this time.",
     )
-    bind_host: str = setting("0.0.0.0", PROCESSES, "Address the services and Flower listen on.")
     ingestion_host: str = setting(
         "0.0.0.0",
         PROCESSES,
