@@ -107,5 +107,9 @@ class QueueWatch:
 
     def _run(self) -> None:
         while True:
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:  # any failure: this thread is the process's only watch
+                self.latest = None
+                logger.exception("queue watch: reading failed")
             time.sleep(INTERVAL_SECONDS)

@@ -14,6 +14,7 @@ from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.store import events as event_store
 from tools.factories import make_event
+from tools.processes import wait_until
 
 
 @pytest.fixture
@@ -92,3 +93,18 @@ def test_redis_out_of_memory_on_enqueue_is_a_503_not_accepted(ingestion, monkeyp
     assert response.headers["Retry-After"].isdigit()
     assert "full" in response.get_json()["message"]
     assert db[event_store.EVENTS].count_documents({}) == 0
+
+
+def test_the_watch_survives_any_failure_of_a_reading(monkeypatch):
+    failures = [AttributeError("a connection closed under the client")]
+
+    def read() -> backpressure.Reading:
+        if failures:
+            raise failures.pop()
+        return backpressure.Reading(7, 0, 0)
+
+    monkeypatch.setattr(backpressure, "INTERVAL_SECONDS", 0.01)
+    queue_watch = backpressure.QueueWatch(read)
+    queue_watch.overload(high_water=5, memory_high_water=1.0)  # starts its thread
+    wait_until(lambda: queue_watch.latest is not None, 5, "a reading after a failed one", 0.01)
+    assert queue_watch.overload(high_water=5, memory_high_water=1.0) is not None
