@@ -11,11 +11,12 @@ import gc  # noqa: E402
 import multiprocessing  # noqa: E402
 from typing import Any  # noqa: E402
 
-from app import logs  # noqa: E402
+from app import logs, server_errors  # noqa: E402
 from app.ingestion import connection  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()
+server_errors.install()
 # gevent, one process per core (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery
 # enqueue, and group commit (app/ingestion/group_commit.py) shares one enqueue among the
 # requests waiting in a process; gevent lets a process hold hundreds of them, where gthread

@@ -77,6 +77,19 @@ OPENAPI_OPERATION = {
 }
 
 
+# Gunicorn answers these itself, before the application sees the request (a malformed request,
+# a request line or header beyond its limits), in the same error body (app/server_errors.py).
+SERVER_REFUSALS = (400, 414, 431)
+
+
+def with_server_refusals(operations: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`operations` with gunicorn's refusals added to each one's responses."""
+    return {
+        method: {**operation, "responses": {**error_responses(*SERVER_REFUSALS), **operation["responses"]}}
+        for method, operation in operations.items()
+    }
+
+
 def build_document(
     title: str,
     description: str,
@@ -100,7 +113,7 @@ def build_document(
         for name, schema in {"Error": ErrorSchema, **(schemas or {})}.items():
             spec.components.schema(name, schema=schema)
         for path, operations in {**paths, "/openapi.json": OPENAPI_OPERATION}.items():
-            spec.path(path=path, operations=operations)
+            spec.path(path=path, operations=with_server_refusals(operations))
     return spec.to_dict()
 
 

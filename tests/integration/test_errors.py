@@ -101,3 +101,18 @@ def test_an_empty_day_is_zeros_not_404(reporting_url):
         "unique_users": 0,
         "top_paths": [],
     }
+
+
+@pytest.mark.parametrize("service", ["ingestion", "reporting"])
+def test_a_request_line_over_gunicorns_limit_gets_the_error_body(pipeline, service):
+    # Refused by gunicorn before the application sees it: found by the fuzz tests.
+    response = requests.get(f"{pipeline[service]}/stats?site_id={'a' * 5000}", timeout=TIMEOUT)
+    assert response.headers["Content-Type"] == "application/json"
+    assert_error(response, 414)
+
+
+def test_a_header_over_gunicorns_limit_gets_the_error_body(ingestion_url):
+    response = requests.post(
+        f"{ingestion_url}/event", data="{}", headers={"X-Padding": "p" * 9000}, timeout=TIMEOUT
+    )
+    assert_error(response, 431)
