@@ -14,7 +14,8 @@ with a fresh Redis, and ends with each figure's median: on a shared machine one 
 be far off. Each row also shows gunicorn's CPU time per response, the machine's steal
 share meanwhile, and, where the product's enqueue ran, the events each queued message
 carried. The issue's targets are printed as met or not after each table. `--ceilings`
-adds two rows of `POST /event` with its enqueue swapped out (see bench/ceiling_app.py).
+adds two rows of `POST /event` with its enqueue swapped out (see bench/ceiling_app.py), and
+one without its rate limits, which shows what counting them in Redis costs.
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ CEILING = "bench.ceiling_app:app"
 CEILING_ROWS = (
     Row("ceiling: POST /event, no enqueue", CEILING, "/event", 1, env={"BENCH_CEILING": "none"}),
     Row("ceiling: one LPUSH, no Celery", CEILING, "/event", 1, env={"BENCH_CEILING": "lpush"}),
+    # What counting the rate limits in Redis costs row 3: the same endpoint without them.
+    Row(
+        "POST /event, rate limits off",
+        "wsgi:ingestion",
+        "/event",
+        1,
+        env={"INGESTION_RATE_LIMIT": "off", "SITE_RATE_LIMIT": "off"},
+    ),
 )
 
 
@@ -344,7 +353,11 @@ def main() -> None:
         help="hey's concurrent clients, one table per level (default: 8 64)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="passes over the rows (default 3)")
-    parser.add_argument("--ceilings", action="store_true", help="add row 3 with its enqueue swapped out")
+    parser.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="add row 3 with its enqueue swapped out, and without rate limits",
+    )
     parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class")
     parser.add_argument("--threads", type=int, help="override gunicorn.conf.py's threads")
     args = parser.parse_args()
