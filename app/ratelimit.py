@@ -72,11 +72,12 @@ class SiteLimits:
     paused_until: float = field(default=0.0)
 
     def hit(self, site_ids: Iterable[str]) -> None:
-        """Count one request for each site; raise SiteRateLimitError for the first one over."""
+        """Count one request for each of `site_ids` (distinct); raise SiteRateLimitError for
+        the first one over."""
         if not self.items or time.monotonic() < self.paused_until:
             return
         try:
-            for site_id in sorted(set(site_ids)):
+            for site_id in site_ids:
                 for item in self.items:
                     strategy = self.limiter.limiter
                     if not strategy.hit(item, "site", site_id):
@@ -90,7 +91,7 @@ class SiteLimits:
 
 
 def hit_sites(site_ids: Iterable[str]) -> None:
-    """Count this request against the limit of each site it carries events of."""
+    """Count this request against the limit of each site it carries events of (each once)."""
     site_limits: SiteLimits = current_app.extensions["site_limits"]
     site_limits.hit(site_ids)
 

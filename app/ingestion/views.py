@@ -41,8 +41,8 @@ bp.record_once(init_cors)
 bp.after_app_request(finish_body)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
-serve_document(bp, openapi.document)
 bp.register_error_handler(QueueOverloadedError, handle_queue_overloaded)
+serve_document(bp, openapi.document)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
 committer = GroupCommitter(
     enqueue_events, max_batch_events=MAX_BATCH_EVENTS, outage_errors=(OperationalError, RedisError)
@@ -56,11 +56,13 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     one of their sites is over its rate limit."""
     sites = sorted({message["site_id"] for message in messages})
     request.environ[SITE_ENVIRON_KEY] = site_label(sites)
-    hit_sites(sites)
     settings = current_settings()
+    # The overload check reads memory only; a refused request neither pays for nor uses up
+    # its sites' rate limits, which cost a Redis round trip.
     reason = watch.overload(settings.queue_high_water, settings.redis_memory_high_water)
     if reason:
         raise QueueOverloadedError(reason)
+    hit_sites(sites)
     # An enqueue takes milliseconds, so the broker timeout is reached only when Redis stopped
     # answering; then the client must have its 503 within 2 s (API.md), the rate limits' own
     # timeout included. The committer may stay stuck longer; the requests do not wait for it.

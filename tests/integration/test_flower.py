@@ -2,7 +2,6 @@
 the launcher `make flower` and docker compose use (tasks/flower.py)."""
 
 import sys
-import time
 
 import pytest
 import requests
@@ -73,7 +72,6 @@ def test_flower_without_credentials_refuses_to_listen_beyond_loopback(service_en
     assert process.process is not None
     assert process.process.returncode != 0
     assert "FLOWER_BASIC_AUTH=user:password" in process.log()
-    time.sleep(0.5)
     assert not port_open(port)
 
 

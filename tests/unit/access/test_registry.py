@@ -6,6 +6,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from app.access import registry as registry_module
 from app.access.registry import RegistryUnavailableError, SiteRegistry
+from tools.processes import wait_until
 
 
 class Source:
@@ -23,13 +24,6 @@ class Source:
         return dict(self.sites)
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_the_first_lookup_waits_for_the_first_load():
     registry = SiteRegistry(Source({"a.test": ["a.test"]}), interval=60)
     try:
@@ -45,7 +39,7 @@ def test_a_change_is_seen_within_the_refresh_interval():
     try:
         assert registry.domains("a.test") is None
         source.sites = {"a.test": ["a.test"]}
-        wait_for(lambda: registry.domains("a.test") is not None)
+        wait_until(lambda: registry.domains("a.test") is not None, 5, "the first load", 0.01)
     finally:
         registry.stop()
 
@@ -57,7 +51,7 @@ def test_the_last_snapshot_is_kept_while_mongodb_is_away():
         assert registry.domains("a.test") is not None
         source.down = True
         loads = source.loads
-        wait_for(lambda: source.loads > loads + 2)
+        wait_until(lambda: source.loads > loads + 2, 5, "more loads", 0.01)
         assert registry.domains("a.test") == frozenset({"a.test"})
     finally:
         registry.stop()
