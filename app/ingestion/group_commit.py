@@ -2,9 +2,11 @@
 
 Each request hands its events to the process's committer and waits. One committer thread
 takes everything handed in since its last enqueue and queues it as one batch (one Celery
-message), then wakes each request with the outcome. Under light load a request goes alone,
-so it waits for one enqueue as before; under heavy load the batches grow by themselves and
-the cost of an enqueue is shared, with no timer adding latency. A request is answered only
+message), then wakes each request with the outcome. Under heavy load the batches grow by
+themselves and the cost of an enqueue is shared. Under moderate load most requests would go
+alone, each a message the worker pays for in full; a request may therefore linger, waiting a
+moment for company before its group is taken. The linger counts from the oldest request
+waiting, so a committer that is already behind adds no wait. A request is answered only
 after its own batch is in Redis, so "accepted" still means queued. One committer a process:
 with two, a group could start while another waited for Redis, but groups got smaller and
 `make bench-ingest` served fewer requests (docs/decisions/).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,7 @@ class CommitTimeoutError(Exception):
 @dataclass
 class _Ticket:
     messages: Messages
+    linger_until: float
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
 
@@ -62,12 +66,13 @@ class GroupCommitter:
         self._outage_errors = outage_errors
         self._line: _Line | None = None
 
-    def submit(self, messages: Messages, timeout: float) -> None:
-        """Queue `messages` with whatever else is waiting; return once they are in the broker.
+    def submit(self, messages: Messages, timeout: float, linger: float = 0.0) -> None:
+        """Queue `messages` with whatever else is waiting, or arrives within `linger` seconds
+        while the group has room; return once they are in the broker.
 
         Raises the enqueue's own error if their batch could not be queued, or CommitTimeoutError.
         """
-        ticket = _Ticket(messages)
+        ticket = _Ticket(messages, linger_until=time.monotonic() + linger)
         line = self._line_of_this_process()
         with line.wakeup:
             line.pending.append(ticket)
@@ -90,10 +95,16 @@ class GroupCommitter:
         return line
 
     def _next_group(self, line: _Line) -> list[_Ticket]:
-        """Everything waiting, up to `max_batch_events` (a first ticket always goes)."""
+        """Everything waiting once the oldest ticket's linger ends or the group is full, up to
+        `max_batch_events` (a first ticket always goes)."""
         with line.wakeup:
-            while not line.pending:
-                line.wakeup.wait()
+            while True:
+                while not line.pending:  # (a ticket that timed out while lingering is withdrawn)
+                    line.wakeup.wait()
+                left = line.pending[0].linger_until - time.monotonic()
+                if left <= 0 or sum(len(t.messages) for t in line.pending) >= self._max_batch_events:
+                    break
+                line.wakeup.wait(left)
             group = [line.pending.pop(0)]
             events = len(group[0].messages)
             while line.pending and events + len(line.pending[0].messages) <= self._max_batch_events:

@@ -66,7 +66,9 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     # An enqueue takes milliseconds, so the broker timeout is reached only when Redis stopped
     # answering; then the client must have its 503 within 2 s (API.md), the rate limits' own
     # timeout included. The committer may stay stuck longer; the requests do not wait for it.
-    committer.submit(messages, timeout=settings.broker_timeout_seconds)
+    committer.submit(
+        messages, timeout=settings.broker_timeout_seconds, linger=settings.group_commit_linger_ms / 1000
+    )
 
 
 def site_label(sites: list[str]) -> str:

@@ -1,6 +1,7 @@
 """Group commit: concurrent requests share enqueues, and each learns its own batch's fate."""
 
 import threading
+import time
 
 import pytest
 
@@ -22,12 +23,12 @@ class GatedQueue:
             self.release.wait(10)
 
 
-def submit_in_threads(committer, payloads, timeout=10):
+def submit_in_threads(committer, payloads, timeout=10, linger=0.0):
     errors = {}
 
     def submit(index, messages):
         try:
-            committer.submit(messages, timeout)
+            committer.submit(messages, timeout, linger=linger)
         except Exception as error:
             errors[index] = error
 
@@ -140,3 +141,47 @@ def test_a_request_that_timed_out_waiting_is_withdrawn_and_never_queued():
         thread.join(10)
     committer.submit([{"n": 2}], timeout=5)
     assert [m["n"] for batch in queue.batches for m in batch] == [0, 2]
+
+
+def test_a_lingering_request_waits_for_company_and_shares_its_enqueue():
+    queue = GatedQueue()
+    queue.release.set()
+    committer = GroupCommitter(queue)
+    first = threading.Thread(target=committer.submit, args=([{"n": 0}], 5), kwargs={"linger": 0.5})
+    first.start()
+    time.sleep(0.1)
+    committer.submit([{"n": 1}], timeout=5, linger=0.5)
+    first.join(5)
+    assert queue.batches == [[{"n": 0}, {"n": 1}]]
+
+
+def test_a_lone_lingering_request_is_queued_when_its_linger_ends():
+    queue = GatedQueue()
+    queue.release.set()
+    started = time.monotonic()
+    GroupCommitter(queue).submit([{"n": 0}], timeout=5, linger=0.2)
+    assert 0.2 <= time.monotonic() - started < 2
+    assert queue.batches == [[{"n": 0}]]
+
+
+def test_a_full_group_stops_lingering():
+    queue = GatedQueue()
+    queue.release.set()
+    committer = GroupCommitter(queue, max_batch_events=2)
+    started = time.monotonic()
+    threads, errors = submit_in_threads(committer, [[{"n": 0}], [{"n": 1}]], linger=30)
+    for thread in threads:
+        thread.join(10)
+    assert errors == {}
+    assert time.monotonic() - started < 5
+    assert sorted(m["n"] for m in queue.batches[0]) == [0, 1]
+
+
+def test_a_request_that_times_out_while_lingering_is_withdrawn_and_the_committer_goes_on():
+    queue = GatedQueue()
+    queue.release.set()
+    committer = GroupCommitter(queue)
+    with pytest.raises(CommitTimeoutError):
+        committer.submit([{"n": "gave up"}], timeout=0.1, linger=0.3)
+    committer.submit([{"n": 1}], timeout=5)
+    assert queue.batches == [[{"n": 1}]]
