@@ -18,18 +18,9 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from tests.integration.keyed import Keyed, keyed_services
-from tools.factories import FIXED_DATES_ENV
+from tests.integration.services import SESSION_SETTINGS, serve
 from tools.local_services import mongo_argv, redis_argv
-from tools.processes import (
-    STARTUP_TIMEOUT,
-    UNLIMITED_RATES,
-    ManagedProcess,
-    http_ok,
-    start_local_server,
-    start_service,
-    start_worker,
-    wait_until,
-)
+from tools.processes import ManagedProcess, start_local_server, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -60,23 +51,10 @@ def mongo_uri(run_dir: Path) -> Iterator[str]:
     server.stop()
 
 
-# Small enough for test_caps.py to exceed with a few hundred events, and above what any
-# other test sends to one site.
-ROLLUP_CAPS = {"ROLLUP_MAX_PATHS": "100", "ROLLUP_MAX_EVENT_TYPES": "4"}
-
-
 @pytest.fixture(scope="session")
 def service_env(redis_url: str, mongo_uri: str) -> dict[str, str]:
     """The environment every service process of the session gets."""
-    return {
-        **UNLIMITED_RATES,
-        "REDIS_URL": redis_url,
-        "MONGO_URI": mongo_uri,
-        "WORKER_CONCURRENCY": "2",
-        "LOG_LEVEL": "info",
-        **ROLLUP_CAPS,
-        **FIXED_DATES_ENV,  # tests post fixed 2025 dates
-    }
+    return {**SESSION_SETTINGS, "REDIS_URL": redis_url, "MONGO_URI": mongo_uri}
 
 
 @pytest.fixture(scope="session")
@@ -97,22 +75,6 @@ def worker(service_env: dict[str, str], run_dir: Path) -> Iterator[ManagedProces
 def service_processes() -> dict[str, ManagedProcess]:
     """The running services' gunicorn masters by name, for tests that watch their memory."""
     return {}
-
-
-def serve(
-    app: str,
-    env: dict[str, str],
-    run_dir: Path,
-    processes: dict[str, ManagedProcess] | None = None,
-    name: str | None = None,
-) -> Iterator[str]:
-    """Run one service until the fixture ends; yield its URL once it reports healthy."""
-    process, url = start_service(app, env, run_dir, name)
-    if processes is not None:
-        processes[app] = process
-    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{app} health")
-    yield url
-    process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.processes import PYTHON_BIN, STARTUP_TIMEOUT, ManagedProcess, http_ok, start_service, wait_until
+from tests.integration.services import start_healthy
+from tools.processes import PYTHON_BIN
 
 # Short, so that the tests of a site added and a key revoked while the services run need
 # not wait long.
@@ -64,16 +65,10 @@ def keyed_services(service_env: dict[str, str], run_dir: Path) -> Iterator[Keyed
         flask(env, "key", "create", *args).splitlines()[-1] for args in ([shop], [blog], ["--operator"])
     )
     # Registered before the services start, so every process's first snapshot holds them.
-    ingestion, ingestion_url = start_healthy("ingestion", env, run_dir)
-    reporting, reporting_url = start_healthy("reporting", env, run_dir)
+    ingestion, ingestion_url = start_healthy("ingestion", env, run_dir, name="ingestion-keys")
+    reporting, reporting_url = start_healthy("reporting", env, run_dir, name="reporting-keys")
     try:
         yield Keyed(env, ingestion_url, reporting_url, shop, blog, shop_key, blog_key, operator_key)
     finally:
         ingestion.stop()
         reporting.stop()
-
-
-def start_healthy(app: str, env: dict[str, str], run_dir: Path) -> tuple[ManagedProcess, str]:
-    process, url = start_service(app, env, run_dir, name=f"{app}-keys")
-    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{app} (keys) health")
-    return process, url

@@ -1,6 +1,6 @@
 """A site-day with more distinct long paths than a rollup keeps: /stats still answers, with
 the views it could not keep by path counted apart; a site under the caps stays exact.
-The session runs the worker with small caps (conftest.py's ROLLUP_CAPS)."""
+The session runs the worker with small caps (services.py's ROLLUP_CAPS)."""
 
 import json
 from collections import Counter
@@ -8,7 +8,7 @@ from collections import Counter
 import requests
 
 from tests.integration.client import TIMEOUT, get_stats, wait_for_views
-from tests.integration.conftest import ROLLUP_CAPS
+from tests.integration.services import ROLLUP_CAPS
 from tools.factories import make_event, new_site_id
 
 DAY = "2025-11-15"

@@ -1,13 +1,11 @@
 """Rate limits on the real services, counted in the real Redis across gunicorn's workers."""
 
-from functools import partial
-
 import pytest
 import requests
 
 from tests.integration.client import TIMEOUT, post_event
+from tests.integration.services import start_healthy
 from tools.factories import make_event, new_site_id
-from tools.processes import STARTUP_TIMEOUT, http_ok, start_service, wait_until
 
 LIMIT = 5
 
@@ -24,10 +22,8 @@ def limited(service_env, run_dir):
     }
     urls, processes = {}, []
     for app in ("ingestion", "reporting"):
-        process, urls[app] = start_service(app, env, run_dir, name=f"{app}-limited")
+        process, urls[app] = start_healthy(app, env, run_dir, name=f"{app}-limited")
         processes.append(process)
-    for app, url in urls.items():
-        wait_until(partial(http_ok, f"{url}/health"), STARTUP_TIMEOUT, f"{app} health")
     yield urls
     for process in processes:
         process.stop()

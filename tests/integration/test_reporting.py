@@ -21,7 +21,8 @@ from app import create_app
 from app.queue.publish import publish
 from app.settings import Settings
 from tests.integration.client import TIMEOUT
-from tools.processes import PYTHON_BIN, http_ok, start_service, wait_until
+from tests.integration.services import start_healthy
+from tools.processes import PYTHON_BIN, wait_until
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
 # Instants around midnights and the 2025 DST changes of Berlin and New York.
@@ -299,11 +300,10 @@ def test_a_redelivered_batch_and_a_rebuild_change_no_answer(pipeline, db, servic
 
 def test_a_question_that_outlasts_its_time_limit_gets_a_503_saying_so(pipeline, service_env, run_dir):
     """The time bound reaches the server as maxTimeMS and frees the worker; the answer says why."""
-    process, url = start_service(
+    process, url = start_healthy(
         "reporting", {**service_env, "REPORTING_QUERY_SECONDS": "0.000001"}, run_dir, "slow-reporting"
     )
     try:
-        wait_until(lambda: http_ok(f"{url}/health"), 60, "reporting health")
         for path in ("/stats", "/stats/aggregated", "/stats/timeseries"):
             response = requests.get(f"{url}{path}?site_id=site-timeout&date=2025-11-15", timeout=TIMEOUT)
             assert response.status_code == 503, path

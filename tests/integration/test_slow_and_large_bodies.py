@@ -19,7 +19,7 @@ import pytest
 
 from app.ingestion.body_reader import DISCARD_LIMIT_BYTES
 from tests.integration.client import post_event
-from tests.integration.conftest import serve
+from tests.integration.services import serve
 from tools.factories import make_event
 
 MIB = 1024 * 1024

@@ -13,7 +13,7 @@ import requests
 
 from app.settings import Settings
 from tests.integration.client import TIMEOUT, post_event
-from tests.integration.conftest import serve
+from tests.integration.services import serve
 from tools.factories import make_event, new_site_id
 
 DEFAULTS = Settings()

@@ -39,6 +39,24 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     return {name for name in found if name in known or top(name) == "tests"}
 
 
+def names_imported(path: Path) -> set[str]:
+    """Every dotted name an import in `path` mentions, relative ones too: `from a.b import c`
+    gives `a.b` and `a.b.c`, `from . import c` gives `c`."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
+    return names
+
+
+def imports_a_conftest(path: Path) -> bool:
+    return any("conftest" in name.split(".") for name in names_imported(path))
+
+
 def top(module: str) -> str:
     return module.split(".")[0]
 
@@ -77,6 +95,13 @@ def test_the_product_never_imports_the_developer_tools(graph):
     assert {m for m, i in graph.items() if top(m) in product and any(top(n) == "tools" for n in i)} == set()
 
 
+def test_no_module_imports_a_conftest():
+    """pytest loads each conftest.py itself, for its fixtures; a helper a test imports lives in
+    a module of its own (tests/integration/services.py, stack.py, client.py ...)."""
+    paths = [*project_files().values(), *(ROOT / "tests").rglob("*.py")]
+    assert sorted(str(path.relative_to(ROOT)) for path in paths if imports_a_conftest(path)) == []
+
+
 def test_no_module_imports_itself_back_through_others(graph):
     """No import cycle: walking the graph from any module never returns to it."""
     cycles = []
@@ -98,3 +123,15 @@ def test_the_rule_checker_sees_a_violation(tmp_path):
     path = tmp_path / "module.py"
     path.write_text("def f():\n    from tasks.persist import store_batch\n")
     assert imported_modules(path, {"tasks.persist"}) == {"tasks.persist"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["from tests.integration.conftest import serve", "from .conftest import serve", "from . import conftest"],
+)
+def test_the_conftest_check_sees_an_import_of_one(tmp_path, source):
+    path = tmp_path / "test_module.py"
+    path.write_text(f"{source}\n")
+    assert imports_a_conftest(path)
+    path.write_text("from tests.integration.services import serve\n")
+    assert not imports_a_conftest(path)

@@ -1,0 +1,54 @@
+"""The services a test runs: the settings the session's processes share, and one service
+started on a free loopback port and handed over once it reports healthy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from tools.factories import FIXED_DATES_ENV
+from tools.processes import (
+    STARTUP_TIMEOUT,
+    UNLIMITED_RATES,
+    ManagedProcess,
+    http_ok,
+    start_service,
+    wait_until,
+)
+
+# Small enough for test_caps.py to exceed with a few hundred events, and above what any
+# other test sends to one site.
+ROLLUP_CAPS = {"ROLLUP_MAX_PATHS": "100", "ROLLUP_MAX_EVENT_TYPES": "4"}
+
+# What every process of the session runs with, beside the addresses of its servers.
+SESSION_SETTINGS = {
+    **UNLIMITED_RATES,
+    "WORKER_CONCURRENCY": "2",
+    "LOG_LEVEL": "info",
+    **ROLLUP_CAPS,
+    **FIXED_DATES_ENV,  # tests post fixed 2025 dates
+}
+
+
+def start_healthy(
+    app: str, env: dict[str, str], run_dir: Path, name: str | None = None
+) -> tuple[ManagedProcess, str]:
+    """Start one service; return it and its URL once its /health answers."""
+    process, url = start_service(app, env, run_dir, name)
+    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{name or app} health")
+    return process, url
+
+
+def serve(
+    app: str,
+    env: dict[str, str],
+    run_dir: Path,
+    processes: dict[str, ManagedProcess] | None = None,
+    name: str | None = None,
+) -> Iterator[str]:
+    """Run one service until the fixture ends; yield its URL once it reports healthy."""
+    process, url = start_healthy(app, env, run_dir, name)
+    if processes is not None:
+        processes[app] = process
+    yield url
+    process.stop()
