@@ -31,3 +31,20 @@ def test_every_doc_is_reachable_from_the_readme():
 def test_relative_links_lead_to_files_that_exist(page):
     broken = [target for target in LINK.findall(page.read_text()) if not target.startswith("http")]
     assert [target for target in broken if not (page.parent / target).exists()] == []
+
+
+def code_map() -> str:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    return text[text.index("## Code map") :].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("package", ["app", "tasks", "reporting", "tools"])
+def test_the_code_map_names_every_module(package):
+    named = set(re.findall(r"`([\w/]+\.py)`", code_map()))
+    modules = {str(path.relative_to(ROOT)) for path in (ROOT / package).rglob("*.py")}
+    assert modules - named == set()
+
+
+def test_every_module_the_code_map_names_exists():
+    named = set(re.findall(r"`([\w/.]+\.py)`", code_map()))
+    assert {path for path in named if not (ROOT / path).is_file()} == set()
