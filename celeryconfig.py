@@ -46,6 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # No task events unless someone watches: Flower turns them on in the workers while it
         # runs (its enable_events), so they cost nothing per message otherwise.
         "worker_send_task_events": False,
-        # No "task-sent" event from ingestion: it cost a third of an enqueue.
+        # No "task-sent" event from ingestion: it is one more publish on every enqueue, the
+        # hot path (docs/decisions/README.md).
         "task_send_sent_event": False,
     }

@@ -2,8 +2,8 @@
 along with a message.
 
 Kombu's Redis channel builds a new redis-py client for every command it sends outside the
-consumer, each publish's LPUSH among them, and building one sets up its table of about 160
-response callbacks, a measurable share of an enqueue's CPU. This
+consumer, each publish's LPUSH among them, and building one sets up its whole table of
+response callbacks, a measurable share of an enqueue's CPU (docs/decisions/README.md). This
 channel keeps one client for as long as its connection pool lives. The pool hands each
 command a connection of its own, so threads and greenlets may share the client.
 

@@ -18,8 +18,8 @@ from app.store import find_by_ids, only_duplicates
 
 ROLLUPS = "rollups"
 ROLLUP_BATCHES = "rollup_batches"
-# Writes sent in one command: FerretDB v1.24.2 never answered an update command of 100 or
-# more replacements (seen here at 100, not at 80), while 50 cost about a millisecond each.
+# Writes sent in one command: well below the size of update command that FerretDB never
+# answers, and still few round trips a round ("Writes per command" in docs/local-mongodb.md).
 WRITES_PER_COMMAND = 50
 
 
