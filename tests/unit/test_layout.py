@@ -118,6 +118,15 @@ def test_no_module_imports_itself_back_through_others(graph):
     assert cycles == []
 
 
+def test_the_unit_tests_mirror_the_packages():
+    """tests/unit/<name>/ for each package of app/ and each top-level package but the
+    developer tools, and no folder there for a package that is gone."""
+    packages = {path.parent.name for path in (ROOT / "app").glob("*/__init__.py")}
+    packages |= {package for package in PACKAGES if package not in ("app", "tools")}
+    folders = {path.parent.name for path in (ROOT / "tests" / "unit").glob("*/__init__.py")}
+    assert folders == packages
+
+
 def test_the_rule_checker_sees_a_violation(tmp_path):
     """The checks above can fail: a module importing `tasks` is found."""
     path = tmp_path / "module.py"
