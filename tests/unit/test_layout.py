@@ -118,6 +118,35 @@ def test_no_module_imports_itself_back_through_others(graph):
     assert cycles == []
 
 
+# pymongo's Collection methods that take a filter, a pipeline or documents.
+COLLECTION_METHODS = {
+    "aggregate", "bulk_write", "count_documents", "create_index", "create_indexes", "delete_many",
+    "delete_one", "distinct", "drop_index", "find", "find_one", "find_one_and_update",
+    "insert_many", "insert_one", "replace_one", "update_many", "update_one",
+}  # fmt: skip
+
+
+def collection_calls(path: Path) -> set[str]:
+    return {
+        node.func.attr
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in COLLECTION_METHODS
+    }
+
+
+def test_only_the_store_queries_mongodb():
+    """app/store/ is the one place that builds a MongoDB filter or pipeline."""
+    outside = {
+        module: calls
+        for module, path in project_files().items()
+        if top(module) in ("app", "tasks", "reporting") and not module.startswith("app.store")
+        if (calls := collection_calls(path))
+    }
+    assert outside == {}
+
+
 def test_the_unit_tests_mirror_the_packages():
     """tests/unit/<name>/ for each package of app/ and each top-level package but the
     developer tools, and no folder there for a package that is gone."""
