@@ -16,7 +16,6 @@ from app.ingestion import connection  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()
-server_errors.install()
 # gevent, one process per core (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery
 # enqueue, and group commit (app/ingestion/group_commit.py) shares one enqueue among the
 # requests waiting in a process; gevent lets a process hold hundreds of them, where gthread
@@ -36,6 +35,11 @@ graceful_timeout = 10
 logconfig_dict = logs.dict_config(settings.log_level)
 accesslog = "-"
 access_log_format = logs.ACCESS_FORMAT
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Have the worker write gunicorn's own refusals in the contract's error body."""
+    server_errors.install()
 
 
 def pre_request(worker: Any, req: Any) -> None:
