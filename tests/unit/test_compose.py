@@ -80,3 +80,18 @@ def test_redis_refuses_writes_when_full_instead_of_evicting_queued_events():
     command = SERVICES["redis"]["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert command[command.index("--maxmemory") + 1] == "${REDIS_MAXMEMORY:-1gb}"
+
+
+def test_shell_defaults_of_settings_match_app_settings():
+    """`${NAME:-value}` in docker-compose.yml and the Procfile repeats a setting's default for
+    the shell; it must be the one app/settings.py gives."""
+    defaults = Settings()
+    text = (ROOT / "docker-compose.yml").read_text() + (ROOT / "Procfile").read_text()
+    repeated = set(re.findall(r"\$\{([A-Z_]+):-([^}]*)\}", text))
+    assert repeated, "no shell default found: the pattern no longer matches the files"
+    drifted = {
+        (name, value, str(getattr(defaults, name.lower())))
+        for name, value in repeated
+        if name in Settings.variable_names() and value != str(getattr(defaults, name.lower()))
+    }
+    assert drifted == set()
