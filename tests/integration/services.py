@@ -1,8 +1,9 @@
 """The services a test runs: the settings the session's processes share, and one service
-started on a free loopback port and handed over once it reports healthy."""
+(or Flower) started on a free loopback port and handed over once it answers."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from tools.processes import (
     STARTUP_TIMEOUT,
     UNLIMITED_RATES,
     ManagedProcess,
+    free_port,
     http_ok,
+    port_open,
     start_service,
     wait_until,
 )
@@ -51,4 +54,22 @@ def serve(
     if processes is not None:
         processes[app] = process
     yield url
+    process.stop()
+
+
+def start_flower(
+    name: str, env: dict[str, str], run_dir: Path, **settings: str
+) -> tuple[ManagedProcess, int]:
+    """Flower's launcher with FLOWER_* `settings` on a free loopback port; (process, port)."""
+    port = free_port()
+    env = {**env, "FLOWER_HOST": "127.0.0.1", "FLOWER_PORT": str(port), **settings}
+    process = ManagedProcess(name, [sys.executable, "-m", "tasks.flower"], env, run_dir).start()
+    return process, port
+
+
+def serve_flower(name: str, env: dict[str, str], run_dir: Path, **settings: str) -> Iterator[str]:
+    """Run Flower until the fixture ends; yield its URL once it listens."""
+    process, port = start_flower(name, env, run_dir, **settings)
+    wait_until(lambda: port_open(port), STARTUP_TIMEOUT, name)
+    yield f"http://127.0.0.1:{port}"
     process.stop()

@@ -1,32 +1,16 @@
 """Flower watches the real worker, behind basic auth taken from the environment, started by
 the launcher `make flower` and docker compose use (tasks/flower.py)."""
 
-import sys
-
 import pytest
 import requests
 
 from app.queue import PERSIST_TASK
 from tests.integration.client import post_event
+from tests.integration.services import serve_flower, start_flower
 from tools.factories import make_event, new_site_id
-from tools.processes import ManagedProcess, free_port, port_open, wait_until
+from tools.processes import port_open, wait_until
 
 AUTH = ("flower-admin", "s3cret")
-
-
-def start_flower(name, service_env, run_dir, **settings):
-    """The launcher with FLOWER_* settings on a free loopback port; (process, port)."""
-    port = free_port()
-    env = {**service_env, "FLOWER_HOST": "127.0.0.1", "FLOWER_PORT": str(port), **settings}
-    process = ManagedProcess(name, [sys.executable, "-m", "tasks.flower"], env, run_dir).start()
-    return process, port
-
-
-def serve_flower(name, service_env, run_dir, **settings):
-    process, port = start_flower(name, service_env, run_dir, **settings)
-    wait_until(lambda: port_open(port), 60, name)
-    yield f"http://127.0.0.1:{port}"
-    process.stop()
 
 
 @pytest.fixture(scope="module")
