@@ -1,8 +1,9 @@
 """Logging for every process, in one place: one format, the level from LOG_LEVEL.
 
 Gunicorn takes `dict_config(...)` as its `logconfig_dict` (gunicorn.conf.py), which also
-turns its access log on; the Celery worker and Flower apply it from Celery's `setup_logging`
-signal (tasks/worker.py), so Celery does not install its own.
+turns its access log on; the Celery worker applies it from Celery's `setup_logging` signal,
+so Celery does not install its own, and Flower from `import_modules`, over tornado's
+(tasks/worker.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import setup_logging, worker_init
+from celery.signals import import_modules, setup_logging, worker_init
 
 from app import create_app, logs
 from app.extensions import celery_app, mongo
@@ -28,3 +28,8 @@ def create_indexes(**_: Any) -> None:
 def configure_logging(**_: Any) -> None:
     """The project's logging (app/logs.py) instead of Celery's, at LOG_LEVEL."""
     logs.configure(flask_app.extensions["settings"].log_level)
+
+
+# Flower (`celery -A tasks.worker flower`) sends no setup_logging: it sets up tornado's
+# logging, then imports the app's modules as it starts, where the project's replaces it.
+import_modules.connect(configure_logging)

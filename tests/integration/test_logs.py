@@ -6,6 +6,7 @@ import re
 import pytest
 
 from tests.integration.client import post_event
+from tests.integration.services import serve_flower
 from tools.factories import make_event, new_site_id
 from tools.processes import wait_until
 
@@ -19,8 +20,13 @@ def project_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if PROJECT_LINE.fullmatch(line)]
 
 
-@pytest.mark.parametrize("process", ["worker", "ingestion", "reporting"])
-def test_a_process_logs_in_the_project_format(pipeline, run_dir, process):
+@pytest.fixture(scope="module")
+def flower(service_env, run_dir):
+    yield from serve_flower("flower-logs", service_env, run_dir)
+
+
+@pytest.mark.parametrize("process", ["worker", "ingestion", "reporting", "flower-logs"])
+def test_a_process_logs_in_the_project_format(pipeline, flower, run_dir, process):
     assert project_lines((run_dir / f"{process}.log").read_text())
 
 
