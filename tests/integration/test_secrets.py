@@ -1,15 +1,15 @@
 """No secret in logs or error bodies: a Redis password in REDIS_URL appears in no process's
 log and no answer, whether Redis answers or not."""
 
-import sys
 import uuid
 
 import requests
 
 from tests.integration.client import TIMEOUT, post_event
+from tests.integration.services import start_flower
 from tests.integration.stack import Stack
 from tools.factories import make_event, new_site_id
-from tools.processes import ManagedProcess, free_port, port_open, wait_until
+from tools.processes import port_open, wait_until
 
 PASSWORD = "pw-" + uuid.uuid4().hex
 
@@ -18,13 +18,7 @@ def test_the_redis_password_appears_in_no_log_and_no_answer(run_dir):
     stack = Stack.start(
         run_dir / f"secrets-{uuid.uuid4().hex[:8]}", redis_password=PASSWORD, LOG_LEVEL="debug"
     )
-    port = free_port()
-    flower = ManagedProcess(
-        "flower",
-        [sys.executable, "-m", "tasks.flower"],
-        {**stack.env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": "admin:flower-pw"},
-        stack.root,
-    ).start()
+    flower, port = start_flower("flower", stack.env, stack.root, FLOWER_BASIC_AUTH="admin:flower-pw")
     stack.processes.append(flower)
     try:
         stack.start_worker()
