@@ -84,11 +84,13 @@ def test_redis_refuses_writes_when_full_instead_of_evicting_queued_events():
 
 def test_shell_defaults_of_settings_match_app_settings():
     """`${NAME:-value}` in docker-compose.yml and the Procfile repeats a setting's default for
-    the shell; it must be the one app/settings.py gives."""
+    the shell, and `$NAME, default value` in the Makefile's help for the reader; each must be
+    the one app/settings.py gives."""
     defaults = Settings()
     text = (ROOT / "docker-compose.yml").read_text() + (ROOT / "Procfile").read_text()
     repeated = set(re.findall(r"\$\{([A-Z_]+):-([^}]*)\}", text))
-    assert repeated, "no shell default found: the pattern no longer matches the files"
+    repeated |= set(re.findall(r"\$([A-Z_]+), default ([^)\s]+)\)", (ROOT / "Makefile").read_text()))
+    assert {"INGESTION_PORT", "WORKER_CONCURRENCY"} <= {name for name, _ in repeated}
     drifted = {
         (name, value, str(getattr(defaults, name.lower())))
         for name, value in repeated
