@@ -232,7 +232,8 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
     """Store the same event documents and rollups as `load_through_worker`, in fewer writes.
 
     Each BATCH_SIZE messages become event documents with a batch id, and their users are
-    numbered by the worker's own Redis script, batch by batch, so every id is the same. The
+    numbered by the compactor's own Redis script, COMPACT_EVERY batches at once as the
+    compactor's rounds do (`add_tallies`), so every id is the same. The
     documents are written INSERT_CHUNK at a time by a background thread while the next are
     generated; the rollups' tallies are added up in memory and each rollup is written once,
     holding no stream entry (`compactor.NO_ENTRY`), with every batch marked as added into them.
@@ -244,6 +245,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
     tallies: dict[Bucket, CappedTally] = {}
     batch_ids: list[str] = []
     chunk: list[dict[str, Any]] = []
+    group: list[list[dict[str, Any]]] = []
     with ThreadPoolExecutor(max_workers=1) as writer:
         writing: Future[Any] | None = None
         for batch in batches(traffic.messages(), BATCH_SIZE):
@@ -251,9 +253,10 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 batch_ids.append(uuid.uuid4().hex)
                 now = datetime.now(UTC)
                 documents = [event_store.event_document(message, now, batch_ids[-1]) for message in batch]
-                numbered = user_ids.numbered(client, documents)
-                for bucket, tally in bucket_tallies(numbered, DEFAULT_CAPS).items():
-                    tallies.setdefault(bucket, CappedTally(Tally(), DEFAULT_CAPS)).add(tally)
+                group.append(documents)
+                if len(group) == COMPACT_EVERY:
+                    add_tallies(client, tallies, group)
+                    group = []
                 chunk += documents
             if len(chunk) >= INSERT_CHUNK:
                 with phase(loaded, "waiting for inserts"):
@@ -263,6 +266,8 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 loaded.stored_events += len(chunk)
                 chunk = []
             loaded.count(batch, started)
+        with phase(loaded, "documents and tallies"):
+            add_tallies(client, tallies, group)
         with phase(loaded, "waiting for inserts"):
             if writing is not None:
                 writing.result()
@@ -284,6 +289,17 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
         rollup_store.mark_batches_applied(db, markers)
     with phase(loaded, "indexes"):
         event_store.ensure_indexes(db)
+
+
+def add_tallies(
+    client: redis.Redis, tallies: dict[Bucket, CappedTally], group: list[list[dict[str, Any]]]
+) -> None:
+    """Add a group of batches' event documents into `tallies`, batch by batch, their users
+    numbered all at once, as a compactor's round numbers the users of its entries."""
+    numbered = iter(user_ids.numbered(client, [document for batch in group for document in batch]))
+    for batch in group:
+        for bucket, tally in bucket_tallies(list(islice(numbered, len(batch))), DEFAULT_CAPS).items():
+            tallies.setdefault(bucket, CappedTally(Tally(), DEFAULT_CAPS)).add(tally)
 
 
 LOADERS = {"worker": load_through_worker, "bulk": load_in_bulk}

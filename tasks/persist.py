@@ -23,7 +23,7 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, W
 
 from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, ledger
-from app.rollups import compactor, realtime, user_ids
+from app.rollups import compactor, realtime
 from app.settings import Settings, current_settings
 from app.store import dead_letters
 from app.store import events as event_store
@@ -56,7 +56,7 @@ def store_batch(
     owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
     # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
     pipe = client.pipeline(transaction=True)
-    compactor.append_batch(pipe, batch_id, user_ids.numbered(client, owned))
+    compactor.append_batch(pipe, batch_id, owned)
     realtime.record(pipe, owned)
     counters.add(pipe, counters.PERSISTED, outcome.inserted)
     ledger.settle(pipe, batch_id)

@@ -4,7 +4,8 @@ Neither FerretDB (no atomic `$inc`, no transactions) nor a redelivered task lets
 workers update a counting document safely. So:
 
 1. A worker that stored a batch appends the batch's hourly tallies to Redis streams, in the
-   same round trip that settles the batch (`append_batch`). It counts only the events that
+   same round trip that settles the batch (`append_batch`), users by name: the compactor
+   gives them their ids (`user_ids`) once a round. It counts only the events that
    batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta
    again. Sites are spread over SHARDS streams by a stable hash of the site id, and a batch
    appends one entry to each shard its events fall in.
@@ -44,7 +45,7 @@ from redis.lock import Lock
 from app.rollups import user_ids
 from app.rollups.buckets import WEEK, Bucket, containing_buckets, floor_to
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
-from app.rollups.tally import Tally, hourly_tallies
+from app.rollups.tally import Tally, hourly_documents
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 
@@ -96,10 +97,11 @@ def marker(batch_id: str, shard: int) -> str:
 
 def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Mapping[str, Any]]) -> None:
     """Add 'append this batch's hourly tallies to the streams of their shards' to the
-    pipeline's commands; the events' users are ids (`user_ids.numbered`)."""
+    pipeline's commands. The users go by name: the compactor gives them their ids
+    (`user_ids`) once a round, which spares every batch a round trip of its own."""
     by_shard: dict[int, list[dict[str, Any]]] = {}
-    for (site_id, hour), tally in hourly_tallies(events).items():
-        delta = {"site_id": site_id, "hour": hour.isoformat(), "types": tally.to_document()}
+    for (site_id, hour), types in hourly_documents(events).items():
+        delta = {"site_id": site_id, "hour": hour.isoformat(), "types": types}
         by_shard.setdefault(shard_of(site_id), []).append(delta)
     for shard, deltas in by_shard.items():
         pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": json.dumps(deltas)})
@@ -276,13 +278,25 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
         ids = (bucket.id for bucket in buckets[start : start + ROLLUPS_PER_SLICE])
         stored.update(rollup_store.rollup_documents(db, ids))
     rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id), caps) for bucket in buckets}
+    numbers = _user_ids(client, fresh)
     for entry in fresh:
         for delta in entry.deltas:
-            tally = Tally.from_document(delta["types"])
+            tally = Tally.from_document(delta["types"], numbers.get(delta["site_id"]))
             for bucket in containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"])):
                 rollups[bucket].add(entry.stream_id, tally)
     _save(db, client, lock, rollups.values(), entries[-1].stream_id)
     rollup_store.mark_batches_applied(db, [entry.batch_id for entry in fresh])
+
+
+def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, int]]:
+    """The ids of the users the entries name, by site, in one round trip. (Entries appended
+    by earlier versions carry ids already.)"""
+    users_by_site: dict[str, set[str]] = {}
+    for entry in entries:
+        for delta in entry.deltas:
+            users = users_by_site.setdefault(delta["site_id"], set())
+            users.update(user for row in delta["types"] for user in row["users"] if isinstance(user, str))
+    return user_ids.ids_by_site(client, users_by_site)
 
 
 def _save(

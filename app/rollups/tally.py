@@ -36,6 +36,7 @@ from bson import Binary
 from pyroaring import BitMap
 
 from app.rollups.buckets import floor_to
+from app.rollups.user_ids import numbered_locally
 
 # zlib's fastest level: the higher ones take several times as long and save little on bitmaps.
 COMPRESSION_LEVEL = 1
@@ -118,26 +119,28 @@ class Tally:
         """Views of paths not kept, by the rollups' caps."""
         return sum(tally.other_paths for tally in self.all_types())
 
-    def to_document(self) -> list[dict[str, Any]]:
-        """As plain JSON values, users as a list of ids; sorted, so equal tallies give equal
-        documents. Paths are [path, views] pairs, never keys: a path may hold `.` or start with `$`."""
+    def to_document(self, names: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+        """As plain JSON values, users as a list of ids (or of their `names`); sorted, so equal
+        tallies give equal documents. Paths are [path, views] pairs, never keys: a path may
+        hold `.` or start with `$`."""
         return [
             {
                 "event_type": event_type,
                 "events": tally.events,
-                "users": list(tally.users),
+                "users": sorted(names[user] for user in tally.users) if names else list(tally.users),
                 "paths": sorted([path, views] for path, views in tally.paths.items()),
             }
             for event_type, tally in sorted(self.types.items())
         ]
 
     @classmethod
-    def from_document(cls, types: Iterable[Mapping[str, Any]]) -> Tally:
+    def from_document(cls, types: Iterable[Mapping[str, Any]], ids: Mapping[str, int] | None = None) -> Tally:
+        """The tally of a document whose users are ids, or names that `ids` numbers."""
+        ids = ids or {}
         tally = cls()
         for row in types:
-            tally.types[row["event_type"]] = TypeTally(
-                row["events"], BitMap(row["users"]), Counter(dict(row["paths"]))
-            )
+            users = BitMap(ids[user] if isinstance(user, str) else user for user in row["users"])
+            tally.types[row["event_type"]] = TypeTally(row["events"], users, Counter(dict(row["paths"])))
         return tally
 
     def pack(self) -> Binary:
@@ -193,3 +196,16 @@ def hourly_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datet
     for event in events:
         groups.setdefault((event["site_id"], floor_to(event["timestamp"], "hour")), []).append(event)
     return {key: Tally.of(group) for key, group in groups.items()}
+
+
+def hourly_documents(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], list[dict[str, Any]]]:
+    """`hourly_tallies` of stored event documents whose users are still names, as documents
+    (`Tally.to_document`) that name the users: whoever adds them up numbers the users."""
+    events = list(events)
+    numbered = numbered_locally(events)
+    names = {
+        copy["user_id"]: event["user_id"]
+        for event, copy in zip(events, numbered, strict=True)
+        if copy["user_id"]
+    }
+    return {key: tally.to_document(names) for key, tally in hourly_tallies(numbered).items()}

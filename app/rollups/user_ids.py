@@ -3,7 +3,7 @@
 A rollup that kept user ids as strings made a 30-day question merge every user's string
 (docs/decisions/rollup-users-as-strings.md); as bitmaps it is a few `|` of ints. Ids are assigned once, in
 Redis (append-only, fsync always, like the queue), by a script that runs atomically, so any
-number of workers may ask at once. Were the mapping ever lost, every site's rollups must be
+number of compactors may ask at once. Were the mapping ever lost, every site's rollups must be
 rebuilt (`make rebuild-rollups`): new ids would not match the bits already stored.
 """
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pymongo.errors import AutoReconnect, DocumentTooLarge
 
-from app.rollups import compactor
+from app.rollups import compactor, user_ids
 from app.rollups.tally import Tally
 from app.store import events as event_store
 from app.store import rollups as rollup_store
@@ -34,6 +34,23 @@ def test_a_redelivered_batch_counts_once(db, counter_store):
     compactor.compact(db, counter_store)
     assert compactor.backlog(counter_store) == 0
     assert (rollup_summary(db).total_views, rollup_summary(db).unique_users) == (3, 3)
+
+
+def test_users_are_numbered_once_a_round_and_entries_of_older_workers_still_count(db, counter_store):
+    """Workers append users by name; entries appended before that carry the users' ids."""
+    store_batch(db, counter_store, "batch-1", [make_message(user_id="u1"), make_message(user_id="u2")])
+    store_batch(db, counter_store, "batch-2", [make_message(user_id="u2"), make_message(user_id="u3")])
+    older = [make_message(user_id=user) for user in ("u1", "u4")]
+    pipe = counter_store.pipeline()
+    compactor.append_batch(
+        pipe,
+        "batch-3",
+        user_ids.numbered(counter_store, event_store.insert_events(db, older, "batch-3").documents),
+    )
+    pipe.execute()
+    compactor.compact(db, counter_store)
+    assert (rollup_summary(db).total_views, rollup_summary(db).unique_users) == (6, 4)
+    assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
 
 
 def test_an_event_retried_in_another_batch_counts_once(db, counter_store):

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import redis
 from celery.exceptions import Retry
 from pymongo.errors import AutoReconnect
 
@@ -21,6 +22,25 @@ def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_st
     assert db[event_store.EVENTS].count_documents({}) == 2
     assert counters.totals(counter_store).persisted == 2
     assert counters.for_site_day(counter_store, "other", "2025-11-16").persisted == 1
+
+
+def test_storing_a_batch_takes_one_redis_round_trip(db, counter_store, monkeypatch):
+    """Ledger, counters, rollup deltas and realtime entries ride in one transaction; the
+    users' ids are the compactor's to assign, once a round rather than once a message."""
+    round_trips = []
+
+    def counted(send):
+        def counting(self, *args, **kwargs):
+            round_trips.append(args[:1])
+            return send(self, *args, **kwargs)
+
+        return counting
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted(redis.Redis.execute_command))
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted(redis.client.Pipeline.execute))
+    messages = [make_message(user_id="u1"), make_message(user_id="u2", site_id="other")]
+    persist.store_batch(db, counter_store, "batch-1", messages)
+    assert len(round_trips) == 1
 
 
 def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, counter_store, monkeypatch):
