@@ -206,6 +206,6 @@ def hourly_documents(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, dat
     names = {
         copy["user_id"]: event["user_id"]
         for event, copy in zip(events, numbered, strict=True)
-        if copy["user_id"]
+        if copy.get("user_id")
     }
     return {key: tally.to_document(names) for key, tally in hourly_tallies(numbered).items()}
