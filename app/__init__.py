@@ -19,7 +19,7 @@ from app.commands import (
 from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, probe_redis, redis_store
 from app.ingestion import bp as ingestion_bp
-from app.ratelimit import init_limits
+from app.ratelimit import init_reporting_limits
 from app.settings import Settings
 from app.store import sites
 
@@ -59,7 +59,8 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
         celery_init_app(app, settings)
     if service in HTTP_SERVICES:
         client_address.init_app(app, settings)
-        init_limits(app, settings, service)
+    if service == "reporting":  # ingestion's limits are counted by its views
+        init_reporting_limits(app, settings)
 
 
 def register_access(app: Flask, settings: Settings, service: Service) -> None:

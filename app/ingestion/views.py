@@ -26,10 +26,10 @@ from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
+from app.ingestion.rate_limits import hit_limits, init_limits
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
 from app.openapi import serve_document
 from app.queue.publish import enqueue_events
-from app.ratelimit import hit_sites
 from app.settings import current_settings
 
 # Where the access log (gunicorn's `%({analytics.site}e)s`) finds a request's sites.
@@ -38,6 +38,7 @@ SITES_LOGGED = 3
 
 bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
+bp.record_once(init_limits)
 bp.after_app_request(finish_body)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
@@ -53,16 +54,16 @@ watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
 
 def queue_events(messages: list[dict[str, Any]]) -> None:
     """Return once the events are in the broker; raise if they could not be queued, or if
-    one of their sites is over its rate limit."""
+    the client's address or one of their sites is over its rate limit."""
     sites = sorted({message["site_id"] for message in messages})
     request.environ[SITE_ENVIRON_KEY] = site_label(sites)
     settings = current_settings()
     # The overload check reads memory only; a refused request neither pays for nor uses up
-    # its sites' rate limits, which cost a Redis round trip.
+    # its rate limits, which cost a Redis round trip.
     reason = watch.overload(settings.queue_high_water, settings.redis_memory_high_water)
     if reason:
         raise QueueOverloadedError(reason)
-    hit_sites(sites)
+    hit_limits(sites)
     # An enqueue takes milliseconds, so the broker timeout is reached only when Redis stopped
     # answering; then the client must have its 503 within 2 s (API.md), the rate limits' own
     # timeout included. The committer may stay stuck longer; the requests do not wait for it.

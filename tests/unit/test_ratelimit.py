@@ -7,6 +7,9 @@ import pytest
 
 from app import create_app
 from app.client_address import client_address, parse_networks
+from app.ingestion.views import watch
+from app.queue import QUEUE
+from app.ratelimit import KEY_PREFIX
 from tools.factories import make_event
 
 NO_LIMITS = {"ingestion_rate_limit": "off", "site_rate_limit": "off", "reporting_rate_limit": "off"}
@@ -134,3 +137,59 @@ def test_the_client_is_the_rightmost_forwarded_address_not_a_trusted_proxy(
 def test_a_malformed_trusted_proxy_names_the_setting():
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         parse_networks("10.0.0.0/8, proxy.internal")
+
+
+def limit_calls(counter_store, monkeypatch):
+    """The Redis commands that touch the rate-limit counters, as they are sent."""
+    calls = []
+    execute = counter_store.execute_command
+
+    def counting(*args, **options):
+        if any(KEY_PREFIX in str(arg) for arg in args):
+            calls.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(counter_store, "execute_command", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/event", make_event()),
+        ("/events", [make_event(site_id="one.example"), make_event(site_id="two.example")]),
+    ],
+)
+def test_a_request_counts_its_address_and_its_sites_in_one_redis_call(
+    limited, counter_store, monkeypatch, path, body
+):
+    ingestion = limited("ingestion", ingestion_rate_limit="100/minute", site_rate_limit="100/minute")
+    assert post(ingestion, make_event()).status_code == 200  # Redis loads the scripts once
+    calls = limit_calls(counter_store, monkeypatch)
+    assert post(ingestion, body, path=path).status_code == 200
+    assert len(calls) == 1
+
+
+def test_a_request_refused_for_back_pressure_uses_none_of_its_quota(limited, counter_store):
+    ingestion = limited(
+        "ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute", queue_high_water=1
+    )
+    counter_store.lpush(QUEUE, b"{}")
+    watch.refresh()  # what the watch thread does twice a second
+    assert post(ingestion, make_event()).status_code == 503
+    counter_store.delete(QUEUE)
+    watch.refresh()
+    assert post(ingestion, make_event()).status_code == 200
+
+
+def test_an_address_over_its_rate_uses_none_of_its_sites_quota(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="2/minute")
+    event = make_event(site_id="busy.example")
+    assert [post(ingestion, event).status_code for _ in range(3)] == [200, 429, 429]
+    assert post(ingestion, event, address="198.51.100.8").status_code == 200
+
+
+def test_a_refused_request_counts_nothing(limited):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute")
+    assert post(ingestion, {"site_id": "s"}).status_code == 400
+    assert post(ingestion, make_event()).status_code == 200
