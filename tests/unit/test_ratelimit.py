@@ -193,3 +193,26 @@ def test_a_refused_request_counts_nothing(limited):
     ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute")
     assert post(ingestion, {"site_id": "s"}).status_code == 400
     assert post(ingestion, make_event()).status_code == 200
+
+
+def test_counters_in_each_process_memory_keep_the_same_limits(limited):
+    ingestion = limited(
+        "ingestion",
+        ingestion_rate_limit="1/minute",
+        site_rate_limit="2/minute",
+        rate_limit_storage_url="memory://",
+    )
+    event = make_event(site_id="busy.example")
+    assert [post(ingestion, event).status_code for _ in range(2)] == [200, 429]
+    assert post(ingestion, event, address="198.51.100.8").status_code == 200
+    assert_rate_limited(post(ingestion, event, address="198.51.100.9"), 2)
+
+
+def test_when_the_counters_redis_fails_the_limits_pause_instead_of_waiting_on_it(
+    limited, counter_store, redis_server, monkeypatch
+):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute")
+    calls = limit_calls(counter_store, monkeypatch)
+    redis_server.connected = False
+    assert [post(ingestion, make_event()).status_code for _ in range(3)] == [200] * 3
+    assert len(calls) == 1
