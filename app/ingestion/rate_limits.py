@@ -6,7 +6,8 @@ All the windows of a request are counted in one Redis script call: Flask-Limiter
 hook and one call per window cost more than the rest of the endpoint's edge checks
 (docs/decisions/one-call-rate-limits.md). The script counts in order and stops at the first
 window over, as one `limits` fixed-window hit after another would: an address over its rate
-uses none of its sites' quota. Other storages (`memory://`) count with `limits` itself.
+uses none of its sites' quota. Other storages (`memory://`, Redis Sentinel or Cluster) count
+with `limits` itself, a call a window.
 """
 
 from __future__ import annotations
