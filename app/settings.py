@@ -84,11 +84,12 @@ class Settings:
         1.0, INGESTION, "How long a request waits for the broker (Redis) before its 503."
     )
     group_commit_linger_ms: float = setting(
-        0.0,
+        10.0,
         INGESTION,
         "How long a request may wait for others to share its enqueue (one queued message for "
         "the worker). Longer lingers make fewer, larger messages, so the worker stores more events "
-        "per second of CPU, at the cost of that wait in each answer; 0 queues at once.",
+        "per second of CPU, at the cost of that wait in each answer; 0 queues at once. The default "
+        "is the best end-to-end figure of `make bench-pipeline` (docs/decisions/group-commit-linger.md).",
     )
     worker_concurrency: int = setting(2, WORKER, "Processes per Celery worker.")
     broker_visibility_timeout: int = setting(

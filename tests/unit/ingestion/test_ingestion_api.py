@@ -4,6 +4,7 @@ import json
 import pytest
 from kombu.exceptions import OperationalError
 
+from app.ingestion import views
 from app.store import events as event_store
 from tools.factories import make_event
 
@@ -22,6 +23,14 @@ def test_an_accepted_event_is_queued_and_stored(ingestion, db):
     stored = db[event_store.EVENTS].find_one({"site_id": "site-abc-123"})
     assert stored["path"] == "/pricing"
     assert stored["user_id"] == "user-xyz-789"
+
+
+def test_a_request_lingers_for_company_as_long_as_the_setting_says(ingestion, settings, monkeypatch):
+    lingers = []
+    monkeypatch.setattr(views.committer, "submit", lambda messages, timeout, linger: lingers.append(linger))
+    assert post(ingestion, SEED_BODY).status_code == 200
+    assert lingers == [settings.group_commit_linger_ms / 1000]
+    assert lingers[0] > 0
 
 
 def test_the_same_event_id_posted_twice_is_stored_once(ingestion, db):
