@@ -63,7 +63,7 @@ def too_many_requests(item: RateLimitItem, reset_at: float) -> Response:
 
 
 def handle_rate_limited(_: RateLimitExceeded) -> Response:
-    limiter: Limiter = current_app.extensions["address_limiter"]
+    limiter: Limiter = current_app.extensions["reporting_limiter"]
     breached = limiter.current_limit
     assert breached is not None, "a rate limit was exceeded, so one is current"
     return too_many_requests(breached.limit, breached.reset_at)
@@ -100,5 +100,5 @@ def init_reporting_limits(app: Flask, settings: Settings) -> None:
         in_memory_fallback_enabled=True,
     )
     limiter.init_app(app)
-    app.extensions["address_limiter"] = limiter
+    app.extensions["reporting_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, handle_rate_limited)
