@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import redis
@@ -78,7 +80,7 @@ class LedgerCheck(bootsteps.StartStopStep):
 # While messages wait in the queue, it rests REST_PER_ROUND times as long as the round took
 # (at least the configured interval): rounds grow and come less often, each adding more
 # batches, so compaction takes at most a quarter of the time and storing batches keeps the
-# rest. With the queue empty there is nothing to leave the time to: it rests the interval.
+# rest. Once the queue is empty there is nothing to leave the time to: the rest ends.
 REST_PER_ROUND = 3
 
 
@@ -87,9 +89,23 @@ def rest_after(round_seconds: float, interval: float, queue_waiting: bool) -> fl
     return max(interval, REST_PER_ROUND * round_seconds) if queue_waiting else interval
 
 
+def rest(
+    stopping: threading.Event, round_seconds: float, interval: float, queue_waiting: Callable[[], bool]
+) -> bool:
+    """Wait after a round (`rest_after`), asking every interval whether messages still wait,
+    so a rest decided while the queue was full ends once it is empty; False if `stopping`
+    is set meanwhile."""
+    checks = 0
+    while not stopping.wait(interval):
+        checks += 1
+        if checks * interval >= rest_after(round_seconds, interval, queue_waiting()):
+            return True
+    return False
+
+
 class RollupCompactor(bootsteps.StartStopStep):
     """Runs `compactor.compact` in a thread of the worker's main process, resting between
-    rounds (`rest_after`). Every worker runs one; the compactor's lock lets one at a time work.
+    rounds (`rest`). Every worker runs one; the compactor's lock lets one at a time work.
 
     A thread rather than the consumer's timer: a round does MongoDB I/O that must not stall
     the main process's handing out of messages.
@@ -118,20 +134,27 @@ class RollupCompactor(bootsteps.StartStopStep):
     shutdown = stop
 
     def run(self, flask_app: Flask, interval: float) -> None:
-        rest = interval
-        while not self.stopping.wait(rest):
+        took = 0.0
+        while rest(self.stopping, took, interval, partial(queue_waiting, flask_app)):
             started = time.monotonic()
             with flask_app.app_context():
                 try:
                     added = compactor.compact(mongo.db, redis_store.client, Caps.of(current_settings()))
-                    queue_waiting = snapshot.queue_depth(redis_store.client) > 0
                 except (RedisError, PyMongoError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
-                    added, queue_waiting = 0, True
+                    added = 0
                 except Exception:  # a bug must not end compaction for good: try again next round
                     logger.exception("rollup compaction failed this round")
-                    added, queue_waiting = 0, True
+                    added = 0
             took = time.monotonic() - started
-            rest = rest_after(took, interval, queue_waiting)
             if added:
-                logger.info("added %d batches into the rollups in %.2f s; resting %.2f s", added, took, rest)
+                logger.info("added %d batches into the rollups in %.2f s", added, took)
+
+
+def queue_waiting(flask_app: Flask) -> bool:
+    """Whether messages wait in the queue (taken to be so while Redis is unreachable)."""
+    with flask_app.app_context():
+        try:
+            return snapshot.queue_depth(redis_store.client) > 0
+        except RedisError:
+            return True

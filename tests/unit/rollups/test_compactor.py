@@ -1,6 +1,8 @@
 """Rollups stay exact: redelivered batches, retried events, a compactor stopped halfway,
 rebuilds. On mongomock and an in-memory Redis; tests/integration repeats it on real servers."""
 
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -156,6 +158,33 @@ def test_the_compactor_rests_longer_after_a_long_round_while_messages_wait():
 
 def test_the_compactor_rests_only_the_interval_when_no_message_waits():
     assert maintenance.rest_after(2.0, interval=0.5, queue_waiting=False) == 0.5
+
+
+def test_the_compactor_rests_the_rule_s_time_while_messages_wait():
+    checks = []
+
+    def queue_waiting():
+        checks.append(True)
+        return True
+
+    interval = 1 / 64  # binary fractions: the count of checks is exact
+    assert maintenance.rest(threading.Event(), 2 * interval, interval, queue_waiting)
+    assert len(checks) == 6  # three times the round, checked every interval
+
+
+def test_the_compactor_s_rest_ends_once_the_queue_is_empty():
+    """After a long round the rule would rest minutes; the backlog must not wait for an
+    empty queue."""
+    answers = iter([True, True, False])
+    started = time.monotonic()
+    assert maintenance.rest(threading.Event(), 100.0, 0.01, lambda: next(answers))
+    assert time.monotonic() - started < 5
+
+
+def test_the_compactor_s_rest_ends_when_the_worker_stops():
+    stopping = threading.Event()
+    stopping.set()
+    assert not maintenance.rest(stopping, 0.0, 0.01, lambda: False)
 
 
 def test_a_compaction_ends_with_the_batches_waiting_when_it_began(db, counter_store, monkeypatch):
