@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any, cast
 
 import redis
@@ -221,6 +222,23 @@ class Entry:
             raise ValueError("the entry's deltas are not valid JSON")
         return self.parsed
 
+    @cached_property
+    def order(self) -> tuple[int, int]:
+        return _stream_order(self.stream_id)
+
+    @cached_property
+    def deltas_with_buckets(self) -> list[tuple[dict[str, Any], list[Bucket]]]:
+        """Each delta with the rollups it goes into: worked out once, as a round needs
+        them twice and an import's entry holds hundreds."""
+        return [
+            (delta, containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"])))
+            for delta in self.deltas
+        ]
+
+    @cached_property
+    def buckets(self) -> set[Bucket]:
+        return {bucket for _, buckets in self.deltas_with_buckets for bucket in buckets}
+
 
 def _parsed(raw: bytes) -> list[dict[str, Any]] | None:
     try:
@@ -241,19 +259,11 @@ def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
     ]
 
 
-def _buckets(entry: Entry) -> set[Bucket]:
-    return {
-        bucket
-        for delta in entry.deltas
-        for bucket in containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"]))
-    }
-
-
 def _round(entries: list[Entry]) -> list[Entry]:
     """The first entries, in order, that touch at most BUCKETS_PER_ROUND rollups (at least one)."""
     touched: set[Bucket] = set()
     for taken, entry in enumerate(entries):
-        touched |= _buckets(entry)
+        touched |= entry.buckets
         if taken and len(touched) > BUCKETS_PER_ROUND:
             return entries[:taken]
     return entries
@@ -270,8 +280,8 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
     first_of_batch = {entry.batch_id: entry for entry in reversed(entries)}
     applied = rollup_store.applied_batches(db, first_of_batch)
     fresh = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
-    fresh.sort(key=lambda entry: _stream_order(entry.stream_id))
-    buckets = sorted(set().union(*(_buckets(entry) for entry in fresh)), key=lambda bucket: bucket.id)
+    fresh.sort(key=lambda entry: entry.order)
+    buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
     stored: dict[str, dict[str, Any]] = {}
     for start in range(0, len(buckets), ROLLUPS_PER_SLICE):
         lock.reacquire()  # raises LockNotOwnedError if it expired: another compactor may be at it
@@ -280,10 +290,10 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
     rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id), caps) for bucket in buckets}
     numbers = _user_ids(client, fresh)
     for entry in fresh:
-        for delta in entry.deltas:
+        for delta, delta_buckets in entry.deltas_with_buckets:
             tally = Tally.from_document(delta["types"], numbers.get(delta["site_id"]))
-            for bucket in containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"])):
-                rollups[bucket].add(entry.stream_id, tally)
+            for bucket in delta_buckets:
+                rollups[bucket].add(entry.order, tally)
     _save(db, client, lock, rollups.values(), entries[-1].stream_id)
     rollup_store.mark_batches_applied(db, [entry.batch_id for entry in fresh])
 
@@ -302,10 +312,12 @@ def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, 
 def _save(
     db: Database[Any], client: redis.Redis, lock: Lock, rollups: Iterable[Rollup], through: str
 ) -> None:
+    rollups = list(rollups)
     documents = [rollup.document(through) for rollup in rollups]
+    new = {rollup.bucket.id for rollup in rollups if rollup.new}
     for start in range(0, len(documents), ROLLUPS_PER_SLICE):
         lock.reacquire()  # raises LockNotOwnedError, stopping the writes, if it expired
-        rollup_store.save_rollups(db, documents[start : start + ROLLUPS_PER_SLICE])
+        rollup_store.save_rollups(db, documents[start : start + ROLLUPS_PER_SLICE], new)
     sites = {document["site_id"] for document in documents}
     if sites:
         pipe = client.pipeline(transaction=False)
@@ -321,21 +333,27 @@ def generation(client: redis.Redis, site_id: str) -> int:
 
 @dataclass
 class Rollup:
-    """A rollup being updated: its tally, within its caps, and the last stream entry added
-    into it."""
+    """A rollup being updated: its tally, within its caps, the last stream entry added into
+    it, and whether it was found absent (`new`: then it is inserted, not replaced)."""
 
     bucket: Bucket
     tally: CappedTally
     through: str
+    new: bool = False
 
     @classmethod
     def load(cls, bucket: Bucket, document: Mapping[str, Any] | None, caps: Caps) -> Rollup:
         if document is None:
-            return cls(bucket, CappedTally(Tally(), caps), NO_ENTRY)
+            return cls(bucket, CappedTally(Tally(), caps), NO_ENTRY, new=True)
         return cls(bucket, CappedTally(Tally.unpack(document["tally"]), caps), document["through"])
 
-    def add(self, stream_id: str, tally: Tally) -> None:
-        if _stream_order(stream_id) > _stream_order(self.through):
+    @cached_property
+    def through_order(self) -> tuple[int, int]:
+        return _stream_order(self.through)
+
+    def add(self, entry_order: tuple[int, int], tally: Tally) -> None:
+        """Add the tally of the entry at `entry_order`, unless the rollup holds it already."""
+        if entry_order > self.through_order:
             self.tally.add(tally)
 
     def document(self, through: str) -> dict[str, Any]:

@@ -285,10 +285,10 @@ def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, count
         store_batch(db, counter_store, f"batch-{n}", [make_message(site_id=site_id)])
     save = rollup_store.save_rollups
 
-    def refuse_the_poison_site(database, documents):
+    def refuse_the_poison_site(database, documents, new):
         if any(document["site_id"] == poison for document in documents):
             raise DocumentTooLarge("BSON document too large")
-        save(database, documents)
+        save(database, documents, new)
 
     monkeypatch.setattr(rollup_store, "save_rollups", refuse_the_poison_site)
     assert compactor.compact(db, counter_store) == 3
@@ -298,6 +298,25 @@ def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, count
     assert compactor.replay_set_aside(counter_store) == 1
     compactor.compact(db, counter_store)
     assert (site_views(db, poison), compactor.set_aside(counter_store)) == (1, 0)
+
+
+def test_rollups_found_absent_are_saved_as_new_and_the_others_not(db, counter_store, monkeypatch):
+    saved = []
+    save = rollup_store.save_rollups
+
+    def recorded(database, documents, new):
+        saved.append(({document["_id"] for document in documents}, set(new)))
+        save(database, documents, new)
+
+    monkeypatch.setattr(rollup_store, "save_rollups", recorded)
+    store_batch(db, counter_store, "batch-1", [make_message(site_id="site-1")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "batch-2", [make_message(site_id="site-1")])
+    compactor.compact(db, counter_store)
+    (first_ids, first_new), (second_ids, second_new) = saved
+    assert len(first_ids) == 3  # the hour, the day and the week
+    assert (first_new, second_ids, second_new) == (first_ids, first_ids, set())
+    assert site_views(db, "site-1") == 2
 
 
 def test_a_server_away_sets_nothing_aside(db, counter_store, monkeypatch):

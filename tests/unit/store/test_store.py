@@ -3,8 +3,11 @@ from datetime import UTC, datetime
 from pymongo.errors import BulkWriteError
 
 from app.queue import counters
+from app.rollups.buckets import Bucket
+from app.rollups.tally import Tally
 from app.store import dead_letters
 from app.store import events as event_store
+from app.store import rollups as rollup_store
 from tools.factories import make_message
 
 
@@ -101,3 +104,32 @@ def test_on_mongodb_a_redelivered_batch_finds_its_events_with_one_query(db, monk
     owned = event_store.owned_events(db, "batch-1", [message["event_id"] for message in messages])
     assert len(owned) == 50
     assert len(queries) == 1
+
+
+def rollup_documents_of(site_id, through, hours=3):
+    tally = Tally.of([{"event_type": "page_view", "user_id": 1, "path": "/"}])
+    buckets = [Bucket(site_id, "hour", datetime(2025, 11, 1, hour, tzinfo=UTC)) for hour in range(hours)]
+    return [rollup_store.rollup_document(bucket, tally, through) for bucket in buckets]
+
+
+def test_new_rollups_are_inserted_not_replaced(db, monkeypatch):
+    documents = rollup_documents_of("site-1", "1-0")
+    monkeypatch.setattr(type(db[rollup_store.ROLLUPS]), "bulk_write", None)  # a replacement would fail
+    rollup_store.save_rollups(db, documents, new={document["_id"] for document in documents})
+    stored = rollup_store.rollup_documents(db, [document["_id"] for document in documents])
+    assert stored == {document["_id"]: document for document in documents}
+
+
+def test_a_new_rollup_stored_meanwhile_is_replaced(db):
+    (first,) = rollup_documents_of("site-1", "1-0", hours=1)
+    rollup_store.save_rollups(db, [first])
+    (second,) = rollup_documents_of("site-1", "2-0", hours=1)
+    rollup_store.save_rollups(db, [second], new={second["_id"]})
+    assert rollup_store.rollup_documents(db, [second["_id"]])[second["_id"]]["through"] == "2-0"
+
+
+def test_a_new_rollup_that_counts_nothing_is_not_stored(db):
+    (empty,) = rollup_documents_of("site-1", "1-0", hours=1)
+    empty["events"] = 0
+    rollup_store.save_rollups(db, [empty], new={empty["_id"]})
+    assert rollup_store.rollup_documents(db, [empty["_id"]]) == {}
