@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, cast
 
 import redis
@@ -227,13 +227,10 @@ class Entry:
         return _stream_order(self.stream_id)
 
     @cached_property
-    def deltas_with_buckets(self) -> list[tuple[dict[str, Any], list[Bucket]]]:
+    def deltas_with_buckets(self) -> list[tuple[dict[str, Any], tuple[Bucket, ...]]]:
         """Each delta with the rollups it goes into: worked out once, as a round needs
         them twice and an import's entry holds hundreds."""
-        return [
-            (delta, containing_buckets(delta["site_id"], datetime.fromisoformat(delta["hour"])))
-            for delta in self.deltas
-        ]
+        return [(delta, _buckets_of(delta["site_id"], delta["hour"])) for delta in self.deltas]
 
     @cached_property
     def buckets(self) -> set[Bucket]:
@@ -257,6 +254,13 @@ def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
         Entry(stream_id.decode(), fields[b"batch"].decode(), fields[b"deltas"], _parsed(fields[b"deltas"]))
         for stream_id, fields in rows
     ]
+
+
+@lru_cache(maxsize=BUCKETS_PER_ROUND)
+def _buckets_of(site_id: str, hour: str) -> tuple[Bucket, ...]:
+    """The rollups a site-hour's delta goes into: the same site-hours come back in entry after
+    entry of a backlog."""
+    return tuple(containing_buckets(site_id, datetime.fromisoformat(hour)))
 
 
 def _round(entries: list[Entry]) -> list[Entry]:
