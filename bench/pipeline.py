@@ -1,6 +1,6 @@
 """The whole pipeline end to end: from `POST /event(s)` until `/stats` counts the events.
 
-    .venv/bin/python -m bench.pipeline [--prefill 100000] [--seconds 30] [--import-events 100000]
+    .venv/bin/python -m bench.pipeline [--prefill 100000] [--seconds 30] [--import-events 300000]
     .venv/bin/python -m bench.pipeline --soak-minutes 10 [--soak-rate 1000] --prefill 1000000
 
 Everything runs as `make run` runs it, on loopback, with its data in a temporary directory:
@@ -970,7 +970,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=30, help="length of each hey row (default 30)")
     parser.add_argument(
-        "--import-events", type=int, default=100_000, help="events of each import row; 0 skips them"
+        "--import-events",
+        type=int,
+        default=300_000,
+        help="events of each import row (default 300,000); 0 skips them",
     )
     parser.add_argument("--senders", type=int, default=4, help="Python threads sending an import (default 4)")
     parser.add_argument(
