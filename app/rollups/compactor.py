@@ -16,10 +16,12 @@ workers update a counting document safely. So:
    it (`through`), and each batch gets a marker per shard once added
    (`rollup_store.mark_batches_applied`), so neither a crash halfway nor a batch appended
    twice counts anything twice. Entries leave the stream only after that.
-3. A round always makes progress: it takes entries until they touch BUCKETS_PER_ROUND
-   rollups (at least one entry), extends its lock between every slice of reads and writes,
-   and deletes the entries it added before it takes more. However wide a backlog (an import
-   across many sites and days), no round outlives its lock and starts over.
+3. A round always makes progress: it takes at most ENTRIES_PER_ROUND entries and adds them
+   into their rollups BUCKETS_PER_ROUND rollups at a time, each part saved (with its
+   `through`) before the next is read, extends its lock between every slice of reads and
+   writes, and deletes the entries it added before it takes more. However wide a backlog
+   (an import across many sites and days), no round outlives its lock, a round that dies
+   keeps the parts it saved, and each rollup is written once a round.
 
 Rollups therefore trail the stored events by one compaction round (`backlog` says how many
 entries wait); `rebuild` recomputes them from the raw events.
@@ -71,10 +73,13 @@ GENERATIONS_KEY = "analytics:rollups:generations"
 LOCK_SECONDS = 15
 # Rollups read or written between two extensions of the lock: one round trip each way.
 ROLLUPS_PER_SLICE = 200
-# Entries a round reads, and rollups its entries may touch: a round rewrites each rollup it
-# touches once, so a larger round is cheaper per entry, but holds its lock longer.
+# Entries a round reads: a round rewrites each rollup it touches once, so a larger round is
+# cheaper per entry, but holds its entries in memory and the shard's rollups back for longer.
 ENTRIES_PER_ROUND = 2000
+# Rollups a round holds in memory at once: a round whose entries touch more adds them in parts.
 BUCKETS_PER_ROUND = 5000
+# Site-hours whose rollups are remembered: an import's entries name the same ones again.
+SITE_HOURS_CACHED = 16_384
 # The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
 NO_ENTRY = "0-0"
 # `rebuild` counts events of a batch the compactor has not added yet only when the batch is
@@ -155,8 +160,8 @@ def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last:
     while entries := _read(client, shard, last):
         lock.reacquire()
         try:
-            done = _round(entries)
-            _apply(db, client, lock, done, caps)
+            _apply(db, client, lock, entries, caps)
+            done = entries
         except TRANSIENT_ERRORS:
             raise  # the servers, not the entries: the next round tries them again
         except Exception:
@@ -256,21 +261,10 @@ def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
     ]
 
 
-@lru_cache(maxsize=BUCKETS_PER_ROUND)
+@lru_cache(maxsize=SITE_HOURS_CACHED)
 def _buckets_of(site_id: str, hour: str) -> tuple[Bucket, ...]:
-    """The rollups a site-hour's delta goes into: the same site-hours come back in entry after
-    entry of a backlog."""
+    """The rollups a site-hour's delta goes into."""
     return tuple(containing_buckets(site_id, datetime.fromisoformat(hour)))
-
-
-def _round(entries: list[Entry]) -> list[Entry]:
-    """The first entries, in order, that touch at most BUCKETS_PER_ROUND rollups (at least one)."""
-    touched: set[Bucket] = set()
-    for taken, entry in enumerate(entries):
-        touched |= entry.buckets
-        if taken and len(touched) > BUCKETS_PER_ROUND:
-            return entries[:taken]
-    return entries
 
 
 def _stream_order(stream_id: str) -> tuple[int, int]:
@@ -279,27 +273,49 @@ def _stream_order(stream_id: str) -> tuple[int, int]:
 
 
 def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Entry], caps: Caps) -> None:
-    """Add the entries' deltas into the rollups, skipping batches already added and entries a
-    rollup already holds (an earlier round that stopped halfway), then mark the batches."""
+    """Add the entries' deltas into the rollups, BUCKETS_PER_ROUND rollups at a time, skipping
+    batches already added and entries a rollup already holds (an earlier round that stopped
+    halfway), then mark the batches. Each rollup is read and written once, however many of
+    the entries touch it."""
     first_of_batch = {entry.batch_id: entry for entry in reversed(entries)}
     applied = rollup_store.applied_batches(db, first_of_batch)
     fresh = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
     fresh.sort(key=lambda entry: entry.order)
+    numbers = _user_ids(client, fresh)
     buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
+    for start in range(0, len(buckets), BUCKETS_PER_ROUND):
+        part = buckets[start : start + BUCKETS_PER_ROUND]
+        _add_into(db, client, lock, part, fresh, numbers, entries[-1].stream_id, caps)
+    rollup_store.mark_batches_applied(db, [entry.batch_id for entry in fresh])
+
+
+def _add_into(
+    db: Database[Any],
+    client: redis.Redis,
+    lock: Lock,
+    buckets: list[Bucket],
+    entries: list[Entry],
+    numbers: Mapping[str, dict[str, int]],
+    through: str,
+    caps: Caps,
+) -> None:
+    """Read the rollups of `buckets` (sorted), add the entries' deltas into them and save
+    them. Saved, they hold `through`, the round's last entry, so a round that dies after
+    keeps them."""
     stored: dict[str, dict[str, Any]] = {}
     for start in range(0, len(buckets), ROLLUPS_PER_SLICE):
         lock.reacquire()  # raises LockNotOwnedError if it expired: another compactor may be at it
         ids = (bucket.id for bucket in buckets[start : start + ROLLUPS_PER_SLICE])
         stored.update(rollup_store.rollup_documents(db, ids))
     rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id), caps) for bucket in buckets}
-    numbers = _user_ids(client, fresh)
-    for entry in fresh:
+    for entry in entries:
         for delta, delta_buckets in entry.deltas_with_buckets:
-            tally = Tally.from_document(delta["types"], numbers.get(delta["site_id"]))
-            for bucket in delta_buckets:
-                rollups[bucket].add(entry.order, tally)
-    _save(db, client, lock, rollups.values(), entries[-1].stream_id)
-    rollup_store.mark_batches_applied(db, [entry.batch_id for entry in fresh])
+            targets = [rollups[bucket] for bucket in delta_buckets if bucket in rollups]
+            if targets:
+                tally = Tally.from_document(delta["types"], numbers.get(delta["site_id"]))
+                for rollup in targets:
+                    rollup.add(entry.order, tally)
+    _save(db, client, lock, rollups.values(), through)
 
 
 def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, int]]:

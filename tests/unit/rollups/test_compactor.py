@@ -238,34 +238,65 @@ def test_a_locked_shard_does_not_hold_up_the_others(db, counter_store):
     assert summary(db, Period(busy, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views == 1
 
 
-def test_a_wide_backlog_is_added_in_bounded_rounds_that_each_keep_their_progress(
-    db, counter_store, monkeypatch
-):
-    """However many rollups a backlog touches, each round adds a bounded part and deletes its
-    entries, so a compactor that dies later starts from there, not from the beginning."""
-    monkeypatch.setattr(compactor, "BUCKETS_PER_ROUND", 10)
-    monkeypatch.setattr(compactor, "ROLLUPS_PER_SLICE", 3)
+def store_six_batches_over_one_day(db, counter_store):
+    """18 hour rollups, one day's and one week's: 20 in all."""
     for batch in range(6):  # each batch touches 3 hours of a day: 3 hour, 1 day, 1 week rollups
         hours = [f"2025-11-15T{batch * 3 + hour:02d}:00:00Z" for hour in range(3)]
         store_batch(db, counter_store, f"batch-{batch}", [make_message(timestamp=t) for t in hours])
-    rounds = []
-    apply = compactor._apply
 
-    def apply_then_die_on_the_third_round(db, client, lock, entries, caps):
-        rounds.append(len(entries))
-        if len(rounds) == 3:
+
+def test_a_wide_backlog_is_added_a_bounded_part_at_a_time_each_keeping_its_progress(
+    db, counter_store, monkeypatch
+):
+    """However many rollups a backlog touches, a round holds a bounded part of them and saves
+    it before reading the next, so a compactor that dies later keeps what it saved."""
+    monkeypatch.setattr(compactor, "BUCKETS_PER_ROUND", 10)
+    monkeypatch.setattr(compactor, "ROLLUPS_PER_SLICE", 3)
+    store_six_batches_over_one_day(db, counter_store)
+    read_before_saving: list[str] = []
+    saved: list[str] = []
+    read, save = rollup_store.rollup_documents, rollup_store.save_rollups
+
+    def recorded_read(database, ids):
+        ids = list(ids)
+        if not saved:
+            read_before_saving.extend(ids)
+        return read(database, ids)
+
+    def save_then_die_in_the_second_part(database, documents, new):
+        if len(saved) >= 10:
             raise AutoReconnect("the compactor lost MongoDB midway")
-        apply(db, client, lock, entries, caps)
+        saved.extend(document["_id"] for document in documents)
+        save(database, documents, new)
 
     with monkeypatch.context() as patch:
-        patch.setattr(compactor, "_apply", apply_then_die_on_the_third_round)
+        patch.setattr(rollup_store, "rollup_documents", recorded_read)
+        patch.setattr(rollup_store, "save_rollups", save_then_die_in_the_second_part)
         with pytest.raises(AutoReconnect):
             compactor.compact(db, counter_store)
-    assert rounds[:2] == [2, 2]  # 2 entries touch 8 rollups; a third would make 12
-    assert compactor.backlog(counter_store) == 2
-    assert rollup_summary(db).total_views == 12  # the first two rounds stayed added
+    assert len(read_before_saving) == 10  # of the 20 rollups the backlog touches
+    assert compactor.backlog(counter_store) == 6
+    assert sorted(db[rollup_store.ROLLUPS].distinct("_id")) == sorted(saved)  # the first part
     compactor.compact(db, counter_store)
     assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
+    assert rollup_summary(db).total_views == 18
+
+
+def test_a_backlog_wider_than_a_part_writes_each_rollup_once(db, counter_store, monkeypatch):
+    """Taking only the entries whose rollups fit in memory made each later round rewrite the
+    day's and week's rollups again: a wide import's rounds rewrote thousands for a few entries."""
+    monkeypatch.setattr(compactor, "BUCKETS_PER_ROUND", 10)
+    store_six_batches_over_one_day(db, counter_store)
+    writes: list[str] = []
+    save = rollup_store.save_rollups
+
+    def counted(database, documents, new):
+        writes.extend(document["_id"] for document in documents)
+        save(database, documents, new)
+
+    monkeypatch.setattr(rollup_store, "save_rollups", counted)
+    assert compactor.compact(db, counter_store) == 6
+    assert len(writes) == len(set(writes)) == 20
     assert rollup_summary(db).total_views == 18
 
 
