@@ -29,3 +29,21 @@ def test_a_compactor_slice_of_hundreds_of_rollups_is_saved_within_seconds(mongo_
     assert len(stored) == 250
     assert {document["through"] for document in stored.values()} == {"2-0"}
     client.close()
+
+
+def test_rollups_taken_for_new_but_stored_meanwhile_are_replaced_on_the_real_server(mongo_uri):
+    """The server reports which inserts it refused as duplicates; those are replaced."""
+    client: MongoClient = MongoClient(mongo_uri, tz_aware=True, socketTimeoutMS=10_000)
+    db = client.get_default_database()
+    site_id = f"site-{uuid.uuid4().hex[:8]}"
+    tally = Tally.of([{"event_type": "page_view", "user_id": 1, "path": "/"}])
+    buckets = [Bucket(site_id, "hour", datetime(2025, 11, 1, hour, tzinfo=UTC)) for hour in range(6)]
+    stored_before = [rollup_store.rollup_document(bucket, tally, "1-0") for bucket in buckets[::2]]
+    rollup_store.save_rollups(db, stored_before)
+    documents = [rollup_store.rollup_document(bucket, tally, "2-0") for bucket in buckets]
+    rollup_store.save_rollups(db, documents, new={document["_id"] for document in documents})
+    stored = rollup_store.rollup_documents(db, (bucket.id for bucket in buckets))
+    assert {key: document["through"] for key, document in stored.items()} == {
+        bucket.id: "2-0" for bucket in buckets
+    }
+    client.close()
