@@ -36,7 +36,6 @@ from bson import Binary
 from pyroaring import BitMap
 
 from app.rollups.buckets import floor_to
-from app.rollups.user_ids import numbered_locally
 
 # zlib's fastest level: the higher ones take several times as long and save little on bitmaps.
 COMPRESSION_LEVEL = 1
@@ -199,13 +198,28 @@ def hourly_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datet
 
 
 def hourly_documents(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], list[dict[str, Any]]]:
-    """`hourly_tallies` of stored event documents whose users are still names, as documents
-    (`Tally.to_document`) that name the users: whoever adds them up numbers the users."""
-    events = list(events)
-    numbered = numbered_locally(events)
-    names = {
-        copy["user_id"]: event["user_id"]
-        for event, copy in zip(events, numbered, strict=True)
-        if copy.get("user_id")
+    """The tallies of stored event documents whose users are still names, by site and UTC
+    hour, as documents (`Tally.to_document`) that name the users: whoever adds them up
+    numbers the users. Built without bitmaps, which only the compactor needs: a worker
+    stores an import's batch as hundreds of site-hours."""
+    groups: dict[tuple[str, datetime], dict[str, tuple[list[int], set[str], Counter[str]]]] = {}
+    for event in events:
+        types = groups.setdefault((event["site_id"], floor_to(event["timestamp"], "hour")), {})
+        number, users, paths = types.setdefault(event["event_type"], ([0], set(), Counter()))
+        number[0] += 1
+        if event.get("user_id"):
+            users.add(event["user_id"])
+        if event.get("path"):
+            paths[event["path"]] += 1
+    return {
+        key: [
+            {
+                "event_type": event_type,
+                "events": number[0],
+                "users": sorted(users),
+                "paths": sorted([path, views] for path, views in paths.items()),
+            }
+            for event_type, (number, users, paths) in sorted(types.items())
+        ]
+        for key, types in groups.items()
     }
-    return {key: tally.to_document(names) for key, tally in hourly_tallies(numbered).items()}

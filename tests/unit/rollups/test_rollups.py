@@ -11,7 +11,7 @@ from pyroaring import BitMap
 
 from app.rollups import user_ids
 from app.rollups.buckets import containing_buckets, cover
-from app.rollups.tally import Tally, TypeTally
+from app.rollups.tally import Tally, TypeTally, hourly_documents, hourly_tallies
 
 ids = st.sets(st.integers(min_value=1, max_value=1_000_000), max_size=200)
 
@@ -104,3 +104,28 @@ def test_a_cover_takes_whole_weeks_then_days_then_hours():
         "s|day|2025-11-16",
         "s|hour|2025-11-16T23",
     ]
+
+
+stored_events = st.lists(
+    st.fixed_dictionaries(
+        {
+            "site_id": st.sampled_from(["site-1", "site-2"]),
+            "event_type": st.sampled_from(["page_view", "click", "signup"]),
+            "user_id": st.one_of(st.none(), st.sampled_from(["", "u-1", "u-2", "u-3"])),
+            "path": st.one_of(st.none(), st.sampled_from(["", "/", "/a.b", "$x"])),
+            "timestamp": st.datetimes(
+                min_value=datetime(2025, 11, 14), max_value=datetime(2025, 11, 16), timezones=st.just(UTC)
+            ),
+        }
+    ),
+    max_size=60,
+)
+
+
+@given(stored_events)
+def test_a_batch_s_hourly_documents_are_its_hourly_tallies_naming_the_users(events):
+    numbered = user_ids.numbered_locally(events)
+    pairs = zip(events, numbered, strict=True)
+    names = {copy["user_id"]: event["user_id"] for event, copy in pairs if copy.get("user_id")}
+    expected = {key: tally.to_document(names) for key, tally in hourly_tallies(numbered).items()}
+    assert hourly_documents(events) == expected
