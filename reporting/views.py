@@ -159,7 +159,7 @@ def stats_breakdown() -> ResponseReturnValue:
 def stats_realtime() -> ResponseReturnValue:
     """Events and distinct users of the last five minutes, from Redis; never cached."""
     site_id = load_query(site_query_schema)["site_id"]
-    recent = realtime.recent(redis_store.client, site_id)
+    recent = realtime.recent(redis_store.client, site_id, current_settings().event_max_ahead_seconds)
     return jsonify(
         site_id=site_id,
         window_seconds=realtime.WINDOW_SECONDS,

@@ -192,8 +192,9 @@ def wait_for_all(reporting_url: str, site_id: str, events) -> None:
 
 
 def recent_events(now: datetime) -> list[dict[str, Any]]:
-    """Events inside the realtime window and outside it, a minute away from its edge."""
-    ages = [10, 100, 200, 400, 550]
+    """Events inside the realtime window and outside it, a minute away from its edge, and one
+    from a clock running four minutes ahead (ingestion accepts five: EVENT_MAX_AHEAD_SECONDS)."""
+    ages = [-240, 10, 100, 200, 400, 550]
     return [
         {
             "event_id": str(uuid.uuid4()),
