@@ -135,8 +135,9 @@ def stats_timeseries() -> ResponseReturnValue:
     period, interval = query["period"], query["interval"]
 
     def compute() -> dict[str, Any]:
-        points = queries.timeseries(mongo.db, period, interval)
-        return describe(period) | {"interval": interval, "series": [asdict(point) for point in points]}
+        found = queries.timeseries(mongo.db, period, interval)
+        series = {"interval": interval, "series": [asdict(point) for point in found.points]}
+        return describe(period) | series | queries.others("other_event_types", found.other_event_types)
 
     return cached_response(period, compute)
 
@@ -150,7 +151,10 @@ def stats_breakdown() -> ResponseReturnValue:
         found = queries.breakdown(mongo.db, period, by, limit, offset)
         page = {"by": by, "total": found.total, "limit": limit, "offset": offset}
         results = {"results": [asdict(row) for row in found.results]}
-        return describe(period) | page | results | queries.others("other", found.other)
+        beyond_caps = queries.others("other", found.other) | queries.others(
+            "other_event_types", found.other_event_types
+        )
+        return describe(period) | page | results | beyond_caps
 
     return cached_response(period, compute)
 
