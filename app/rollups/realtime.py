@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -24,6 +25,7 @@ WINDOW_SECONDS = 300
 # Kept a little longer than the window so a late write of a recent event still counts.
 KEEP_SECONDS = 2 * WINDOW_SECONDS
 PREFIX = "analytics:realtime"
+CALENDAR_END = datetime.max.replace(tzinfo=UTC).timestamp()
 
 
 def _keys(site_id: str) -> tuple[str, str]:
@@ -57,7 +59,14 @@ def record(
             pipe.zadd(users_key, users, gt=True)
         for key in (events_key, users_key):
             pipe.zremrangebyscore(key, "-inf", oldest)
-            pipe.expire(key, KEEP_SECONDS + max_ahead_seconds)
+            pipe.expire(key, _life(now, latest))
+
+
+def _life(now: float, latest: float) -> int:
+    """Seconds the sets live after a write: until the furthest event ahead they may hold has
+    aged out. Ingestion accepts none past the calendar's end, however far ahead its setting
+    reaches, and Redis refuses an expiry much further than that."""
+    return KEEP_SECONDS + int(min(latest, CALENDAR_END) - now)
 
 
 @dataclass(frozen=True)

@@ -46,3 +46,17 @@ def test_the_sets_live_until_the_furthest_event_ahead_has_left_the_window(ingest
     assert ingestion.post("/event", json=make_event(timestamp=latest.isoformat())).status_code == 200
     counted_until = latest + timedelta(seconds=realtime.WINDOW_SECONDS)
     assert datetime.now(UTC) + timedelta(seconds=counter_store.ttl(EVENTS_KEY)) >= counted_until
+
+
+def test_a_window_reaching_past_the_calendar_keeps_the_sets_within_it(counter_store):
+    """Ingestion takes such a setting as 'up to the calendar's end'; Redis refuses an expiry
+    beyond about 2**63 milliseconds, which would fail every batch's transaction."""
+    pipe = counter_store.pipeline()
+    realtime.record(pipe, [{**make_event(), "event_id": "e1", "timestamp": datetime.now(UTC)}], 10**20)
+    pipe.execute()
+    until_calendar_end = datetime.max.replace(tzinfo=UTC) - datetime.now(UTC)
+    assert (
+        0
+        < counter_store.ttl(EVENTS_KEY)
+        <= (until_calendar_end + timedelta(seconds=realtime.KEEP_SECONDS)).total_seconds()
+    )
