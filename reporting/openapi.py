@@ -36,10 +36,26 @@ class PathViewsSchema(AnswerSchema):
     views = fields.Integer(required=True)
 
 
+class ViewsSchema(AnswerSchema):
+    views = fields.Integer(required=True)
+
+
+def beyond_caps(what: str) -> fields.Nested:
+    """A field an answer has only when the rollups set views apart beyond their caps."""
+    return fields.Nested(ViewsSchema, metadata={"description": f"Only beyond the rollups' caps: {what}."})
+
+
+OTHER_EVENT_TYPES = (
+    "with event_type, events of types the rollups did not keep (they may include the type asked for)"
+)
+
+
 class StatsSchema(PeriodAnswerSchema):
     total_views = fields.Integer(required=True)
     unique_users = fields.Integer(required=True)
     top_paths = fields.List(fields.Nested(PathViewsSchema), required=True)
+    other_paths = beyond_caps("views of paths the rollups did not keep, counted in total_views")
+    other_event_types = beyond_caps(OTHER_EVENT_TYPES)
 
 
 class PointSchema(AnswerSchema):
@@ -51,6 +67,7 @@ class PointSchema(AnswerSchema):
 class TimeseriesSchema(PeriodAnswerSchema):
     interval = fields.String(required=True, validate=validate.OneOf(["hour", "day"]))
     series = fields.List(fields.Nested(PointSchema), required=True)
+    other_event_types = beyond_caps(OTHER_EVENT_TYPES)
 
 
 class RowSchema(AnswerSchema):
@@ -64,6 +81,8 @@ class BreakdownSchema(PeriodAnswerSchema):
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     results = fields.List(fields.Nested(RowSchema), required=True)
+    other = beyond_caps("views of the paths (by=path) or event types (by=event_type) not kept")
+    other_event_types = beyond_caps(OTHER_EVENT_TYPES)
 
 
 class RealtimeSchema(AnswerSchema):

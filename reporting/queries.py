@@ -130,15 +130,25 @@ class Point:
     unique_users: int
 
 
-def timeseries(db: Database[Any], period: Period, interval: str) -> list[Point]:
+@dataclass(frozen=True)
+class Series:
+    points: list[Point]
+    # As in a `Summary`: with one event type asked for, the events of types not kept.
+    other_event_types: int = 0
+
+
+def timeseries(db: Database[Any], period: Period, interval: str) -> Series:
     """Views and distinct users per hour or day of the period, empty buckets included."""
     buckets = list(period.hours() if interval == "hour" else period.days())
     tallies = tallies_for(db, period, buckets)
     points = []
+    beyond_caps = 0
     for bucket in buckets:
-        tally = tallies.tally(bucket.start, bucket.end).selected(period.event_type)
-        points.append(Point(bucket.label, tally.events, tally.unique_users))
-    return points
+        tally = tallies.tally(bucket.start, bucket.end)
+        chosen = tally.selected(period.event_type)
+        points.append(Point(bucket.label, chosen.events, chosen.unique_users))
+        beyond_caps += other_event_types(tally, period.event_type)
+    return Series(points, beyond_caps)
 
 
 @dataclass(frozen=True)
@@ -151,8 +161,10 @@ class Row:
 class Breakdown:
     total: int
     results: list[Row]
-    # Views beyond the rollups' caps: of paths, or of event types, not kept.
+    # Views beyond the rollups' caps: of paths, or of event types, not kept; and, as in a
+    # `Summary`, when the question is about one event type, the events of types not kept.
     other: int = 0
+    other_event_types: int = 0
 
 
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
@@ -166,7 +178,8 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
         counts = Counter({name: t.events for name, t in chosen.types.items()})
         other = tally.other_types.events
     rows = ranked(counts)
-    return Breakdown(len(rows), [Row(value, views) for value, views in rows[offset : offset + limit]], other)
+    page = [Row(value, views) for value, views in rows[offset : offset + limit]]
+    return Breakdown(len(rows), page, other, other_event_types(tally, period.event_type))
 
 
 def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summary:

@@ -135,8 +135,9 @@ def stats_timeseries() -> ResponseReturnValue:
     period, interval = query["period"], query["interval"]
 
     def compute() -> dict[str, Any]:
-        points = queries.timeseries(mongo.db, period, interval)
-        return describe(period) | {"interval": interval, "series": [asdict(point) for point in points]}
+        found = queries.timeseries(mongo.db, period, interval)
+        series = {"interval": interval, "series": [asdict(point) for point in found.points]}
+        return describe(period) | series | queries.others("other_event_types", found.other_event_types)
 
     return cached_response(period, compute)
 
@@ -150,7 +151,10 @@ def stats_breakdown() -> ResponseReturnValue:
         found = queries.breakdown(mongo.db, period, by, limit, offset)
         page = {"by": by, "total": found.total, "limit": limit, "offset": offset}
         results = {"results": [asdict(row) for row in found.results]}
-        return describe(period) | page | results | queries.others("other", found.other)
+        beyond_caps = queries.others("other", found.other) | queries.others(
+            "other_event_types", found.other_event_types
+        )
+        return describe(period) | page | results | beyond_caps
 
     return cached_response(period, compute)
 
@@ -159,7 +163,7 @@ def stats_breakdown() -> ResponseReturnValue:
 def stats_realtime() -> ResponseReturnValue:
     """Events and distinct users of the last five minutes, from Redis; never cached."""
     site_id = load_query(site_query_schema)["site_id"]
-    recent = realtime.recent(redis_store.client, site_id)
+    recent = realtime.recent(redis_store.client, site_id, current_settings().event_max_ahead_seconds)
     return jsonify(
         site_id=site_id,
         window_seconds=realtime.WINDOW_SECONDS,

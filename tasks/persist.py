@@ -33,14 +33,21 @@ logger = logging.getLogger(__name__)
 # Errors that pass: the server is restarting, unreachable, stepping down or too slow.
 # (NotPrimaryError is an AutoReconnect.)
 TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError)
+# For a batch stored outside a worker (tests, tools); a worker passes its settings' value.
+DEFAULT_MAX_AHEAD_SECONDS = Settings().event_max_ahead_seconds
 
 
 def store_batch(
-    db: Database[Any], client: redis.Redis, batch_id: str, messages: Sequence[Mapping[str, Any]]
+    db: Database[Any],
+    client: redis.Redis,
+    batch_id: str,
+    messages: Sequence[Mapping[str, Any]],
+    max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
 ) -> int:
     """Store a batch, dead-letter the events MongoDB refuses, then in one Redis round trip
-    hand the batch's tallies to the rollups, remember its recent events, count the new ones
-    as persisted and settle the batch in the ledger; return how many events were new.
+    hand the batch's tallies to the rollups, remember its recent events (as far ahead as
+    `max_ahead_seconds`, ingestion's EVENT_MAX_AHEAD_SECONDS), count the new ones as
+    persisted and settle the batch in the ledger; return how many events were new.
 
     Safe to run again for the same batch: stored events and dead letters are keyed by event
     id, and the tallies cover the events this batch stored, whichever run stored them.
@@ -57,7 +64,7 @@ def store_batch(
     # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
     pipe = client.pipeline(transaction=True)
     compactor.append_batch(pipe, batch_id, owned)
-    realtime.record(pipe, owned)
+    realtime.record(pipe, owned, max_ahead_seconds)
     counters.add(pipe, counters.PERSISTED, outcome.inserted)
     ledger.settle(pipe, batch_id)
     pipe.execute()
@@ -94,7 +101,7 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
     settings = current_settings()
     batch_id = self.request.id
     try:
-        return store_batch(mongo.db, redis_store.client, batch_id, messages)
+        return store_batch(mongo.db, redis_store.client, batch_id, messages, settings.event_max_ahead_seconds)
     except TRANSIENT_ERRORS as error:
         first_failure_at = first_failure_at or time.time()
         countdown = retry_countdown(settings, self.request.retries, first_failure_at)

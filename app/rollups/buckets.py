@@ -69,10 +69,12 @@ def cover(site_id: str, start: datetime, end: datetime) -> list[Bucket] | None:
 def _cover(site_id: str, start: datetime, end: datetime) -> Iterator[Bucket]:
     moment = start
     while moment < end:
+        # The time left, not the rollup's end, is compared: the last week of year 9999 ends
+        # past what a datetime holds, and so never fits before an `end` that one does.
         level = next(
             level
             for level, length in LEVELS.items()
-            if floor_to(moment, level) == moment and moment + length <= end
+            if floor_to(moment, level) == moment and end - moment >= length
         )
         yield Bucket(site_id, level, moment)
         moment += LEVELS[level]

@@ -1,9 +1,14 @@
 """The last few minutes of each site, kept in Redis by the workers for `/stats/realtime`.
 
 Rollups are hourly, so they cannot answer "the last five minutes". Workers add each stored
-event with a timestamp in the recent past to two sorted sets per site: event ids scored by
-timestamp, and user ids scored by their latest timestamp. Adding the same event again (a
-redelivered batch) changes nothing, so the counts stay exact.
+event with a timestamp in the recent past, or ahead of the clock as far as ingestion accepts
+(EVENT_MAX_AHEAD_SECONDS), to two sorted sets per site: event ids scored by timestamp, and
+user ids scored by their latest timestamp. Adding the same event again (a redelivered batch)
+changes nothing, so the counts stay exact.
+
+Both bounds keep the sets bounded in time: no event further ahead is kept (it would count as
+now for as long as the sets live), and each write trims what is too old and sets the keys to
+expire once the furthest event ahead has left the window.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -18,10 +24,8 @@ import redis
 WINDOW_SECONDS = 300
 # Kept a little longer than the window so a late write of a recent event still counts.
 KEEP_SECONDS = 2 * WINDOW_SECONDS
-# How far ahead of the server's clock a client's may run and its events still count as now;
-# later ones are left out, or a far-future event would count for as long as the key lives.
-CLOCK_SKEW_SECONDS = 60
 PREFIX = "analytics:realtime"
+CALENDAR_END = datetime.max.replace(tzinfo=UTC).timestamp()
 
 
 def _keys(site_id: str) -> tuple[str, str]:
@@ -29,11 +33,16 @@ def _keys(site_id: str) -> tuple[str, str]:
 
 
 def record(
-    pipe: redis.client.Pipeline, events: Iterable[Mapping[str, Any]], now: float | None = None
+    pipe: redis.client.Pipeline,
+    events: Iterable[Mapping[str, Any]],
+    max_ahead_seconds: int,
+    now: float | None = None,
 ) -> None:
-    """Add 'remember these stored events if recent' to the pipeline's commands."""
+    """Add 'remember these stored events if recent' to the pipeline's commands: those of the
+    last KEEP_SECONDS, and those up to `max_ahead_seconds` (ingestion's EVENT_MAX_AHEAD_SECONDS)
+    ahead of the clock."""
     now = now or time.time()
-    oldest, latest = now - KEEP_SECONDS, now + CLOCK_SKEW_SECONDS
+    oldest, latest = now - KEEP_SECONDS, now + max_ahead_seconds
     by_site: dict[str, list[tuple[str, str | None, float]]] = {}
     for event in events:
         moment = event["timestamp"].timestamp()
@@ -50,7 +59,14 @@ def record(
             pipe.zadd(users_key, users, gt=True)
         for key in (events_key, users_key):
             pipe.zremrangebyscore(key, "-inf", oldest)
-            pipe.expire(key, KEEP_SECONDS)
+            pipe.expire(key, _life(now, latest))
+
+
+def _life(now: float, latest: float) -> int:
+    """Seconds the sets live after a write: until the furthest event ahead they may hold has
+    aged out. Ingestion accepts none past the calendar's end, however far ahead its setting
+    reaches, and Redis refuses an expiry much further than that."""
+    return KEEP_SECONDS + int(min(latest, CALENDAR_END) - now)
 
 
 @dataclass(frozen=True)
@@ -59,12 +75,12 @@ class Recent:
     unique_users: int
 
 
-def recent(client: redis.Redis, site_id: str, now: float | None = None) -> Recent:
-    """Events with a timestamp in the last WINDOW_SECONDS (or up to CLOCK_SKEW_SECONDS later:
-    a client's clock may run ahead), and their distinct users."""
+def recent(client: redis.Redis, site_id: str, max_ahead_seconds: int, now: float | None = None) -> Recent:
+    """Events with a timestamp in the last WINDOW_SECONDS, or up to `max_ahead_seconds` later
+    (a client's clock may run ahead as far as ingestion accepts), and their distinct users."""
     now = now or time.time()
     pipe = client.pipeline(transaction=False)
     for key in _keys(site_id):
-        pipe.zcount(key, now - WINDOW_SECONDS, now + CLOCK_SKEW_SECONDS)
+        pipe.zcount(key, now - WINDOW_SECONDS, now + max_ahead_seconds)
     events, users = pipe.execute()
     return Recent(int(events), int(users))

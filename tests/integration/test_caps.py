@@ -65,6 +65,16 @@ def test_a_day_beyond_the_path_cap_answers_with_the_views_it_set_apart(pipeline)
     kinds = ask(pipeline["reporting"], "/stats/breakdown", site_id=site_id, date=DAY, by="event_type")
     assert kinds["total"] == MAX_EVENT_TYPES
     assert sum(row["views"] for row in kinds["results"]) + kinds["other"]["views"] == len(events)
+    # A question about a type the day's rollup did not keep says so, alike in every answer.
+    not_kept = {f"kind-{n}" for n in range(MAX_EVENT_TYPES + 2)} - {row["value"] for row in kinds["results"]}
+    for kind in not_kept:
+        question = {"site_id": site_id, "date": DAY, "event_type": kind}
+        stats = ask(pipeline["reporting"], "/stats", **question)
+        series = ask(pipeline["reporting"], "/stats/timeseries", **question)
+        by_path = ask(pipeline["reporting"], "/stats/breakdown", **question, by="path")
+        assert (stats["total_views"], series["series"][0]["views"], by_path["results"]) == (0, 0, [])
+        assert stats["other_event_types"] == series["other_event_types"] == by_path["other_event_types"]
+        assert by_path["other_event_types"] == kinds["other"]
     health = ask(pipeline["reporting"], "/health/pipeline")
     assert health["rollups"]["set_aside"] == 0
 

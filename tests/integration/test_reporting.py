@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
+from app.ingestion.schemas import to_message
 from app.queue.publish import publish
 from app.settings import Settings
 from tests.integration.client import TIMEOUT
@@ -192,8 +193,9 @@ def wait_for_all(reporting_url: str, site_id: str, events) -> None:
 
 
 def recent_events(now: datetime) -> list[dict[str, Any]]:
-    """Events inside the realtime window and outside it, a minute away from its edge."""
-    ages = [10, 100, 200, 400, 550]
+    """Events inside the realtime window and outside it, a minute away from its edge, and one
+    from a clock running four minutes ahead (ingestion accepts five: EVENT_MAX_AHEAD_SECONDS)."""
+    ages = [-240, 10, 100, 200, 400, 550]
     return [
         {
             "event_id": str(uuid.uuid4()),
@@ -296,6 +298,61 @@ def test_a_redelivered_batch_and_a_rebuild_change_no_answer(pipeline, db, servic
         timeout=60,
     )  # fmt: skip
     assert_every_endpoint_matches(pipeline["reporting"], site_id, events, anchor)
+
+
+# The last days of year 9999: the week from Monday 9999-12-27 ends past what a datetime holds.
+CALENDAR_END = [
+    "9999-12-26T20:00:00Z",
+    "9999-12-27T10:00:00Z",
+    "9999-12-30T23:00:00Z",
+    "9999-12-31T02:00:00Z",
+]
+CALENDAR_END_QUESTIONS = [
+    {"date": "9999-12-27"},
+    {"date": "9999-12-26", "tz": "America/New_York"},
+    {"start": "9999-12-20", "end": "9999-12-30"},
+    {"start": "9999-12-24", "end": "9999-12-30", "tz": "America/New_York"},
+]
+
+
+def test_the_calendar_s_last_days_are_answered_as_the_aggregation_answers(pipeline, service_env):
+    """Events that far ahead only come from the queue (ingestion's window refuses them)."""
+    site_id = f"site-{uuid.uuid4().hex[:12]}"
+    messages = [
+        to_message({"event_id": str(uuid.uuid4()), "event_type": "page_view", "site_id": site_id,
+                    "path": f"/{n}", "user_id": f"u{n}", "timestamp": moment})
+        for n, moment in enumerate(CALENDAR_END)
+    ]  # fmt: skip
+    settings = Settings(redis_url=service_env["REDIS_URL"], mongo_uri=service_env["MONGO_URI"])
+    with create_app("ingestion", settings).app_context():
+        publish(messages, uuid.uuid4().hex)
+    wait_until(
+        lambda: (
+            ask(pipeline["reporting"], "/stats", site_id=site_id, start="9999-12-20", end="9999-12-30")[
+                "total_views"
+            ]
+            == 3
+        ),
+        30,
+        "the events of year 9999",
+        interval=0.2,
+    )
+    for question in CALENDAR_END_QUESTIONS:
+        stats = ask(pipeline["reporting"], "/stats", site_id=site_id, **question)
+        assert stats == ask(pipeline["reporting"], "/stats/aggregated", site_id=site_id, **question)
+        assert stats["total_views"] > 0, question
+        for interval in ("day", "hour"):
+            series = ask(
+                pipeline["reporting"], "/stats/timeseries", site_id=site_id, interval=interval, **question
+            )
+            assert sum(point["views"] for point in series["series"]) == stats["total_views"], (
+                question,
+                interval,
+            )
+        by_path = ask(pipeline["reporting"], "/stats/breakdown", site_id=site_id, by="path", **question)
+        assert [(row["value"], row["views"]) for row in by_path["results"]] == [
+            (row["path"], row["views"]) for row in stats["top_paths"]
+        ]
 
 
 def test_a_question_that_outlasts_its_time_limit_gets_a_503_saying_so(pipeline, service_env, run_dir):

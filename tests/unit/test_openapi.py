@@ -92,3 +92,26 @@ def test_ingestion_documents_the_event_fields_and_their_limits(ingestion: FlaskC
     assert set(event["required"]) == {"site_id", "event_type", "timestamp"}
     assert event["properties"]["site_id"]["maxLength"] == 128
     assert event["properties"]["timestamp"]["format"] == "date-time"
+
+
+def test_reporting_documents_the_fields_answers_gain_beyond_the_rollups_caps(reporting: FlaskClient) -> None:
+    body = document(reporting)
+    schemas = body["components"]["schemas"]
+
+    def properties(schema: dict[str, Any]) -> dict[str, Any]:
+        """The properties of the component a schema names, by itself or as its one `allOf`."""
+        [reference] = schema.get("allOf", [schema])
+        found: dict[str, Any] = schemas[reference["$ref"].rsplit("/", 1)[-1]]["properties"]
+        return found
+
+    beyond_caps = {
+        "/stats": {"other_paths", "other_event_types"},
+        "/stats/timeseries": {"other_event_types"},
+        "/stats/breakdown": {"other", "other_event_types"},
+    }
+    for path, names in beyond_caps.items():
+        answer = properties(
+            body["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        )
+        assert names <= answer.keys(), path
+        assert all(properties(answer[name])["views"]["type"] == "integer" for name in names), path

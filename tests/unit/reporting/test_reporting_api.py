@@ -97,6 +97,54 @@ def test_periods_and_zones_that_cannot_be_computed_are_400(reporting, endpoint, 
     assert response.get_json()["message"] == message
 
 
+# Days at the calendar's ends whose instants a datetime holds, though rollups around them
+# (the week from Monday 9999-12-27) end past year 9999; some zones have whole-hour offsets
+# (read from rollups), some not (New York's local mean time before 1883: read from raw events).
+CALENDAR_END_QUESTIONS = [
+    "date=9999-12-27",
+    "date=9999-12-26&tz=America/New_York",
+    "start=9999-12-20&end=9999-12-30",
+    "start=9999-12-24&end=9999-12-30&tz=America/New_York",
+    "date=9999-12-30&tz=Etc/GMT%2B3",
+    "date=0001-01-01&tz=America/New_York",
+    "date=0001-01-01&tz=Etc/GMT%2B5",
+    "start=0001-01-01&end=0001-01-09",
+]
+CALENDAR_END_EVENTS = [
+    "9999-12-26T20:00:00Z",
+    "9999-12-27T10:00:00Z",
+    "9999-12-30T23:00:00Z",
+    "9999-12-31T02:00:00Z",
+    "0001-01-01T03:00:00Z",
+    "0001-01-01T06:00:00Z",
+    "0001-01-02T12:00:00Z",
+]
+
+
+@pytest.mark.parametrize("query", CALENDAR_END_QUESTIONS)
+def test_days_at_the_calendar_s_ends_are_answered_by_every_endpoint_alike(reporting, store, query):
+    store(
+        [
+            make_event(timestamp=moment, path=f"/{n}", user_id=f"u{n}")
+            for n, moment in enumerate(CALENDAR_END_EVENTS)
+        ]
+    )
+    question = f"site_id=site-abc-123&{query}"
+    stats = reporting.get(f"/stats?{question}")
+    assert stats.status_code == 200, stats.get_json()
+    assert stats.get_json() == reporting.get(f"/stats/aggregated?{question}").get_json()
+    assert stats.get_json()["total_views"] > 0
+    for interval in ("day", "hour"):
+        series = reporting.get(f"/stats/timeseries?{question}&interval={interval}")
+        assert series.status_code == 200, (interval, series.get_json())
+        assert sum(point["views"] for point in series.get_json()["series"]) == stats.get_json()["total_views"]
+    breakdown = reporting.get(f"/stats/breakdown?{question}&by=path&limit=100")
+    assert breakdown.status_code == 200, breakdown.get_json()
+    assert breakdown.get_json()["results"] == [
+        {"value": row["path"], "views": row["views"]} for row in stats.get_json()["top_paths"]
+    ]
+
+
 def test_the_timeseries_lists_every_day_with_views_and_users(reporting, store):
     store(
         [

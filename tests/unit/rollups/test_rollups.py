@@ -129,3 +129,17 @@ def test_a_batch_s_hourly_documents_are_its_hourly_tallies_naming_the_users(even
     names = {copy["user_id"]: event["user_id"] for event, copy in pairs if copy.get("user_id")}
     expected = {key: tally.to_document(names) for key, tally in hourly_tallies(numbered).items()}
     assert hourly_documents(events) == expected
+
+
+def test_a_cover_at_the_calendar_s_end_takes_days_where_the_last_week_ends_past_it():
+    """The week from Monday 9999-12-27 ends in year 10000, past what a datetime holds."""
+    start, end = datetime(9999, 12, 26, 5, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
+    buckets = cover("s", start, end)
+    assert buckets is not None
+    assert [(bucket.level, bucket.start.strftime("%d %H")) for bucket in buckets] == [
+        *(("hour", f"26 {hour:02d}") for hour in range(5, 24)),
+        ("day", "27 00"),
+        ("day", "28 00"),
+        ("day", "29 00"),
+        ("day", "30 00"),
+    ]

@@ -1,0 +1,62 @@
+"""`/stats/realtime` counts every recent event ingestion accepts, as far ahead of the server's
+clock as its window reaches (EVENT_MAX_AHEAD_SECONDS), with the default window and a wider one."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.rollups import realtime
+from app.settings import Settings
+from tools.factories import make_event
+
+EVENTS_KEY = f"{realtime.PREFIX}:site-abc-123:events"
+# Time the request takes to reach ingestion's clock after the test read its own.
+MARGIN = timedelta(seconds=5)
+
+
+@pytest.fixture(params=[Settings().event_max_ahead_seconds, 900], ids=["default-window", "wider-window"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return replace(settings, event_max_ahead_seconds=request.param)
+
+
+def ahead(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.event_max_ahead_seconds)
+
+
+def test_an_event_at_the_far_edge_of_ingestion_s_window_counts_in_realtime(ingestion, reporting, settings):
+    latest = datetime.now(UTC) + ahead(settings) - MARGIN
+    event = make_event(timestamp=latest.isoformat(), user_id="fast-clock")
+    assert ingestion.post("/event", json=event).status_code == 200
+    body = reporting.get("/stats/realtime?site_id=site-abc-123").get_json()
+    assert (body["events"], body["unique_users"]) == (1, 1)
+
+
+def test_an_event_beyond_ingestion_s_window_is_not_kept(counter_store, settings):
+    beyond = datetime.now(UTC) + ahead(settings) + MARGIN
+    pipe = counter_store.pipeline()
+    event = {**make_event(), "event_id": "e1", "timestamp": beyond}
+    realtime.record(pipe, [event], max_ahead_seconds=settings.event_max_ahead_seconds)
+    pipe.execute()
+    assert counter_store.zcard(EVENTS_KEY) == 0
+
+
+def test_the_sets_live_until_the_furthest_event_ahead_has_left_the_window(ingestion, counter_store, settings):
+    latest = datetime.now(UTC) + ahead(settings) - MARGIN
+    assert ingestion.post("/event", json=make_event(timestamp=latest.isoformat())).status_code == 200
+    counted_until = latest + timedelta(seconds=realtime.WINDOW_SECONDS)
+    assert datetime.now(UTC) + timedelta(seconds=counter_store.ttl(EVENTS_KEY)) >= counted_until
+
+
+def test_a_window_reaching_past_the_calendar_keeps_the_sets_within_it(counter_store):
+    """Ingestion takes such a setting as 'up to the calendar's end'; Redis refuses an expiry
+    beyond about 2**63 milliseconds, which would fail every batch's transaction."""
+    pipe = counter_store.pipeline()
+    realtime.record(pipe, [{**make_event(), "event_id": "e1", "timestamp": datetime.now(UTC)}], 10**20)
+    pipe.execute()
+    until_calendar_end = datetime.max.replace(tzinfo=UTC) - datetime.now(UTC)
+    assert (
+        0
+        < counter_store.ttl(EVENTS_KEY)
+        <= (until_calendar_end + timedelta(seconds=realtime.KEEP_SECONDS)).total_seconds()
+    )
