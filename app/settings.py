@@ -237,10 +237,13 @@ class Settings:
         "",
         PROCESSES,
         "`user:password` for Flower (comma-separate several). Empty: Flower has no login (allowed "
-        "on loopback only), and its HTTP API also needs `FLOWER_UNAUTHENTICATED_API=true`.",
+        "on loopback only), and its HTTP API answers 401.",
     )
     flower_unauthenticated_api: str = setting(
-        "", PROCESSES, "Flower's own option: `true` lets its HTTP API answer without a login."
+        "",
+        PROCESSES,
+        "Flower's own option: `true` lets its HTTP API answer without a login, and to every web "
+        "page (`Access-Control-Allow-Origin: *`); so the launcher refuses it without `FLOWER_BASIC_AUTH`.",
     )
 
     def __post_init__(self) -> None:
