@@ -24,7 +24,7 @@ from app.rollups import compactor, realtime
 from app.settings import current_settings
 from app.store import dead_letters
 from reporting import openapi, queries
-from reporting.cache import cached
+from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period
 from reporting.schemas import (
     breakdown_query_schema,
@@ -37,6 +37,8 @@ from reporting.schemas import (
 bp = Blueprint("reporting", __name__)
 # Every endpoint needs a read key (AUTH_MODE=keys) unless marked @public.
 bp.before_request(require_read_key)
+# One value per parameter, so that a cache key names one question.
+bp.before_request(refuse_repeated_parameters)
 serve_document(bp, openapi.document)
 
 MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"

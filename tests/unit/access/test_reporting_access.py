@@ -2,6 +2,8 @@
 
 import pytest
 
+from tools.factories import make_event
+
 STATS = "/stats?site_id=shop&date=2025-11-15"
 SITE_ENDPOINTS = [
     STATS,
@@ -88,3 +90,18 @@ def test_a_revoked_key_is_refused_once_its_cache_entry_expires(keyed_reporting, 
 def test_open_mode_needs_no_key(reporting):
     assert reporting.get(STATS).status_code == 200
     assert reporting.get("/health/pipeline").status_code == 200
+
+
+def test_a_sites_key_cannot_read_another_sites_cached_answer_by_repeating_site_id(
+    keyed_reporting, site_key, store
+):
+    """With one rollup generation each, `site_id=shop&site_id=blog` and
+    `site_id=blog&site_id=shop` made one cache key: blog's key read shop's answer."""
+    store([make_event(site_id="shop"), make_event(site_id="shop", path="/secret")])
+    store([make_event(site_id="blog")])
+    shop_key, blog_key = site_key("shop"), site_key("blog")
+    url = "/stats?site_id={}&site_id={}&date=2025-11-15"
+    shop_asks = keyed_reporting.get(url.format("shop", "blog"), headers=bearer(shop_key))
+    blog_asks = keyed_reporting.get(url.format("blog", "shop"), headers=bearer(blog_key))
+    assert (shop_asks.status_code, blog_asks.status_code) == (400, 400)
+    assert "/secret" not in blog_asks.get_data(as_text=True)
