@@ -73,7 +73,7 @@ key: install ## Print a new read key of a registered site: SITE=example.com
 	@test -n "$(SITE)" || { echo 'usage: make key SITE=example.com'; exit 2; }
 	@$(FLASK) key create "$(SITE)"
 
-operator-key: install ## Print a new operator key (every site, /health/pipeline totals)
+operator-key: install ## Print a new operator key (every site, /health/pipeline)
 	@$(FLASK) key create --operator
 
 sites: install ## List the registered sites and the read keys' ids

@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
-from app.access.guard import public, require_read_key
+from app.access.guard import operators_only, public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
 from app.openapi import serve_document
@@ -175,6 +175,7 @@ def stats_realtime() -> ResponseReturnValue:
 
 
 @bp.get("/health/pipeline")
+@operators_only
 def pipeline_health() -> ResponseReturnValue:
     """Queue depth, unacknowledged messages, the oldest message's age, the event counts, the
     deltas stored but not yet in the rollups, and the end-to-end lag: how long ago the oldest

@@ -3,7 +3,8 @@
 is closed until someone decides otherwise.
 
 A site's key reads that site only (the `site_id` parameter); an operator key
-(`flask key create --operator`) reads every site and the totals of `/health/pipeline`.
+(`flask key create --operator`) reads every site, and alone reads views marked
+`@operators_only` (`/health/pipeline`, whose queue, backlog and lag are every site's).
 A missing or unknown key is a 401, a key of another site a 403.
 """
 
@@ -21,11 +22,18 @@ from app.settings import current_settings
 
 View = TypeVar("View", bound=Callable[..., object])
 PUBLIC_ATTRIBUTE = "access_public"
+OPERATORS_ATTRIBUTE = "access_operators_only"
 
 
 def public(view: View) -> View:
     """Mark a view that anyone may call (e.g. `/health`)."""
     setattr(view, PUBLIC_ATTRIBUTE, True)
+    return view
+
+
+def operators_only(view: View) -> View:
+    """Mark a view that only an operator key may call, whatever site it is asked about."""
+    setattr(view, OPERATORS_ATTRIBUTE, True)
     return view
 
 
@@ -54,6 +62,8 @@ def require_read_key() -> Response | None:
     site_id = request.args.get("site_id")
     if not site_id:
         return error_response(403, "Without site_id this needs an operator key")
+    if getattr(view, OPERATORS_ATTRIBUTE, False):
+        return error_response(403, "Only an operator key reads this")
     if site_id != key.site_id:
         return error_response(403, f"This key does not give access to site {site_id}")
     return None

@@ -11,15 +11,15 @@ SITE_ENDPOINTS = [
     "/stats/timeseries?site_id=shop&start=2025-11-15&end=2025-11-16",
     "/stats/breakdown?site_id=shop&date=2025-11-15&by=path",
     "/stats/realtime?site_id=shop",
-    "/health/pipeline?site_id=shop&date=2025-11-15",
 ]
+SITE_PIPELINE = "/health/pipeline?site_id=shop&date=2025-11-15"
 
 
 def bearer(key):
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.parametrize("url", [*SITE_ENDPOINTS, "/health/pipeline"])
+@pytest.mark.parametrize("url", [*SITE_ENDPOINTS, SITE_PIPELINE, "/health/pipeline"])
 def test_every_data_endpoint_without_a_key_is_401(keyed_reporting, url):
     response = keyed_reporting.get(url)
     assert response.status_code == 401
@@ -64,6 +64,15 @@ def test_pipeline_totals_need_an_operator_key(keyed_reporting, site_key, cli):
     operator = cli("key", "create", "--operator").splitlines()[-1]
     assert keyed_reporting.get("/health/pipeline", headers=bearer(operator)).status_code == 200
     assert keyed_reporting.get(STATS, headers=bearer(operator)).status_code == 200
+
+
+def test_the_pipeline_of_one_site_needs_an_operator_key_too(keyed_reporting, site_key, cli):
+    """Queue, backlog, lag and dead letters are every site's: a site's key reads none of them."""
+    response = keyed_reporting.get(SITE_PIPELINE, headers=bearer(site_key("shop")))
+    assert response.status_code == 403
+    assert response.get_json() == {"status": "error", "message": "Only an operator key reads this"}
+    operator = cli("key", "create", "--operator").splitlines()[-1]
+    assert keyed_reporting.get(SITE_PIPELINE, headers=bearer(operator)).status_code == 200
 
 
 def test_health_stays_open(keyed_reporting):
