@@ -151,8 +151,8 @@ class Settings:
     reporting_rate_limit: str = setting(
         "20/second",
         LIMITS,
-        "Reporting requests per key (the `Authorization` header), or per address without one "
-        "(`off`: no limit).",
+        "Reporting requests per read key (once verified), or per address for requests without "
+        "one (`off`: no limit).",
     )
     trusted_proxies: str = setting(
         "",

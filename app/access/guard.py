@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from flask import Response, current_app, request
 
-from app.access.keys import key_cache
+from app.access.keys import bearer_token, key_cache
 from app.errors import error_response
 from app.extensions import mongo
 from app.settings import current_settings
@@ -35,14 +35,6 @@ def operators_only(view: View) -> View:
     """Mark a view that only an operator key may call, whatever site it is asked about."""
     setattr(view, OPERATORS_ATTRIBUTE, True)
     return view
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header (the scheme in any case)."""
-    scheme, _, token = (header or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
 
 
 def require_read_key() -> Response | None:

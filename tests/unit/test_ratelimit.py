@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from app import create_app
+from app.access import keys
 from app.client_address import client_address, parse_networks
 from app.ingestion.views import watch
 from app.queue import QUEUE
@@ -99,6 +100,34 @@ def test_reporting_limits_each_key_and_each_address_without_one(limited):
     assert stats(Authorization="Bearer two").status_code == 200  # same address, another key
     assert [stats().status_code for _ in range(2)] == [200, 200]
     assert stats().status_code == 429
+
+
+def stats_with(client, authorization, address="198.51.100.7"):
+    return client.get(
+        "/stats?site_id=s&date=2025-11-15",
+        environ_base={"REMOTE_ADDR": address},
+        headers={"Authorization": authorization},
+    )
+
+
+def test_one_key_however_spelt_has_one_reporting_bucket(limited):
+    reporting = limited("reporting", reporting_rate_limit="2/minute")
+    assert stats_with(reporting, "Bearer K").status_code == 200
+    assert stats_with(reporting, "bearer  K").status_code == 200
+    assert_rate_limited(stats_with(reporting, "BEARER K"), 2)
+
+
+def test_made_up_tokens_share_their_addresss_reporting_bucket_and_a_verified_key_has_its_own(limited, db):
+    """With AUTH_MODE=keys a token has a bucket of its own once this process has verified
+    it: each made-up token would otherwise be a fresh bucket, and a MongoDB lookup."""
+    reporting = limited("reporting", reporting_rate_limit="3/minute", auth_mode="keys")
+    key = keys.create_key(db, "s").secret
+    assert stats_with(reporting, f"Bearer {key}").status_code == 200  # verified: counted on the address
+    assert [stats_with(reporting, f"Bearer ak_made-up-{n}").status_code for n in range(2)] == [401, 401]
+    assert_rate_limited(stats_with(reporting, "Bearer ak_made-up-2"), 3)
+    assert_rate_limited(stats_with(reporting, "Basic Sw=="), 3)
+    assert stats_with(reporting, f"Bearer {key}").status_code == 200
+    assert stats_with(reporting, "Bearer ak_made-up-3", address="198.51.100.8").status_code == 401
 
 
 def test_health_is_never_rate_limited(limited):
