@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.access.keys import bearer_token, hash_key, key_cache
-from app.client_address import request_client_address
+from app.client_address import request_limited_address
 from app.errors import error_response
 from app.settings import Settings, current_settings
 
@@ -50,7 +50,7 @@ def reporting_key() -> str:
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None and (current_settings().auth_mode == "open" or key_cache.known(token)):
         return "key:" + hash_key(token)[:32]
-    return "address:" + request_client_address()
+    return "address:" + request_limited_address()
 
 
 def exempt() -> bool:

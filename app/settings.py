@@ -140,13 +140,14 @@ class Settings:
     ingestion_rate_limit: str = setting(
         "200/second",
         LIMITS,
-        "Requests per client address to `POST /event(s)` (`N/second`, `N/minute`, several "
-        "separated by `;`; `off`: no limit).",
+        "Requests per client address (an IPv6 client: per /64) to `POST /event(s)` (`N/second`, "
+        "`N/minute`, several separated by `;`; `off`: no limit).",
     )
     site_rate_limit: str = setting(
         "1000/second",
         LIMITS,
-        "Ingestion requests carrying events of one site, from all addresses (`off`: no limit).",
+        "Ingestion requests carrying events of one site, from all addresses, counted apart for "
+        "its pages (`Origin` or `Referer`) and for servers (`off`: no limit).",
     )
     reporting_rate_limit: str = setting(
         "20/second",

@@ -1,5 +1,6 @@
-"""Read keys: drawn at random, stored only as a hash, verified through a short in-process cache,
-and read from an `Authorization: Bearer` header.
+"""Keys: drawn at random, stored only as a hash, read from an `Authorization: Bearer` header.
+Read keys are verified through a short in-process cache; server keys, which ingestion checks,
+through the site registry's snapshot (app/access/registry.py).
 
 A key is 256 random bits from `secrets`, so a plain SHA-256 of it is the right hash: a slow,
 salted password hash (bcrypt, scrypt) exists to make guessing low-entropy passwords costly,
@@ -20,9 +21,12 @@ from typing import Any
 from pymongo.database import Database
 
 from app.store import sites
-from app.store.sites import ReadKey
+from app.store.sites import READ, SERVER, StoredKey
 
 KEY_PREFIX = "ak_"
+# A server key tells itself apart at a glance, in a config file or a secret scanner's report.
+SERVER_KEY_PREFIX = "sk_"
+PREFIXES = {READ: KEY_PREFIX, SERVER: SERVER_KEY_PREFIX}
 KEY_BYTES = 32
 KEY_ID_BYTES = 4
 # Keys (and, apart, unknown tokens) a process remembers; past this, it forgets them all.
@@ -50,30 +54,30 @@ def bearer_token(header: str | None) -> str | None:
     return parts[1].strip() or None
 
 
-def create_key(db: Database[Any], site_id: str | None) -> NewKey:
-    """Make a read key for `site_id` (None: an operator key) and store its hash."""
+def create_key(db: Database[Any], site_id: str | None, kind: str = READ) -> NewKey:
+    """Make a key of `kind` for `site_id` (None: an operator's read key) and store its hash."""
     while True:
         key = NewKey(
-            key_id=secrets.token_hex(KEY_ID_BYTES), secret=KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+            key_id=secrets.token_hex(KEY_ID_BYTES), secret=PREFIXES[kind] + secrets.token_urlsafe(KEY_BYTES)
         )
-        if sites.save_key(db, key.key_id, site_id, hash_key(key.secret)):
+        if sites.save_key(db, key.key_id, site_id, hash_key(key.secret), kind):
             return key
 
 
 class KeyCache:
-    """Keys verified in this process, each trusted for `ttl` seconds before MongoDB is asked
+    """Read keys verified in this process, each trusted for `ttl` seconds before MongoDB is asked
     again: so a revoked key stops working within `ttl`. Tokens found to be no key are
     remembered as long, apart, so that one sent again and again (a dashboard left with a
     revoked key) costs no lookup each time; a key just made works at once all the same, its
     secret being new."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[ReadKey, float]] = {}
+        self._known: dict[str, tuple[StoredKey, float]] = {}
         self._unknown: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def verify(self, db: Database[Any], secret: str, ttl: float) -> ReadKey | None:
-        """The key whose secret is `secret`, or None if there is none."""
+    def verify(self, db: Database[Any], secret: str, ttl: float) -> StoredKey | None:
+        """The read key whose secret is `secret`, or None if there is none."""
         digest = hash_key(secret)
         now = time.monotonic()
         cached = self._known.get(digest)

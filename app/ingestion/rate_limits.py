@@ -1,6 +1,11 @@
-"""Ingestion's rate limits: per client address, then per site, counted by the view once the
-body is read and the queue can take it, so a request refused before (400, 403, 503 for
-back-pressure) uses no quota.
+"""Ingestion's rate limits: per client address (an IPv6 client by its /64), then per site and
+kind of sender, counted by the view once the body is read and the queue can take it, so a
+request refused before (400, 403, 503 for back-pressure) uses no quota.
+
+A site has one budget for pages on its domains and one for servers (app/access/origins.py):
+anyone can send without an `Origin`, so a forger's requests of that kind, from however many
+addresses, use up only the servers' budget, never the one its visitors' browsers share. (A
+site that requires a server key refuses them outright.)
 
 All the windows of a request are counted in one Redis script call: Flask-Limiter's request
 hook and one call per window cost more than the rest of the endpoint's edge checks
@@ -24,7 +29,8 @@ from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from redis.commands.core import Script
 
-from app.client_address import request_client_address
+from app.access.origins import request_sender
+from app.client_address import request_limited_address
 from app.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
 
 logger = logging.getLogger(__name__)
@@ -67,14 +73,15 @@ class IngestionLimits:
             storage.get_connection().register_script(COUNT_WINDOWS) if type(storage) is RedisStorage else None
         )
 
-    def windows(self, address: str, site_ids: Iterable[str]) -> list[Window]:
+    def windows(self, address: str, site_ids: Iterable[str], sender: str) -> list[Window]:
         by_address: list[Window] = [(item, ("address", address)) for item in self.address_items]
-        return by_address + [(item, ("site", site_id)) for site_id in site_ids for item in self.site_items]
+        by_site = [(item, ("site", site_id, sender)) for site_id in site_ids for item in self.site_items]
+        return by_address + by_site
 
-    def hit(self, address: str, site_ids: Iterable[str]) -> None:
-        """Count one request from `address` carrying events of `site_ids` (distinct); raise
-        RateLimitedError for the first window over."""
-        windows = self.windows(address, site_ids)
+    def hit(self, address: str, site_ids: Iterable[str], sender: str) -> None:
+        """Count one request from `address` carrying events of `site_ids` (distinct) from a
+        `sender` of this kind; raise RateLimitedError for the first window over."""
+        windows = self.windows(address, site_ids, sender)
         if not windows or time.monotonic() < self.paused_until:
             return
         try:
@@ -101,9 +108,10 @@ class IngestionLimits:
 
 
 def hit_limits(site_ids: Iterable[str]) -> None:
-    """Count this request against its client address's limit and each of its sites' (each once)."""
+    """Count this request against its client address's limit and each of its sites' for its
+    kind of sender (each once)."""
     limits: IngestionLimits = current_app.extensions["ingestion_limits"]
-    limits.hit(request_client_address(), site_ids)
+    limits.hit(request_limited_address(), site_ids, request_sender().kind)
 
 
 def handle_rate_limited(error: RateLimitedError) -> Response:

@@ -7,7 +7,7 @@ import pytest
 
 from app import create_app
 from app.access import keys
-from app.client_address import client_address, parse_networks
+from app.client_address import client_address, limited_address, parse_networks
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.ratelimit import KEY_PREFIX
@@ -102,6 +102,36 @@ def test_reporting_limits_each_key_and_each_address_without_one(limited):
     assert stats().status_code == 429
 
 
+def test_servers_cannot_use_up_the_budget_of_a_sites_pages(limited):
+    """A site has a window for pages (Origin or Referer) and one for servers (neither): the
+    forger's curl loop without an Origin leaves the site's visitors their rate."""
+    ingestion = limited("ingestion", site_rate_limit="2/minute")
+    event = make_event(site_id="busy.example")
+    assert [post(ingestion, event, address=f"198.51.100.{n}").status_code for n in range(2)] == [200, 200]
+    assert_rate_limited(post(ingestion, event, address="198.51.100.3"), 2)
+    page = {"Origin": "https://busy.example"}
+    assert [post(ingestion, event, address=f"203.0.113.{n}", **page).status_code for n in range(2)] == [
+        200
+    ] * 2
+    assert_rate_limited(post(ingestion, event, address="203.0.113.3", **page), 2)
+
+
+def test_an_ipv6_client_is_counted_by_its_64(limited):
+    """One subscriber holds a whole /64: rotating addresses inside it gains nothing."""
+    ingestion = limited("ingestion", ingestion_rate_limit="2/minute")
+    statuses = [post(ingestion, make_event(), address=f"2001:db8:1:2::{n}").status_code for n in (1, 2)]
+    assert statuses == [200, 200]
+    assert_rate_limited(post(ingestion, make_event(), address="2001:db8:1:2:ffff:ffff:ffff:9"), 2)
+    assert post(ingestion, make_event(), address="2001:db8:1:3::1").status_code == 200
+
+
+def test_reporting_counts_an_ipv6_client_by_its_64(limited):
+    reporting = limited("reporting", reporting_rate_limit="1/minute")
+    stats = "/stats?site_id=s&date=2025-11-15"
+    assert reporting.get(stats, environ_base={"REMOTE_ADDR": "2001:db8:1:2::1"}).status_code == 200
+    assert_rate_limited(reporting.get(stats, environ_base={"REMOTE_ADDR": "2001:db8:1:2::2"}), 1)
+
+
 def stats_with(client, authorization, address="198.51.100.7"):
     return client.get(
         "/stats?site_id=s&date=2025-11-15",
@@ -161,6 +191,20 @@ def test_the_client_is_the_rightmost_forwarded_address_not_a_trusted_proxy(
     remote, forwarded, trusted, client
 ):
     assert client_address(remote, forwarded, parse_networks(trusted)) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # IPv4 in IPv6's clothes is IPv4
+        ("", ""),
+    ],
+)
+def test_rate_limits_count_an_ipv6_client_by_its_64(address, counted):
+    assert limited_address(address) == counted
 
 
 def test_a_malformed_trusted_proxy_names_the_setting():
