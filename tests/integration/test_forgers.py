@@ -4,6 +4,8 @@ address (the test is the trusted proxy)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ def post(url: str, site_id: str, client: str, **headers: str) -> requests.Respon
 
 
 def assert_over(response: requests.Response, limit: int) -> None:
-    assert response.status_code == 429, response.text
+    assert response.status_code == 429, response.text[:300]
     assert response.headers["RateLimit-Limit"] == str(limit)
 
 
@@ -73,7 +75,7 @@ def test_a_forger_without_an_origin_cannot_use_up_the_budget_of_a_sites_visitors
     assert [response.status_code for response in forged] == [200] * SITE_LIMIT
     assert_over(post(guarded.ingestion, guarded.budget_site, "198.51.100.99"), SITE_LIMIT)
     visitor = post(guarded.ingestion, guarded.budget_site, "203.0.113.7", Origin="https://budget.test")
-    assert visitor.status_code == 200, visitor.text
+    assert visitor.status_code == 200, visitor.text[:300]
 
 
 def test_a_site_that_requires_its_server_key_refuses_servers_without_it(guarded):
@@ -98,3 +100,35 @@ def test_addresses_of_one_ipv6_64_share_one_count(guarded):
     assert [response.status_code for response in rotating] == [200] * ADDRESS_LIMIT
     assert_over(post(guarded.ingestion, guarded.spare_site, "2001:db8:aa:1:ffff::1", **page), ADDRESS_LIMIT)
     assert post(guarded.ingestion, guarded.spare_site, "2001:db8:aa:2::1", **page).status_code == 200
+
+
+def large_gzip_batch(site_id: str, **fields: object) -> bytes:
+    """500 events of about 2 KB each: nearly the largest batch the service inflates."""
+    events = [make_event(site_id=site_id, path="/" + "p" * 1900, **fields) for _ in range(500)]
+    return gzip.compress(json.dumps(events).encode())
+
+
+def post_batch(url: str, body: bytes, client: str) -> requests.Response:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "X-Forwarded-For": client}
+    return requests.post(f"{url}/events", data=body, headers=headers, timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("batch", "refusal", "client"),
+    [
+        (lambda guarded: large_gzip_batch(f"nobody-{uuid.uuid4().hex[:8]}"), 403, "192.0.2.101"),
+        (lambda guarded: large_gzip_batch(guarded.spare_site, timestamp="not a time"), 400, "192.0.2.102"),
+    ],
+    ids=["unregistered-site", "all-invalid"],
+)
+def test_refused_batches_use_up_their_addresss_rate_and_then_go_unread(guarded, batch, refusal, client):
+    """A 1 MB gzip batch refused for its site or its events cost an inflate, a parse and a
+    validation: its address pays for it, and once over its rate is refused unread."""
+    body = batch(guarded)
+    assert len(json.loads(gzip.decompress(body))) == 500
+    statuses = [post_batch(guarded.ingestion, body, client).status_code for _ in range(ADDRESS_LIMIT)]
+    assert statuses == [refusal] * ADDRESS_LIMIT
+    assert_over(post_batch(guarded.ingestion, body, client), ADDRESS_LIMIT)
+    # Not even inflated now: what is no gzip at all gets the 429, not a 400.
+    assert_over(post_batch(guarded.ingestion, b"not gzip", client), ADDRESS_LIMIT)
+    assert post_batch(guarded.ingestion, body, "192.0.2.200").status_code == refusal

@@ -8,6 +8,7 @@ import pytest
 from app import create_app
 from app.access import keys
 from app.client_address import client_address, limited_address, parse_networks
+from app.ingestion import bodies
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.ratelimit import KEY_PREFIX
@@ -262,10 +263,53 @@ def test_an_address_over_its_rate_uses_none_of_its_sites_quota(limited):
     assert post(ingestion, event, address="198.51.100.8").status_code == 200
 
 
-def test_a_refused_request_counts_nothing(limited):
-    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute")
+def test_a_refused_request_uses_its_addresss_quota(limited):
+    """A request refused for its content cost a read, maybe an inflate, a parse and a
+    validation: it is counted like any other, so repeating it is not free."""
+    ingestion = limited("ingestion", ingestion_rate_limit="2/minute")
     assert post(ingestion, {"site_id": "s"}).status_code == 400
+    assert post(ingestion, make_event(), path="/events", **{"Content-Encoding": "br"}).status_code == 415
+    assert_rate_limited(post(ingestion, make_event()), 2)
+    assert post(ingestion, make_event(), address="198.51.100.8").status_code == 200
+
+
+def test_an_address_over_its_rate_is_refused_before_its_body_is_read(limited, monkeypatch):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert post(ingestion, [{"site_id": "s"}], path="/events").status_code == 400
+    assert_rate_limited(post(ingestion, [{"site_id": "s"}], path="/events"), 1)  # the one over
+    read = []
+
+    def read_body(limit):
+        read.append(limit)
+        return b"{}"
+
+    monkeypatch.setattr(bodies, "read_body", read_body)
+    garbage = ingestion.post(
+        "/events", data=b"not gzip", content_type="application/json",
+        environ_base={"REMOTE_ADDR": "198.51.100.7"}, headers={"Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert_rate_limited(garbage, 1)
+    assert read == []
+
+
+def test_a_refused_request_uses_none_of_its_sites_quota(limited):
+    ingestion = limited("ingestion", site_rate_limit="1/minute")
+    assert post(ingestion, make_event(timestamp="yesterday")).status_code == 400
     assert post(ingestion, make_event()).status_code == 200
+
+
+def test_a_refused_request_counts_in_one_redis_call_and_a_request_over_its_rate_in_none(
+    limited, counter_store, monkeypatch
+):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert post(ingestion, make_event(), address="198.51.100.9").status_code == 200  # Redis loads the script
+    calls = limit_calls(counter_store, monkeypatch)
+    assert post(ingestion, {"site_id": "s"}).status_code == 400
+    assert len(calls) == 1
+    assert post(ingestion, make_event()).status_code == 429  # counted: over, and its reset read
+    counted = len(calls)
+    assert [post(ingestion, make_event()).status_code for _ in range(3)] == [429] * 3
+    assert len(calls) == counted
 
 
 def test_counters_in_each_process_memory_keep_the_same_limits(limited):
