@@ -18,6 +18,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from app.access.guard import operators_only, public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
+from app.ingestion import backpressure
 from app.openapi import serve_document
 from app.queue import counters, ledger, snapshot
 from app.rollups import compactor, realtime
@@ -204,7 +205,14 @@ def pipeline_health() -> ResponseReturnValue:
         },
         rollups={"backlog": compactor.backlog(client), "set_aside": compactor.set_aside(client)},
         lag_seconds=lag_seconds(client),
+        backpressure=ingestion_backpressure(client),
     )
+
+
+def ingestion_backpressure(client: redis.Redis) -> dict[str, object]:
+    """Why ingestion refuses events now, with the figures its public answers leave out."""
+    settings = current_settings()
+    return backpressure.state(client, settings.queue_high_water, settings.redis_memory_high_water)
 
 
 def lag_seconds(client: redis.Redis) -> float:
