@@ -81,8 +81,9 @@ def request_client_address() -> str:
 
 
 def request_limited_address() -> str:
-    """What rate limits count for the client of the current request."""
-    return limited_address(request_client_address())
+    """What rate limits count for the client of the current request (whose address
+    `remember_client` noted first)."""
+    return limited_address(request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address())
 
 
 def remember_client() -> None:

@@ -84,18 +84,12 @@ def site_gate(registry: SiteRegistry, sender: Sender) -> Gate:
         if site is None:
             return f"Unknown site: {site_id} is not registered"
         if sender.key_hash is not None:
-            return (
-                None
-                if sender.key_hash in site.server_keys
-                else f"The server key is not one of site {site_id}'s keys"
-            )
-        if sender.host is not None:
-            return (
-                None
-                if sender.host in site.domains
-                else f"Origin {sender.host or 'null'} is not one of the domains of site {site_id}"
-            )
-        if site.require_server_key:
+            if sender.key_hash not in site.server_keys:
+                return f"The server key is not one of site {site_id}'s keys"
+        elif sender.host is not None:
+            if sender.host not in site.domains:
+                return f"Origin {sender.host or 'null'} is not one of the domains of site {site_id}"
+        elif site.require_server_key:
             return (
                 f"Site {site_id} takes events from servers only with its server key: "
                 "send Authorization: Bearer <key>"

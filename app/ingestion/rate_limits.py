@@ -163,8 +163,9 @@ def hit_limits(site_ids: Iterable[str]) -> None:
 def refuse_addresses_over_their_rate() -> None:
     """A `before_request` hook: a post from an address this process found over its rate is
     refused before its body is read."""
-    if request.method == "POST":
-        over = limits_of_app().known_over(request_limited_address())
+    limits = limits_of_app()
+    if request.method == "POST" and limits.over_addresses:
+        over = limits.known_over(request_limited_address())
         if over is not None:
             raise RateLimitedError(*over)
 
