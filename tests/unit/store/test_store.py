@@ -164,7 +164,9 @@ def test_a_bulk_error_with_a_write_concern_error_is_not_only_duplicates():
 
 def test_a_marker_whose_write_concern_failed_is_not_taken_as_written(db, monkeypatch):
     collection_type = type(db[rollup_store.ROLLUP_BATCHES])
-    monkeypatch.setattr(collection_type, "insert_many", inserting_then_failing_the_write_concern(collection_type))
+    monkeypatch.setattr(
+        collection_type, "insert_many", inserting_then_failing_the_write_concern(collection_type)
+    )
     with pytest.raises(BulkWriteError):
         rollup_store.mark_batches_applied(db, ["batch-1@0"])
 
@@ -172,7 +174,36 @@ def test_a_marker_whose_write_concern_failed_is_not_taken_as_written(db, monkeyp
 def test_new_rollups_whose_write_concern_failed_are_not_taken_as_saved(db, monkeypatch):
     documents = rollup_documents_of("site-1", "1-0")
     collection_type = type(db[rollup_store.ROLLUPS])
-    monkeypatch.setattr(collection_type, "insert_many", inserting_then_failing_the_write_concern(collection_type))
+    monkeypatch.setattr(
+        collection_type, "insert_many", inserting_then_failing_the_write_concern(collection_type)
+    )
     with pytest.raises(BulkWriteError):
         rollup_store.save_rollups(db, documents, new={document["_id"] for document in documents})
 
+
+def refusal_of(write):
+    """The error `write` raised, if any."""
+    try:
+        write()
+    except Exception as error:
+        return error
+    return None
+
+
+def test_a_rollup_write_older_than_the_stored_rollup_is_refused(db):
+    """The fence: a compactor that lost its lock (and its writes' token with it) cannot
+    replace, or delete, a rollup that a newer holder wrote."""
+    (newer,) = rollup_documents_of("site-1", "2-0", hours=1)
+    newer["fence"] = 2
+    rollup_store.save_rollups(db, [newer], new={newer["_id"]})
+    (older,) = rollup_documents_of("site-1", "1-0", hours=1)
+    older["fence"] = 1
+    refusals = [
+        refusal_of(lambda: rollup_store.save_rollups(db, [older])),
+        refusal_of(lambda: rollup_store.save_rollups(db, [older], new={older["_id"]})),  # stored meanwhile
+    ]
+    rollup_store.save_rollups(db, [{**older, "events": 0}])  # a deletion, fenced out: nothing happens
+    assert rollup_store.rollup_documents(db, [newer["_id"]]) == {newer["_id"]: newer}
+    assert all(isinstance(refusal, rollup_store.StaleWriteError) for refusal in refusals)
+    rollup_store.save_rollups(db, [{**newer, "through": "3-0"}])  # the holder itself writes again
+    assert rollup_store.rollup_documents(db, [newer["_id"]])[newer["_id"]]["through"] == "3-0"
