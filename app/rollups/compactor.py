@@ -41,7 +41,6 @@ from typing import Any, cast
 
 import redis
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 from redis.exceptions import RedisError
 from redis.lock import Lock
 
@@ -51,6 +50,7 @@ from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.tally import Tally, hourly_documents
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store.errors import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,9 @@ LOCK_PREFIX = "analytics:rollups:lock"
 # How many shards sites are spread over: at most this many compactors work at once. Changing
 # it moves sites between streams, so drain the backlog (or rebuild) before changing it.
 SHARDS = 8
-# Stream: entries whose adding failed for a reason of their own (not a server away), with the
-# error, until `replay_set_aside` appends them to their shard's stream again.
+# Stream: entries whose adding failed for a reason of their own (not a server's condition),
+# with the error, until `replay_set_aside` appends them to their shard's stream again.
 SET_ASIDE_KEY = "analytics:rollups:set-aside"
-# Errors that mean a server is away or slow: the round is tried again whole, nothing set aside.
-TRANSIENT_ERRORS = (RedisError, ConnectionFailure, ExecutionTimeout, WTimeoutError)
 # Hash: site id -> how many times its rollups changed, so cached answers can tell they are stale.
 GENERATIONS_KEY = "analytics:rollups:generations"
 # A compactor's lock expires this long after its holder last extended it, so the rollups
@@ -153,6 +151,12 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
     return consumed
 
 
+def _passes(error: Exception) -> bool:
+    """Whether a round failed on the servers (away, busy, the lock lost), not on its entries:
+    it is then tried again whole, nothing set aside."""
+    return isinstance(error, RedisError) or is_transient(error)
+
+
 def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last: str, caps: Caps) -> int:
     """Add the shard's entries up to `last` into the rollups, a bounded round at a time,
     deleting each round's entries once they are added (or set aside)."""
@@ -162,9 +166,9 @@ def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last:
         try:
             _apply(db, client, lock, entries, caps)
             done = entries
-        except TRANSIENT_ERRORS:
-            raise  # the servers, not the entries: the next round tries them again
-        except Exception:
+        except Exception as error:
+            if _passes(error):
+                raise  # the next round tries them again
             done = _isolate(db, client, lock, shard, entries, caps)
         client.xdel(stream_key(shard), *(entry.stream_id for entry in done))
         consumed += len(done)
@@ -181,9 +185,9 @@ def _isolate(
         lock.reacquire()
         try:
             _apply(db, client, lock, [entry], caps)
-        except TRANSIENT_ERRORS:
-            raise
         except Exception as error:
+            if _passes(error):
+                raise
             logger.exception("set aside rollup entry %s of batch %s", entry.stream_id, entry.batch_id)
             _set_aside(client, shard, entry, error)
             return [*done, entry]
