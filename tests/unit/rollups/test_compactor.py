@@ -263,11 +263,11 @@ def test_a_wide_backlog_is_added_a_bounded_part_at_a_time_each_keeping_its_progr
             read_before_saving.extend(ids)
         return read(database, ids)
 
-    def save_then_die_in_the_second_part(database, documents, new):
+    def save_then_die_in_the_second_part(database, documents, new, **options):
         if len(saved) >= 10:
             raise AutoReconnect("the compactor lost MongoDB midway")
         saved.extend(document["_id"] for document in documents)
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     with monkeypatch.context() as patch:
         patch.setattr(rollup_store, "rollup_documents", recorded_read)
@@ -290,9 +290,9 @@ def test_a_backlog_wider_than_a_part_writes_each_rollup_once(db, counter_store, 
     writes: list[str] = []
     save = rollup_store.save_rollups
 
-    def counted(database, documents, new):
+    def counted(database, documents, new, **options):
         writes.extend(document["_id"] for document in documents)
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     monkeypatch.setattr(rollup_store, "save_rollups", counted)
     assert compactor.compact(db, counter_store) == 6
@@ -316,10 +316,10 @@ def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, count
         store_batch(db, counter_store, f"batch-{n}", [make_message(site_id=site_id)])
     save = rollup_store.save_rollups
 
-    def refuse_the_poison_site(database, documents, new):
+    def refuse_the_poison_site(database, documents, new, **options):
         if any(document["site_id"] == poison for document in documents):
             raise DocumentTooLarge("BSON document too large")
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     monkeypatch.setattr(rollup_store, "save_rollups", refuse_the_poison_site)
     assert compactor.compact(db, counter_store) == 3
@@ -335,9 +335,9 @@ def test_rollups_found_absent_are_saved_as_new_and_the_others_not(db, counter_st
     saved = []
     save = rollup_store.save_rollups
 
-    def recorded(database, documents, new):
+    def recorded(database, documents, new, **options):
         saved.append(({document["_id"] for document in documents}, set(new)))
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     monkeypatch.setattr(rollup_store, "save_rollups", recorded)
     store_batch(db, counter_store, "batch-1", [make_message(site_id="site-1")])
@@ -353,7 +353,7 @@ def test_rollups_found_absent_are_saved_as_new_and_the_others_not(db, counter_st
 def test_a_server_away_sets_nothing_aside(db, counter_store, monkeypatch):
     store_batch(db, counter_store, "batch-1", [make_message()])
 
-    def away(*args):
+    def away(*args, **kwargs):
         raise AutoReconnect("connection refused")
 
     monkeypatch.setattr(rollup_store, "save_rollups", away)
