@@ -411,13 +411,19 @@ def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, 
 def _save(
     db: Database[Any], client: redis.Redis, hold: lease.Lease, rollups: list[Rollup], through: str
 ) -> None:
-    """Save the rollups a slice at a time, each write after a check of the lock."""
+    """Save the rollups a slice at a time, each write after a check of the lock. Each slice
+    moves its sites' generations before it is written (no answer cached earlier outlives the
+    write) and after, even when the write failed partway (nor one computed meanwhile)."""
     documents = [rollup.document(through, hold.fence) for rollup in rollups]
     new = {rollup.bucket.id for rollup in rollups if rollup.new}
     for start in range(0, len(documents), ROLLUPS_PER_SLICE):
         part = documents[start : start + ROLLUPS_PER_SLICE]
-        rollup_store.save_rollups(db, part, new, before_each_write=hold.check)
-    _move_generations(client, {document["site_id"] for document in documents})
+        sites = {document["site_id"] for document in part}
+        _move_generations(client, sites)
+        try:
+            rollup_store.save_rollups(db, part, new, before_each_write=hold.check)
+        finally:
+            _move_generations(client, sites)
 
 
 def _move_generations(client: redis.Redis, sites: Iterable[str]) -> None:

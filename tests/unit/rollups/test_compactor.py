@@ -374,3 +374,30 @@ def sites_in_same_shard(count):
 
 def site_views(db, site_id):
     return summary(db, Period(site_id, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views
+
+
+def test_a_save_that_dies_after_some_slices_leaves_no_cached_answer_behind(
+    db, counter_store, reporting, monkeypatch
+):
+    """The cache generation moved only after a whole save: the day's rollup saved, the save
+    dying on the next slice, `/stats` answered from the cache for minutes."""
+    url = f"/stats?site_id=site-abc-123&date={DAY.first_day.isoformat()}"
+    store_batch(db, counter_store, "batch-1", [make_message()])
+    compactor.compact(db, counter_store)
+    assert reporting.get(url).get_json()["total_views"] == 1  # and cached
+    store_batch(db, counter_store, "batch-2", [make_message()])
+    monkeypatch.setattr(compactor, "ROLLUPS_PER_SLICE", 1)  # the day's, the hour's, the week's
+    save = rollup_store.save_rollups
+    saves = []
+
+    def die_on_the_second_slice(*args, **kwargs):
+        saves.append(True)
+        if len(saves) == 2:
+            raise AutoReconnect("the compactor lost MongoDB midway")
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(rollup_store, "save_rollups", die_on_the_second_slice)
+    with pytest.raises(AutoReconnect):
+        compactor.compact(db, counter_store)
+    assert rollup_summary(db).total_views == 2  # the day's rollup was saved
+    assert reporting.get(url).get_json()["total_views"] == 2
