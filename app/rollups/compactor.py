@@ -475,7 +475,7 @@ class Rollup:
 
 
 class CompactorBusyError(RuntimeError):
-    """The compactor's lock stayed taken for longer than a rebuild waits."""
+    """A shard's lock stayed taken for longer than a rebuild or a replay waits."""
 
 
 def _last_stream_id(client: redis.Redis, shard: int) -> str:

@@ -8,7 +8,9 @@ the same script, and every rollup carries the number of the hold that wrote it: 
 refuses to replace a rollup with one of an older hold (`app/store/rollups.py` says what each
 server guarantees). And a thread extends the lock while its holder works, so work that takes
 longer than the expiry (a rebuild's raw read, a wide round) keeps its shard; a holder stalled
-as a whole stalls its thread too, and loses the lock as it should.
+as a whole stalls its thread too, and loses the lock as it should. (Every call the holder
+makes to the servers is bounded by its client's timeouts, so the thread keeps no lock for a
+holder stuck waiting.)
 """
 
 from __future__ import annotations
