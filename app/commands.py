@@ -47,7 +47,11 @@ def replay_dead_command(batch_size: int) -> None:
 @click.command("replay-set-aside")
 def replay_set_aside_command() -> None:
     """Give the compactor again the rollup entries it set aside (after fixing what failed)."""
-    click.echo(f"Appended {compactor.replay_set_aside(redis_store.client)} set-aside entries again")
+    try:
+        replayed = compactor.replay_set_aside(redis_store.client)
+    except compactor.CompactorBusyError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Appended {replayed} set-aside entries again")
 
 
 @click.command("rebuild-rollups")

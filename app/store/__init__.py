@@ -27,7 +27,11 @@ _ferretdb_clients: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDiction
 
 
 def only_duplicates(error: BulkWriteError) -> bool:
-    """Whether every write a bulk insert refused was refused as a duplicate `_id`."""
+    """Whether every write a bulk insert refused was refused as a duplicate `_id`, and the
+    server confirmed the write concern: under `w: majority` a write whose concern failed may
+    yet be rolled back, so it is a failure to retry, not a success."""
+    if error.details.get("writeConcernErrors"):
+        return False
     return all(e["code"] == DUPLICATE_KEY for e in error.details["writeErrors"])
 
 
