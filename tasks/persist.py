@@ -19,7 +19,7 @@ import redis
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError
+from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WriteConcernError
 
 from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, ledger
@@ -30,9 +30,10 @@ from app.store import events as event_store
 
 logger = logging.getLogger(__name__)
 
-# Errors that pass: the server is restarting, unreachable, stepping down or too slow.
-# (NotPrimaryError is an AutoReconnect.)
-TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WTimeoutError)
+# Errors that pass: the server is restarting, unreachable, stepping down, too slow, or could
+# not confirm a write under its write concern (which may yet be rolled back).
+# (NotPrimaryError is an AutoReconnect; WTimeoutError a WriteConcernError.)
+TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WriteConcernError)
 
 
 def store_batch(

@@ -11,7 +11,7 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from app.store import only_duplicates
+from app.store import only_duplicates, raise_unconfirmed
 
 DEAD_EVENTS = "dead_events"
 
@@ -31,6 +31,7 @@ def dead_letter(db: Database[Any], failures: Iterable[tuple[Mapping[str, Any], s
     try:
         return len(db[DEAD_EVENTS].insert_many(documents, ordered=False).inserted_ids)
     except BulkWriteError as error:
+        raise_unconfirmed(error)
         if not only_duplicates(error):
             raise
         inserted: int = error.details["nInserted"]
