@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -40,11 +40,12 @@ def store_batch(
     db: Database[Any], client: redis.Redis, batch_id: str, messages: Sequence[Mapping[str, Any]]
 ) -> int:
     """Store a batch, dead-letter the events MongoDB refuses, then in one Redis round trip
-    hand the batch's tallies to the rollups, remember its recent events, count the new ones
-    as persisted and settle the batch in the ledger; return how many events were new.
+    hand the batch's tallies to the rollups, remember its recent events, count its events and
+    settle the batch in the ledger; return how many events were new.
 
     Safe to run again for the same batch: stored events and dead letters are keyed by event
-    id, and the tallies cover the events this batch stored, whichever run stored them.
+    id, the tallies cover the events this batch stored, whichever run stored them, and the
+    counts are added by the run that settles the batch.
     """
     outcome = event_store.insert_events(db, messages, batch_id)
     if outcome.rejected:
@@ -55,14 +56,41 @@ def store_batch(
     inserted = {document["_id"] for document in outcome.documents}
     earlier = {message["event_id"] for message in outcome.duplicates} - inserted
     owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
-    # A transaction, so the ledger never settles a batch whose tallies did not reach the stream.
+    refused = {message["event_id"] for message, _ in outcome.rejected}
+    settle_batch(client, batch_id, messages, owned, refused)
+    return len(outcome.inserted)
+
+
+def settle_batch(
+    client: redis.Redis,
+    batch_id: str,
+    messages: Sequence[Mapping[str, Any]],
+    owned: Sequence[Mapping[str, Any]],
+    dead: Collection[str],
+) -> None:
+    """In one transaction, so that the ledger never settles a batch whose tallies did not
+    reach the stream: hand the events the batch stored (`owned`) to the rollups and the
+    realtime view, count its events, and settle it.
+
+    Each event id counts once: as persisted if the batch stored it, not at all if it was
+    dead-lettered (`dead`: the dead letters count it), else as repeated (another batch
+    stored it, or it came earlier in this one).
+    """
+    counted: dict[str, list[Mapping[str, Any]]] = {counters.PERSISTED: [], counters.REPEATED: []}
+    first_copies = {event["_id"] for event in owned} | set(dead)
+    for message in messages:
+        event_id = message["event_id"]
+        if event_id in first_copies:
+            first_copies.remove(event_id)
+            if event_id not in dead:
+                counted[counters.PERSISTED].append(message)
+        else:
+            counted[counters.REPEATED].append(message)
     pipe = client.pipeline(transaction=True)
     compactor.append_batch(pipe, batch_id, owned)
     realtime.record(pipe, owned)
-    counters.add(pipe, counters.PERSISTED, outcome.inserted)
-    ledger.settle(pipe, batch_id)
+    ledger.settle(pipe, batch_id, counters.additions(counted))
     pipe.execute()
-    return len(outcome.inserted)
 
 
 def dead_letter_batch(

@@ -125,7 +125,7 @@ def test_pipeline_health_accounts_for_every_event_once_the_queue_drains(stack):
     stack.start_worker()
     stack.wait_until_stored(accepted)
     drained = stack.pipeline_health(site_id=site_id, date=DAY)
-    assert drained["events"] == {"accepted": 50, "persisted": 50, "dead": 0, "unaccounted": 0}
+    assert drained["events"] == {"accepted": 50, "persisted": 50, "repeated": 0, "dead": 0, "unaccounted": 0}
 
 
 def test_a_worker_stopped_with_sigterm_exits_within_seconds_and_keeps_every_event(stack):

@@ -12,8 +12,10 @@ from tools.factories import make_message
 
 
 def count(client, kind, messages):
+    """Count events as the ledger's scripts do (a recorded batch settled at once)."""
     pipe = client.pipeline()
-    counters.add(pipe, kind, messages)
+    ledger.record(pipe, "batch", messages, counters.additions({kind: messages}))
+    ledger.settle(pipe, "batch")
     pipe.execute()
 
 
@@ -25,7 +27,7 @@ def test_pipeline_health_reports_counts_dead_letters_and_the_queue(reporting, db
     counter_store.lpush(QUEUE, json.dumps({"headers": {"enqueued_at": time.time()}}))
     body = reporting.get("/health/pipeline").get_json()
     assert body["status"] == "ok"
-    assert body["events"] == {"accepted": 3, "persisted": 1, "dead": 1, "unaccounted": 1}
+    assert body["events"] == {"accepted": 3, "persisted": 1, "repeated": 0, "dead": 1, "unaccounted": 1}
     assert body["queue"]["depth"] == 2
     assert 29 <= body["queue"]["oldest_age_seconds"] < 60
 
