@@ -96,10 +96,15 @@ def settle_batch(
 def dead_letter_batch(
     db: Database[Any], client: redis.Redis, batch_id: str, messages: Sequence[Mapping[str, Any]], error: str
 ) -> None:
-    dead_letters.dead_letter(db, [(message, error) for message in messages])
-    pipe = client.pipeline(transaction=False)
-    ledger.settle(pipe, batch_id)
-    pipe.execute()
+    """Give up on a batch whose retries ran out: dead-letter the events no attempt stored,
+    and settle it with the events an earlier attempt did store handed to the rollups, as
+    a successful run would (their replayed copies would belong to this batch, so nothing
+    else would ever count them)."""
+    stored = event_store.stored_events(db, [message["event_id"] for message in messages])
+    owned = [event for event in stored.values() if event.get("batch_id") == batch_id]
+    unstored = [message for message in messages if message["event_id"] not in stored]
+    dead_letters.dead_letter(db, [(message, error) for message in unstored])
+    settle_batch(client, batch_id, messages, owned, {message["event_id"] for message in unstored})
 
 
 def retry_countdown(settings: Settings, retries: int, first_failure_at: float | None) -> float | None:
@@ -117,8 +122,9 @@ def retry_countdown(settings: Settings, retries: int, first_failure_at: float | 
 def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at: float | None = None) -> int:
     """Store a batch of event messages, retrying transient MongoDB errors within a time window.
 
-    A batch still failing when the window is spent is dead-lettered whole; if even that
-    fails (MongoDB still away), it keeps retrying at the longest interval: nothing is dropped.
+    A batch still failing when the window is spent is dead-lettered (but for the events an
+    earlier attempt stored); if even that fails (MongoDB still away), it keeps retrying at
+    the longest interval: nothing is dropped.
     """
     settings = current_settings()
     batch_id = self.request.id

@@ -105,11 +105,15 @@ def insert_events(
     return InsertOutcome(inserted=list(messages), documents=documents)
 
 
+def stored_events(db: Database[Any], event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored events among `event_ids`, by event id."""
+    return find_by_ids(db[EVENTS], event_ids)
+
+
 def owned_events(db: Database[Any], batch_id: str, event_ids: Iterable[str]) -> list[dict[str, Any]]:
     """The stored events among `event_ids` that batch `batch_id` stored (not another batch
     carrying the same event, such as a client's retry)."""
-    stored = find_by_ids(db[EVENTS], event_ids).values()
-    return [event for event in stored if event.get("batch_id") == batch_id]
+    return [event for event in stored_events(db, event_ids).values() if event.get("batch_id") == batch_id]
 
 
 def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from celery.exceptions import Retry
 from pymongo.errors import AutoReconnect
 
 from app.queue import counters, ledger
+from app.rollups import compactor
 from app.settings import Settings
 from app.store import dead_letters
 from app.store import events as event_store
@@ -112,3 +113,23 @@ def test_a_batch_failing_past_the_retry_window_is_dead_lettered(worker_app, db, 
     letters = dead_letters.dead_letters(db, limit=5)
     assert sorted(letter["event"]["event_id"] for letter in letters) == sorted(e["event_id"] for e in events)
     assert all(letter["error"].startswith("retries exhausted") for letter in letters)
+
+
+def test_events_stored_before_the_retries_ran_out_stay_counted_and_only_the_rest_are_dead(
+    worker_app, db, counter_store, reporting, monkeypatch
+):
+    stored, unstored = make_message(path="/kept"), make_message(path="/lost")
+    queued(counter_store, "batch-1", [stored, unstored])
+    event_store.insert_events(db, [stored], "batch-1")  # an earlier attempt, before MongoDB went away
+    monkeypatch.setattr(persist, "store_batch", failing_store)
+    window = worker_app.extensions["settings"].task_retry_window_seconds
+    gave_up_at = {"first_failure_at": time.time() - window - 1}
+    persist.persist_events.apply([[stored, unstored]], gave_up_at, task_id="batch-1")
+    assert [letter["event"] for letter in dead_letters.dead_letters(db, limit=5)] == [unstored]
+    compactor.compact(db, counter_store)
+    url = "/stats?site_id=site-abc-123&date=2025-11-15"
+    stats = reporting.get(url).get_json()
+    assert stats["top_paths"] == [{"path": "/kept", "views": 1}]
+    assert stats == reporting.get(url.replace("/stats", "/stats/aggregated")).get_json()
+    assert counters.totals(counter_store).persisted == 1
+    assert ledger.outstanding(counter_store) == 0
