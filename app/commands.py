@@ -25,10 +25,12 @@ def create_indexes_command() -> None:
 @click.command("replay-dead")
 @click.option("--batch-size", default=500, show_default=True, help="Events per re-enqueued message.")
 def replay_dead_command(batch_size: int) -> None:
-    """Re-enqueue dead-lettered events, removing each batch once it is queued.
+    """Re-enqueue dead-lettered events, removing each batch's letters once it is queued.
 
     Replays only what was dead when the command started, so events that fail again
-    while it runs wait for the next replay instead of looping.
+    while it runs wait for the next replay instead of looping. A letter is removed only as
+    it was read: an event that failed again meanwhile (even inside this command, where
+    tasks run eagerly) has a new letter, which stays.
     """
     db = mongo.db
     remaining = dead_letters.count_dead_letters(db)
@@ -38,7 +40,7 @@ def replay_dead_command(batch_size: int) -> None:
         if not letters:
             break
         enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
-        dead_letters.remove_dead_letters(db, [letter["_id"] for letter in letters])
+        dead_letters.remove_as_read(db, letters)
         replayed += len(letters)
         remaining -= len(letters)
     click.echo(f"Re-enqueued {replayed} dead-lettered events")

@@ -55,6 +55,25 @@ def test_replay_dead_requeues_every_dead_letter_and_removes_it(ingestion_app, db
     assert counters.totals(counter_store).accepted == 0
 
 
+def test_replay_dead_keeps_the_letter_of_an_event_mongodb_refuses_again(
+    ingestion_app, db, counter_store, monkeypatch
+):
+    """The worker runs inside the command (eagerly) and dead-letters the event again before
+    the command removes what it replayed: the letter must survive."""
+    event = make_message()
+    dead_letters.dead_letter(db, [(event, "refused")])
+
+    def refuse_again(db, messages, batch_id=None):
+        return event_store.InsertOutcome(rejected=[(message, "refused again") for message in messages])
+
+    monkeypatch.setattr(event_store, "insert_events", refuse_again)
+    result = ingestion_app.test_cli_runner().invoke(args=["replay-dead"])
+    assert result.exit_code == 0, result.output
+    [letter] = dead_letters.dead_letters(db, limit=5)
+    assert letter["event"] == event
+    assert letter["error"] == "refused again"
+
+
 def test_pipeline_health_gives_the_lag_of_the_oldest_event_stats_do_not_count_yet(
     reporting, db, counter_store
 ):
