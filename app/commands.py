@@ -6,9 +6,11 @@ from datetime import datetime
 
 import click
 from flask.cli import with_appcontext
+from kombu.exceptions import OperationalError
 
 from app.extensions import mongo, redis_store
 from app.queue.publish import enqueue_events
+from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
 from app.rollups.caps import Caps
 from app.settings import current_settings
@@ -39,7 +41,14 @@ def replay_dead_command(batch_size: int) -> None:
         letters = dead_letters.dead_letters(db, min(batch_size, remaining))
         if not letters:
             break
-        enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
+        try:
+            enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
+        except (OperationalError, PublishOutcomeUnknownError) as error:
+            raise click.ClickException(
+                f"Re-enqueued {replayed} dead-lettered events, then the queue did not take the next "
+                f"{len(letters)} ({error}): their letters are kept; run it again (an event "
+                "queued twice is stored once)"
+            ) from None
         dead_letters.remove_as_read(db, letters)
         replayed += len(letters)
         remaining -= len(letters)

@@ -3,7 +3,9 @@
 import json
 import time
 
+from app import commands
 from app.queue import QUEUE, counters, ledger
+from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
 from app.store import dead_letters
 from app.store import events as event_store
@@ -72,6 +74,21 @@ def test_replay_dead_keeps_the_letter_of_an_event_mongodb_refuses_again(
     [letter] = dead_letters.dead_letters(db, limit=5)
     assert letter["event"] == event
     assert letter["error"] == "refused again"
+
+
+def test_replay_dead_stops_keeping_the_letters_of_a_batch_the_queue_did_not_confirm(
+    ingestion_app, db, counter_store, monkeypatch
+):
+    dead_letters.dead_letter(db, [(make_message(), "refused") for _ in range(3)])
+
+    def unconfirmed(messages, **kwargs):
+        raise PublishOutcomeUnknownError("no reply from Redis to the enqueue")
+
+    monkeypatch.setattr(commands, "enqueue_events", unconfirmed)
+    result = ingestion_app.test_cli_runner().invoke(args=["replay-dead"])
+    assert result.exit_code == 1
+    assert "run it again" in result.output
+    assert dead_letters.count_dead_letters(db) == 3
 
 
 def test_pipeline_health_gives_the_lag_of_the_oldest_event_stats_do_not_count_yet(
