@@ -26,7 +26,9 @@ LOCK_KEY = "analytics:ledger:lock"
 
 # The entry's novelty guards the counts, so that a transaction that runs again (a publish
 # sent again after its first EXEC landed unheard) or a batch delivered again counts nothing
-# more. KEYS[1]: ORDER_KEY, KEYS[2]: BATCHES_KEY, KEYS[3..]: the counters' keys.
+# more. (Only a publish run again after its batch was settled would count twice: ingestion
+# never sends one again once it may have reached Redis, app/queue/transport.py.)
+# KEYS[1]: ORDER_KEY, KEYS[2]: BATCHES_KEY, KEYS[3..]: the counters' keys.
 # RECORD's ARGV: batch id, time, the messages as JSON, then the counts.
 RECORD = (
     counters.ADD_COUNTS_LUA
