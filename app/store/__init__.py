@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, WriteConcernError
 
 DUPLICATE_KEY = 11000
 # Lookups by `_id` that one call runs at once on FerretDB.
@@ -59,3 +59,14 @@ def find_by_ids(collection: Collection[Any], ids: Iterable[Any]) -> dict[Any, di
     else:
         found = list(collection.find({"_id": {"$in": wanted}}))
     return {document["_id"]: document for document in found}
+
+
+def raise_unconfirmed(error: BulkWriteError) -> None:
+    """Raise a bulk write the server applied without meeting its write concern as the failure
+    it is: under `w: majority` such a write may still be rolled back, so it must be retried,
+    never counted done."""
+    concern_errors = error.details.get("writeConcernErrors")
+    if concern_errors:
+        first = concern_errors[0]
+        message = first.get("errmsg", "write concern not met")
+        raise WriteConcernError(message, first.get("code"), error.details) from error

@@ -6,8 +6,8 @@ from pymongo.errors import BulkWriteError
 from app.queue import counters
 from app.rollups.buckets import Bucket
 from app.rollups.tally import Tally
-from app.store import dead_letters, only_duplicates
 from app.store import events as event_store
+from app.store import only_duplicates
 from app.store import rollups as rollup_store
 from tools.factories import make_message
 
@@ -46,19 +46,6 @@ def test_an_event_the_server_refuses_is_returned_with_its_error(db, monkeypatch)
     outcome = event_store.insert_events(db, [good, bad])
     assert outcome.inserted == [good]
     assert outcome.rejected == [(bad, "Document failed validation")]
-
-
-def test_dead_letters_keep_the_event_and_error_once_per_event(db):
-    event = make_message()
-    assert dead_letters.dead_letter(db, [(event, "boom")]) == 1
-    assert dead_letters.dead_letter(db, [(event, "boom again")]) == 0
-    [letter] = dead_letters.dead_letters(db, limit=10)
-    assert letter["event"] == event
-    assert letter["error"] == "boom"
-    assert isinstance(letter["failed_at"], datetime)
-    assert dead_letters.count_dead_letters(db) == 1
-    assert dead_letters.remove_dead_letters(db, [event["event_id"]]) == 1
-    assert dead_letters.count_dead_letters(db) == 0
 
 
 def test_the_site_day_of_a_message_is_its_utc_day():
