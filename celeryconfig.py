@@ -8,7 +8,8 @@ from app.queue import QUEUE
 from app.settings import Settings
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+def celery_config(settings: Settings, consumes: bool = True) -> dict[str, Any]:
+    """`consumes`: whether the process reads the queue (a worker) or only publishes (ingestion)."""
     broker_timeout = settings.broker_timeout_seconds
     return {
         "broker_url": settings.redis_url,
@@ -18,13 +19,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # queue after this many seconds. Retry countdowns stay well below it.
             "visibility_timeout": settings.broker_visibility_timeout,
             "socket_connect_timeout": broker_timeout,
-            # BRPOP blocks for 1 s per poll, so reads need longer than the connect timeout.
-            "socket_timeout": max(5.0, broker_timeout),
+            # A consumer's BRPOP blocks for 1 s per poll, so its reads need longer than the
+            # connect timeout. A publisher reads only the replies to its enqueues: half the
+            # broker timeout, so that a request whose batch was sent at the end of its wait to be
+            # sent still hears Redis's reply (or its absence) within its wait for the outcome,
+            # another broker timeout (app/ingestion/views.py).
+            "socket_timeout": max(5.0, broker_timeout) if consumes else broker_timeout / 2,
         },
         # Publishing retries only briefly (a stale pooled connection after a Redis restart),
-        # so a client whose event cannot be queued gets its 503 in about a second.
+        # so a client whose event cannot be queued gets its 503 in about a second. Ingestion
+        # does not retry at all: its request waits for the outcome of a publish within one
+        # broker timeout, so a publish must end (sent, or surely not) within it, and a pooled
+        # connection the server closed is replaced before the publish uses it (redis-py).
         "task_publish_retry_policy": {
-            "max_retries": 2,
+            "max_retries": 2 if consumes else 0,
             "interval_start": 0,
             "interval_step": broker_timeout / 4,
             "interval_max": broker_timeout / 4,

@@ -56,7 +56,7 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
     probe_redis.init_app(app, settings)
     mongo.init_app(app, settings)
     if service in CELERY_SERVICES:
-        celery_init_app(app, settings)
+        celery_init_app(app, settings, consumes=service == "worker")
     if service in HTTP_SERVICES:
         client_address.init_app(app, settings)
     if service == "reporting":  # ingestion's limits are counted by its views

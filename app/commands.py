@@ -6,9 +6,11 @@ from datetime import datetime
 
 import click
 from flask.cli import with_appcontext
+from kombu.exceptions import OperationalError
 
 from app.extensions import mongo, redis_store
 from app.queue.publish import enqueue_events
+from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
 from app.rollups.caps import Caps
 from app.settings import current_settings
@@ -25,10 +27,12 @@ def create_indexes_command() -> None:
 @click.command("replay-dead")
 @click.option("--batch-size", default=500, show_default=True, help="Events per re-enqueued message.")
 def replay_dead_command(batch_size: int) -> None:
-    """Re-enqueue dead-lettered events, removing each batch once it is queued.
+    """Re-enqueue dead-lettered events, removing each batch's letters once it is queued.
 
     Replays only what was dead when the command started, so events that fail again
-    while it runs wait for the next replay instead of looping.
+    while it runs wait for the next replay instead of looping. A letter is removed only as
+    it was read: an event that failed again meanwhile (even inside this command, where
+    tasks run eagerly) has a new letter, which stays.
     """
     db = mongo.db
     remaining = dead_letters.count_dead_letters(db)
@@ -37,8 +41,15 @@ def replay_dead_command(batch_size: int) -> None:
         letters = dead_letters.dead_letters(db, min(batch_size, remaining))
         if not letters:
             break
-        enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
-        dead_letters.remove_dead_letters(db, [letter["_id"] for letter in letters])
+        try:
+            enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
+        except (OperationalError, PublishOutcomeUnknownError) as error:
+            raise click.ClickException(
+                f"Re-enqueued {replayed} dead-lettered events, then the queue did not take the next "
+                f"{len(letters)} ({error}): their letters are kept; run it again (an event "
+                "queued twice is stored once)"
+            ) from None
+        dead_letters.remove_as_read(db, letters)
         replayed += len(letters)
         remaining -= len(letters)
     click.echo(f"Re-enqueued {replayed} dead-lettered events")
@@ -47,7 +58,11 @@ def replay_dead_command(batch_size: int) -> None:
 @click.command("replay-set-aside")
 def replay_set_aside_command() -> None:
     """Give the compactor again the rollup entries it set aside (after fixing what failed)."""
-    click.echo(f"Appended {compactor.replay_set_aside(redis_store.client)} set-aside entries again")
+    try:
+        replayed = compactor.replay_set_aside(redis_store.client)
+    except compactor.CompactorBusyError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Appended {replayed} set-aside entries again")
 
 
 @click.command("rebuild-rollups")

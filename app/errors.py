@@ -73,6 +73,23 @@ def handle_queue_unavailable(error: Exception) -> Response:
     )
 
 
+def outcome_unknown(ids: dict[str, Any]) -> Response:
+    """The enqueue was sent but Redis did not confirm it in time: the events may be queued or
+    not. Not a 503, which promises they were not: a retry must carry the same event ids,
+    which `ids` gives the body, so that events queued after all are stored once."""
+    response = jsonify(
+        status="error",
+        message=(
+            "Event queue did not confirm in time: the event may or may not have been accepted; "
+            "send it again only with the same event_id"
+        ),
+        **ids,
+    )
+    response.status_code = 504
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def handle_queue_overloaded(error: Exception) -> Response:
     return service_unavailable(str(error), OVERLOAD_RETRY_AFTER_SECONDS)
 

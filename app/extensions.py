@@ -115,15 +115,16 @@ class FlaskTask(Task):
 celery_app = Celery("analytics", task_cls=FlaskTask, set_as_current=False)
 
 
-def celery_init_app(app: Flask, settings: Settings) -> Celery:
+def celery_init_app(app: Flask, settings: Settings, consumes: bool = True) -> Celery:
     """Bind the Celery app to `app` and its settings, with the project's Redis transport and
-    message serializer registered before Celery first connects."""
+    message serializer registered before Celery first connects. `consumes`: whether the
+    process reads the queue (a worker) or only publishes to it (ingestion)."""
     transport.register()
     if celery_app.conf.broker_url not in (None, settings.redis_url):
         # Bound again, to another broker (tests make one app after another): drop the pooled
         # connections and producers of the last one, as Celery itself does after a fork.
         celery_app._after_fork()
-    celery_app.conf.update(celery_config(settings))
+    celery_app.conf.update(celery_config(settings, consumes))
     celery_app.flask_app = app
     celery_app.set_default()  # what `shared_task` binds the worker's tasks to
     app.extensions["celery"] = celery_app

@@ -81,7 +81,11 @@ class Settings:
         "hold a connection. 10 s carries the largest batch over a 1 Mbit/s uplink.",
     )
     broker_timeout_seconds: float = setting(
-        1.0, INGESTION, "How long a request waits for the broker (Redis) before its 503."
+        1.0,
+        INGESTION,
+        "How long a request waits for its events to be sent to the broker (Redis) before its 503 "
+        "(never queued), and, once sent, for Redis's reply before a 504 (outcome unknown); "
+        "ingestion reads that reply within half of it.",
     )
     group_commit_linger_ms: float = setting(
         10.0,

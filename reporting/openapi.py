@@ -101,6 +101,7 @@ class QueueSchema(AnswerSchema):
 class EventCountsSchema(AnswerSchema):
     accepted = fields.Integer(required=True)
     persisted = fields.Integer(required=True)
+    repeated = fields.Integer(required=True)
     dead = fields.Integer(required=True)
     unaccounted = fields.Integer(required=True)
 

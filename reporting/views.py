@@ -188,20 +188,23 @@ def pipeline_health() -> ResponseReturnValue:
     client = redis_store.client
     if request.args.get("site_id") or request.args.get("date"):
         period = load_query(site_day_schema)["period"]
-        counts = counters.for_site_day(client, period.site_id, period.first_day.isoformat())
+        day = period.first_day.isoformat()
+        counts = counters.for_site_day(client, period.site_id, day)
+        dead = dead_letters.count_dead_letters(mongo.db, period.site_id, day)
     else:
         counts = counters.totals(client)
+        dead = dead_letters.count_dead_letters(mongo.db)
     queue = snapshot.snapshot(client)
-    dead = dead_letters.count_dead_letters(mongo.db)
     return jsonify(
         status="ok",
         queue=asdict(queue),
         events={
             "accepted": counts.accepted,
             "persisted": counts.persisted,
+            "repeated": counts.repeated,
             "dead": dead,
-            # Queued, in flight, or a client's retry of an event already stored.
-            "unaccounted": counts.accepted - counts.persisted - dead,
+            # Queued or in flight (see app/queue/counters.py).
+            "unaccounted": counts.accepted - counts.persisted - counts.repeated - dead,
         },
         rollups={"backlog": compactor.backlog(client), "set_aside": compactor.set_aside(client)},
         lag_seconds=lag_seconds(client),

@@ -23,6 +23,7 @@ from app.queue.publish import publish
 from app.rollups import compactor
 from app.rollups.caps import Caps
 from app.settings import Settings, current_settings
+from app.store.rollups import StaleWriteError
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class RollupCompactor(bootsteps.StartStopStep):
             with flask_app.app_context():
                 try:
                     added = compactor.compact(mongo.db, redis_store.client, Caps.of(current_settings()))
-                except (RedisError, PyMongoError) as error:
+                except (RedisError, PyMongoError, StaleWriteError) as error:
                     logger.warning("rollup compaction skipped this round: %s", error)
                     added = 0
                 except Exception:  # a bug must not end compaction for good: try again next round

@@ -10,6 +10,11 @@ waiting, so a committer that is already behind adds no wait. A request is answer
 after its own batch is in Redis, so "accepted" still means queued. One committer a process:
 with two, a group could start while another waited for Redis, but groups got smaller and
 `make bench-ingest` served fewer requests (docs/decisions/).
+
+A request that waited too long is answered by what is true of it. Not yet taken, it is
+withdrawn and will never be queued (the caller's 503). Taken, its batch may reach Redis any
+moment: it waits for the enqueue's outcome within a bound of its own, and past that its
+outcome is unknown, never "not queued"; once answered, it is never sent again on its own.
 """
 
 from __future__ import annotations
@@ -25,7 +30,13 @@ Messages = Sequence[Mapping[str, Any]]
 
 
 class CommitTimeoutError(Exception):
-    """The batch holding a request's events was not queued in time; nothing is promised."""
+    """A request's events were not taken for an enqueue in time: withdrawn, they will never
+    be queued."""
+
+
+class OutcomeUnknownError(Exception):
+    """A request's events were sent to the broker, but whether they were queued could not be
+    learned in time: they may be queued or not."""
 
 
 @dataclass
@@ -34,6 +45,10 @@ class _Ticket:
     linger_until: float
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
+    # When the committer took it into a group (monotonic seconds); None while it waits.
+    taken_at: float | None = None
+    # Its request was answered before its outcome came: never send it again.
+    abandoned: bool = False
 
 
 @dataclass
@@ -51,8 +66,10 @@ class _Line:
 
 
 class GroupCommitter:
-    """`outage_errors`: the enqueue's errors that mean the broker is away, handed to every
-    request of the group; any other failure of a group is retried one request at a time, so
+    """`outage_errors`: the enqueue's errors that mean the broker is away (nothing queued),
+    handed to every request of the group; `unknown_errors`: those that mean the batch was
+    sent but its fate not heard, answered to every request of the group as
+    OutcomeUnknownError. Any other failure of a group is retried one request at a time, so
     that only the request that caused it fails."""
 
     def __init__(
@@ -60,17 +77,24 @@ class GroupCommitter:
         enqueue: Callable[[Messages], None],
         max_batch_events: int = 500,
         outage_errors: tuple[type[Exception], ...] = (),
+        unknown_errors: tuple[type[Exception], ...] = (),
     ) -> None:
         self.enqueue = enqueue
         self._max_batch_events = max_batch_events
         self._outage_errors = outage_errors
+        self._unknown_errors = unknown_errors
         self._line: _Line | None = None
 
-    def submit(self, messages: Messages, timeout: float, linger: float = 0.0) -> None:
+    def submit(
+        self, messages: Messages, timeout: float, linger: float = 0.0, outcome_timeout: float | None = None
+    ) -> None:
         """Queue `messages` with whatever else is waiting, or arrives within `linger` seconds
         while the group has room; return once they are in the broker.
 
-        Raises the enqueue's own error if their batch could not be queued, or CommitTimeoutError.
+        Waits up to `timeout` seconds for them to be taken into an enqueue, else raises
+        CommitTimeoutError (they are withdrawn). Once taken, waits for the enqueue's outcome
+        up to `outcome_timeout` (default: `timeout`) seconds after it was taken, else raises
+        OutcomeUnknownError. Raises the enqueue's own error if their batch was not queued.
         """
         ticket = _Ticket(messages, linger_until=time.monotonic() + linger)
         line = self._line_of_this_process()
@@ -79,9 +103,15 @@ class GroupCommitter:
             line.wakeup.notify()
         if not ticket.done.wait(timeout):
             with line.wakeup:
-                if ticket in line.pending:  # not taken yet: withdrawn, so never queued
+                taken_at = ticket.taken_at
+                if taken_at is None:  # not taken yet: withdrawn, so never queued
                     line.pending.remove(ticket)
-            raise CommitTimeoutError(f"events not queued within {timeout} s")
+                    raise CommitTimeoutError(f"events not queued within {timeout} s")
+            bound = taken_at + (timeout if outcome_timeout is None else outcome_timeout)
+            if not ticket.done.wait(max(0.0, bound - time.monotonic())):
+                with line.wakeup:
+                    ticket.abandoned = True
+                raise OutcomeUnknownError("events sent to the queue, but not confirmed in time")
         if ticket.error is not None:
             raise ticket.error
 
@@ -110,14 +140,24 @@ class GroupCommitter:
             while line.pending and events + len(line.pending[0].messages) <= self._max_batch_events:
                 events += len(line.pending[0].messages)
                 group.append(line.pending.pop(0))
+            taken_at = time.monotonic()
+            for ticket in group:
+                ticket.taken_at = taken_at
             return group
 
     def _run(self, line: _Line) -> None:
         while True:
             group = self._next_group(line)
             error = self._commit(group)
-            if error is not None and len(group) > 1 and not isinstance(error, self._outage_errors):
+            if isinstance(error, self._unknown_errors):
+                unknown = OutcomeUnknownError(f"events sent to the queue, but not confirmed: {error}")
+                unknown.__cause__ = error
+                self._answer(group, unknown)
+            elif error is not None and len(group) > 1 and not isinstance(error, self._outage_errors):
                 for ticket in group:  # one request's events made the group fail: find it
+                    with line.wakeup:
+                        if ticket.abandoned:  # answered already: its events must stay unsent
+                            continue
                     self._answer([ticket], self._commit([ticket]))
             else:
                 self._answer(group, error)

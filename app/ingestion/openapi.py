@@ -10,8 +10,8 @@ from app.ingestion.schemas import MAX_BATCH_EVENTS, EventSchema
 from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
 
 # What a client's event can meet besides a validation error (403 and 429 come with
-# AUTH_MODE=keys and the rate limits).
-EVENT_ERRORS = (400, 403, 413, 415, 429, 503)
+# AUTH_MODE=keys and the rate limits; 504: the queue did not confirm in time, docs/api.md).
+EVENT_ERRORS = (400, 403, 413, 415, 429, 503, 504)
 EVENT_LIST = {
     "type": "array",
     "items": {"$ref": "#/components/schemas/Event"},

@@ -165,6 +165,12 @@ class Batch:
     # How many valid events `gate` refused for their site.
     refused: int = 0
 
+    def event_ids(self) -> dict[str, str]:
+        """The ids of the events queued, by their index in the batch (as `errors`)."""
+        indices = (str(index) for index in range(len(self.messages) + len(self.errors)))
+        queued = (index for index in indices if index not in self.errors)
+        return {index: message["event_id"] for index, message in zip(queued, self.messages, strict=True)}
+
 
 def load_batch(
     envelope: dict[str, Any],

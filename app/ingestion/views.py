@@ -18,6 +18,7 @@ from app.errors import (
     handle_queue_overloaded,
     handle_queue_unavailable,
     handle_registry_unavailable,
+    outcome_unknown,
 )
 from app.extensions import probe_redis
 from app.ingestion import backpressure, openapi
@@ -25,11 +26,12 @@ from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
-from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
+from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 from app.ingestion.rate_limits import hit_limits, limit_rates
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
 from app.openapi import serve_document
 from app.queue.publish import enqueue_events
+from app.queue.transport import PublishOutcomeUnknownError
 from app.settings import current_settings
 
 # Where the access log (gunicorn's `%({analytics.site}e)s`) finds a request's sites.
@@ -46,7 +48,10 @@ bp.register_error_handler(QueueOverloadedError, handle_queue_overloaded)
 serve_document(bp, openapi.document)
 # One per process: concurrent requests share an enqueue (see app/ingestion/group_commit.py).
 committer = GroupCommitter(
-    enqueue_events, max_batch_events=MAX_BATCH_EVENTS, outage_errors=(OperationalError, RedisError)
+    enqueue_events,
+    max_batch_events=MAX_BATCH_EVENTS,
+    outage_errors=(OperationalError, RedisError),
+    unknown_errors=(PublishOutcomeUnknownError,),
 )
 # One per process: the latest reading of the queue's depth and Redis's memory.
 watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
@@ -65,10 +70,13 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
         raise QueueOverloadedError(reason)
     hit_limits(sites)
     # An enqueue takes milliseconds, so the broker timeout is reached only when Redis stopped
-    # answering; then the client must have its 503 within 2 s (API.md), the rate limits' own
-    # timeout included. The committer may stay stuck longer; the requests do not wait for it.
+    # answering; then the client must have its answer within 2 s (API.md), the rate limits'
+    # own timeout included: a 503 if its events were not sent by then (never queued), else,
+    # once sent, Redis's reply within one more timeout (the publish reads it within half of
+    # one: celeryconfig.py), or an answer that says the outcome is unknown.
+    timeout = settings.broker_timeout_seconds
     committer.submit(
-        messages, timeout=settings.broker_timeout_seconds, linger=settings.group_commit_linger_ms / 1000
+        messages, timeout=timeout, linger=settings.group_commit_linger_ms / 1000, outcome_timeout=timeout
     )
 
 
@@ -94,7 +102,10 @@ def post_event() -> ResponseReturnValue:
     refusal = gate(message["site_id"]) if gate else None
     if refusal:
         return error_response(403, refusal, {"site_id": [refusal]})
-    queue_events([message])
+    try:
+        queue_events([message])
+    except OutcomeUnknownError:
+        return outcome_unknown({"event_id": message["event_id"]})
     return jsonify(status="accepted")
 
 
@@ -108,7 +119,10 @@ def post_events() -> ResponseReturnValue:
         return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not batch.messages:
         return error_response(400, "No valid event in the batch", batch.errors)
-    queue_events(batch.messages)
+    try:
+        queue_events(batch.messages)
+    except OutcomeUnknownError:
+        return outcome_unknown({"event_ids": batch.event_ids()})
     return jsonify(
         status="accepted", accepted=len(batch.messages), rejected=len(batch.errors), errors=batch.errors
     )

@@ -18,23 +18,61 @@ from typing import Any, cast
 import orjson
 import redis
 
-from app.queue import snapshot
+from app.queue import counters, snapshot
 
 ORDER_KEY = "analytics:ledger"  # sorted set: batch id -> when it was (last) sent
 BATCHES_KEY = "analytics:ledger:batches"  # hash: batch id -> JSON list of event messages
 LOCK_KEY = "analytics:ledger:lock"
 
+# The entry's novelty guards the counts, so that a transaction that runs again (a publish
+# sent again after its first EXEC landed unheard) or a batch delivered again counts nothing
+# more. (Only a publish run again after its batch was settled would count twice: ingestion
+# never sends one again once it may have reached Redis, app/queue/transport.py.)
+# KEYS[1]: ORDER_KEY, KEYS[2]: BATCHES_KEY, KEYS[3..]: the counters' keys.
+# RECORD's ARGV: batch id, time, the messages as JSON, then the counts.
+RECORD = (
+    counters.ADD_COUNTS_LUA
+    + """
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+add_counts(3, 4)
+return 1
+"""
+)
+# SETTLE's ARGV: batch id, then the counts.
+SETTLE = (
+    counters.ADD_COUNTS_LUA
+    + """
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+add_counts(3, 2)
+return 1
+"""
+)
 
-def record(pipe: redis.client.Pipeline, batch_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
-    """Add 'this batch is queued' to the commands of the transaction that queues it."""
-    pipe.zadd(ORDER_KEY, {batch_id: time.time()})
-    pipe.hset(BATCHES_KEY, batch_id, orjson.dumps(list(messages)))  # many times json.dumps's speed
+
+def record(
+    pipe: redis.client.Pipeline,
+    batch_id: str,
+    messages: Sequence[Mapping[str, Any]],
+    counted: counters.Additions = counters.NOTHING,
+) -> None:
+    """Add 'this batch is queued, count its events' to the commands of the transaction that
+    queues it; counted once, by the transaction that makes the entry."""
+    # A script sent whole (EVAL), not by its hash: a script Redis lost on a restart would fail
+    # inside the transaction while the message itself is queued.
+    body = orjson.dumps(list(messages))  # many times json.dumps's speed
+    keys = [ORDER_KEY, BATCHES_KEY, *counted.keys]
+    pipe.eval(RECORD, len(keys), *keys, batch_id, time.time(), body, *counted.args)
 
 
-def settle(pipe: redis.client.Pipeline, batch_id: str) -> None:
-    """Add 'this batch is stored' to the pipeline's commands."""
-    pipe.zrem(ORDER_KEY, batch_id)
-    pipe.hdel(BATCHES_KEY, batch_id)
+def settle(
+    pipe: redis.client.Pipeline, batch_id: str, counted: counters.Additions = counters.NOTHING
+) -> None:
+    """Add 'this batch is stored, count its events' to the pipeline's commands; counted once,
+    by the first delivery of the batch that settles it."""
+    keys = [ORDER_KEY, BATCHES_KEY, *counted.keys]
+    pipe.eval(SETTLE, len(keys), *keys, batch_id, *counted.args)
 
 
 def oldest_unsettled(client: redis.Redis) -> float | None:

@@ -10,7 +10,9 @@ command a connection of its own, so threads and greenlets may share the client.
 `published_with(writes)` puts the next message published in the same context into one
 MULTI/EXEC transaction with `writes`: ingestion's ledger entry and counters reach Redis with
 the message, in one round trip and one fsync; a transaction cut off before its EXEC leaves
-none of them.
+none of them. Once the transaction is sent, a lost or late reply leaves its fate unknown
+(Redis may run it when it answers again): that publish raises PublishOutcomeUnknownError,
+which kombu does not retry, rather than an error that would mean "not queued".
 
 `register()` makes this the transport behind `redis://` URLs, so the URL scheme, which
 Flower's broker view and Celery's banner read, stays `redis`; it also registers the `orjson`
@@ -30,6 +32,10 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
+
+
+class PublishOutcomeUnknownError(Exception):
+    """A message's transaction was sent to Redis, but no reply came: it may or may not be queued."""
 
 
 class Alongside:
@@ -74,15 +80,20 @@ class Channel(kombu_redis.Channel):
         if writes is None or writes.sent:
             super()._put(queue, message, **kwargs)
             return
-        # kombu's own _put, with the LPUSH inside a transaction. Kombu retries a failed
-        # publish whole; if the first EXEC did land after all, the batch is queued twice,
-        # which storing by event_id makes harmless.
+        # kombu's own _put, with the LPUSH inside a transaction.
         priority = self._get_message_priority(message, reverse=False)
         with self.conn_or_acquire() as client:
             pipe = client.pipeline(transaction=True)
             pipe.lpush(self._q_for_pri(queue, priority), dumps(message))
             writes.write(pipe)
-            pipe.execute()
+            # Connect before sending anything (the pipeline runs on the connection it is given,
+            # and gives it back to the pool), so that a failure to connect, which queued
+            # nothing (kombu may retry it), is told apart from a failure once the EXEC was sent.
+            pipe.connection = client.connection_pool.get_connection()
+            try:
+                pipe.execute()
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                raise PublishOutcomeUnknownError(f"no reply from Redis to the enqueue: {error}") from error
         writes.sent = True
 
 

@@ -11,7 +11,7 @@ batches in stream order, and within one batch's delta types and paths come in na
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,11 +96,29 @@ def stored_size(path: str) -> int:
     return len(orjson.dumps(path))
 
 
-def bucket_tallies(events: Iterable[Mapping[str, Any]], caps: Caps) -> dict[Bucket, Tally]:
+def bucket_tallies(
+    events: Iterable[Mapping[str, Any]], caps: Caps, withheld: Mapping[str, Collection[str]] | None = None
+) -> dict[Bucket, Tally]:
     """Tallies of stored event documents, users as integer ids, by the rollups they add into,
-    each within the caps."""
+    each within the caps. `withheld`: batch id -> ids of rollups that must not count that
+    batch's events (their share of it is set aside, to be added when replayed)."""
+    withheld = withheld or {}
+    events = list(events)
+    groups: list[tuple[Collection[str], list[Mapping[str, Any]]]] = [
+        ((), [event for event in events if event.get("batch_id") not in withheld])
+    ]
+    groups += [
+        (rollup_ids, [event for event in events if event.get("batch_id") == batch_id])
+        for batch_id, rollup_ids in withheld.items()
+    ]
+    hourly = [
+        (site_hour, skipped, tally)
+        for skipped, group in groups
+        for site_hour, tally in hourly_tallies(group).items()
+    ]
     tallies: dict[Bucket, CappedTally] = {}
-    for (site_id, hour), tally in sorted(hourly_tallies(events).items(), key=lambda item: item[0][1]):
+    for (site_id, hour), skipped, tally in sorted(hourly, key=lambda item: item[0][1]):
         for bucket in containing_buckets(site_id, hour):
-            tallies.setdefault(bucket, CappedTally(Tally(), caps)).add(tally)
+            if bucket.id not in skipped:
+                tallies.setdefault(bucket, CappedTally(Tally(), caps)).add(tally)
     return {bucket: capped.tally for bucket, capped in tallies.items()}

@@ -12,16 +12,23 @@ workers update a counting document safely. So:
 2. One compactor per shard at a time (a Redis lock per shard) reads that shard's stream in
    order and adds each delta into its site's hour, day and week rollups, which only it writes
    (`compact`). So every worker's compactor can work at once, on different shards, and no
-   rollup ever has two writers. Each rollup remembers the last entry of its shard added into
-   it (`through`), and each batch gets a marker per shard once added
+   rollup ever has two writers: a thread keeps the lock while its holder works, the holder
+   checks it before every write, and each write carries the hold's fencing token, so a
+   holder that stalled past the lock's expiry cannot overwrite a newer holder's rollups
+   (`lease`). Each rollup remembers the last entry of its shard added into it (`through`,
+   which never moves back), and each batch gets a marker per shard once added
    (`rollup_store.mark_batches_applied`), so neither a crash halfway nor a batch appended
    twice counts anything twice. Entries leave the stream only after that.
 3. A round always makes progress: it takes at most ENTRIES_PER_ROUND entries and adds them
    into their rollups BUCKETS_PER_ROUND rollups at a time, each part saved (with its
-   `through`) before the next is read, extends its lock between every slice of reads and
-   writes, and deletes the entries it added before it takes more. However wide a backlog
-   (an import across many sites and days), no round outlives its lock, a round that dies
+   `through`) before the next is read, and deletes the entries it added before it takes
+   more. However wide a backlog (an import across many sites and days), a round that dies
    keeps the parts it saved, and each rollup is written once a round.
+4. A round that fails for a reason of an entry's own (not a server's condition, see
+   `app/store/errors.py`) is tried again an entry at a time, and of the entry that fails,
+   the part its rollups do not hold yet is set aside as a share of its own (`_set_aside`);
+   the rest of it is in, so its batch is marked. A share, replayed, goes into those rollups
+   alone and counts once: it is recognised by its own marker, named after the original entry.
 
 Rollups therefore trail the stored events by one compaction round (`backlog` says how many
 entries wait); `rebuild` recomputes them from the raw events.
@@ -41,16 +48,15 @@ from typing import Any, cast
 
 import redis
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 from redis.exceptions import RedisError
-from redis.lock import Lock
 
-from app.rollups import user_ids
+from app.rollups import lease, user_ids
 from app.rollups.buckets import WEEK, Bucket, containing_buckets, floor_to
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.tally import Tally, hourly_documents
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store.errors import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +66,19 @@ LOCK_PREFIX = "analytics:rollups:lock"
 # How many shards sites are spread over: at most this many compactors work at once. Changing
 # it moves sites between streams, so drain the backlog (or rebuild) before changing it.
 SHARDS = 8
-# Stream: entries whose adding failed for a reason of their own (not a server away), with the
-# error, until `replay_set_aside` appends them to their shard's stream again.
+# Stream: the shares of entries whose adding failed for a reason of their own (not a server's
+# condition), with the error, until `replay_set_aside` appends them to their shard's stream.
 SET_ASIDE_KEY = "analytics:rollups:set-aside"
-# Errors that mean a server is away or slow: the round is tried again whole, nothing set aside.
-TRANSIENT_ERRORS = (RedisError, ConnectionFailure, ExecutionTimeout, WTimeoutError)
+# The fields of a set-aside share that go back into its shard's stream when replayed.
+REPLAYED_FIELDS = (b"batch", b"of", b"deltas", b"only")
 # Hash: site id -> how many times its rollups changed, so cached answers can tell they are stale.
 GENERATIONS_KEY = "analytics:rollups:generations"
-# A compactor's lock expires this long after its holder last extended it, so the rollups
-# of a worker killed while compacting wait no longer than this for another worker. The holder
-# extends it before every slice of reads and writes, and a holder that lost it stops writing.
+# A compactor's lock expires this long after it was last extended, so the rollups of a worker
+# killed while compacting wait no longer than this for another worker. A thread of the holder
+# extends it a few times within this while the holder works, and the holder checks it before
+# every write (`lease`).
 LOCK_SECONDS = 15
-# Rollups read or written between two extensions of the lock: one round trip each way.
+# Rollups read, or written, a command or a few at a time: a slice.
 ROLLUPS_PER_SLICE = 200
 # Entries a round reads: a round rewrites each rollup it touches once, so a larger round is
 # cheaper per entry, but holds its entries in memory and the shard's rollups back for longer.
@@ -94,6 +101,10 @@ def shard_of(site_id: str) -> int:
 
 def stream_key(shard: int) -> str:
     return f"{STREAM_PREFIX}:{shard}"
+
+
+def lock_key(shard: int) -> str:
+    return f"{LOCK_PREFIX}:{shard}"
 
 
 def marker(batch_id: str, shard: int) -> str:
@@ -130,10 +141,6 @@ def oldest_pending(client: redis.Redis) -> float | None:
     return min((_stream_order(stream_id.decode())[0] / 1000 for stream_id in firsts), default=None)
 
 
-def _lock(client: redis.Redis, shard: int) -> Lock:
-    return client.lock(f"{LOCK_PREFIX}:{shard}", timeout=LOCK_SECONDS)
-
-
 def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -> int:
     """Add the deltas waiting when called into the rollups, each rollup within `caps`, in
     every shard no other compactor is at; return how many stream entries were consumed.
@@ -143,57 +150,94 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
     first = random.randrange(SHARDS)
     consumed = 0
     for shard in ((first + offset) % SHARDS for offset in range(SHARDS)):
-        lock = _lock(client, shard)
-        if not lock.acquire(blocking=False):
-            continue
-        try:
-            consumed += _drain(db, client, lock, shard, _last_stream_id(client, shard), caps)
-        finally:
-            lock.release()
+        with lease.held(client, lock_key(shard), LOCK_SECONDS) as hold:
+            if hold is not None:
+                consumed += _drain(db, client, hold, shard, _last_stream_id(client, shard), caps)
     return consumed
 
 
-def _drain(db: Database[Any], client: redis.Redis, lock: Lock, shard: int, last: str, caps: Caps) -> int:
+def _passes(error: Exception) -> bool:
+    """Whether a round failed on the servers (away, busy, the lock lost), not on its entries:
+    it is then tried again whole, nothing set aside."""
+    return isinstance(error, RedisError | rollup_store.StaleWriteError) or is_transient(error)
+
+
+def _drain(
+    db: Database[Any], client: redis.Redis, hold: lease.Lease, shard: int, last: str, caps: Caps
+) -> int:
     """Add the shard's entries up to `last` into the rollups, a bounded round at a time,
     deleting each round's entries once they are added (or set aside)."""
     consumed = 0
     while entries := _read(client, shard, last):
-        lock.reacquire()
         try:
-            _apply(db, client, lock, entries, caps)
+            _apply(db, client, hold, entries, caps)
             done = entries
-        except TRANSIENT_ERRORS:
-            raise  # the servers, not the entries: the next round tries them again
-        except Exception:
-            done = _isolate(db, client, lock, shard, entries, caps)
+        except Exception as error:
+            if _passes(error):
+                raise  # the next round tries them again
+            done = _isolate(db, client, hold, shard, entries, caps)
+        hold.check()
         client.xdel(stream_key(shard), *(entry.stream_id for entry in done))
         consumed += len(done)
     return consumed
 
 
 def _isolate(
-    db: Database[Any], client: redis.Redis, lock: Lock, shard: int, entries: list[Entry], caps: Caps
+    db: Database[Any], client: redis.Redis, hold: lease.Lease, shard: int, entries: list[Entry], caps: Caps
 ) -> list[Entry]:
-    """Add the entries one at a time up to the first that fails, and set that one aside, so
-    one bad entry never stops the rest; return the entries done (added or set aside)."""
+    """Add the entries one at a time up to the first that fails, and set aside what of that
+    one its rollups do not hold, so one bad entry never stops the rest; return the entries
+    done (added, or set aside in part or whole)."""
     done: list[Entry] = []
     for entry in entries:
-        lock.reacquire()
         try:
-            _apply(db, client, lock, [entry], caps)
-        except TRANSIENT_ERRORS:
-            raise
+            _apply(db, client, hold, [entry], caps)
         except Exception as error:
+            if _passes(error):
+                raise
             logger.exception("set aside rollup entry %s of batch %s", entry.stream_id, entry.batch_id)
-            _set_aside(client, shard, entry, error)
+            _set_aside(db, client, hold, shard, entry, error)
             return [*done, entry]
         done.append(entry)
     return done
 
 
-def _set_aside(client: redis.Redis, shard: int, entry: Entry, error: Exception) -> None:
-    fields = {"shard": shard, "batch": entry.batch_id, "deltas": entry.raw, "error": f"{error!r}"[:1000]}
+def _set_aside(
+    db: Database[Any], client: redis.Redis, hold: lease.Lease, shard: int, entry: Entry, error: Exception
+) -> None:
+    """Set aside the share of `entry` that its rollups do not hold, then mark the entry's batch
+    as added, which the rest of it is: a redelivered batch is skipped, and the share, with a
+    marker of its own, goes into its rollups once replayed. An entry that cannot be read is
+    set aside whole, its batch unmarked: nothing of it was added.
+
+    The share's marker names the entry's batch and the entry itself: an entry set aside
+    again (its compactor died before marking the batch) makes a share of the same marker,
+    and only the first replayed is added."""
+    fields: dict[str, Any] = {
+        "shard": shard,
+        "batch": f"{entry.of}/{entry.stream_id}",
+        "of": entry.of,
+        "deltas": entry.raw,
+        "error": f"{error!r}"[:1000],
+    }
+    if entry.parsed is not None:
+        fields["only"] = json.dumps(sorted(_not_holding(db, entry)))
+    hold.check()
     client.xadd(SET_ASIDE_KEY, fields)
+    if entry.parsed is not None:
+        rollup_store.mark_batches_applied(db, [entry.batch_id])
+
+
+def _not_holding(db: Database[Any], entry: Entry) -> set[str]:
+    """The ids of the entry's rollups that do not hold it: those a round saved hold every
+    entry up to their `through`, and `through` never moves back."""
+    ids = {bucket.id for bucket in entry.buckets}
+    stored = rollup_store.rollup_documents(db, ids)
+    return {
+        rollup_id
+        for rollup_id in ids
+        if rollup_id not in stored or _stream_order(stored[rollup_id]["through"]) < entry.order
+    }
 
 
 def set_aside(client: redis.Redis) -> int:
@@ -202,24 +246,49 @@ def set_aside(client: redis.Redis) -> int:
 
 
 def replay_set_aside(client: redis.Redis) -> int:
-    """Append every entry set aside to its shard's stream again (after the fault that set it
-    aside is fixed); return how many. A batch's marker is written only once its entry is
-    added, so a replayed entry counts once."""
+    """Append every share set aside to its shard's stream again (after the fault that set it
+    aside is fixed); return how many. Each shard's under its lock, so that no rebuild runs
+    meanwhile: a rebuild leaves to each share the rollups the share names (`rebuild`)."""
     rows = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(SET_ASIDE_KEY))
+    by_shard: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {}
     for aside_id, fields in rows:
-        pipe = client.pipeline(transaction=True)
-        pipe.xadd(stream_key(int(fields[b"shard"])), {"batch": fields[b"batch"], "deltas": fields[b"deltas"]})
-        pipe.xdel(SET_ASIDE_KEY, aside_id)
-        pipe.execute()
+        by_shard.setdefault(int(fields[b"shard"]), []).append((aside_id, fields))
+    for shard, shard_rows in by_shard.items():
+        with lease.held(client, lock_key(shard), LOCK_SECONDS, wait=2 * LOCK_SECONDS) as hold:
+            if hold is None:
+                raise CompactorBusyError(f"another compactor held shard {shard} for {2 * LOCK_SECONDS} s")
+            for aside_id, fields in shard_rows:
+                pipe = client.pipeline(transaction=True)
+                pipe.xadd(
+                    stream_key(shard), {name: fields[name] for name in REPLAYED_FIELDS if name in fields}
+                )
+                pipe.xdel(SET_ASIDE_KEY, aside_id)
+                pipe.execute()
     return len(rows)
+
+
+def _withheld(client: redis.Redis, shard: int) -> dict[str, set[str]]:
+    """The shares of `shard` set aside: the marker of the batch each belongs to -> the ids of
+    the rollups that do not hold it. (Entries set aside by earlier versions name no rollups:
+    their batches were never marked, and a rebuild counts them as any batch not added.)"""
+    withheld: dict[str, set[str]] = {}
+    for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(SET_ASIDE_KEY)):
+        if int(fields[b"shard"]) == shard and b"only" in fields and b"of" in fields:
+            withheld.setdefault(fields[b"of"].decode(), set()).update(json.loads(fields[b"only"]))
+    return withheld
 
 
 @dataclass(frozen=True)
 class Entry:
+    """A stream entry: a batch's deltas in one shard, or a share of one set aside and replayed,
+    which goes into `only` of its rollups and is marked as `batch_id`, not as its batch `of`."""
+
     stream_id: str
-    batch_id: str
+    batch_id: str  # the marker written once the entry is added
     raw: bytes  # the deltas as appended
     parsed: list[dict[str, Any]] | None  # None: not valid JSON, to be set aside
+    of: str  # the marker of the batch the entry belongs to (its own, but for a share)
+    only: frozenset[str] | None = None  # the ids of the rollups a share goes into
 
     @property
     def deltas(self) -> list[dict[str, Any]]:
@@ -235,7 +304,11 @@ class Entry:
     def deltas_with_buckets(self) -> list[tuple[dict[str, Any], tuple[Bucket, ...]]]:
         """Each delta with the rollups it goes into: worked out once, as a round needs
         them twice and an import's entry holds hundreds."""
-        return [(delta, _buckets_of(delta["site_id"], delta["hour"])) for delta in self.deltas]
+        pairs = [(delta, _buckets_of(delta["site_id"], delta["hour"])) for delta in self.deltas]
+        if self.only is None:
+            return pairs
+        only = self.only
+        return [(delta, tuple(bucket for bucket in buckets if bucket.id in only)) for delta, buckets in pairs]
 
     @cached_property
     def buckets(self) -> set[Bucket]:
@@ -255,10 +328,14 @@ def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
         list[tuple[bytes, dict[bytes, bytes]]],
         client.xrange(stream_key(shard), max=last, count=ENTRIES_PER_ROUND),
     )
-    return [
-        Entry(stream_id.decode(), fields[b"batch"].decode(), fields[b"deltas"], _parsed(fields[b"deltas"]))
-        for stream_id, fields in rows
-    ]
+    return [_entry(stream_id.decode(), fields) for stream_id, fields in rows]
+
+
+def _entry(stream_id: str, fields: Mapping[bytes, bytes]) -> Entry:
+    batch = fields[b"batch"].decode()
+    only = frozenset(json.loads(fields[b"only"])) if b"only" in fields else None
+    of = fields[b"of"].decode() if b"of" in fields else batch
+    return Entry(stream_id, batch, fields[b"deltas"], _parsed(fields[b"deltas"]), of, only)
 
 
 @lru_cache(maxsize=SITE_HOURS_CACHED)
@@ -272,7 +349,9 @@ def _stream_order(stream_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence)
 
 
-def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Entry], caps: Caps) -> None:
+def _apply(
+    db: Database[Any], client: redis.Redis, hold: lease.Lease, entries: list[Entry], caps: Caps
+) -> None:
     """Add the entries' deltas into the rollups, BUCKETS_PER_ROUND rollups at a time, skipping
     batches already added and entries a rollup already holds (an earlier round that stopped
     halfway), then mark the batches. Each rollup is read and written once, however many of
@@ -285,14 +364,15 @@ def _apply(db: Database[Any], client: redis.Redis, lock: Lock, entries: list[Ent
     buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
     for start in range(0, len(buckets), BUCKETS_PER_ROUND):
         part = buckets[start : start + BUCKETS_PER_ROUND]
-        _add_into(db, client, lock, part, fresh, numbers, entries[-1].stream_id, caps)
+        _add_into(db, client, hold, part, fresh, numbers, entries[-1].stream_id, caps)
+    hold.check()
     rollup_store.mark_batches_applied(db, [entry.batch_id for entry in fresh])
 
 
 def _add_into(
     db: Database[Any],
     client: redis.Redis,
-    lock: Lock,
+    hold: lease.Lease,
     buckets: list[Bucket],
     entries: list[Entry],
     numbers: Mapping[str, dict[str, int]],
@@ -300,11 +380,10 @@ def _add_into(
     caps: Caps,
 ) -> None:
     """Read the rollups of `buckets` (sorted), add the entries' deltas into them and save
-    them. Saved, they hold `through`, the round's last entry, so a round that dies after
-    keeps them."""
+    those that changed. Saved, they hold `through`, the round's last entry, so a round that
+    dies after keeps them."""
     stored: dict[str, dict[str, Any]] = {}
     for start in range(0, len(buckets), ROLLUPS_PER_SLICE):
-        lock.reacquire()  # raises LockNotOwnedError if it expired: another compactor may be at it
         ids = (bucket.id for bucket in buckets[start : start + ROLLUPS_PER_SLICE])
         stored.update(rollup_store.rollup_documents(db, ids))
     rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id), caps) for bucket in buckets}
@@ -315,7 +394,7 @@ def _add_into(
                 tally = Tally.from_document(delta["types"], numbers.get(delta["site_id"]))
                 for rollup in targets:
                     rollup.add(entry.order, tally)
-    _save(db, client, lock, rollups.values(), through)
+    _save(db, client, hold, [rollup for rollup in rollups.values() if rollup.changed], through)
 
 
 def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, int]]:
@@ -330,20 +409,28 @@ def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, 
 
 
 def _save(
-    db: Database[Any], client: redis.Redis, lock: Lock, rollups: Iterable[Rollup], through: str
+    db: Database[Any], client: redis.Redis, hold: lease.Lease, rollups: list[Rollup], through: str
 ) -> None:
-    rollups = list(rollups)
-    documents = [rollup.document(through) for rollup in rollups]
+    """Save the rollups a slice at a time, each write after a check of the lock. Each slice
+    moves its sites' generations before it is written (no answer cached earlier outlives the
+    write) and after, even when the write failed partway (nor one computed meanwhile)."""
+    documents = [rollup.document(through, hold.fence) for rollup in rollups]
     new = {rollup.bucket.id for rollup in rollups if rollup.new}
     for start in range(0, len(documents), ROLLUPS_PER_SLICE):
-        lock.reacquire()  # raises LockNotOwnedError, stopping the writes, if it expired
-        rollup_store.save_rollups(db, documents[start : start + ROLLUPS_PER_SLICE], new)
-    sites = {document["site_id"] for document in documents}
-    if sites:
-        pipe = client.pipeline(transaction=False)
-        for site_id in sites:
-            pipe.hincrby(GENERATIONS_KEY, site_id, 1)
-        pipe.execute()
+        part = documents[start : start + ROLLUPS_PER_SLICE]
+        sites = {document["site_id"] for document in part}
+        _move_generations(client, sites)
+        try:
+            rollup_store.save_rollups(db, part, new, before_each_write=hold.check)
+        finally:
+            _move_generations(client, sites)
+
+
+def _move_generations(client: redis.Redis, sites: Iterable[str]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for site_id in sites:
+        pipe.hincrby(GENERATIONS_KEY, site_id, 1)
+    pipe.execute()
 
 
 def generation(client: redis.Redis, site_id: str) -> int:
@@ -354,12 +441,14 @@ def generation(client: redis.Redis, site_id: str) -> int:
 @dataclass
 class Rollup:
     """A rollup being updated: its tally, within its caps, the last stream entry added into
-    it, and whether it was found absent (`new`: then it is inserted, not replaced)."""
+    it, whether it was found absent (`new`: then it is inserted, not replaced), and whether
+    anything was added to it."""
 
     bucket: Bucket
     tally: CappedTally
     through: str
     new: bool = False
+    changed: bool = False
 
     @classmethod
     def load(cls, bucket: Bucket, document: Mapping[str, Any] | None, caps: Caps) -> Rollup:
@@ -375,13 +464,18 @@ class Rollup:
         """Add the tally of the entry at `entry_order`, unless the rollup holds it already."""
         if entry_order > self.through_order:
             self.tally.add(tally)
+            self.changed = True
 
-    def document(self, through: str) -> dict[str, Any]:
-        return rollup_store.rollup_document(self.bucket, self.tally.tally, through)
+    def document(self, through: str, fence: int) -> dict[str, Any]:
+        """The rollup as stored, holding the entries up to `through` (a round's last entry),
+        or up to its own `through` if that is later: it never moves back, or an entry it
+        holds would count again."""
+        latest = max(self.through, through, key=_stream_order)
+        return rollup_store.rollup_document(self.bucket, self.tally.tally, latest, fence)
 
 
 class CompactorBusyError(RuntimeError):
-    """The compactor's lock stayed taken for longer than a rebuild waits."""
+    """A shard's lock stayed taken for longer than a rebuild or a replay waits."""
 
 
 def _last_stream_id(client: redis.Redis, shard: int) -> str:
@@ -404,38 +498,45 @@ def rebuild(
     """Recompute a site's rollups of the UTC weeks holding `first_day`..`last_day` from its
     raw events, each within `caps`; return how many events they count.
 
-    Holds the lock of the site's shard and first adds every delta waiting there, so it knows
-    which batches the rollups hold. It then counts each event whose batch the compactor has added, plus
-    those of batches older than ORPHAN_AGE that it never added (their delta was lost); those
-    batches are marked added. Younger batches are left to their deltas, still to come.
+    Holds the lock of the site's shard (kept however long the raw read takes) and first adds
+    every delta waiting there, so it knows which batches the rollups hold. It then counts each
+    event whose batch the compactor has added, plus those of batches older than ORPHAN_AGE
+    that it never added (their delta was lost); those batches are marked added. Younger
+    batches are left to their deltas, still to come, and a batch's share set aside to its
+    replay: the rollups that share names do not count the batch.
     """
     shard = shard_of(site_id)
-    lock = _lock(client, shard)
-    if not lock.acquire(blocking=True, blocking_timeout=2 * LOCK_SECONDS):
-        raise CompactorBusyError(f"another compactor held the lock for {2 * LOCK_SECONDS} s; try again")
-    try:
+    with lease.held(client, lock_key(shard), LOCK_SECONDS, wait=2 * LOCK_SECONDS) as hold:
+        if hold is None:
+            raise CompactorBusyError(f"another compactor held the lock for {2 * LOCK_SECONDS} s; try again")
         # Drained up to here: an entry appended later is newer than `through`, and its
         # batch is unmarked, so the rollups count it once, from the entry.
         through = _last_stream_id(client, shard)
-        _drain(db, client, lock, shard, through, caps)
+        _drain(db, client, hold, shard, through, caps)
+        withheld = _withheld(client, shard)
         # Whole weeks: a week's rollup counts every day of it.
         start = floor_to(datetime.combine(first_day, datetime.min.time(), tzinfo=UTC), "week")
         end = floor_to(datetime.combine(last_day, datetime.min.time(), tzinfo=UTC), "week") + WEEK
         events = event_store.events_between(db, site_id, start, end)
-        counted = _countable(db, shard, events)
-        tallies = bucket_tallies(user_ids.numbered(client, counted), caps)
+        counted = _countable(db, hold, shard, events)
+        shares = {
+            event["batch_id"]: withheld[marker(event["batch_id"], shard)]
+            for event in counted
+            if marker(event["batch_id"], shard) in withheld
+        }
+        tallies = bucket_tallies(user_ids.numbered(client, counted), caps, shares)
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
-        rebuilt = (
+        rebuilt = [
             Rollup(bucket, CappedTally(tallies.get(bucket, Tally()), caps), NO_ENTRY) for bucket in buckets
-        )
-        _save(db, client, lock, rebuilt, through)
+        ]
+        _save(db, client, hold, rebuilt, through)
         return len(counted)
-    finally:
-        lock.release()
 
 
-def _countable(db: Database[Any], shard: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _countable(
+    db: Database[Any], hold: lease.Lease, shard: int, events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The events of batches whose entry in `shard` the rollups hold, and of batches old
     enough that their entry was lost (marked as held from now on)."""
     stored = [event for event in events if event.get("batch_id")]
@@ -447,6 +548,7 @@ def _countable(db: Database[Any], shard: int, events: list[dict[str, Any]]) -> l
         for event in stored
         if markers[event["batch_id"]] not in applied and event["created_at"] < orphan_before
     }
+    hold.check()
     rollup_store.mark_batches_applied(db, orphans)
     counted = applied | orphans
     return [event for event in stored if markers[event["batch_id"]] in counted]

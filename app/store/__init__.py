@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, WriteConcernError
 
 DUPLICATE_KEY = 11000
 # Lookups by `_id` that one call runs at once on FerretDB.
@@ -27,7 +27,11 @@ _ferretdb_clients: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDiction
 
 
 def only_duplicates(error: BulkWriteError) -> bool:
-    """Whether every write a bulk insert refused was refused as a duplicate `_id`."""
+    """Whether every write a bulk insert refused was refused as a duplicate `_id`, and the
+    server confirmed the write concern: under `w: majority` a write whose concern failed may
+    yet be rolled back, so it is a failure to retry, not a success."""
+    if error.details.get("writeConcernErrors"):
+        return False
     return all(e["code"] == DUPLICATE_KEY for e in error.details["writeErrors"])
 
 
@@ -55,3 +59,14 @@ def find_by_ids(collection: Collection[Any], ids: Iterable[Any]) -> dict[Any, di
     else:
         found = list(collection.find({"_id": {"$in": wanted}}))
     return {document["_id"]: document for document in found}
+
+
+def raise_unconfirmed(error: BulkWriteError) -> None:
+    """Raise a bulk write the server applied without meeting its write concern as the failure
+    it is: under `w: majority` such a write may still be rolled back, so it must be retried,
+    never counted done."""
+    concern_errors = error.details.get("writeConcernErrors")
+    if concern_errors:
+        first = concern_errors[0]
+        message = first.get("errmsg", "write concern not met")
+        raise WriteConcernError(message, first.get("code"), error.details) from error

@@ -12,7 +12,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from app.store import DUPLICATE_KEY, find_by_ids, is_ferretdb
+from app.store import DUPLICATE_KEY, find_by_ids, is_ferretdb, raise_unconfirmed
 
 EVENTS = "events"
 
@@ -80,7 +80,8 @@ def insert_events(
 
     Events already stored (same `event_id`) are skipped, so storing the same messages again
     changes nothing. Events the server refuses for any other reason come back in `rejected`
-    with the server's message. Connection errors and timeouts are raised.
+    with the server's message. Connection errors, timeouts and an unmet write concern
+    (`WriteConcernError`) are raised.
     """
     if not messages:
         return InsertOutcome()
@@ -89,6 +90,7 @@ def insert_events(
     try:
         db[EVENTS].insert_many(documents, ordered=False)
     except BulkWriteError as error:
+        raise_unconfirmed(error)
         failed = {e["index"]: e for e in error.details["writeErrors"]}
         return InsertOutcome(
             inserted=[m for i, m in enumerate(messages) if i not in failed],
@@ -103,11 +105,15 @@ def insert_events(
     return InsertOutcome(inserted=list(messages), documents=documents)
 
 
+def stored_events(db: Database[Any], event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored events among `event_ids`, by event id."""
+    return find_by_ids(db[EVENTS], event_ids)
+
+
 def owned_events(db: Database[Any], batch_id: str, event_ids: Iterable[str]) -> list[dict[str, Any]]:
     """The stored events among `event_ids` that batch `batch_id` stored (not another batch
     carrying the same event, such as a client's retry)."""
-    stored = find_by_ids(db[EVENTS], event_ids).values()
-    return [event for event in stored if event.get("batch_id") == batch_id]
+    return [event for event in stored_events(db, event_ids).values() if event.get("batch_id") == batch_id]
 
 
 def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str, Any]:

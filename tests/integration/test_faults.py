@@ -5,12 +5,17 @@ distinct ids, inflicts a fault, and then checks MongoDB holds every accepted eve
 once and /stats agrees.
 """
 
+import threading
 import time
 import uuid
+from collections import Counter
+from typing import Any
 
 import pytest
+from pymongo import MongoClient
+from pymongo.collection import Collection
 
-from tests.integration.client import get_stats, wait_for_views
+from tests.integration.client import get_stats, post_event, wait_for_views
 from tests.integration.stack import Stack
 from tools.factories import make_event, new_site_id
 from tools.processes import wait_until
@@ -125,7 +130,7 @@ def test_pipeline_health_accounts_for_every_event_once_the_queue_drains(stack):
     stack.start_worker()
     stack.wait_until_stored(accepted)
     drained = stack.pipeline_health(site_id=site_id, date=DAY)
-    assert drained["events"] == {"accepted": 50, "persisted": 50, "dead": 0, "unaccounted": 0}
+    assert drained["events"] == {"accepted": 50, "persisted": 50, "repeated": 0, "dead": 0, "unaccounted": 0}
 
 
 def test_a_worker_stopped_with_sigterm_exits_within_seconds_and_keeps_every_event(stack):
@@ -139,3 +144,82 @@ def test_a_worker_stopped_with_sigterm_exits_within_seconds_and_keeps_every_even
     assert time.monotonic() - asked < 10
     stack.start_worker()
     assert_each_stored_once(stack, site_id, accepted)
+
+
+def send_without_event_ids(stack, site_id, clients, stall_seconds):
+    """`clients` threads post single events without `event_id`, each with a path of its own,
+    before, through and after a Redis stopped (SIGSTOP) for `stall_seconds`; return each
+    path's answer: (status, seconds it took)."""
+    answers: dict[str, tuple[int, float]] = {}
+    stop = threading.Event()
+
+    def client(number):
+        for sent in range(100_000):
+            if stop.is_set():
+                return
+            path = f"/client-{number}/{sent}"
+            started = time.monotonic()
+            status = post_event(stack.ingestion_url, make_event(site_id=site_id, path=path)).status_code
+            answers[path] = (status, time.monotonic() - started)
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        stack.redis.freeze()
+        time.sleep(stall_seconds)
+    finally:
+        stack.redis.thaw()
+        time.sleep(1)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    return answers
+
+
+def stored_paths(stack, site_id) -> Counter[str]:
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(stack.env["MONGO_URI"]) as client:
+        events: Collection[dict[str, Any]] = client.get_default_database().events
+        return Counter(event["path"] for event in events.find({"site_id": site_id}, {"path": 1}))
+
+
+@pytest.mark.parametrize("stall_seconds", [1.6, 2.5])
+def test_a_redis_stall_never_turns_a_503_or_a_clients_retry_into_a_second_count(
+    stack, stall_seconds, figures
+):
+    """The issue's scenario: 8 clients send events without event_id while Redis is stopped
+    and resumed. A 503 means never stored, so its client may retry; an event stored was
+    answered accepted, or 504 (outcome unknown: retry only with the same event_id); each is
+    stored and counted once."""
+    site_id = new_site_id()
+    stack.start_worker()
+    answers = send_without_event_ids(stack, site_id, clients=8, stall_seconds=stall_seconds)
+    by_status: dict[int, set[str]] = {}
+    for path, (status, _) in answers.items():
+        by_status.setdefault(status, set()).add(path)
+    assert set(by_status) <= {200, 503, 504}
+    assert by_status.keys() - {200}, "the stall turned no request away"
+    assert max(seconds for _, seconds in answers.values()) < 2.0
+
+    def drained():
+        health = stack.pipeline_health(site_id=site_id, date=DAY)
+        return health["queue"]["depth"] == 0 and health["events"]["unaccounted"] == 0
+
+    wait_until(drained, REDELIVERY_WAIT, "every event queued to be stored", interval=0.5)
+    stored = stored_paths(stack, site_id)
+    assert set(stored.values()) == {1}
+    accepted, refused, unknown = (by_status.get(status, set()) for status in (200, 503, 504))
+    figures.append(
+        f"Redis stopped {stall_seconds} s: {len(accepted)} accepted, {len(refused)} answered 503, "
+        f"{len(unknown)} answered 504 ({len(unknown & stored.keys())} of them stored), {len(stored)} stored"
+    )
+    assert accepted <= stored.keys(), "an accepted event was not stored"
+    assert not refused & stored.keys(), f"{len(refused & stored.keys())} events answered 503 were stored"
+    assert stored.keys() - accepted <= unknown
+    counts = stack.pipeline_health(site_id=site_id, date=DAY)["events"]
+    assert counts["accepted"] == counts["persisted"] == len(stored)
+    stats = wait_for_views(stack.reporting_url, site_id, DAY, len(stored), timeout=REDELIVERY_WAIT)
+    assert stats["total_views"] == len(stored)
+    assert stats == get_stats(stack.reporting_url, site_id, DAY, "/stats/aggregated")

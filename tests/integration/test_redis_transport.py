@@ -107,6 +107,27 @@ def test_a_batch_whose_ledger_entry_cannot_be_written_is_not_queued_either(
     assert counters.totals(client).accepted == 0
 
 
+def test_a_transaction_whose_reply_is_lost_is_not_sent_again_and_reports_its_outcome_unknown(
+    unread_redis_url, ingestion_app, monkeypatch
+):
+    """Redis ran the EXEC, but the reply never came (a stall past the read timeout): sending
+    it again would queue the batch twice, and "unreachable" would tell the client a lie."""
+    execute_transaction = redis.client.Pipeline._execute_transaction
+
+    def reply_lost(pipe: redis.client.Pipeline, *args: object) -> None:
+        execute_transaction(pipe, *args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(redis.client.Pipeline, "_execute_transaction", reply_lost)
+    with ingestion_app.app_context(), pytest.raises(redis_transport.PublishOutcomeUnknownError):
+        enqueue_events([to_message(make_event())])
+    monkeypatch.undo()
+
+    client = redis.Redis.from_url(unread_redis_url)
+    assert client.llen(QUEUE) == 1
+    assert counters.totals(client).accepted == 1
+
+
 def test_the_queued_message_is_a_persist_task_for_the_batch_the_ledger_records(
     unread_redis_url, ingestion_app
 ):

@@ -3,7 +3,9 @@
 import json
 import time
 
+from app import commands
 from app.queue import QUEUE, counters, ledger
+from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
 from app.store import dead_letters
 from app.store import events as event_store
@@ -12,8 +14,10 @@ from tools.factories import make_message
 
 
 def count(client, kind, messages):
+    """Count events as the ledger's scripts do (a recorded batch settled at once)."""
     pipe = client.pipeline()
-    counters.add(pipe, kind, messages)
+    ledger.record(pipe, "batch", messages, counters.additions({kind: messages}))
+    ledger.settle(pipe, "batch")
     pipe.execute()
 
 
@@ -25,7 +29,7 @@ def test_pipeline_health_reports_counts_dead_letters_and_the_queue(reporting, db
     counter_store.lpush(QUEUE, json.dumps({"headers": {"enqueued_at": time.time()}}))
     body = reporting.get("/health/pipeline").get_json()
     assert body["status"] == "ok"
-    assert body["events"] == {"accepted": 3, "persisted": 1, "dead": 1, "unaccounted": 1}
+    assert body["events"] == {"accepted": 3, "persisted": 1, "repeated": 0, "dead": 1, "unaccounted": 1}
     assert body["queue"]["depth"] == 2
     assert 29 <= body["queue"]["oldest_age_seconds"] < 60
 
@@ -51,6 +55,40 @@ def test_replay_dead_requeues_every_dead_letter_and_removes_it(ingestion_app, db
     # Celery runs eagerly here, so the replayed events are stored at once.
     assert db[event_store.EVENTS].count_documents({}) == 5
     assert counters.totals(counter_store).accepted == 0
+
+
+def test_replay_dead_keeps_the_letter_of_an_event_mongodb_refuses_again(
+    ingestion_app, db, counter_store, monkeypatch
+):
+    """The worker runs inside the command (eagerly) and dead-letters the event again before
+    the command removes what it replayed: the letter must survive."""
+    event = make_message()
+    dead_letters.dead_letter(db, [(event, "refused")])
+
+    def refuse_again(db, messages, batch_id=None):
+        return event_store.InsertOutcome(rejected=[(message, "refused again") for message in messages])
+
+    monkeypatch.setattr(event_store, "insert_events", refuse_again)
+    result = ingestion_app.test_cli_runner().invoke(args=["replay-dead"])
+    assert result.exit_code == 0, result.output
+    [letter] = dead_letters.dead_letters(db, limit=5)
+    assert letter["event"] == event
+    assert letter["error"] == "refused again"
+
+
+def test_replay_dead_stops_keeping_the_letters_of_a_batch_the_queue_did_not_confirm(
+    ingestion_app, db, counter_store, monkeypatch
+):
+    dead_letters.dead_letter(db, [(make_message(), "refused") for _ in range(3)])
+
+    def unconfirmed(messages, **kwargs):
+        raise PublishOutcomeUnknownError("no reply from Redis to the enqueue")
+
+    monkeypatch.setattr(commands, "enqueue_events", unconfirmed)
+    result = ingestion_app.test_cli_runner().invoke(args=["replay-dead"])
+    assert result.exit_code == 1
+    assert "run it again" in result.output
+    assert dead_letters.count_dead_letters(db) == 3
 
 
 def test_pipeline_health_gives_the_lag_of_the_oldest_event_stats_do_not_count_yet(

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter
+from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 
 
 class GatedQueue:
@@ -83,14 +83,6 @@ def test_every_request_of_a_failed_batch_gets_its_error():
     assert all(isinstance(error, ConnectionError) for error in errors.values())
 
 
-def test_a_request_whose_batch_is_not_queued_in_time_gets_a_timeout():
-    queue = GatedQueue()
-    committer = GroupCommitter(queue)
-    with pytest.raises(CommitTimeoutError):
-        committer.submit([{"n": 0}], timeout=0.2)
-    queue.release.set()
-
-
 def test_a_group_that_fails_for_one_request_fails_only_that_request():
     queue = GatedQueue()
     committer = GroupCommitter(lambda messages: refuse_poison(queue, messages))
@@ -111,22 +103,29 @@ def refuse_poison(queue, messages):
         raise ValueError("cannot serialise the poison")
 
 
-def test_an_outage_fails_the_whole_group_at_once():
+def group_failing_with(failure, **options):
+    """Three requests grouped behind an enqueue held up, whose own enqueue fails with
+    `failure`: their errors by request, and the batches sent."""
     queue = GatedQueue()
 
-    def broker_away(messages):
+    def failing(messages):
         queue(messages)
-        raise ConnectionError("broker down")
+        raise failure
 
-    committer = GroupCommitter(broker_away, outage_errors=(ConnectionError,))
+    committer = GroupCommitter(failing, **options)
     first, _ = submit_in_threads(committer, [[{"n": 0}]])
     assert queue.first_started.wait(5)
     waiting, errors = submit_in_threads(committer, [[{"n": n}] for n in range(1, 4)])
     queue.release.set()
     for thread in first + waiting:
         thread.join(10)
+    return errors, queue.batches
+
+
+def test_an_outage_fails_the_whole_group_at_once():
+    errors, batches = group_failing_with(ConnectionError("broker down"), outage_errors=(ConnectionError,))
     assert len(errors) == 3
-    assert [len(batch) for batch in queue.batches] == [1, 3]  # no retry one request at a time
+    assert [len(batch) for batch in batches] == [1, 3]  # no retry one request at a time
 
 
 def test_a_request_that_timed_out_waiting_is_withdrawn_and_never_queued():
@@ -185,3 +184,65 @@ def test_a_request_that_times_out_while_lingering_is_withdrawn_and_the_committer
         committer.submit([{"n": "gave up"}], timeout=0.1, linger=0.3)
     committer.submit([{"n": 1}], timeout=5)
     assert queue.batches == [[{"n": 1}]]
+
+
+def answer_of(committer, messages, **wait):
+    """What `submit` ends with: None once queued, else the error it raised."""
+    try:
+        committer.submit(messages, **wait)
+    except Exception as error:
+        return error
+    return None
+
+
+def test_a_request_whose_batch_was_being_sent_is_never_told_it_was_not_queued():
+    """Redis takes the batch after the request's timeout: a 503 ("not queued") would be a lie."""
+    queue = GatedQueue()
+    committer = GroupCommitter(queue)
+    threading.Timer(0.3, queue.release.set).start()
+    answer = answer_of(committer, [{"n": 0}], timeout=0.1)
+    assert not isinstance(answer, CommitTimeoutError)
+    assert queue.batches == [[{"n": 0}]]
+
+
+def test_a_request_whose_batch_was_sent_waits_for_its_outcome_within_its_bound():
+    queue = GatedQueue()
+    committer = GroupCommitter(queue)
+    threading.Timer(0.3, queue.release.set).start()
+    assert answer_of(committer, [{"n": 0}], timeout=0.1, outcome_timeout=5) is None
+
+
+def test_a_request_whose_batch_was_sent_but_not_confirmed_in_its_bound_learns_the_outcome_is_unknown():
+    queue = GatedQueue()
+    committer = GroupCommitter(queue)
+    started = time.monotonic()
+    answer = answer_of(committer, [{"n": 0}], timeout=0.1, outcome_timeout=0.3)
+    assert isinstance(answer, OutcomeUnknownError)
+    assert 0.3 <= time.monotonic() - started < 2
+    queue.release.set()
+
+
+def test_requests_answered_before_their_group_failed_are_never_sent_again_alone():
+    """A group failing for one request's events is retried one request at a time, but not
+    for requests already answered: their events would be queued after the answer."""
+    batches = []
+
+    def refuse_late(messages):
+        batches.append(list(messages))
+        time.sleep(0.5)
+        raise ValueError("cannot serialise the poison")
+
+    committer = GroupCommitter(refuse_late)
+    threads, errors = submit_in_threads(committer, [[{"n": n}] for n in range(3)], timeout=0.2, linger=0.1)
+    for thread in threads:
+        thread.join(10)
+    time.sleep(1)  # the committer's retries, if any
+    assert len(errors) == 3
+    assert [len(batch) for batch in batches] == [3]
+
+
+def test_a_group_whose_send_may_have_landed_is_answered_unknown_and_never_sent_again():
+    errors, batches = group_failing_with(TimeoutError("no reply to EXEC"), unknown_errors=(TimeoutError,))
+    assert len(errors) == 3
+    assert all(isinstance(error, OutcomeUnknownError) for error in errors.values())
+    assert [len(batch) for batch in batches] == [1, 3]

@@ -1,10 +1,12 @@
 import gzip
 import json
+import uuid
 
 import pytest
 from kombu.exceptions import OperationalError
 
 from app.ingestion import views
+from app.queue.transport import PublishOutcomeUnknownError
 from app.store import events as event_store
 from tools.factories import make_event
 
@@ -27,7 +29,7 @@ def test_an_accepted_event_is_queued_and_stored(ingestion, db):
 
 def test_a_request_lingers_for_company_as_long_as_the_setting_says(ingestion, settings, monkeypatch):
     lingers = []
-    monkeypatch.setattr(views.committer, "submit", lambda messages, timeout, linger: lingers.append(linger))
+    monkeypatch.setattr(views.committer, "submit", lambda messages, linger, **_: lingers.append(linger))
     assert post(ingestion, SEED_BODY).status_code == 200
     assert lingers == [settings.group_commit_linger_ms / 1000]
     assert lingers[0] > 0
@@ -95,6 +97,34 @@ def test_an_unreachable_queue_gives_503_and_nothing_is_stored(ingestion, db, mon
     assert response.get_json()["status"] == "error"
     assert "not accepted" in response.get_json()["message"]
     assert db[event_store.EVENTS].count_documents({}) == 0
+
+
+def publish_unanswered(messages):
+    raise PublishOutcomeUnknownError("no reply from Redis to the enqueue: Timeout reading from socket")
+
+
+def test_an_event_whose_enqueue_got_no_reply_gets_504_with_the_event_id_to_retry_with(ingestion, monkeypatch):
+    """Not a 503, which says "not queued" (a retry would count the event twice if it was)."""
+    monkeypatch.setattr(views.committer, "enqueue", publish_unanswered)
+    response = post(ingestion, SEED_BODY)
+    assert response.status_code == 504
+    assert response.headers["Retry-After"].isdigit()
+    body = response.get_json()
+    assert body["status"] == "error"
+    assert "same event_id" in body["message"]
+    assert uuid.UUID(body["event_id"])
+    again = post(ingestion, make_event(event_id="6f1c2a9e-2b1e-4c7d-9a51-0d7c8f3e4b21"))
+    assert again.get_json()["event_id"] == "6f1c2a9e-2b1e-4c7d-9a51-0d7c8f3e4b21"
+
+
+def test_a_batch_whose_enqueue_got_no_reply_gets_504_with_its_event_ids_by_index(ingestion, monkeypatch):
+    monkeypatch.setattr(views.committer, "enqueue", publish_unanswered)
+    batch = [make_event(), make_event(timestamp="yesterday"), make_event(event_id=str(uuid.uuid4()))]
+    response = ingestion.post("/events", json=batch)
+    assert response.status_code == 504
+    event_ids = response.get_json()["event_ids"]
+    assert list(event_ids) == ["0", "2"]
+    assert event_ids["2"] == batch[2]["event_id"]
 
 
 def test_unknown_routes_and_methods_answer_in_json(ingestion):

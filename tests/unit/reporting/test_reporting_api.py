@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.queue import counters
+from app.queue import counters, ledger
 from tools.factories import SEED_EXAMPLE_STATS, make_event, make_message, seed_example_events
 
 MISSING = "Missing required parameters: site_id, date (YYYY-MM-DD)"
@@ -219,7 +219,8 @@ def test_realtime_leaves_out_events_from_far_in_the_future(reporting, store, cou
 
 def test_a_site_days_counters_expire_and_the_totals_stay(counter_store):
     pipe = counter_store.pipeline()
-    counters.add(pipe, counters.ACCEPTED, [make_message()])
+    messages = [make_message()]
+    ledger.record(pipe, "batch-1", messages, counters.additions({counters.ACCEPTED: messages}))
     pipe.execute()
     day_keys = counter_store.keys("analytics:counters:accepted:*")
     assert day_keys

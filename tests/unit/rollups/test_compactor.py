@@ -263,11 +263,11 @@ def test_a_wide_backlog_is_added_a_bounded_part_at_a_time_each_keeping_its_progr
             read_before_saving.extend(ids)
         return read(database, ids)
 
-    def save_then_die_in_the_second_part(database, documents, new):
+    def save_then_die_in_the_second_part(database, documents, new, **options):
         if len(saved) >= 10:
             raise AutoReconnect("the compactor lost MongoDB midway")
         saved.extend(document["_id"] for document in documents)
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     with monkeypatch.context() as patch:
         patch.setattr(rollup_store, "rollup_documents", recorded_read)
@@ -290,9 +290,9 @@ def test_a_backlog_wider_than_a_part_writes_each_rollup_once(db, counter_store, 
     writes: list[str] = []
     save = rollup_store.save_rollups
 
-    def counted(database, documents, new):
+    def counted(database, documents, new, **options):
         writes.extend(document["_id"] for document in documents)
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     monkeypatch.setattr(rollup_store, "save_rollups", counted)
     assert compactor.compact(db, counter_store) == 6
@@ -316,10 +316,10 @@ def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, count
         store_batch(db, counter_store, f"batch-{n}", [make_message(site_id=site_id)])
     save = rollup_store.save_rollups
 
-    def refuse_the_poison_site(database, documents, new):
+    def refuse_the_poison_site(database, documents, new, **options):
         if any(document["site_id"] == poison for document in documents):
             raise DocumentTooLarge("BSON document too large")
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     monkeypatch.setattr(rollup_store, "save_rollups", refuse_the_poison_site)
     assert compactor.compact(db, counter_store) == 3
@@ -335,9 +335,9 @@ def test_rollups_found_absent_are_saved_as_new_and_the_others_not(db, counter_st
     saved = []
     save = rollup_store.save_rollups
 
-    def recorded(database, documents, new):
+    def recorded(database, documents, new, **options):
         saved.append(({document["_id"] for document in documents}, set(new)))
-        save(database, documents, new)
+        save(database, documents, new, **options)
 
     monkeypatch.setattr(rollup_store, "save_rollups", recorded)
     store_batch(db, counter_store, "batch-1", [make_message(site_id="site-1")])
@@ -353,7 +353,7 @@ def test_rollups_found_absent_are_saved_as_new_and_the_others_not(db, counter_st
 def test_a_server_away_sets_nothing_aside(db, counter_store, monkeypatch):
     store_batch(db, counter_store, "batch-1", [make_message()])
 
-    def away(*args):
+    def away(*args, **kwargs):
         raise AutoReconnect("connection refused")
 
     monkeypatch.setattr(rollup_store, "save_rollups", away)
@@ -374,3 +374,30 @@ def sites_in_same_shard(count):
 
 def site_views(db, site_id):
     return summary(db, Period(site_id, DAY.first_day, DAY.last_day, DAY.tz), 10).total_views
+
+
+def test_a_save_that_dies_after_some_slices_leaves_no_cached_answer_behind(
+    db, counter_store, reporting, monkeypatch
+):
+    """The cache generation moved only after a whole save: the day's rollup saved, the save
+    dying on the next slice, `/stats` answered from the cache for minutes."""
+    url = f"/stats?site_id=site-abc-123&date={DAY.first_day.isoformat()}"
+    store_batch(db, counter_store, "batch-1", [make_message()])
+    compactor.compact(db, counter_store)
+    assert reporting.get(url).get_json()["total_views"] == 1  # and cached
+    store_batch(db, counter_store, "batch-2", [make_message()])
+    monkeypatch.setattr(compactor, "ROLLUPS_PER_SLICE", 1)  # the day's, the hour's, the week's
+    save = rollup_store.save_rollups
+    saves = []
+
+    def die_on_the_second_slice(*args, **kwargs):
+        saves.append(True)
+        if len(saves) == 2:
+            raise AutoReconnect("the compactor lost MongoDB midway")
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(rollup_store, "save_rollups", die_on_the_second_slice)
+    with pytest.raises(AutoReconnect):
+        compactor.compact(db, counter_store)
+    assert rollup_summary(db).total_views == 2  # the day's rollup was saved
+    assert reporting.get(url).get_json()["total_views"] == 2

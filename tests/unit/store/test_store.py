@@ -1,12 +1,13 @@
 from datetime import UTC, datetime
 
+import pytest
 from pymongo.errors import BulkWriteError
 
 from app.queue import counters
 from app.rollups.buckets import Bucket
 from app.rollups.tally import Tally
-from app.store import dead_letters
 from app.store import events as event_store
+from app.store import only_duplicates
 from app.store import rollups as rollup_store
 from tools.factories import make_message
 
@@ -45,19 +46,6 @@ def test_an_event_the_server_refuses_is_returned_with_its_error(db, monkeypatch)
     outcome = event_store.insert_events(db, [good, bad])
     assert outcome.inserted == [good]
     assert outcome.rejected == [(bad, "Document failed validation")]
-
-
-def test_dead_letters_keep_the_event_and_error_once_per_event(db):
-    event = make_message()
-    assert dead_letters.dead_letter(db, [(event, "boom")]) == 1
-    assert dead_letters.dead_letter(db, [(event, "boom again")]) == 0
-    [letter] = dead_letters.dead_letters(db, limit=10)
-    assert letter["event"] == event
-    assert letter["error"] == "boom"
-    assert isinstance(letter["failed_at"], datetime)
-    assert dead_letters.count_dead_letters(db) == 1
-    assert dead_letters.remove_dead_letters(db, [event["event_id"]]) == 1
-    assert dead_letters.count_dead_letters(db) == 0
 
 
 def test_the_site_day_of_a_message_is_its_utc_day():
@@ -133,3 +121,76 @@ def test_a_new_rollup_that_counts_nothing_is_not_stored(db):
     empty["events"] = 0
     rollup_store.save_rollups(db, [empty], new={empty["_id"]})
     assert rollup_store.rollup_documents(db, [empty["_id"]]) == {}
+
+
+WRITE_CONCERN_FAILED = {
+    "writeErrors": [],
+    "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}],
+    "nInserted": 1,
+}
+
+
+def inserting_then_failing_the_write_concern(collection_type):
+    """`insert_many` as a server that applied the writes but could not confirm the write
+    concern: under w=majority they may yet be rolled back."""
+    insert_many = collection_type.insert_many
+
+    def insert_many_unconfirmed(self, documents, *args, **kwargs):
+        insert_many(self, documents, *args, **kwargs)
+        raise BulkWriteError(WRITE_CONCERN_FAILED)
+
+    return insert_many_unconfirmed
+
+
+def test_a_bulk_error_with_a_write_concern_error_is_not_only_duplicates():
+    duplicate = {"index": 0, "code": 11000, "errmsg": "E11000"}
+    assert only_duplicates(BulkWriteError({"writeErrors": [duplicate], "writeConcernErrors": []}))
+    assert not only_duplicates(BulkWriteError(WRITE_CONCERN_FAILED))
+    assert not only_duplicates(BulkWriteError({**WRITE_CONCERN_FAILED, "writeErrors": [duplicate]}))
+
+
+def test_a_marker_whose_write_concern_failed_is_not_taken_as_written(db, monkeypatch):
+    collection_type = type(db[rollup_store.ROLLUP_BATCHES])
+    monkeypatch.setattr(
+        collection_type, "insert_many", inserting_then_failing_the_write_concern(collection_type)
+    )
+    with pytest.raises(BulkWriteError):
+        rollup_store.mark_batches_applied(db, ["batch-1@0"])
+
+
+def test_new_rollups_whose_write_concern_failed_are_not_taken_as_saved(db, monkeypatch):
+    documents = rollup_documents_of("site-1", "1-0")
+    collection_type = type(db[rollup_store.ROLLUPS])
+    monkeypatch.setattr(
+        collection_type, "insert_many", inserting_then_failing_the_write_concern(collection_type)
+    )
+    with pytest.raises(BulkWriteError):
+        rollup_store.save_rollups(db, documents, new={document["_id"] for document in documents})
+
+
+def refusal_of(write):
+    """The error `write` raised, if any."""
+    try:
+        write()
+    except Exception as error:
+        return error
+    return None
+
+
+def test_a_rollup_write_older_than_the_stored_rollup_is_refused(db):
+    """The fence: a compactor that lost its lock (and its writes' token with it) cannot
+    replace, or delete, a rollup that a newer holder wrote."""
+    (newer,) = rollup_documents_of("site-1", "2-0", hours=1)
+    newer["fence"] = 2
+    rollup_store.save_rollups(db, [newer], new={newer["_id"]})
+    (older,) = rollup_documents_of("site-1", "1-0", hours=1)
+    older["fence"] = 1
+    refusals = [
+        refusal_of(lambda: rollup_store.save_rollups(db, [older])),
+        refusal_of(lambda: rollup_store.save_rollups(db, [older], new={older["_id"]})),  # stored meanwhile
+    ]
+    rollup_store.save_rollups(db, [{**older, "events": 0}])  # a deletion, fenced out: nothing happens
+    assert rollup_store.rollup_documents(db, [newer["_id"]]) == {newer["_id"]: newer}
+    assert all(isinstance(refusal, rollup_store.StaleWriteError) for refusal in refusals)
+    rollup_store.save_rollups(db, [{**newer, "through": "3-0"}])  # the holder itself writes again
+    assert rollup_store.rollup_documents(db, [newer["_id"]])[newer["_id"]]["through"] == "3-0"

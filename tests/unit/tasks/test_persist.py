@@ -1,13 +1,15 @@
 """The worker's persistence logic, without a worker: mongomock and an in-memory Redis."""
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
 from celery.exceptions import Retry
 from pymongo.errors import AutoReconnect
 
-from app.queue import counters
+from app.queue import counters, ledger
+from app.rollups import compactor
 from app.settings import Settings
 from app.store import dead_letters
 from app.store import events as event_store
@@ -15,8 +17,16 @@ from tasks import persist
 from tools.factories import make_message
 
 
+def queued(client, batch_id, messages):
+    """The ledger entry ingestion makes for a batch it queues."""
+    pipe = client.pipeline()
+    ledger.record(pipe, batch_id, messages)
+    pipe.execute()
+
+
 def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_store):
     first, second = make_message(), make_message(site_id="other", timestamp="2025-11-16T09:00:00Z")
+    queued(counter_store, "batch-1", [first, second])
     assert persist.store_batch(db, counter_store, "batch-1", [first, second]) == 2
     assert persist.store_batch(db, counter_store, "batch-1", [first, second]) == 0
     assert db[event_store.EVENTS].count_documents({}) == 2
@@ -45,8 +55,13 @@ def test_storing_a_batch_takes_one_redis_round_trip(db, counter_store, monkeypat
 
 def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, counter_store, monkeypatch):
     good, bad = make_message(), make_message()
-    outcome = event_store.InsertOutcome(inserted=[good], rejected=[(bad, "Document failed validation")])
+    outcome = event_store.InsertOutcome(
+        inserted=[good],
+        documents=[event_store.event_document(good, datetime.now(UTC), "batch-1")],
+        rejected=[(bad, "Document failed validation")],
+    )
     monkeypatch.setattr(event_store, "insert_events", lambda db, messages, batch_id: outcome)
+    queued(counter_store, "batch-1", [good, bad])
     assert persist.store_batch(db, counter_store, "batch-1", [good, bad]) == 1
     [letter] = dead_letters.dead_letters(db, limit=5)
     assert letter["event"] == bad
@@ -98,3 +113,23 @@ def test_a_batch_failing_past_the_retry_window_is_dead_lettered(worker_app, db, 
     letters = dead_letters.dead_letters(db, limit=5)
     assert sorted(letter["event"]["event_id"] for letter in letters) == sorted(e["event_id"] for e in events)
     assert all(letter["error"].startswith("retries exhausted") for letter in letters)
+
+
+def test_events_stored_before_the_retries_ran_out_stay_counted_and_only_the_rest_are_dead(
+    worker_app, db, counter_store, reporting, monkeypatch
+):
+    stored, unstored = make_message(path="/kept"), make_message(path="/lost")
+    queued(counter_store, "batch-1", [stored, unstored])
+    event_store.insert_events(db, [stored], "batch-1")  # an earlier attempt, before MongoDB went away
+    monkeypatch.setattr(persist, "store_batch", failing_store)
+    window = worker_app.extensions["settings"].task_retry_window_seconds
+    gave_up_at = {"first_failure_at": time.time() - window - 1}
+    persist.persist_events.apply([[stored, unstored]], gave_up_at, task_id="batch-1")
+    assert [letter["event"] for letter in dead_letters.dead_letters(db, limit=5)] == [unstored]
+    compactor.compact(db, counter_store)
+    url = "/stats?site_id=site-abc-123&date=2025-11-15"
+    stats = reporting.get(url).get_json()
+    assert stats["top_paths"] == [{"path": "/kept", "views": 1}]
+    assert stats == reporting.get(url.replace("/stats", "/stats/aggregated")).get_json()
+    assert counters.totals(counter_store).persisted == 1
+    assert ledger.outstanding(counter_store) == 0
