@@ -110,11 +110,6 @@ def key_by_hash(db: Database[Any], key_hash: str) -> StoredKey | None:
     return _stored_key(doc, READ) if doc else None
 
 
-def read_keys(db: Database[Any], site_id: str | None = None) -> list[StoredKey]:
-    """The read keys of `site_id`, or every read key, oldest first."""
-    return _keys(db, READ, site_id)
-
-
 def keys(db: Database[Any], site_id: str | None = None) -> list[StoredKey]:
     """The keys of both kinds of `site_id`, or every key, oldest first."""
     return sorted(
