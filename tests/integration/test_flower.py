@@ -62,11 +62,14 @@ def test_flower_without_credentials_refuses_to_start_where_anyone_could_drive_it
     service_env, run_dir, settings, reason
 ):
     process, port = start_flower(f"flower-{'-'.join(settings).lower()}", service_env, run_dir, **settings)
-    wait_until(lambda: not process.running(), 60, "the launcher to refuse")
-    assert process.process is not None
-    assert process.process.returncode != 0
-    assert reason in process.log()
-    assert not port_open(port)
+    try:
+        wait_until(lambda: not process.running(), 60, "the launcher to refuse")
+        assert process.process is not None
+        assert process.process.returncode != 0
+        assert reason in process.log()
+        assert not port_open(port)
+    finally:
+        process.stop()  # a Flower that did start must not outlive the test
 
 
 def test_flower_sees_the_tasks_of_a_worker_that_sends_no_events_until_watched(flower_url, pipeline):
