@@ -11,7 +11,8 @@ Every request costs its address's window, whatever its answer but one:
 - a request refused for back-pressure (503) is not counted: the client did nothing wrong and
   must be able to retry after `Retry-After`, so an overload does not turn into 429s.
 An address found over its rate is remembered by the process until its window ends: its
-requests are then refused before their body is read, with no Redis call. Counting the address
+requests are then refused before their body is read (it is only thrown away, so that the
+client reads the 429, as after any refusal), with no Redis call. Counting the address
 before reading every body would cost an accepted request a second Redis call (its sites are
 known only once its body is parsed); this costs none, and lets an address start at most its
 rate, plus what it has in flight, of costly requests a window.
@@ -162,7 +163,7 @@ def hit_limits(site_ids: Iterable[str]) -> None:
 
 def refuse_addresses_over_their_rate() -> None:
     """A `before_request` hook: a post from an address this process found over its rate is
-    refused before its body is read."""
+    refused before its body is read, inflated or parsed."""
     limits = limits_of_app()
     if request.method == "POST" and limits.over_addresses:
         over = limits.known_over(request_limited_address())
