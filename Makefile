@@ -64,16 +64,16 @@ run: install local-servers ## Run everything: local servers, ingestion, reportin
 
 FLASK := $(VENV)/bin/flask --app wsgi:ingestion
 
-site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com"
-	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com"'; exit 2; }
-	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)")
+site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required]
+	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required]'; exit 2; }
+	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)") $(if $(filter required,$(SERVER_KEY)),--require-server-key)
 	@$(FLASK) key create "$(SITE)"
 
-key: install ## Print a new read key of a registered site: SITE=example.com
-	@test -n "$(SITE)" || { echo 'usage: make key SITE=example.com'; exit 2; }
-	@$(FLASK) key create "$(SITE)"
+key: install ## Print a new read key of a registered site, or with SERVER=1 a server key: SITE=example.com
+	@test -n "$(SITE)" || { echo 'usage: make key SITE=example.com [SERVER=1]'; exit 2; }
+	@$(FLASK) key create "$(SITE)" $(if $(SERVER),--server)
 
-operator-key: install ## Print a new operator key (every site, /health/pipeline totals)
+operator-key: install ## Print a new operator key (every site, /health/pipeline)
 	@$(FLASK) key create --operator
 
 sites: install ## List the registered sites and the read keys' ids

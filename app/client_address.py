@@ -3,6 +3,10 @@
 `X-Forwarded-For` is believed only from the reverse proxies the operator names in
 TRUSTED_PROXIES: anyone else can write any address there. Each proxy appends the address it
 got the request from, so the client is the rightmost address that is not one of ours.
+
+Rate limits count an IPv6 client by its /64: a subscriber is given a /64 at least (RFC 6177),
+and picks any of its 2**64 addresses at will, so counting addresses would let one machine
+rotate through as many budgets as it likes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from app.settings import Settings
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Where the access log (gunicorn's `%({analytics.client}e)s`) finds the client's address.
 CLIENT_ENVIRON_KEY = "analytics.client"
+IPV6_SUBSCRIBER_PREFIX = 64
 
 
 def parse_networks(setting: str) -> tuple[Network, ...]:
@@ -55,10 +60,30 @@ def client_address(remote_addr: str, forwarded_for: str | None, networks: Sequen
     return client
 
 
+def limited_address(address: str) -> str:
+    """What rate limits count for a client `address`: an IPv6 address's /64 (an IPv4 address
+    written as IPv6 is that IPv4 address), an IPv4 address itself."""
+    if ":" not in address:  # IPv4, or no address at all: nothing to parse
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, IPV6_SUBSCRIBER_PREFIX), strict=False))
+
+
 def request_client_address() -> str:
     """The client address of the current request (TRUSTED_PROXIES of the current app)."""
     networks: tuple[Network, ...] = current_app.extensions["trusted_proxies"]
     return client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"), networks)
+
+
+def request_limited_address() -> str:
+    """What rate limits count for the client of the current request (whose address
+    `remember_client` noted first)."""
+    return limited_address(request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address())
 
 
 def remember_client() -> None:

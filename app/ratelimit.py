@@ -13,7 +13,6 @@ queue is away too the enqueue answers its own 503.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from typing import Any
@@ -24,9 +23,10 @@ from limits import RateLimitItem, parse_many
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app.client_address import request_client_address
+from app.access.keys import bearer_token, hash_key, key_cache
+from app.client_address import request_limited_address
 from app.errors import error_response
-from app.settings import Settings
+from app.settings import Settings, current_settings
 
 OFF = "off"
 KEY_PREFIX = "analytics:ratelimit"
@@ -40,11 +40,17 @@ def parse_limits(setting: str) -> list[RateLimitItem]:
 
 
 def reporting_key() -> str:
-    """The caller's key (a hash of its Authorization header, which is never stored), else its address."""
-    authorization = request.headers.get("Authorization")
-    if authorization:
-        return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:32]
-    return "address:" + request_client_address()
+    """The caller's bucket: its key's (a hash of the key, which is never stored), else its
+    address's.
+
+    A token has a bucket of its own only once this process has verified it as a key (with
+    AUTH_MODE=open, which checks none, any token does): made-up tokens, each a fresh bucket
+    otherwise, share their address's, and are counted there before their lookup in MongoDB.
+    """
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is not None and (current_settings().auth_mode == "open" or key_cache.known(token)):
+        return "key:" + hash_key(token)[:32]
+    return "address:" + request_limited_address()
 
 
 def exempt() -> bool:

@@ -144,19 +144,20 @@ class Settings:
     ingestion_rate_limit: str = setting(
         "200/second",
         LIMITS,
-        "Requests per client address to `POST /event(s)` (`N/second`, `N/minute`, several "
-        "separated by `;`; `off`: no limit).",
+        "Requests per client address (an IPv6 client: per /64) to `POST /event(s)` (`N/second`, "
+        "`N/minute`, several separated by `;`; `off`: no limit).",
     )
     site_rate_limit: str = setting(
         "1000/second",
         LIMITS,
-        "Ingestion requests carrying events of one site, from all addresses (`off`: no limit).",
+        "Ingestion requests carrying events of one site, from all addresses, counted apart for "
+        "its pages (`Origin` or `Referer`) and for servers (`off`: no limit).",
     )
     reporting_rate_limit: str = setting(
         "20/second",
         LIMITS,
-        "Reporting requests per key (the `Authorization` header), or per address without one "
-        "(`off`: no limit).",
+        "Reporting requests per read key (once verified), or per address for requests without "
+        "one (`off`: no limit).",
     )
     trusted_proxies: str = setting(
         "",
@@ -241,10 +242,13 @@ class Settings:
         "",
         PROCESSES,
         "`user:password` for Flower (comma-separate several). Empty: Flower has no login (allowed "
-        "on loopback only), and its HTTP API also needs `FLOWER_UNAUTHENTICATED_API=true`.",
+        "on loopback only), and its HTTP API answers 401.",
     )
     flower_unauthenticated_api: str = setting(
-        "", PROCESSES, "Flower's own option: `true` lets its HTTP API answer without a login."
+        "",
+        PROCESSES,
+        "Flower's own option: `true` lets its HTTP API answer without a login, and to every web "
+        "page (`Access-Control-Allow-Origin: *`); so the launcher refuses it without `FLOWER_BASIC_AUTH`.",
     )
 
     def __post_init__(self) -> None:

@@ -4,6 +4,10 @@ An answer about a range that includes today (in the asked time zone) lives at mo
 CACHE_LIVE_SECONDS, one about past days at most CACHE_PAST_SECONDS. And the key holds the
 site's rollup generation (`compactor.generation`), so once the compactor adds new events of
 the site, or a rebuild changes its rollups, no earlier answer is served again.
+
+A key holds every value of the parameters that change an answer, while the key check and
+the schemas read each one's first: so a parameter given twice is refused, lest two
+questions (`site_id=a&site_id=b`, `site_id=b&site_id=a`) share one answer.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import redis
-from flask import request
+from flask import Response, request
 from redis.exceptions import RedisError
 
+from app.errors import error_response
 from app.extensions import redis_store
 from app.rollups import compactor
 from app.settings import current_settings
@@ -31,6 +36,17 @@ PREFIX = "analytics:cache"
 ANSWER_PARAMETERS = frozenset(
     {"site_id", "date", "start", "end", "tz", "event_type", "limit", "interval", "by", "offset"}
 )
+REPEATED_PARAMETER = "Give this parameter once."
+
+
+def refuse_repeated_parameters() -> Response | None:
+    """A `before_request` hook: a parameter that changes an answer, given more than once, is
+    a 400 naming it."""
+    repeated = sorted(name for name in ANSWER_PARAMETERS if len(request.args.getlist(name)) > 1)
+    if not repeated:
+        return None
+    errors = {name: [REPEATED_PARAMETER] for name in repeated}
+    return error_response(400, f"Parameters given more than once: {', '.join(repeated)}", errors)
 
 
 def cache_key(client: redis.Redis, site_id: str) -> str:

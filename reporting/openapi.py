@@ -111,12 +111,23 @@ class RollupStateSchema(AnswerSchema):
     set_aside = fields.Integer(required=True)
 
 
+class BackpressureSchema(AnswerSchema):
+    refusing = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Why ingestion refuses events now, with the figures; null: it does not."},
+    )
+    redis_used_memory = fields.Integer(required=True)
+    redis_maxmemory = fields.Integer(required=True, metadata={"description": "0: no bound known."})
+
+
 class PipelineSchema(AnswerSchema):
     status = fields.String(required=True)
     queue = fields.Nested(QueueSchema, required=True)
     events = fields.Nested(EventCountsSchema, required=True)
     rollups = fields.Nested(RollupStateSchema, required=True)
     lag_seconds = fields.Float(required=True)
+    backpressure = fields.Nested(BackpressureSchema, required=True)
 
 
 def question(summary: str, query: Schema | type[Schema], answer: type[Schema]) -> dict[str, Any]:

@@ -5,10 +5,12 @@ asks MongoDB to count the raw events instead, as a cross-check of both.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Protocol
 
 from pymongo.database import Database
@@ -43,15 +45,19 @@ class RollupTallies:
 
 
 class RawTallies:
-    """Tallies of a site's intervals from its raw events, read once for the whole period."""
+    """Tallies of a site's intervals from its raw events, read once for the whole period and
+    sorted by time once, so that an interval's events are found by binary search rather than
+    by a scan of the period for each interval (an hourly month has 744)."""
 
     def __init__(self, db: Database[Any], period: Period) -> None:
-        self.events = user_ids.numbered_locally(
+        events = user_ids.numbered_locally(
             event_store.events_between(db, period.site_id, period.start, period.end)
         )
+        self.events = sorted(events, key=itemgetter("timestamp"))
+        self.times = [event["timestamp"] for event in self.events]
 
     def tally(self, start: datetime, end: datetime) -> Tally:
-        return Tally.of(event for event in self.events if start <= event["timestamp"] < end)
+        return Tally.of(self.events[bisect_left(self.times, start) : bisect_left(self.times, end)])
 
 
 def tallies_for(db: Database[Any], period: Period, intervals: Iterable[Interval]) -> Tallies:

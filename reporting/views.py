@@ -15,16 +15,17 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
-from app.access.guard import public, require_read_key
+from app.access.guard import operators_only, public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
+from app.ingestion import backpressure
 from app.openapi import serve_document
 from app.queue import counters, ledger, snapshot
 from app.rollups import compactor, realtime
 from app.settings import current_settings
 from app.store import dead_letters
 from reporting import openapi, queries
-from reporting.cache import cached
+from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period
 from reporting.schemas import (
     breakdown_query_schema,
@@ -37,6 +38,8 @@ from reporting.schemas import (
 bp = Blueprint("reporting", __name__)
 # Every endpoint needs a read key (AUTH_MODE=keys) unless marked @public.
 bp.before_request(require_read_key)
+# One value per parameter, so that a cache key names one question.
+bp.before_request(refuse_repeated_parameters)
 serve_document(bp, openapi.document)
 
 MISSING_PARAMETERS = "Missing required parameters: site_id, date (YYYY-MM-DD)"
@@ -173,6 +176,7 @@ def stats_realtime() -> ResponseReturnValue:
 
 
 @bp.get("/health/pipeline")
+@operators_only
 def pipeline_health() -> ResponseReturnValue:
     """Queue depth, unacknowledged messages, the oldest message's age, the event counts, the
     deltas stored but not yet in the rollups, and the end-to-end lag: how long ago the oldest
@@ -204,7 +208,14 @@ def pipeline_health() -> ResponseReturnValue:
         },
         rollups={"backlog": compactor.backlog(client), "set_aside": compactor.set_aside(client)},
         lag_seconds=lag_seconds(client),
+        backpressure=ingestion_backpressure(client),
     )
+
+
+def ingestion_backpressure(client: redis.Redis) -> dict[str, object]:
+    """Why ingestion refuses events now, with the figures its public answers leave out."""
+    settings = current_settings()
+    return backpressure.state(client, settings.queue_high_water, settings.redis_memory_high_water)
 
 
 def lag_seconds(client: redis.Redis) -> float:

@@ -3,7 +3,9 @@
 Flower 2.2 reads an empty `FLOWER_BASIC_AUTH` as one empty credential, which an
 `Authorization: Basic .` header matches; and its HTTP API can shut workers down. So the
 launcher passes credentials only when there are some, and refuses to let a Flower without
-them listen beyond loopback.
+them listen beyond loopback, or open its API to anyone: without credentials,
+`FLOWER_UNAUTHENTICATED_API` also answers every origin (`Access-Control-Allow-Origin: *`),
+so any web page a local user opens could drive the API, loopback or not.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import ipaddress
 import os
 import sys
 from collections.abc import Mapping
+
+from flower.utils import strtobool
 
 from app.settings import Settings
 
@@ -43,6 +47,11 @@ def command(settings: Settings, environ: Mapping[str, str]) -> tuple[list[str], 
             f"Flower would listen on {settings.flower_host} without a login: set "
             "FLOWER_BASIC_AUTH=user:password, or FLOWER_HOST=127.0.0.1"
         )
+    if not credentials and opens_the_api(settings.flower_unauthenticated_api):
+        raise UnsafeFlowerError(
+            "FLOWER_UNAUTHENTICATED_API would open Flower's API to every web page: set "
+            "FLOWER_BASIC_AUTH=user:password, or leave it unset"
+        )
     argv = [
         sys.executable, "-m", "celery", "-A", "tasks.worker", "flower",
         f"--address={settings.flower_host}",
@@ -55,6 +64,15 @@ def command(settings: Settings, environ: Mapping[str, str]) -> tuple[list[str], 
     if credentials:
         env["FLOWER_BASIC_AUTH"] = credentials
     return argv, env
+
+
+def opens_the_api(value: str) -> bool:
+    """Whether Flower reads `value` as turning its unauthenticated API on; a value it cannot
+    read counts as on, to be safe."""
+    try:
+        return bool(strtobool(value or "false"))
+    except ValueError:
+        return True
 
 
 def _pairs(credentials: str) -> list[tuple[str, str, str]]:

@@ -1,4 +1,5 @@
-"""`flask site ...` and `flask key ...`: the operator's commands for sites and read keys."""
+"""`flask site ...` and `flask key ...`: the operator's commands for sites, read keys and
+server keys."""
 
 from __future__ import annotations
 
@@ -32,63 +33,83 @@ def site_group() -> None:
     help="A host the site's pages are served from (repeat for each; www. is a host of its own). "
     "Without any, only servers (no Origin or Referer) may send its events.",
 )
-def add_site_command(site_id: str, domains: list[str]) -> None:
-    """Register SITE_ID with exactly these domains (again: replace its domains)."""
-    new = sites.save_site(mongo.db, site_id, domains)
+@click.option(
+    "--require-server-key",
+    is_flag=True,
+    help="Refuse events from servers (no Origin or Referer) without one of the site's server keys "
+    "(flask key create SITE --server).",
+)
+def add_site_command(site_id: str, domains: list[str], require_server_key: bool) -> None:
+    """Register SITE_ID with exactly these domains and this server-key rule (again: replace
+    them)."""
+    new = sites.save_site(mongo.db, site_id, domains, require_server_key)
+    rule = "; servers need a server key" if require_server_key else ""
     click.echo(
-        f"{'Registered' if new else 'Updated'} site {site_id}: domains {', '.join(domains) or '(none)'}"
+        f"{'Registered' if new else 'Updated'} site {site_id}: domains {', '.join(domains) or '(none)'}{rule}"
     )
 
 
 @site_group.command("list")
 def list_sites_command() -> None:
-    """The registered sites and their domains, one a line."""
-    for site_id, domains in sites.registered_sites(mongo.db).items():
-        click.echo(f"{site_id}\t{','.join(domains)}")
+    """The registered sites and their domains, one a line; then whether servers need a key."""
+    for site_id, site in sites.registered_sites(mongo.db).items():
+        rule = "\tserver key required" if site.require_server_key else ""
+        click.echo(f"{site_id}\t{','.join(site.domains)}{rule}")
 
 
 @site_group.command("remove")
 @click.argument("site_id")
 def remove_site_command(site_id: str) -> None:
-    """Unregister SITE_ID and revoke its read keys (its stored events stay)."""
+    """Unregister SITE_ID and revoke its keys (its stored events stay)."""
     if not sites.remove_site(mongo.db, site_id):
         raise click.ClickException(f"No site {site_id} is registered")
-    click.echo(f"Removed site {site_id} and its read keys")
+    click.echo(f"Removed site {site_id} and its keys")
 
 
 @click.group("key")
 def key_group() -> None:
-    """Read keys for the reporting service (AUTH_MODE=keys)."""
+    """Read keys for the reporting service, server keys for ingestion (AUTH_MODE=keys)."""
 
 
 @key_group.command("create")
 @click.argument("site_id", required=False)
 @click.option("--operator", is_flag=True, help="A key that reads every site and /health/pipeline.")
-def create_key_command(site_id: str | None, operator: bool) -> None:
-    """Make a read key for SITE_ID (or, with --operator, for every site); print it once, as
-    the last line."""
+@click.option(
+    "--server",
+    is_flag=True,
+    help="A server key instead: servers send SITE_ID's events with it (Authorization: Bearer).",
+)
+def create_key_command(site_id: str | None, operator: bool, server: bool) -> None:
+    """Make a read key for SITE_ID (or, with --operator, for every site), or with --server a
+    server key of SITE_ID; print it once, as the last line."""
+    if server and operator:
+        raise click.UsageError("A server key belongs to one site: give SITE_ID, not --operator")
     if operator == (site_id is not None):
         raise click.UsageError("Give either SITE_ID or --operator")
     if site_id is not None and not sites.is_registered(mongo.db, site_id):
         raise click.ClickException(f"No site {site_id} is registered: flask site add {site_id} --domain ...")
-    key = keys.create_key(mongo.db, site_id)
+    key = keys.create_key(mongo.db, site_id, sites.SERVER if server else sites.READ)
+    kind = "Server key" if server else "Key"
     owner = f"site {site_id}" if site_id else "the operator"
-    click.echo(f"Key {key.key_id} for {owner}; it is shown only now, store it safely:")
+    click.echo(f"{kind} {key.key_id} for {owner}; it is shown only now, store it safely:")
     click.echo(key.secret)
 
 
 @key_group.command("list")
 @click.argument("site_id", required=False)
 def list_keys_command(site_id: str | None) -> None:
-    """The keys (ids, never secrets) of SITE_ID, or of every site and the operator."""
-    for key in sites.read_keys(mongo.db, site_id):
-        click.echo(f"{key.key_id}\t{key.site_id or '(operator)'}\t{key.created_at:%Y-%m-%dT%H:%M:%SZ}")
+    """The keys (ids, never secrets) of SITE_ID, or of every site and the operator: id,
+    site, creation time and kind (read or server)."""
+    for key in sites.keys(mongo.db, site_id):
+        owner = key.site_id or "(operator)"
+        click.echo(f"{key.key_id}\t{owner}\t{key.created_at:%Y-%m-%dT%H:%M:%SZ}\t{key.kind}")
 
 
 @key_group.command("revoke")
 @click.argument("key_id")
 def revoke_key_command(key_id: str) -> None:
-    """Delete the key KEY_ID; services stop accepting it within KEY_CACHE_SECONDS."""
+    """Delete the key KEY_ID; services stop accepting it within KEY_CACHE_SECONDS (a read key)
+    or REGISTRY_REFRESH_SECONDS (a server key)."""
     if not sites.revoke_key(mongo.db, key_id):
         raise click.ClickException(f"No key {key_id}")
     click.echo(f"Revoked key {key_id}")

@@ -3,7 +3,8 @@
 is closed until someone decides otherwise.
 
 A site's key reads that site only (the `site_id` parameter); an operator key
-(`flask key create --operator`) reads every site and the totals of `/health/pipeline`.
+(`flask key create --operator`) reads every site, and alone reads views marked
+`@operators_only` (`/health/pipeline`, whose queue, backlog and lag are every site's).
 A missing or unknown key is a 401, a key of another site a 403.
 """
 
@@ -14,13 +15,14 @@ from typing import TypeVar
 
 from flask import Response, current_app, request
 
-from app.access.keys import key_cache
+from app.access.keys import bearer_token, key_cache
 from app.errors import error_response
 from app.extensions import mongo
 from app.settings import current_settings
 
 View = TypeVar("View", bound=Callable[..., object])
 PUBLIC_ATTRIBUTE = "access_public"
+OPERATORS_ATTRIBUTE = "access_operators_only"
 
 
 def public(view: View) -> View:
@@ -29,12 +31,10 @@ def public(view: View) -> View:
     return view
 
 
-def bearer_token(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header (the scheme in any case)."""
-    scheme, _, token = (header or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
+def operators_only(view: View) -> View:
+    """Mark a view that only an operator key may call, whatever site it is asked about."""
+    setattr(view, OPERATORS_ATTRIBUTE, True)
+    return view
 
 
 def require_read_key() -> Response | None:
@@ -54,6 +54,8 @@ def require_read_key() -> Response | None:
     site_id = request.args.get("site_id")
     if not site_id:
         return error_response(403, "Without site_id this needs an operator key")
+    if getattr(view, OPERATORS_ATTRIBUTE, False):
+        return error_response(403, "Only an operator key reads this")
     if site_id != key.site_id:
         return error_response(403, f"This key does not give access to site {site_id}")
     return None

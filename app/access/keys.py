@@ -1,4 +1,6 @@
-"""Read keys: drawn at random, stored only as a hash, verified through a short in-process cache.
+"""Keys: drawn at random, stored only as a hash, read from an `Authorization: Bearer` header.
+Read keys are verified through a short in-process cache; server keys, which ingestion checks,
+through the site registry's snapshot (app/access/registry.py).
 
 A key is 256 random bits from `secrets`, so a plain SHA-256 of it is the right hash: a slow,
 salted password hash (bcrypt, scrypt) exists to make guessing low-entropy passwords costly,
@@ -19,12 +21,15 @@ from typing import Any
 from pymongo.database import Database
 
 from app.store import sites
-from app.store.sites import ReadKey
+from app.store.sites import READ, SERVER, StoredKey
 
 KEY_PREFIX = "ak_"
+# A server key tells itself apart at a glance, in a config file or a secret scanner's report.
+SERVER_KEY_PREFIX = "sk_"
+PREFIXES = {READ: KEY_PREFIX, SERVER: SERVER_KEY_PREFIX}
 KEY_BYTES = 32
 KEY_ID_BYTES = 4
-# Verified keys a process remembers; past this, it forgets them all and verifies again.
+# Keys (and, apart, unknown tokens) a process remembers; past this, it forgets them all.
 MAX_CACHED_KEYS = 10_000
 
 
@@ -40,41 +45,67 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(db: Database[Any], site_id: str | None) -> NewKey:
-    """Make a read key for `site_id` (None: an operator key) and store its hash."""
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header: the scheme in any case, the
+    spaces around the token dropped, so that each spelling of a header names one key."""
+    parts = (header or "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1].strip() or None
+
+
+def create_key(db: Database[Any], site_id: str | None, kind: str = READ) -> NewKey:
+    """Make a key of `kind` for `site_id` (None: an operator's read key) and store its hash."""
     while True:
         key = NewKey(
-            key_id=secrets.token_hex(KEY_ID_BYTES), secret=KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+            key_id=secrets.token_hex(KEY_ID_BYTES), secret=PREFIXES[kind] + secrets.token_urlsafe(KEY_BYTES)
         )
-        if sites.save_key(db, key.key_id, site_id, hash_key(key.secret)):
+        if sites.save_key(db, key.key_id, site_id, hash_key(key.secret), kind):
             return key
 
 
 class KeyCache:
-    """Keys verified in this process, each trusted for `ttl` seconds before MongoDB is asked
-    again: so a revoked key stops working within `ttl`. Unknown keys are not remembered, so a
-    key just created works at once."""
+    """Read keys verified in this process, each trusted for `ttl` seconds before MongoDB is asked
+    again: so a revoked key stops working within `ttl`. Tokens found to be no key are
+    remembered as long, apart, so that one sent again and again (a dashboard left with a
+    revoked key) costs no lookup each time; a key just made works at once all the same, its
+    secret being new."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[ReadKey, float]] = {}
+        self._known: dict[str, tuple[StoredKey, float]] = {}
+        self._unknown: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def verify(self, db: Database[Any], secret: str, ttl: float) -> ReadKey | None:
-        """The key whose secret is `secret`, or None if there is none."""
+    def verify(self, db: Database[Any], secret: str, ttl: float) -> StoredKey | None:
+        """The read key whose secret is `secret`, or None if there is none."""
         digest = hash_key(secret)
         now = time.monotonic()
         cached = self._known.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
+        if self._unknown.get(digest, 0.0) > now:
+            return None
         key = sites.key_by_hash(db, digest)
         with self._lock:
             if key is None:
                 self._known.pop(digest, None)
-            elif ttl > 0:
-                if len(self._known) >= MAX_CACHED_KEYS:
-                    self._known.clear()
-                self._known[digest] = (key, now + ttl)
+                _remember(self._unknown, digest, now + ttl, ttl)
+            else:
+                _remember(self._known, digest, (key, now + ttl), ttl)
         return key
+
+    def known(self, secret: str) -> bool:
+        """Whether `secret` is a key this process verified and still trusts (no lookup)."""
+        cached = self._known.get(hash_key(secret))
+        return cached is not None and cached[1] > time.monotonic()
+
+
+def _remember(entries: dict[str, Any], digest: str, entry: Any, ttl: float) -> None:
+    if ttl <= 0:
+        return
+    if len(entries) >= MAX_CACHED_KEYS:
+        entries.clear()
+    entries[digest] = entry
 
 
 key_cache = KeyCache()

@@ -1,10 +1,12 @@
-"""The registered sites as ingestion sees them: an in-process snapshot of site -> domains.
+"""The registered sites as ingestion sees them: an in-process snapshot of each site's domains,
+whether its servers need a key, and its server keys' hashes.
 
-Ingestion answers from memory, never waiting for MongoDB: each process reloads the whole
-registry every REGISTRY_REFRESH_SECONDS in a background thread (a greenlet under gunicorn's
-gevent workers), so a site added, changed or removed takes effect within that interval. When
-MongoDB cannot be read the last good snapshot stays in force. Only a process's first requests
-wait, for its first load, and get a 503 if it does not come in time.
+Ingestion answers from memory, never waiting for MongoDB (so a flood of made-up server keys
+costs no lookup): each process reloads the whole registry every REGISTRY_REFRESH_SECONDS in a
+background thread (a greenlet under gunicorn's gevent workers), so a site or key added,
+changed or removed takes effect within that interval. When MongoDB cannot be read the last
+good snapshot stays in force. Only a process's first requests wait, for its first load, and
+get a 503 if it does not come in time.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+
+from app.store.sites import RegisteredSite
 
 logger = logging.getLogger(__name__)
 
-Load = Callable[[], Mapping[str, Sequence[str]]]
+Load = Callable[[], Mapping[str, RegisteredSite]]
 # How long a process's first requests wait for its first snapshot: within the 2 s the
 # contract gives a client to learn that it should retry.
 FIRST_LOAD_WAIT_SECONDS = 1.5
@@ -31,7 +35,7 @@ class SiteRegistry:
     def __init__(self, load: Load, interval: float) -> None:
         self._load = load
         self._interval = interval
-        self._sites: dict[str, frozenset[str]] = {}
+        self._sites: Mapping[str, RegisteredSite] = {}
         self._loaded_at: float | None = None
         # Made on first use in each process, never before a fork: threads do not survive a
         # fork, and gevent patches `threading` only in the forked worker.
@@ -39,8 +43,8 @@ class SiteRegistry:
         self._loaded: threading.Event | None = None
         self._stopped = False
 
-    def domains(self, site_id: str) -> frozenset[str] | None:
-        """The domains of `site_id`, or None if it is not registered."""
+    def site(self, site_id: str) -> RegisteredSite | None:
+        """What is registered of `site_id`, or None if it is not registered."""
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
@@ -48,7 +52,7 @@ class SiteRegistry:
 
     def refresh(self) -> None:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""
-        self._sites = {site: frozenset(domains) for site, domains in self._load().items()}
+        self._sites = self._load()
         self._loaded_at = time.monotonic()
         if self._loaded is not None:
             self._loaded.set()

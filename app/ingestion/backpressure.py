@@ -10,6 +10,9 @@ Redis runs with `maxmemory-policy noeviction`, so when full it refuses writes ra
 dropping queued events. Workers need to write to drain the queue (each message taken is
 recorded as unacknowledged, each stored batch settles its ledger entry and appends its
 tallies), so ingestion stops at REDIS_MEMORY_HIGH_WATER of `maxmemory`, leaving them the rest.
+
+Clients are told which mark was passed, never the figures (the queue's depth, Redis's bytes):
+those are the operator's, in `/health/pipeline` on the reporting service (`state`).
 """
 
 from __future__ import annotations
@@ -55,19 +58,45 @@ def read(client: redis.Redis) -> Reading:
     return Reading(depth, int(memory["used_memory"]), int(memory.get("maxmemory", 0)))
 
 
-def overload(reading: Reading, high_water: int, memory_high_water: float) -> str | None:
-    """Why the queue must take no more events now, or None."""
+BACKLOG = "Event queue backlog too long"
+MEMORY = "Event queue nearly full"
+NOT_ACCEPTED = "the event was not accepted, please retry later"
+
+
+def passed_mark(reading: Reading, high_water: int, memory_high_water: float) -> str | None:
+    """Which mark the reading is above (BACKLOG or MEMORY), or None."""
     if high_water and reading.depth >= high_water:
-        return (
-            f"Event queue backlog too long ({reading.depth} messages waiting, high-water mark "
-            f"{high_water}): the event was not accepted, please retry later"
-        )
+        return BACKLOG
     if reading.maxmemory and reading.used_memory >= memory_high_water * reading.maxmemory:
-        return (
-            f"Event queue nearly full (Redis uses {reading.used_memory} of {reading.maxmemory} "
-            "bytes of memory): the event was not accepted, please retry later"
-        )
+        return MEMORY
     return None
+
+
+def overload(reading: Reading, high_water: int, memory_high_water: float) -> str | None:
+    """Why the queue must take no more events now, as a client is told it, or None."""
+    mark = passed_mark(reading, high_water, memory_high_water)
+    return None if mark is None else f"{mark}: {NOT_ACCEPTED}"
+
+
+def overload_detail(reading: Reading, high_water: int, memory_high_water: float) -> str | None:
+    """The same with the figures, for operators, or None."""
+    mark = passed_mark(reading, high_water, memory_high_water)
+    if mark == BACKLOG:
+        return f"{mark} ({reading.depth} messages waiting, high-water mark {high_water})"
+    if mark == MEMORY:
+        return f"{mark} (Redis uses {reading.used_memory} of {reading.maxmemory} bytes of memory)"
+    return None
+
+
+def state(client: redis.Redis, high_water: int, memory_high_water: float) -> dict[str, object]:
+    """What `/health/pipeline` shows operators: why ingestion refuses events now (None: it
+    does not), and Redis's memory against its `maxmemory` (0: no bound known)."""
+    reading = read(client)
+    return {
+        "refusing": overload_detail(reading, high_water, memory_high_water),
+        "redis_used_memory": reading.used_memory,
+        "redis_maxmemory": reading.maxmemory,
+    }
 
 
 class QueueOverloadedError(Exception):

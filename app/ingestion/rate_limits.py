@@ -1,6 +1,26 @@
-"""Ingestion's rate limits: per client address, then per site, counted by the view once the
-body is read and the queue can take it, so a request refused before (400, 403, 503 for
-back-pressure) uses no quota.
+"""Ingestion's rate limits: per client address (an IPv6 client by its /64), then per site and
+kind of sender.
+
+Every request costs its address's window, whatever its answer but one:
+- a request the queue can take is counted by the view just before its enqueue, with its
+  sites' windows;
+- a request refused for what it carries (400, 403, 408, 413, 415) is counted once answered,
+  on its address only: it cost a read, maybe an inflate, a parse and a validation, so it
+  must not be free to repeat (a 1 MB gzip batch of an unregistered site); its sites' windows
+  are their senders', and it was sent for none of them;
+- a request refused for back-pressure (503) is not counted: the client did nothing wrong and
+  must be able to retry after `Retry-After`, so an overload does not turn into 429s.
+An address found over its rate is remembered by the process until its window ends: its
+requests are then refused before their body is read (it is only thrown away, so that the
+client reads the 429, as after any refusal), with no Redis call. Counting the address
+before reading every body would cost an accepted request a second Redis call (its sites are
+known only once its body is parsed); this costs none, and lets an address start at most its
+rate, plus what it has in flight, of costly requests a window.
+
+A site has one budget for pages on its domains and one for servers (app/access/origins.py):
+anyone can send without an `Origin`, so a forger's requests of that kind, from however many
+addresses, use up only the servers' budget, never the one its visitors' browsers share. (A
+site that requires a server key refuses them outright.)
 
 All the windows of a request are counted in one Redis script call: Flask-Limiter's request
 hook and one call per window cost more than the rest of the endpoint's edge checks
@@ -17,19 +37,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, current_app
+from flask import Blueprint, Flask, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
 from limits import RateLimitItem
 from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from redis.commands.core import Script
 
-from app.client_address import request_client_address
+from app.access.origins import request_sender
+from app.client_address import request_limited_address
 from app.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
 
 logger = logging.getLogger(__name__)
 
 PAUSE_SECONDS = 5.0
+# Addresses over their rate a process remembers; past this, it forgets those whose window ended.
+MAX_OVER_ADDRESSES = 10_000
 # KEYS: a request's windows in the order they are checked; ARGV: their expiries, then their
 # limits. Each count is `limits`' own fixed window (incr_expire.lua).
 COUNT_WINDOWS = b"""
@@ -46,6 +69,8 @@ return 0
 """
 
 Window = tuple[RateLimitItem, tuple[str, ...]]
+# A window over its limit, and when it ends (a time.time() instant).
+Over = tuple[RateLimitItem, float]
 
 
 class RateLimitedError(Exception):
@@ -60,6 +85,8 @@ class IngestionLimits:
     address_items: list[RateLimitItem]
     site_items: list[RateLimitItem]
     paused_until: float = field(default=0.0)
+    # Addresses this process found over their rate, until their window ends.
+    over_addresses: dict[str, Over] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         storage = self.strategy.storage
@@ -67,27 +94,47 @@ class IngestionLimits:
             storage.get_connection().register_script(COUNT_WINDOWS) if type(storage) is RedisStorage else None
         )
 
-    def windows(self, address: str, site_ids: Iterable[str]) -> list[Window]:
+    def windows(self, address: str, site_ids: Iterable[str] = (), sender: str = "") -> list[Window]:
+        """The windows of a request from `address` carrying events of `site_ids` (distinct)
+        from a `sender` of this kind; without sites, its address's alone."""
         by_address: list[Window] = [(item, ("address", address)) for item in self.address_items]
-        return by_address + [(item, ("site", site_id)) for site_id in site_ids for item in self.site_items]
+        by_site = [(item, ("site", site_id, sender)) for site_id in site_ids for item in self.site_items]
+        return by_address + by_site
 
-    def hit(self, address: str, site_ids: Iterable[str]) -> None:
-        """Count one request from `address` carrying events of `site_ids` (distinct); raise
-        RateLimitedError for the first window over."""
-        windows = self.windows(address, site_ids)
+    def count(self, windows: list[Window]) -> Over | None:
+        """Count one request in `windows`; the first window over, if any. An address over its
+        rate is remembered until its window ends."""
         if not windows or time.monotonic() < self.paused_until:
-            return
+            return None
         try:
             over = self.first_over(windows)
             if over is None:
-                return
+                return None
             item, identifiers = over
             reset_at = self.strategy.get_window_stats(item, *identifiers).reset_time
         except Exception as error:  # fail open: see app/ratelimit.py
             self.paused_until = time.monotonic() + PAUSE_SECONDS
             logger.warning("ingestion rate limits paused: their storage failed: %s", error)
-            return
-        raise RateLimitedError(item, reset_at)
+            return None
+        if identifiers[0] == "address":
+            self._remember_over(identifiers[1], (item, reset_at))
+        return item, reset_at
+
+    def known_over(self, address: str) -> Over | None:
+        """The window `address` is over, if this process found it over and it has not ended."""
+        over = self.over_addresses.get(address)
+        if over is None or over[1] > time.time():
+            return over
+        self.over_addresses.pop(address, None)
+        return None
+
+    def _remember_over(self, address: str, over: Over) -> None:
+        if len(self.over_addresses) >= MAX_OVER_ADDRESSES:
+            now = time.time()
+            self.over_addresses = {key: value for key, value in self.over_addresses.items() if value[1] > now}
+            if len(self.over_addresses) >= MAX_OVER_ADDRESSES:
+                self.over_addresses.clear()
+        self.over_addresses[address] = over
 
     def first_over(self, windows: list[Window]) -> Window | None:
         if self.script is None:
@@ -100,14 +147,51 @@ class IngestionLimits:
         return windows[position - 1] if position else None
 
 
-def hit_limits(site_ids: Iterable[str]) -> None:
-    """Count this request against its client address's limit and each of its sites' (each once)."""
+def limits_of_app() -> IngestionLimits:
     limits: IngestionLimits = current_app.extensions["ingestion_limits"]
-    limits.hit(request_client_address(), site_ids)
+    return limits
+
+
+def hit_limits(site_ids: Iterable[str]) -> None:
+    """Count this request against its client address's limit and each of its sites' for its
+    kind of sender (each once); raise RateLimitedError for the first window over."""
+    limits = limits_of_app()
+    over = limits.count(limits.windows(request_limited_address(), site_ids, request_sender().kind))
+    if over is not None:
+        raise RateLimitedError(*over)
+
+
+def refuse_addresses_over_their_rate() -> None:
+    """A `before_request` hook: a post from an address this process found over its rate is
+    refused before its body is read, inflated or parsed."""
+    limits = limits_of_app()
+    if request.method == "POST" and limits.over_addresses:
+        over = limits.known_over(request_limited_address())
+        if over is not None:
+            raise RateLimitedError(*over)
+
+
+def count_refused_requests(response: Response) -> Response:
+    """An `after_request` hook: a post refused for what it carries costs its address a
+    request; the one that finds the address over its rate gets the 429."""
+    status = response.status_code
+    if request.method != "POST" or not 400 <= status < 500 or status == 429:
+        return response
+    limits = limits_of_app()
+    over = limits.count(limits.windows(request_limited_address()))
+    return response if over is None else too_many_requests(*over)
 
 
 def handle_rate_limited(error: RateLimitedError) -> Response:
     return too_many_requests(error.item, error.reset_at)
+
+
+def limit_rates(bp: Blueprint) -> None:
+    """Count the rates of `bp`'s requests: its views call `hit_limits`; refusals are counted
+    and over-rate addresses refused here."""
+    bp.record_once(init_limits)
+    bp.before_request(refuse_addresses_over_their_rate)
+    bp.after_request(count_refused_requests)
 
 
 def init_limits(state: BlueprintSetupState) -> None:

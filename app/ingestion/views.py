@@ -27,7 +27,7 @@ from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
-from app.ingestion.rate_limits import hit_limits, init_limits
+from app.ingestion.rate_limits import hit_limits, limit_rates
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
 from app.openapi import serve_document
 from app.queue.publish import enqueue_events
@@ -40,7 +40,7 @@ SITES_LOGGED = 3
 
 bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
-bp.record_once(init_limits)
+limit_rates(bp)
 bp.after_app_request(finish_body)
 bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
 bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)

@@ -1,5 +1,7 @@
-"""The `sites` and `read_keys` collections: the registered sites with the domains their pages
-are served from, and the hashed read keys of each site (or of the operator)."""
+"""The `sites`, `read_keys` and `server_keys` collections: the registered sites with the
+domains their pages are served from and whether their servers need a key, the hashed read
+keys of each site (or of the operator), and the hashed server keys that servers send events
+with. Read keys and server keys live apart, so that neither can ever pass for the other."""
 
 from __future__ import annotations
 
@@ -14,51 +16,87 @@ from pymongo.errors import DuplicateKeyError
 
 SITES = "sites"
 READ_KEYS = "read_keys"
+SERVER_KEYS = "server_keys"
+READ = "read"
+SERVER = "server"
+KEY_COLLECTIONS = {READ: READ_KEYS, SERVER: SERVER_KEYS}
 
 
 @dataclass(frozen=True)
-class ReadKey:
+class RegisteredSite:
+    """What ingestion checks a site's events against: its pages' hosts, whether a server
+    needs a server key, and the SHA-256 of each of its server keys."""
+
+    domains: tuple[str, ...]
+    require_server_key: bool = False
+    server_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class StoredKey:
     """A stored key, never its secret: `site_id` is None for an operator key."""
 
     key_id: str
     site_id: str | None
     created_at: datetime
+    kind: str = READ
 
 
-def save_site(db: Database[Any], site_id: str, domains: Sequence[str]) -> bool:
-    """Register `site_id` with exactly `domains`; return whether the site is new."""
+def save_site(
+    db: Database[Any], site_id: str, domains: Sequence[str], require_server_key: bool = False
+) -> bool:
+    """Register `site_id` with exactly `domains` and this server-key rule; return whether
+    the site is new."""
     now = datetime.now(UTC)
     result = db[SITES].update_one(
         {"_id": site_id},
-        {"$set": {"domains": list(domains), "updated_at": now}, "$setOnInsert": {"created_at": now}},
+        {
+            "$set": {"domains": list(domains), "require_server_key": require_server_key, "updated_at": now},
+            "$setOnInsert": {"created_at": now},
+        },
         upsert=True,
     )
     return result.upserted_id is not None
 
 
 def remove_site(db: Database[Any], site_id: str) -> bool:
-    """Forget `site_id` and its read keys; return whether it was registered."""
+    """Forget `site_id` and its keys; return whether it was registered."""
     removed = db[SITES].delete_one({"_id": site_id}).deleted_count
-    db[READ_KEYS].delete_many({"site_id": site_id})
+    for collection in KEY_COLLECTIONS.values():
+        db[collection].delete_many({"site_id": site_id})
     return bool(removed)
 
 
-def registered_sites(db: Database[Any]) -> dict[str, tuple[str, ...]]:
-    """Every registered site with its domains, by site id."""
-    return {doc["_id"]: tuple(doc.get("domains", ())) for doc in db[SITES].find().sort("_id", ASCENDING)}
+def registered_sites(db: Database[Any]) -> dict[str, RegisteredSite]:
+    """Every registered site, by site id: two reads, whatever the number of sites."""
+    server_keys: dict[str, set[str]] = {}
+    for doc in db[SERVER_KEYS].find(projection={"site_id": 1}):
+        server_keys.setdefault(doc["site_id"], set()).add(doc["_id"])
+    return {
+        doc["_id"]: RegisteredSite(
+            tuple(doc.get("domains", ())),
+            bool(doc.get("require_server_key", False)),
+            frozenset(server_keys.get(doc["_id"], ())),
+        )
+        for doc in db[SITES].find().sort("_id", ASCENDING)
+    }
 
 
 def is_registered(db: Database[Any], site_id: str) -> bool:
     return db[SITES].find_one({"_id": site_id}, projection={"_id": 1}) is not None
 
 
-def save_key(db: Database[Any], key_id: str, site_id: str | None, key_hash: str) -> bool:
-    """Store a read key by its hash; False if that id is taken (the caller draws another)."""
-    if db[READ_KEYS].find_one({"key_id": key_id}, projection={"_id": 1}) is not None:
+def save_key(db: Database[Any], key_id: str, site_id: str | None, key_hash: str, kind: str = READ) -> bool:
+    """Store a key of `kind` by its hash; False if that id is taken by a key of either kind
+    (the caller draws another)."""
+    if any(
+        db[collection].find_one({"key_id": key_id}, projection={"_id": 1})
+        for collection in KEY_COLLECTIONS.values()
+    ):
         return False
     try:
         # The hash is the `_id`: verifying a key is a read by `_id`, the fast read on FerretDB too.
-        db[READ_KEYS].insert_one(
+        db[KEY_COLLECTIONS[kind]].insert_one(
             {"_id": key_hash, "key_id": key_id, "site_id": site_id, "created_at": datetime.now(UTC)}
         )
     except DuplicateKeyError:
@@ -66,21 +104,32 @@ def save_key(db: Database[Any], key_id: str, site_id: str | None, key_hash: str)
     return True
 
 
-def key_by_hash(db: Database[Any], key_hash: str) -> ReadKey | None:
+def key_by_hash(db: Database[Any], key_hash: str) -> StoredKey | None:
+    """The read key whose hash is `key_hash` (a server key never is one)."""
     doc = db[READ_KEYS].find_one({"_id": key_hash})
-    return _read_key(doc) if doc else None
+    return _stored_key(doc, READ) if doc else None
 
 
-def read_keys(db: Database[Any], site_id: str | None = None) -> list[ReadKey]:
-    """The keys of `site_id`, or every key, oldest first."""
-    query = {} if site_id is None else {"site_id": site_id}
-    return [_read_key(doc) for doc in db[READ_KEYS].find(query).sort("created_at", ASCENDING)]
+def keys(db: Database[Any], site_id: str | None = None) -> list[StoredKey]:
+    """The keys of both kinds of `site_id`, or every key, oldest first."""
+    return sorted(
+        (key for kind in KEY_COLLECTIONS for key in _keys(db, kind, site_id)), key=lambda key: key.created_at
+    )
 
 
 def revoke_key(db: Database[Any], key_id: str) -> bool:
-    """Delete the key `key_id`; return whether there was one."""
-    return bool(db[READ_KEYS].delete_one({"key_id": key_id}).deleted_count)
+    """Delete the key `key_id`, of either kind; return whether there was one."""
+    return any(
+        db[collection].delete_one({"key_id": key_id}).deleted_count for collection in KEY_COLLECTIONS.values()
+    )
 
 
-def _read_key(doc: dict[str, Any]) -> ReadKey:
-    return ReadKey(key_id=doc["key_id"], site_id=doc["site_id"], created_at=doc["created_at"])
+def _keys(db: Database[Any], kind: str, site_id: str | None) -> list[StoredKey]:
+    query = {} if site_id is None else {"site_id": site_id}
+    return [
+        _stored_key(doc, kind) for doc in db[KEY_COLLECTIONS[kind]].find(query).sort("created_at", ASCENDING)
+    ]
+
+
+def _stored_key(doc: dict[str, Any], kind: str) -> StoredKey:
+    return StoredKey(key_id=doc["key_id"], site_id=doc["site_id"], created_at=doc["created_at"], kind=kind)

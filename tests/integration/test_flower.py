@@ -45,18 +45,31 @@ def test_flower_refuses_empty_credentials(flower_url, header):
 def test_an_empty_flower_basic_auth_is_no_credential_that_an_empty_login_matches(
     flower_without_credentials_url, header
 ):
-    """Without credentials the control API stays shut (it needs FLOWER_UNAUTHENTICATED_API)."""
+    """Without credentials the control API stays shut (and FLOWER_UNAUTHENTICATED_API is refused)."""
     url = f"{flower_without_credentials_url}/api/workers"
     assert requests.get(url, headers={"Authorization": header}, timeout=10).status_code == 401
 
 
-def test_flower_without_credentials_refuses_to_listen_beyond_loopback(service_env, run_dir):
-    process, port = start_flower("flower-exposed", service_env, run_dir, FLOWER_HOST="0.0.0.0")
-    wait_until(lambda: not process.running(), 60, "the launcher to refuse")
-    assert process.process is not None
-    assert process.process.returncode != 0
-    assert "FLOWER_BASIC_AUTH=user:password" in process.log()
-    assert not port_open(port)
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"FLOWER_HOST": "0.0.0.0"}, "FLOWER_BASIC_AUTH=user:password"),
+        ({"FLOWER_UNAUTHENTICATED_API": "true"}, "FLOWER_UNAUTHENTICATED_API would open Flower's API"),
+    ],
+    ids=["beyond-loopback", "unauthenticated-api"],
+)
+def test_flower_without_credentials_refuses_to_start_where_anyone_could_drive_it(
+    service_env, run_dir, settings, reason
+):
+    process, port = start_flower(f"flower-{'-'.join(settings).lower()}", service_env, run_dir, **settings)
+    try:
+        wait_until(lambda: not process.running(), 60, "the launcher to refuse")
+        assert process.process is not None
+        assert process.process.returncode != 0
+        assert reason in process.log()
+        assert not port_open(port)
+    finally:
+        process.stop()  # a Flower that did start must not outlive the test
 
 
 def test_flower_sees_the_tasks_of_a_worker_that_sends_no_events_until_watched(flower_url, pipeline):

@@ -73,3 +73,15 @@ def test_a_reporting_key_over_its_rate_gets_429(limited):
     assert [ask("key-one").status_code for _ in range(LIMIT)] == [200] * LIMIT
     assert_rate_limited(ask("key-one"))
     assert ask("key-two").status_code == 200
+
+
+def test_one_reporting_key_however_spelt_has_one_bucket(limited):
+    url = f"{limited['reporting']}/stats"
+    params = {"site_id": new_site_id(), "date": "2025-11-15"}
+    spellings = ["Bearer key-spelt", "bearer  key-spelt", "BEARER key-spelt", "Bearer key-spelt "]
+
+    def ask(authorization):
+        return requests.get(url, params=params, headers={"Authorization": authorization}, timeout=TIMEOUT)
+
+    assert [ask(spellings[n % 4]).status_code for n in range(LIMIT)] == [200] * LIMIT
+    assert_rate_limited(ask(spellings[LIMIT % 4]))

@@ -3,15 +3,21 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from app.settings import Settings
+from tests import compose
+from tests.compose import MissingVariableError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
 DOCUMENTED = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+FLOWER_SECRETS = {"FLOWER_BASIC_AUTH", "FLOWER_UNAUTHENTICATED_API"}
+PASSWORDS = ("REDIS_PASSWORD", "MONGO_PASSWORD")
+STACK_ENV = {"REDIS_PASSWORD": "redis-s3cret", "MONGO_PASSWORD": "mongo-s3cret"}
 
 
 def test_the_stack_has_every_service():
@@ -27,8 +33,49 @@ def test_redis_persists_with_an_append_only_file():
 def test_app_services_pass_every_setting_and_only_documented_variables():
     for name in ["ingestion", "reporting", "worker", "flower"]:
         variables = set(SERVICES[name]["environment"])
-        assert set(Settings.variable_names()) <= variables, name
+        settings = set(Settings.variable_names())
+        assert (settings if name == "flower" else settings - FLOWER_SECRETS) <= variables, name
         assert variables <= DOCUMENTED, name
+
+
+def test_the_flower_secret_reaches_only_the_flower_service():
+    for name, service in SERVICES.items():
+        if name != "flower":
+            assert FLOWER_SECRETS.isdisjoint(service.get("environment", {})), name
+    assert set(SERVICES["flower"]["environment"]) >= FLOWER_SECRETS
+
+
+def test_the_stack_does_not_start_without_redis_and_mongodb_passwords():
+    """Required rather than generated: Compose refuses to start, saying which is missing."""
+    for missing in PASSWORDS:
+        with pytest.raises(MissingVariableError, match=f"{missing}: set it in .env"):
+            compose.load({name: "x" for name in PASSWORDS if name != missing})
+    text = compose.COMPOSE_FILE.read_text()
+    assert {name for name in PASSWORDS if f"${{{name}:-" in text or f"${{{name}}}" in text} == set()
+
+
+def test_redis_asks_every_client_for_the_password_and_the_services_give_it():
+    stack = compose.load(STACK_ENV)
+    redis = stack["services"]["redis"]
+    [config] = redis["configs"]
+    assert stack["configs"][config["source"]]["content"] == "requirepass redis-s3cret\n"
+    assert redis["command"][:2] == ["redis-server", config["target"]]  # a file, not argv
+    assert "redis-s3cret" not in " ".join(redis["command"])
+    assert redis["environment"] == {"REDISCLI_AUTH": "redis-s3cret"}  # the health check's
+    for name in ["ingestion", "reporting", "worker", "flower"]:
+        url = stack["services"][name]["environment"]["REDIS_URL"]
+        assert url == "redis://:redis-s3cret@redis:6379/0", name
+
+
+def test_mongodb_gets_a_root_user_and_the_services_log_in_as_it():
+    stack = compose.load(STACK_ENV)
+    assert stack["services"]["mongo"]["environment"] == {
+        "MONGO_INITDB_ROOT_USERNAME": "analytics",
+        "MONGO_INITDB_ROOT_PASSWORD": "mongo-s3cret",
+    }
+    for name in ["ingestion", "reporting", "worker"]:
+        uri = stack["services"][name]["environment"]["MONGO_URI"]
+        assert uri == "mongodb://analytics:mongo-s3cret@mongo:27017/analytics?authSource=admin", name
 
 
 def test_app_services_run_the_same_entry_points_as_make_run():

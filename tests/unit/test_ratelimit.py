@@ -6,7 +6,9 @@ from dataclasses import replace
 import pytest
 
 from app import create_app
-from app.client_address import client_address, parse_networks
+from app.access import keys
+from app.client_address import client_address, limited_address, parse_networks
+from app.ingestion import bodies
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.ratelimit import KEY_PREFIX
@@ -101,6 +103,64 @@ def test_reporting_limits_each_key_and_each_address_without_one(limited):
     assert stats().status_code == 429
 
 
+def test_servers_cannot_use_up_the_budget_of_a_sites_pages(limited):
+    """A site has a window for pages (Origin or Referer) and one for servers (neither): the
+    forger's curl loop without an Origin leaves the site's visitors their rate."""
+    ingestion = limited("ingestion", site_rate_limit="2/minute")
+    event = make_event(site_id="busy.example")
+    assert [post(ingestion, event, address=f"198.51.100.{n}").status_code for n in range(2)] == [200, 200]
+    assert_rate_limited(post(ingestion, event, address="198.51.100.3"), 2)
+    page = {"Origin": "https://busy.example"}
+    assert [post(ingestion, event, address=f"203.0.113.{n}", **page).status_code for n in range(2)] == [
+        200
+    ] * 2
+    assert_rate_limited(post(ingestion, event, address="203.0.113.3", **page), 2)
+
+
+def test_an_ipv6_client_is_counted_by_its_64(limited):
+    """One subscriber holds a whole /64: rotating addresses inside it gains nothing."""
+    ingestion = limited("ingestion", ingestion_rate_limit="2/minute")
+    statuses = [post(ingestion, make_event(), address=f"2001:db8:1:2::{n}").status_code for n in (1, 2)]
+    assert statuses == [200, 200]
+    assert_rate_limited(post(ingestion, make_event(), address="2001:db8:1:2:ffff:ffff:ffff:9"), 2)
+    assert post(ingestion, make_event(), address="2001:db8:1:3::1").status_code == 200
+
+
+def test_reporting_counts_an_ipv6_client_by_its_64(limited):
+    reporting = limited("reporting", reporting_rate_limit="1/minute")
+    stats = "/stats?site_id=s&date=2025-11-15"
+    assert reporting.get(stats, environ_base={"REMOTE_ADDR": "2001:db8:1:2::1"}).status_code == 200
+    assert_rate_limited(reporting.get(stats, environ_base={"REMOTE_ADDR": "2001:db8:1:2::2"}), 1)
+
+
+def stats_with(client, authorization, address="198.51.100.7"):
+    return client.get(
+        "/stats?site_id=s&date=2025-11-15",
+        environ_base={"REMOTE_ADDR": address},
+        headers={"Authorization": authorization},
+    )
+
+
+def test_one_key_however_spelt_has_one_reporting_bucket(limited):
+    reporting = limited("reporting", reporting_rate_limit="2/minute")
+    assert stats_with(reporting, "Bearer K").status_code == 200
+    assert stats_with(reporting, "bearer  K").status_code == 200
+    assert_rate_limited(stats_with(reporting, "BEARER K"), 2)
+
+
+def test_made_up_tokens_share_their_addresss_reporting_bucket_and_a_verified_key_has_its_own(limited, db):
+    """With AUTH_MODE=keys a token has a bucket of its own once this process has verified
+    it: each made-up token would otherwise be a fresh bucket, and a MongoDB lookup."""
+    reporting = limited("reporting", reporting_rate_limit="3/minute", auth_mode="keys")
+    key = keys.create_key(db, "s").secret
+    assert stats_with(reporting, f"Bearer {key}").status_code == 200  # verified: counted on the address
+    assert [stats_with(reporting, f"Bearer ak_made-up-{n}").status_code for n in range(2)] == [401, 401]
+    assert_rate_limited(stats_with(reporting, "Bearer ak_made-up-2"), 3)
+    assert_rate_limited(stats_with(reporting, "Basic Sw=="), 3)
+    assert stats_with(reporting, f"Bearer {key}").status_code == 200
+    assert stats_with(reporting, "Bearer ak_made-up-3", address="198.51.100.8").status_code == 401
+
+
 def test_health_is_never_rate_limited(limited):
     ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
     assert [ingestion.get("/health").status_code for _ in range(3)] == [200, 200, 200]
@@ -132,6 +192,20 @@ def test_the_client_is_the_rightmost_forwarded_address_not_a_trusted_proxy(
     remote, forwarded, trusted, client
 ):
     assert client_address(remote, forwarded, parse_networks(trusted)) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # IPv4 in IPv6's clothes is IPv4
+        ("", ""),
+    ],
+)
+def test_rate_limits_count_an_ipv6_client_by_its_64(address, counted):
+    assert limited_address(address) == counted
 
 
 def test_a_malformed_trusted_proxy_names_the_setting():
@@ -189,10 +263,53 @@ def test_an_address_over_its_rate_uses_none_of_its_sites_quota(limited):
     assert post(ingestion, event, address="198.51.100.8").status_code == 200
 
 
-def test_a_refused_request_counts_nothing(limited):
-    ingestion = limited("ingestion", ingestion_rate_limit="1/minute", site_rate_limit="1/minute")
+def test_a_refused_request_uses_its_addresss_quota(limited):
+    """A request refused for its content cost a read, maybe an inflate, a parse and a
+    validation: it is counted like any other, so repeating it is not free."""
+    ingestion = limited("ingestion", ingestion_rate_limit="2/minute")
     assert post(ingestion, {"site_id": "s"}).status_code == 400
+    assert post(ingestion, make_event(), path="/events", **{"Content-Encoding": "br"}).status_code == 415
+    assert_rate_limited(post(ingestion, make_event()), 2)
+    assert post(ingestion, make_event(), address="198.51.100.8").status_code == 200
+
+
+def test_an_address_over_its_rate_is_refused_before_its_body_is_read(limited, monkeypatch):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert post(ingestion, [{"site_id": "s"}], path="/events").status_code == 400
+    assert_rate_limited(post(ingestion, [{"site_id": "s"}], path="/events"), 1)  # the one over
+    read = []
+
+    def read_body(limit):
+        read.append(limit)
+        return b"{}"
+
+    monkeypatch.setattr(bodies, "read_body", read_body)
+    garbage = ingestion.post(
+        "/events", data=b"not gzip", content_type="application/json",
+        environ_base={"REMOTE_ADDR": "198.51.100.7"}, headers={"Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert_rate_limited(garbage, 1)
+    assert read == []
+
+
+def test_a_refused_request_uses_none_of_its_sites_quota(limited):
+    ingestion = limited("ingestion", site_rate_limit="1/minute")
+    assert post(ingestion, make_event(timestamp="yesterday")).status_code == 400
     assert post(ingestion, make_event()).status_code == 200
+
+
+def test_a_refused_request_counts_in_one_redis_call_and_a_request_over_its_rate_in_none(
+    limited, counter_store, monkeypatch
+):
+    ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
+    assert post(ingestion, make_event(), address="198.51.100.9").status_code == 200  # Redis loads the script
+    calls = limit_calls(counter_store, monkeypatch)
+    assert post(ingestion, {"site_id": "s"}).status_code == 400
+    assert len(calls) == 1
+    assert post(ingestion, make_event()).status_code == 429  # counted: over, and its reset read
+    counted = len(calls)
+    assert [post(ingestion, make_event()).status_code for _ in range(3)] == [429] * 3
+    assert len(calls) == counted
 
 
 def test_counters_in_each_process_memory_keep_the_same_limits(limited):

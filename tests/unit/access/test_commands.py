@@ -1,5 +1,7 @@
 """`flask site ...` and `flask key ...`."""
 
+import hashlib
+
 from app.store import sites
 
 
@@ -11,8 +13,8 @@ def test_site_add_list_and_remove(cli, db):
     assert cli("site", "list") == "blog\t\nshop\tshop.test,www.shop.test\n"
     assert cli("site", "add", "shop", "--domain", "shop.test") == "Updated site shop: domains shop.test\n"
     cli("key", "create", "shop")
-    assert cli("site", "remove", "shop") == "Removed site shop and its read keys\n"
-    assert sites.read_keys(db, "shop") == []
+    assert cli("site", "remove", "shop") == "Removed site shop and its keys\n"
+    assert sites.keys(db, "shop") == []
     assert "No site shop is registered" in cli("site", "remove", "shop", exit_code=1)
 
 
@@ -48,3 +50,37 @@ def test_key_create_needs_a_registered_site_or_operator(cli):
     assert "No site nobody is registered" in cli("key", "create", "nobody", exit_code=1)
     assert "Give either SITE_ID or --operator" in cli("key", "create", exit_code=2)
     assert "Give either SITE_ID or --operator" in cli("key", "create", "shop", "--operator", exit_code=2)
+
+
+def test_a_server_key_is_printed_once_stored_hashed_listed_and_revoked(cli, db):
+    cli("site", "add", "shop", "--domain", "shop.test")
+    first_line, secret = cli("key", "create", "shop", "--server").splitlines()
+    key_id = first_line.split()[2]
+    assert first_line.startswith(f"Server key {key_id} for site shop;")
+    assert secret.startswith("sk_")
+    stored = list(db[sites.SERVER_KEYS].find())
+    assert [doc["_id"] for doc in stored] == [hashlib.sha256(secret.encode()).hexdigest()]
+    assert secret not in str(stored)
+    assert [key.kind for key in sites.keys(db, "shop")] == [sites.SERVER]  # never a read key
+    listed = cli("key", "list", "shop")
+    assert listed.startswith(f"{key_id}\tshop\t")
+    assert listed.rstrip("\n").endswith("\tserver")
+    assert cli("key", "revoke", key_id) == f"Revoked key {key_id}\n"
+    assert cli("key", "list", "shop") == ""
+
+
+def test_a_server_key_belongs_to_one_registered_site(cli):
+    assert "No site nobody is registered" in cli("key", "create", "nobody", "--server", exit_code=1)
+    assert "A server key belongs to one site" in cli("key", "create", "--operator", "--server", exit_code=2)
+
+
+def test_a_site_can_require_its_server_key_and_listing_says_so(cli, db):
+    assert cli("site", "add", "shop", "--domain", "shop.test", "--require-server-key") == (
+        "Registered site shop: domains shop.test; servers need a server key\n"
+    )
+    assert cli("site", "list") == "shop\tshop.test\tserver key required\n"
+    cli("key", "create", "shop", "--server")
+    cli("site", "add", "shop", "--domain", "shop.test")  # again without: no longer required
+    assert cli("site", "list") == "shop\tshop.test\n"
+    cli("site", "remove", "shop")
+    assert list(db[sites.SERVER_KEYS].find()) == []

@@ -1,5 +1,7 @@
 import hashlib
 
+import pytest
+
 from app.access import keys
 from app.store import sites
 
@@ -38,8 +40,60 @@ def test_a_revoked_key_works_until_its_cache_entry_expires(db, monkeypatch):
     assert cache.verify(db, key.secret, ttl=30) is None
 
 
-def test_an_unknown_key_is_not_remembered_so_a_new_key_works_at_once(db):
+def lookups(monkeypatch):
+    """The hashes looked up in MongoDB, as they are."""
+    looked_up = []
+    find = sites.key_by_hash
+
+    def counting(db, key_hash):
+        looked_up.append(key_hash)
+        return find(db, key_hash)
+
+    monkeypatch.setattr(sites, "key_by_hash", counting)
+    return looked_up
+
+
+def test_an_unknown_token_is_looked_up_once_until_its_cache_entry_expires(db, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    looked_up = lookups(monkeypatch)
     cache = keys.KeyCache()
-    assert cache.verify(db, "ak_not-yet", ttl=30) is None
-    sites.save_key(db, "k1", "a.test", keys.hash_key("ak_not-yet"))
-    assert cache.verify(db, "ak_not-yet", ttl=30) is not None
+    assert [cache.verify(db, "ak_wrong", ttl=30) for _ in range(3)] == [None] * 3
+    assert len(looked_up) == 1
+    now[0] += 31
+    assert cache.verify(db, "ak_wrong", ttl=30) is None
+    assert len(looked_up) == 2
+
+
+def test_a_new_key_works_at_once_however_many_unknown_tokens_came_before(db):
+    cache = keys.KeyCache()
+    for n in range(keys.MAX_CACHED_KEYS + 5):
+        assert cache.verify(db, f"ak_made-up-{n}", ttl=30) is None
+    key = keys.create_key(db, "a.test")
+    assert cache.verify(db, key.secret, ttl=30) is not None
+    assert cache.known(key.secret)
+    assert not cache.known("ak_made-up-1")
+
+
+def test_a_verified_key_is_known_without_mongodb_until_its_entry_expires(db, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    cache = keys.KeyCache()
+    key = keys.create_key(db, "a.test")
+    assert not cache.known(key.secret)  # not verified in this process yet
+    cache.verify(db, key.secret, ttl=30)
+    looked_up = lookups(monkeypatch)
+    assert cache.known(key.secret)
+    now[0] += 31
+    assert not cache.known(key.secret)
+    assert looked_up == []
+
+
+@pytest.mark.parametrize("header", ["Bearer K", "bearer  K", "BEARER K", " Bearer\tK ", "bearer K  "])
+def test_a_bearer_token_is_read_whatever_the_schemes_case_and_the_spaces(header):
+    assert keys.bearer_token(header) == "K"
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer  ", "Basic Sw==", "K"])
+def test_no_bearer_token_in_other_headers(header):
+    assert keys.bearer_token(header) is None

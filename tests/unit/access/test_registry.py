@@ -6,7 +6,10 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from app.access import registry as registry_module
 from app.access.registry import RegistryUnavailableError, SiteRegistry
+from app.store.sites import RegisteredSite
 from tools.processes import wait_until
+
+A_TEST = RegisteredSite(domains=("a.test",))
 
 
 class Source:
@@ -25,10 +28,10 @@ class Source:
 
 
 def test_the_first_lookup_waits_for_the_first_load():
-    registry = SiteRegistry(Source({"a.test": ["a.test"]}), interval=60)
+    registry = SiteRegistry(Source({"a.test": A_TEST}), interval=60)
     try:
-        assert registry.domains("a.test") == frozenset({"a.test"})
-        assert registry.domains("b.test") is None
+        assert registry.site("a.test") == A_TEST
+        assert registry.site("b.test") is None
     finally:
         registry.stop()
 
@@ -37,22 +40,22 @@ def test_a_change_is_seen_within_the_refresh_interval():
     source = Source({})
     registry = SiteRegistry(source, interval=0.05)
     try:
-        assert registry.domains("a.test") is None
-        source.sites = {"a.test": ["a.test"]}
-        wait_until(lambda: registry.domains("a.test") is not None, 5, "the first load", 0.01)
+        assert registry.site("a.test") is None
+        source.sites = {"a.test": A_TEST}
+        wait_until(lambda: registry.site("a.test") is not None, 5, "the first load", 0.01)
     finally:
         registry.stop()
 
 
 def test_the_last_snapshot_is_kept_while_mongodb_is_away():
-    source = Source({"a.test": ["a.test"]})
+    source = Source({"a.test": A_TEST})
     registry = SiteRegistry(source, interval=0.02)
     try:
-        assert registry.domains("a.test") is not None
+        assert registry.site("a.test") is not None
         source.down = True
         loads = source.loads
         wait_until(lambda: source.loads > loads + 2, 5, "more loads", 0.01)
-        assert registry.domains("a.test") == frozenset({"a.test"})
+        assert registry.site("a.test") == A_TEST
     finally:
         registry.stop()
 
@@ -65,19 +68,19 @@ def test_without_a_first_load_a_lookup_fails_fast(monkeypatch):
     try:
         started = time.monotonic()
         with pytest.raises(RegistryUnavailableError):
-            registry.domains("a.test")
+            registry.site("a.test")
         assert time.monotonic() - started < 1
     finally:
         registry.stop()
 
 
 def test_lookups_never_call_mongodb_themselves():
-    source = Source({"a.test": ["a.test"]})
+    source = Source({"a.test": A_TEST})
     registry = SiteRegistry(source, interval=60)
     try:
-        registry.domains("a.test")
+        registry.site("a.test")
         loads = source.loads
-        threads = [threading.Thread(target=registry.domains, args=("a.test",)) for _ in range(20)]
+        threads = [threading.Thread(target=registry.site, args=("a.test",)) for _ in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -88,13 +91,13 @@ def test_lookups_never_call_mongodb_themselves():
 
 
 def test_start_loads_the_snapshot_before_any_lookup():
-    source = Source({"a.test": ["a.test"]})
+    source = Source({"a.test": A_TEST})
     registry = SiteRegistry(source, interval=60)
     try:
         assert registry.start().wait(5)
         assert source.loads == 1
         assert registry.start() is registry.start()  # one refresher a process
-        assert registry.domains("a.test") == frozenset({"a.test"})
+        assert registry.site("a.test") == A_TEST
         assert source.loads == 1
     finally:
         registry.stop()

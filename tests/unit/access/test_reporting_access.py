@@ -2,6 +2,8 @@
 
 import pytest
 
+from tools.factories import make_event
+
 STATS = "/stats?site_id=shop&date=2025-11-15"
 SITE_ENDPOINTS = [
     STATS,
@@ -9,15 +11,15 @@ SITE_ENDPOINTS = [
     "/stats/timeseries?site_id=shop&start=2025-11-15&end=2025-11-16",
     "/stats/breakdown?site_id=shop&date=2025-11-15&by=path",
     "/stats/realtime?site_id=shop",
-    "/health/pipeline?site_id=shop&date=2025-11-15",
 ]
+SITE_PIPELINE = "/health/pipeline?site_id=shop&date=2025-11-15"
 
 
 def bearer(key):
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.parametrize("url", [*SITE_ENDPOINTS, "/health/pipeline"])
+@pytest.mark.parametrize("url", [*SITE_ENDPOINTS, SITE_PIPELINE, "/health/pipeline"])
 def test_every_data_endpoint_without_a_key_is_401(keyed_reporting, url):
     response = keyed_reporting.get(url)
     assert response.status_code == 401
@@ -64,6 +66,15 @@ def test_pipeline_totals_need_an_operator_key(keyed_reporting, site_key, cli):
     assert keyed_reporting.get(STATS, headers=bearer(operator)).status_code == 200
 
 
+def test_the_pipeline_of_one_site_needs_an_operator_key_too(keyed_reporting, site_key, cli):
+    """Queue, backlog, lag and dead letters are every site's: a site's key reads none of them."""
+    response = keyed_reporting.get(SITE_PIPELINE, headers=bearer(site_key("shop")))
+    assert response.status_code == 403
+    assert response.get_json() == {"status": "error", "message": "Only an operator key reads this"}
+    operator = cli("key", "create", "--operator").splitlines()[-1]
+    assert keyed_reporting.get(SITE_PIPELINE, headers=bearer(operator)).status_code == 200
+
+
 def test_health_stays_open(keyed_reporting):
     assert keyed_reporting.get("/health").status_code == 200
 
@@ -88,3 +99,18 @@ def test_a_revoked_key_is_refused_once_its_cache_entry_expires(keyed_reporting, 
 def test_open_mode_needs_no_key(reporting):
     assert reporting.get(STATS).status_code == 200
     assert reporting.get("/health/pipeline").status_code == 200
+
+
+def test_a_sites_key_cannot_read_another_sites_cached_answer_by_repeating_site_id(
+    keyed_reporting, site_key, store
+):
+    """With one rollup generation each, `site_id=shop&site_id=blog` and
+    `site_id=blog&site_id=shop` made one cache key: blog's key read shop's answer."""
+    store([make_event(site_id="shop"), make_event(site_id="shop", path="/secret")])
+    store([make_event(site_id="blog")])
+    shop_key, blog_key = site_key("shop"), site_key("blog")
+    url = "/stats?site_id={}&site_id={}&date=2025-11-15"
+    shop_asks = keyed_reporting.get(url.format("shop", "blog"), headers=bearer(shop_key))
+    blog_asks = keyed_reporting.get(url.format("blog", "shop"), headers=bearer(blog_key))
+    assert (shop_asks.status_code, blog_asks.status_code) == (400, 400)
+    assert "/secret" not in blog_asks.get_data(as_text=True)

@@ -2,6 +2,7 @@
 events away with a 503 and a reason, before anything is queued."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -43,8 +44,9 @@ def test_above_the_high_water_mark_events_get_503_with_retry_after(app_with, cou
         assert response.status_code == 503
         assert response.headers["Retry-After"].isdigit()
         message = response.get_json()["message"]
-        assert "10 messages waiting" in message
+        assert "backlog too long" in message
         assert "not accepted" in message
+        assert not re.search(r"\d", message)  # the figures are the operator's
     assert db[event_store.EVENTS].count_documents({}) == 0
 
 
@@ -54,22 +56,35 @@ def test_below_the_mark_events_are_accepted(app_with, counter_store):
     assert post(client).status_code == 200
 
 
-def test_health_says_the_backlog_is_above_the_mark(app_with, counter_store):
+def test_health_says_the_backlog_is_above_the_mark_without_the_figures(app_with, counter_store):
     client = app_with(queue_high_water=10).test_client()
     counter_store.lpush(QUEUE, *[b"{}"] * 12)
     response = client.get("/health")
     assert response.status_code == 503
-    assert response.get_json()["status"] == "error"
-    assert "12 messages waiting" in response.get_json()["message"]
+    assert response.get_json() == {
+        "status": "error",
+        "message": "Event queue backlog too long: the event was not accepted, please retry later",
+    }
 
 
-def test_a_nearly_full_redis_refuses_events_and_health_says_so():
-    reading = backpressure.Reading(depth=0, used_memory=95, maxmemory=100)
+def test_a_nearly_full_redis_refuses_events_and_health_says_so_without_byte_counts():
+    reading = backpressure.Reading(depth=0, used_memory=95_000_000, maxmemory=100_000_000)
     reason = backpressure.overload(reading, high_water=0, memory_high_water=0.9)
-    assert reason is not None
-    assert "memory" in reason
+    assert reason == "Event queue nearly full: the event was not accepted, please retry later"
+    detail = backpressure.overload_detail(reading, high_water=0, memory_high_water=0.9)
+    assert detail is not None
+    assert "95000000 of 100000000 bytes" in detail  # for operators only (/health/pipeline)
     assert backpressure.overload(reading, high_water=0, memory_high_water=1.0) is None
     assert backpressure.overload(replace(reading, maxmemory=0), high_water=0, memory_high_water=0.9) is None
+
+
+def test_operators_read_the_figures_in_the_pipelines_health(settings, db, counter_store):
+    reporting = create_app("reporting", replace(settings, queue_high_water=10)).test_client()
+    counter_store.lpush(QUEUE, *[b"{}"] * 12)
+    state = reporting.get("/health/pipeline").get_json()["backpressure"]
+    assert state["refusing"] == "Event queue backlog too long (12 messages waiting, high-water mark 10)"
+    assert all(isinstance(state[name], int) for name in ("redis_used_memory", "redis_maxmemory"))
+    assert set(state) == {"refusing", "redis_used_memory", "redis_maxmemory"}
 
 
 def test_without_a_reading_nothing_is_refused(app_with, counter_store, redis_server):
@@ -78,7 +93,7 @@ def test_without_a_reading_nothing_is_refused(app_with, counter_store, redis_ser
     redis_server.connected = False
     watch.refresh()  # a failed reading says nothing: the enqueue decides
     assert watch.overload(10, 0.9) is None
-    assert "messages waiting" not in post(client).get_data(as_text=True)
+    assert "backlog" not in post(client).get_data(as_text=True)
 
 
 def test_redis_out_of_memory_on_enqueue_is_a_503_not_accepted(ingestion, monkeypatch, db):

@@ -257,3 +257,31 @@ def test_unknown_parameters_share_the_cached_answer_instead_of_making_keys(repor
         response = reporting.get(f"/stats?site_id=site-abc-123&date=2025-11-15&_={n}&bust{n}=1")
         assert response.headers["X-Cache"] == "hit"
     assert len(counter_store.keys("analytics:cache:*")) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/stats?site_id=a&site_id=b&date=2025-11-15",
+        "/stats/aggregated?site_id=a&date=2025-11-15&date=2025-11-16",
+        "/stats/timeseries?site_id=a&start=2025-11-15&end=2025-11-16&interval=day&interval=hour",
+        "/stats/breakdown?site_id=a&date=2025-11-15&by=path&limit=5&limit=6",
+        "/stats/realtime?site_id=a&site_id=a",
+        "/health/pipeline?site_id=a&date=2025-11-15&date=2025-11-15",
+    ],
+)
+def test_a_parameter_given_twice_is_400_naming_it(reporting, url):
+    """The views read a parameter's first value and the cache key all of them, sorted: two
+    questions would share one answer."""
+    response = reporting.get(url)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["status"] == "error"
+    assert body["message"].startswith("Parameters given more than once: ")
+    [repeated] = body["errors"]
+    assert body["errors"][repeated] == ["Give this parameter once."]
+    assert repeated in body["message"]
+
+
+def test_unknown_parameters_may_repeat(reporting):
+    assert reporting.get("/stats?site_id=a&date=2025-11-15&_=1&_=2").status_code == 200

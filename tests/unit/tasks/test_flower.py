@@ -38,3 +38,24 @@ def test_on_loopback_it_starts_without_credentials(host):
 def test_a_credential_without_a_user_or_a_password_is_refused(credentials):
     with pytest.raises(flower.UnsafeFlowerError, match="user:password"):
         flower.command(Settings(flower_basic_auth=credentials), {})
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes", "on", "True", "maybe"])
+def test_an_unauthenticated_api_without_credentials_refuses_to_start_even_on_loopback(value):
+    """Flower's unauthenticated API also answers every origin (Access-Control-Allow-Origin: *),
+    so any web page a local user opens could drive the control API."""
+    with pytest.raises(flower.UnsafeFlowerError, match="FLOWER_UNAUTHENTICATED_API"):
+        flower.command(Settings(flower_unauthenticated_api=value), {})
+
+
+@pytest.mark.parametrize("value", ["", "false", "0", "off"])
+def test_an_api_left_authenticated_starts_on_loopback_without_credentials(value):
+    argv, _ = flower.command(Settings(flower_unauthenticated_api=value), {})
+    assert "--address=127.0.0.1" in argv
+
+
+def test_with_credentials_the_unauthenticated_api_setting_is_harmless():
+    """With a login, Flower ignores the setting: its API asks for the login all the same."""
+    settings = Settings(flower_basic_auth="admin:s3cret", flower_unauthenticated_api="true")
+    argv, _ = flower.command(settings, {})
+    assert "--address=127.0.0.1" in argv
