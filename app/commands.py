@@ -59,7 +59,7 @@ def replay_dead_command(batch_size: int) -> None:
 def replay_set_aside_command() -> None:
     """Give the compactor again the rollup entries it set aside (after fixing what failed)."""
     try:
-        replayed = compactor.replay_set_aside(redis_store.client)
+        replayed = compactor.replay_set_aside(mongo.db, redis_store.client)
     except compactor.CompactorBusyError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Appended {replayed} set-aside entries again")

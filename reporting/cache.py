@@ -2,7 +2,7 @@
 
 An answer about a range that includes today (in the asked time zone) lives at most
 CACHE_LIVE_SECONDS, one about past days at most CACHE_PAST_SECONDS. And the key holds the
-site's rollup generation (`compactor.generation`), so once the compactor adds new events of
+site's rollup generation (`app/rollups/generations.py`), so once the compactor adds new events of
 the site, or a rebuild changes its rollups, no earlier answer is served again.
 
 A key holds every value of the parameters that change an answer, while the key check and
@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from app.errors import error_response
 from app.extensions import redis_store
-from app.rollups import compactor
+from app.rollups import generations
 from app.settings import current_settings
 from reporting.periods import Period
 
@@ -55,7 +55,7 @@ def cache_key(client: redis.Redis, site_id: str) -> str:
     query = urlencode(
         sorted((name, value) for name, value in request.args.items(multi=True) if name in ANSWER_PARAMETERS)
     )
-    return f"{PREFIX}:{compactor.generation(client, site_id)}:{request.path}?{query}"
+    return f"{PREFIX}:{generations.generation(client, site_id)}:{request.path}?{query}"
 
 
 def ttl_for(period: Period) -> int:

@@ -18,17 +18,21 @@ workers update a counting document safely. So:
    (`lease`). Each rollup remembers the last entry of its shard added into it (`through`,
    which never moves back), and each batch gets a marker per shard once added
    (`rollup_store.mark_batches_applied`), so neither a crash halfway nor a batch appended
-   twice counts anything twice. Entries leave the stream only after that.
+   twice counts anything twice. Entries leave the stream only after that. Markers are
+   written only after the rollups that hold their batches, so a stalled holder's late
+   marker never names a batch that no rollup holds.
 3. A round always makes progress: it takes at most ENTRIES_PER_ROUND entries and adds them
    into their rollups BUCKETS_PER_ROUND rollups at a time, each part saved (with its
    `through`) before the next is read, and deletes the entries it added before it takes
    more. However wide a backlog (an import across many sites and days), a round that dies
-   keeps the parts it saved, and each rollup is written once a round.
+   keeps the parts it saved, and each rollup is written once a round. Each shard's rounds
+   fail alone.
 4. A round that fails for a reason of an entry's own (not a server's condition, see
    `app/store/errors.py`) is tried again an entry at a time, and of the entry that fails,
-   the part its rollups do not hold yet is set aside as a share of its own (`_set_aside`);
-   the rest of it is in, so its batch is marked. A share, replayed, goes into those rollups
-   alone and counts once: it is recognised by its own marker, named after the original entry.
+   the part its rollups do not hold yet is set aside as a share of its own, together with
+   the fact that the rest of its batch is in (`shares`); an entry that cannot be read is set
+   aside whole. A share, replayed, goes into those rollups alone and counts once: it is
+   recognised by its own marker, named after the original entry.
 
 Rollups therefore trail the stored events by one compaction round (`backlog` says how many
 entries wait); `rebuild` recomputes them from the raw events.
@@ -40,19 +44,21 @@ import json
 import logging
 import random
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any, cast
 
 import redis
 from pymongo.database import Database
 from redis.exceptions import RedisError
 
-from app.rollups import lease, user_ids
+from app.rollups import entries, generations, lease, shares, user_ids
 from app.rollups.buckets import WEEK, Bucket, containing_buckets, floor_to
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
+from app.rollups.entries import NO_ENTRY, Entry, stream_order
 from app.rollups.tally import Tally, hourly_documents
 from app.store import events as event_store
 from app.store import rollups as rollup_store
@@ -66,13 +72,6 @@ LOCK_PREFIX = "analytics:rollups:lock"
 # How many shards sites are spread over: at most this many compactors work at once. Changing
 # it moves sites between streams, so drain the backlog (or rebuild) before changing it.
 SHARDS = 8
-# Stream: the shares of entries whose adding failed for a reason of their own (not a server's
-# condition), with the error, until `replay_set_aside` appends them to their shard's stream.
-SET_ASIDE_KEY = "analytics:rollups:set-aside"
-# The fields of a set-aside share that go back into its shard's stream when replayed.
-REPLAYED_FIELDS = (b"batch", b"of", b"deltas", b"only")
-# Hash: site id -> how many times its rollups changed, so cached answers can tell they are stale.
-GENERATIONS_KEY = "analytics:rollups:generations"
 # A compactor's lock expires this long after it was last extended, so the rollups of a worker
 # killed while compacting wait no longer than this for another worker. A thread of the holder
 # extends it a few times within this while the holder works, and the holder checks it before
@@ -85,10 +84,6 @@ ROLLUPS_PER_SLICE = 200
 ENTRIES_PER_ROUND = 2000
 # Rollups a round holds in memory at once: a round whose entries touch more adds them in parts.
 BUCKETS_PER_ROUND = 5000
-# Site-hours whose rollups are remembered: an import's entries name the same ones again.
-SITE_HOURS_CACHED = 16_384
-# The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
-NO_ENTRY = "0-0"
 # `rebuild` counts events of a batch the compactor has not added yet only when the batch is
 # older than this: its own delta is surely lost then, while a younger batch's may still come.
 ORPHAN_AGE = timedelta(hours=1)
@@ -138,7 +133,22 @@ def oldest_pending(client: redis.Redis) -> float | None:
     for shard in range(SHARDS):
         pipe.xrange(stream_key(shard), count=1)
     firsts = [rows[0][0] for rows in cast(list[list[tuple[bytes, Any]]], pipe.execute()) if rows]
-    return min((_stream_order(stream_id.decode())[0] / 1000 for stream_id in firsts), default=None)
+    return min((stream_order(stream_id.decode())[0] / 1000 for stream_id in firsts), default=None)
+
+
+def set_aside(client: redis.Redis) -> int:
+    """Shares set aside because adding their entries failed, waiting for `replay_set_aside`."""
+    return shares.count(client)
+
+
+@contextmanager
+def _holding(client: redis.Redis, shard: int, wait: float = 0.0) -> Iterator[lease.Lease | None]:
+    """The shard's lock (None if it stayed taken for `wait` seconds). Its holder first moves the
+    cache generations of the sites an earlier holder was writing when it stopped."""
+    with lease.held(client, lock_key(shard), LOCK_SECONDS, wait) as hold:
+        if hold is not None:
+            generations.move_unfinished(client, shard)
+        yield hold
 
 
 def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -> int:
@@ -146,13 +156,22 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
     every shard no other compactor is at; return how many stream entries were consumed.
     Deltas appended meanwhile wait for the next call, so a call ends even while workers keep
     appending. Shards are visited from a random one, so compactors started together spread
-    over them."""
+    over them. A shard that fails does not stop the others: the first error is raised once
+    every shard had its turn, the others logged."""
     first = random.randrange(SHARDS)
     consumed = 0
+    errors: list[Exception] = []
     for shard in ((first + offset) % SHARDS for offset in range(SHARDS)):
-        with lease.held(client, lock_key(shard), LOCK_SECONDS) as hold:
-            if hold is not None:
-                consumed += _drain(db, client, hold, shard, _last_stream_id(client, shard), caps)
+        try:
+            with _holding(client, shard) as hold:
+                if hold is not None:
+                    consumed += _drain(db, client, hold, shard, _last_stream_id(client, shard), caps)
+        except Exception as error:
+            if errors:
+                logger.warning("rollup compaction of shard %d failed too: %r", shard, error)
+            errors.append(error)
+    if errors:
+        raise errors[0]
     return consumed
 
 
@@ -168,14 +187,14 @@ def _drain(
     """Add the shard's entries up to `last` into the rollups, a bounded round at a time,
     deleting each round's entries once they are added (or set aside)."""
     consumed = 0
-    while entries := _read(client, shard, last):
+    while entries_read := _read(client, shard, last):
         try:
-            _apply(db, client, hold, entries, caps)
-            done = entries
+            _apply(db, client, hold, shard, entries_read, caps)
+            done = entries_read
         except Exception as error:
             if _passes(error):
                 raise  # the next round tries them again
-            done = _isolate(db, client, hold, shard, entries, caps)
+            done = _isolate(db, client, hold, shard, entries_read, caps)
         hold.check()
         client.xdel(stream_key(shard), *(entry.stream_id for entry in done))
         consumed += len(done)
@@ -183,49 +202,43 @@ def _drain(
 
 
 def _isolate(
-    db: Database[Any], client: redis.Redis, hold: lease.Lease, shard: int, entries: list[Entry], caps: Caps
+    db: Database[Any],
+    client: redis.Redis,
+    hold: lease.Lease,
+    shard: int,
+    entries_read: list[Entry],
+    caps: Caps,
 ) -> list[Entry]:
     """Add the entries one at a time up to the first that fails, and set aside what of that
     one its rollups do not hold, so one bad entry never stops the rest; return the entries
     done (added, or set aside in part or whole)."""
     done: list[Entry] = []
-    for entry in entries:
+    for entry in entries_read:
         try:
-            _apply(db, client, hold, [entry], caps)
+            _apply(db, client, hold, shard, [entry], caps)
         except Exception as error:
             if _passes(error):
                 raise
             logger.exception("set aside rollup entry %s of batch %s", entry.stream_id, entry.batch_id)
-            _set_aside(db, client, hold, shard, entry, error)
+            _set_aside(db, hold, shard, entry, error)
             return [*done, entry]
         done.append(entry)
     return done
 
 
-def _set_aside(
-    db: Database[Any], client: redis.Redis, hold: lease.Lease, shard: int, entry: Entry, error: Exception
-) -> None:
-    """Set aside the share of `entry` that its rollups do not hold, then mark the entry's batch
-    as added, which the rest of it is: a redelivered batch is skipped, and the share, with a
-    marker of its own, goes into its rollups once replayed. An entry that cannot be read is
-    set aside whole, its batch unmarked: nothing of it was added.
+def _set_aside(db: Database[Any], hold: lease.Lease, shard: int, entry: Entry, error: Exception) -> None:
+    """Set aside the share of `entry` that its rollups do not hold, with the fact that the rest
+    of it is in, then mark the entry as added: a redelivered batch is skipped, and the share,
+    with a marker of its own, goes into its rollups once replayed. An entry that cannot be
+    read is set aside whole, unmarked: nothing of it was added.
 
-    The share's marker names the entry's batch and the entry itself: an entry set aside
-    again (its compactor died before marking the batch) makes a share of the same marker,
-    and only the first replayed is added."""
-    fields: dict[str, Any] = {
-        "shard": shard,
-        "batch": f"{entry.of}/{entry.stream_id}",
-        "of": entry.of,
-        "deltas": entry.raw,
-        "error": f"{error!r}"[:1000],
-    }
-    if entry.parsed is not None:
-        fields["only"] = json.dumps(sorted(_not_holding(db, entry)))
-    hold.check()
-    client.xadd(SET_ASIDE_KEY, fields)
-    if entry.parsed is not None:
-        rollup_store.mark_batches_applied(db, [entry.batch_id])
+    Should marking fail, the entry stays in the stream, and the next round marks it and
+    skips it, as the fact written with the share says (`shares`)."""
+    if entry.malformed is not None:
+        shares.put(hold, shard, entry, error, only=None)
+        return
+    shares.put(hold, shard, entry, error, only=_not_holding(db, entry))
+    rollup_store.mark_batches_applied(db, [entry.batch_id])
 
 
 def _not_holding(db: Database[Any], entry: Entry) -> set[str]:
@@ -236,91 +249,30 @@ def _not_holding(db: Database[Any], entry: Entry) -> set[str]:
     return {
         rollup_id
         for rollup_id in ids
-        if rollup_id not in stored or _stream_order(stored[rollup_id]["through"]) < entry.order
+        if rollup_id not in stored or stream_order(stored[rollup_id]["through"]) < entry.order
     }
 
 
-def set_aside(client: redis.Redis) -> int:
-    """Entries set aside because adding them failed, waiting for `replay_set_aside`."""
-    return cast(int, client.xlen(SET_ASIDE_KEY))
-
-
-def replay_set_aside(client: redis.Redis) -> int:
+def replay_set_aside(db: Database[Any], client: redis.Redis) -> int:
     """Append every share set aside to its shard's stream again (after the fault that set it
-    aside is fixed); return how many. Each shard's under its lock, so that no rebuild runs
-    meanwhile: a rebuild leaves to each share the rollups the share names (`rebuild`)."""
-    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(SET_ASIDE_KEY))
-    by_shard: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {}
-    for aside_id, fields in rows:
-        by_shard.setdefault(int(fields[b"shard"]), []).append((aside_id, fields))
-    for shard, shard_rows in by_shard.items():
-        with lease.held(client, lock_key(shard), LOCK_SECONDS, wait=2 * LOCK_SECONDS) as hold:
-            if hold is None:
-                raise CompactorBusyError(f"another compactor held shard {shard} for {2 * LOCK_SECONDS} s")
-            for aside_id, fields in shard_rows:
-                pipe = client.pipeline(transaction=True)
-                pipe.xadd(
-                    stream_key(shard), {name: fields[name] for name in REPLAYED_FIELDS if name in fields}
-                )
-                pipe.xdel(SET_ASIDE_KEY, aside_id)
-                pipe.execute()
-    return len(rows)
-
-
-def _withheld(client: redis.Redis, shard: int) -> dict[str, set[str]]:
-    """The shares of `shard` set aside: the marker of the batch each belongs to -> the ids of
-    the rollups that do not hold it. (Entries set aside by earlier versions name no rollups:
-    their batches were never marked, and a rebuild counts them as any batch not added.)"""
-    withheld: dict[str, set[str]] = {}
-    for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(SET_ASIDE_KEY)):
-        if int(fields[b"shard"]) == shard and b"only" in fields and b"of" in fields:
-            withheld.setdefault(fields[b"of"].decode(), set()).update(json.loads(fields[b"only"]))
-    return withheld
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A stream entry: a batch's deltas in one shard, or a share of one set aside and replayed,
-    which goes into `only` of its rollups and is marked as `batch_id`, not as its batch `of`."""
-
-    stream_id: str
-    batch_id: str  # the marker written once the entry is added
-    raw: bytes  # the deltas as appended
-    parsed: list[dict[str, Any]] | None  # None: not valid JSON, to be set aside
-    of: str  # the marker of the batch the entry belongs to (its own, but for a share)
-    only: frozenset[str] | None = None  # the ids of the rollups a share goes into
-
-    @property
-    def deltas(self) -> list[dict[str, Any]]:
-        if self.parsed is None:
-            raise ValueError("the entry's deltas are not valid JSON")
-        return self.parsed
-
-    @cached_property
-    def order(self) -> tuple[int, int]:
-        return _stream_order(self.stream_id)
-
-    @cached_property
-    def deltas_with_buckets(self) -> list[tuple[dict[str, Any], tuple[Bucket, ...]]]:
-        """Each delta with the rollups it goes into: worked out once, as a round needs
-        them twice and an import's entry holds hundreds."""
-        pairs = [(delta, _buckets_of(delta["site_id"], delta["hour"])) for delta in self.deltas]
-        if self.only is None:
-            return pairs
-        only = self.only
-        return [(delta, tuple(bucket for bucket in buckets if bucket.id in only)) for delta, buckets in pairs]
-
-    @cached_property
-    def buckets(self) -> set[Bucket]:
-        return {bucket for _, buckets in self.deltas_with_buckets for bucket in buckets}
-
-
-def _parsed(raw: bytes) -> list[dict[str, Any]] | None:
-    try:
-        deltas: list[dict[str, Any]] = json.loads(raw)
-    except ValueError:
-        return None
-    return deltas
+    aside is fixed); return how many. A page of shares at a time, each shard's under its lock,
+    so that no rebuild runs meanwhile (a rebuild leaves to each share the rollups the share
+    names), and once the entry each came from is marked (`shares`)."""
+    replayed = 0
+    for page in shares.pages(client):
+        by_shard: dict[int, list[shares.Share]] = {}
+        for share in page:
+            by_shard.setdefault(share.shard, []).append(share)
+        for shard, shard_shares in by_shard.items():
+            with _holding(client, shard, wait=2 * LOCK_SECONDS) as hold:
+                if hold is None:
+                    raise CompactorBusyError(f"another compactor held shard {shard} for {2 * LOCK_SECONDS} s")
+                came_from = [share.came_from for share in shard_shares if share.came_from is not None]
+                hold.check()
+                rollup_store.mark_batches_applied(db, came_from)
+                shares.move_back(hold, stream_key(shard), shard_shares)
+        replayed += len(page)
+    return replayed
 
 
 def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
@@ -328,53 +280,46 @@ def _read(client: redis.Redis, shard: int, last: str) -> list[Entry]:
         list[tuple[bytes, dict[bytes, bytes]]],
         client.xrange(stream_key(shard), max=last, count=ENTRIES_PER_ROUND),
     )
-    return [_entry(stream_id.decode(), fields) for stream_id, fields in rows]
-
-
-def _entry(stream_id: str, fields: Mapping[bytes, bytes]) -> Entry:
-    batch = fields[b"batch"].decode()
-    only = frozenset(json.loads(fields[b"only"])) if b"only" in fields else None
-    of = fields[b"of"].decode() if b"of" in fields else batch
-    return Entry(stream_id, batch, fields[b"deltas"], _parsed(fields[b"deltas"]), of, only)
-
-
-@lru_cache(maxsize=SITE_HOURS_CACHED)
-def _buckets_of(site_id: str, hour: str) -> tuple[Bucket, ...]:
-    """The rollups a site-hour's delta goes into."""
-    return tuple(containing_buckets(site_id, datetime.fromisoformat(hour)))
-
-
-def _stream_order(stream_id: str) -> tuple[int, int]:
-    milliseconds, sequence = stream_id.split("-")
-    return int(milliseconds), int(sequence)
+    return [entries.read(stream_id.decode(), fields) for stream_id, fields in rows]
 
 
 def _apply(
-    db: Database[Any], client: redis.Redis, hold: lease.Lease, entries: list[Entry], caps: Caps
+    db: Database[Any],
+    client: redis.Redis,
+    hold: lease.Lease,
+    shard: int,
+    entries_read: list[Entry],
+    caps: Caps,
 ) -> None:
     """Add the entries' deltas into the rollups, BUCKETS_PER_ROUND rollups at a time, skipping
-    batches already added and entries a rollup already holds (an earlier round that stopped
-    halfway), then mark the batches. Each rollup is read and written once, however many of
-    the entries touch it."""
-    first_of_batch = {entry.batch_id: entry for entry in reversed(entries)}
+    batches already added, entries of batches with a share set aside (the rest of them is in)
+    and entries a rollup already holds (an earlier round that stopped halfway), then mark the
+    batches. Each rollup is read and written once, however many of the entries touch it. An
+    entry that cannot be read fails the round, to be set aside when the round is isolated."""
+    for entry in entries_read:
+        if entry.malformed is not None:
+            raise entries.UnreadableEntryError(f"entry {entry.stream_id} cannot be read: {entry.malformed}")
+    first_of_batch = {entry.batch_id: entry for entry in reversed(entries_read)}
     applied = rollup_store.applied_batches(db, first_of_batch)
-    fresh = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
-    fresh.sort(key=lambda entry: entry.order)
+    unmarked = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
+    withheld = shares.withheld(client, shard, (entry.of for entry in unmarked))
+    fresh = sorted((entry for entry in unmarked if entry.of not in withheld), key=lambda entry: entry.order)
     numbers = _user_ids(client, fresh)
     buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
     for start in range(0, len(buckets), BUCKETS_PER_ROUND):
         part = buckets[start : start + BUCKETS_PER_ROUND]
-        _add_into(db, client, hold, part, fresh, numbers, entries[-1].stream_id, caps)
+        _add_into(db, client, hold, shard, part, fresh, numbers, entries_read[-1].stream_id, caps)
     hold.check()
-    rollup_store.mark_batches_applied(db, [entry.batch_id for entry in fresh])
+    rollup_store.mark_batches_applied(db, [entry.batch_id for entry in unmarked])
 
 
 def _add_into(
     db: Database[Any],
     client: redis.Redis,
     hold: lease.Lease,
+    shard: int,
     buckets: list[Bucket],
-    entries: list[Entry],
+    fresh: list[Entry],
     numbers: Mapping[str, dict[str, int]],
     through: str,
     caps: Caps,
@@ -387,21 +332,23 @@ def _add_into(
         ids = (bucket.id for bucket in buckets[start : start + ROLLUPS_PER_SLICE])
         stored.update(rollup_store.rollup_documents(db, ids))
     rollups = {bucket: Rollup.load(bucket, stored.get(bucket.id), caps) for bucket in buckets}
-    for entry in entries:
+    for entry in fresh:
         for delta, delta_buckets in entry.deltas_with_buckets:
             targets = [rollups[bucket] for bucket in delta_buckets if bucket in rollups]
             if targets:
                 tally = Tally.from_document(delta["types"], numbers.get(delta["site_id"]))
                 for rollup in targets:
                     rollup.add(entry.order, tally)
-    _save(db, client, hold, [rollup for rollup in rollups.values() if rollup.changed], through)
+    # Only those that changed: one rewritten when nothing was added would cost a write and
+    # move its site's cache generation for nothing.
+    _save(db, client, hold, shard, [rollup for rollup in rollups.values() if rollup.changed], through)
 
 
-def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, int]]:
+def _user_ids(client: redis.Redis, fresh: list[Entry]) -> dict[str, dict[str, int]]:
     """The ids of the users the entries name, by site, in one round trip. (Entries appended
     by earlier versions carry ids already.)"""
     users_by_site: dict[str, set[str]] = {}
-    for entry in entries:
+    for entry in fresh:
         for delta in entry.deltas:
             users = users_by_site.setdefault(delta["site_id"], set())
             users.update(user for row in delta["types"] for user in row["users"] if isinstance(user, str))
@@ -409,33 +356,31 @@ def _user_ids(client: redis.Redis, entries: list[Entry]) -> dict[str, dict[str, 
 
 
 def _save(
-    db: Database[Any], client: redis.Redis, hold: lease.Lease, rollups: list[Rollup], through: str
+    db: Database[Any], client: redis.Redis, hold: lease.Lease, shard: int, rollups: list[Rollup], through: str
 ) -> None:
-    """Save the rollups a slice at a time, each write after a check of the lock. Each slice
-    moves its sites' generations before it is written (no answer cached earlier outlives the
-    write) and after, even when the write failed partway (nor one computed meanwhile)."""
-    documents = [rollup.document(through, hold.fence) for rollup in rollups]
+    """Save the rollups a slice at a time, each write after a check of the lock, each slice
+    within a move of its sites' cache generations (`generations.writing`)."""
+    for start in range(0, len(rollups), ROLLUPS_PER_SLICE):
+        part = rollups[start : start + ROLLUPS_PER_SLICE]
+        with generations.writing(client, shard, {rollup.bucket.site_id for rollup in part}):
+            _write(db, hold, part, through)
+
+
+def _write(db: Database[Any], hold: lease.Lease, rollups: list[Rollup], through: str) -> None:
+    """Write the rollups with the hold's fence. A write refused for a stored fence while the
+    lock is still this holder's means the fence counter went back (Redis lost its data, or
+    failed over): the hold takes a fence above the one refused, and the write is sent again.
+    Each time the hold's fence passes a stored one, so it ends."""
     new = {rollup.bucket.id for rollup in rollups if rollup.new}
-    for start in range(0, len(documents), ROLLUPS_PER_SLICE):
-        part = documents[start : start + ROLLUPS_PER_SLICE]
-        sites = {document["site_id"] for document in part}
-        _move_generations(client, sites)
+    while True:
+        documents = [rollup.document(through, hold.fence, hold.token) for rollup in rollups]
         try:
-            rollup_store.save_rollups(db, part, new, before_each_write=hold.check)
-        finally:
-            _move_generations(client, sites)
-
-
-def _move_generations(client: redis.Redis, sites: Iterable[str]) -> None:
-    pipe = client.pipeline(transaction=False)
-    for site_id in sites:
-        pipe.hincrby(GENERATIONS_KEY, site_id, 1)
-    pipe.execute()
-
-
-def generation(client: redis.Redis, site_id: str) -> int:
-    """A number that changes whenever the site's rollups do."""
-    return int(cast(bytes | None, client.hget(GENERATIONS_KEY, site_id)) or 0)
+            rollup_store.save_rollups(db, documents, new, before_each_write=hold.check)
+            return
+        except rollup_store.StaleWriteError as error:
+            if error.fence < hold.fence:
+                raise  # not refused for a fence
+            hold.raise_fence_above(error.fence)  # LostLockError if a newer holder wrote them
 
 
 @dataclass
@@ -458,7 +403,7 @@ class Rollup:
 
     @cached_property
     def through_order(self) -> tuple[int, int]:
-        return _stream_order(self.through)
+        return stream_order(self.through)
 
     def add(self, entry_order: tuple[int, int], tally: Tally) -> None:
         """Add the tally of the entry at `entry_order`, unless the rollup holds it already."""
@@ -466,12 +411,12 @@ class Rollup:
             self.tally.add(tally)
             self.changed = True
 
-    def document(self, through: str, fence: int) -> dict[str, Any]:
+    def document(self, through: str, fence: int, holder: str = "") -> dict[str, Any]:
         """The rollup as stored, holding the entries up to `through` (a round's last entry),
         or up to its own `through` if that is later: it never moves back, or an entry it
         holds would count again."""
-        latest = max(self.through, through, key=_stream_order)
-        return rollup_store.rollup_document(self.bucket, self.tally.tally, latest, fence)
+        latest = max(self.through, through, key=stream_order)
+        return rollup_store.rollup_document(self.bucket, self.tally.tally, latest, fence, holder)
 
 
 class CompactorBusyError(RuntimeError):
@@ -500,55 +445,76 @@ def rebuild(
 
     Holds the lock of the site's shard (kept however long the raw read takes) and first adds
     every delta waiting there, so it knows which batches the rollups hold. It then counts each
-    event whose batch the compactor has added, plus those of batches older than ORPHAN_AGE
-    that it never added (their delta was lost); those batches are marked added. Younger
-    batches are left to their deltas, still to come, and a batch's share set aside to its
-    replay: the rollups that share names do not count the batch.
+    event whose batch the compactor has added, but in the rollups a share set aside of that
+    batch names (they are left to the share's replay). Batches older than ORPHAN_AGE that
+    the compactor never added (their delta was lost) get a delta appended again, from their
+    stored events, which the compactor adds like any other, markers and all; younger
+    batches are left to their own deltas, still to come. A rebuild writes no marker itself:
+    one it wrote, then stalled past its lock's expiry before its rollups were, would name a
+    batch no rollup counts, and a newer holder would skip the batch's late delta.
     """
     shard = shard_of(site_id)
-    with lease.held(client, lock_key(shard), LOCK_SECONDS, wait=2 * LOCK_SECONDS) as hold:
+    with _holding(client, shard, wait=2 * LOCK_SECONDS) as hold:
         if hold is None:
             raise CompactorBusyError(f"another compactor held the lock for {2 * LOCK_SECONDS} s; try again")
         # Drained up to here: an entry appended later is newer than `through`, and its
         # batch is unmarked, so the rollups count it once, from the entry.
         through = _last_stream_id(client, shard)
         _drain(db, client, hold, shard, through, caps)
-        withheld = _withheld(client, shard)
         # Whole weeks: a week's rollup counts every day of it.
         start = floor_to(datetime.combine(first_day, datetime.min.time(), tzinfo=UTC), "week")
         end = floor_to(datetime.combine(last_day, datetime.min.time(), tzinfo=UTC), "week") + WEEK
         events = event_store.events_between(db, site_id, start, end)
-        counted = _countable(db, hold, shard, events)
-        shares = {
+        counted, orphans = _countable(db, shard, events)
+        withheld = shares.withheld(client, shard, {marker(event["batch_id"], shard) for event in counted})
+        left_to_shares = {
             event["batch_id"]: withheld[marker(event["batch_id"], shard)]
             for event in counted
             if marker(event["batch_id"], shard) in withheld
         }
-        tallies = bucket_tallies(user_ids.numbered(client, counted), caps, shares)
+        tallies = bucket_tallies(user_ids.numbered(client, counted), caps, left_to_shares)
         hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
         buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
+        stored = rollup_store.stored_rollups(db, (bucket.id for bucket in buckets))
         rebuilt = [
-            Rollup(bucket, CappedTally(tallies.get(bucket, Tally()), caps), NO_ENTRY) for bucket in buckets
+            Rollup(
+                bucket, CappedTally(tallies.get(bucket, Tally()), caps), NO_ENTRY, new=bucket.id not in stored
+            )
+            for bucket in buckets
         ]
-        _save(db, client, hold, rebuilt, through)
-        return len(counted)
+        _save(db, client, hold, shard, rebuilt, through)
+        if orphans:
+            _drain(db, client, hold, shard, _append_again(client, orphans), caps)
+        return len(counted) + len(orphans)
 
 
 def _countable(
-    db: Database[Any], hold: lease.Lease, shard: int, events: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The events of batches whose entry in `shard` the rollups hold, and of batches old
-    enough that their entry was lost (marked as held from now on)."""
+    db: Database[Any], shard: int, events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Of `events`, those of batches whose entry in `shard` the rollups hold, and those of
+    batches that hold an event older than ORPHAN_AGE and whose entry the rollups do not hold:
+    their delta was lost."""
     stored = [event for event in events if event.get("batch_id")]
     markers = {event["batch_id"]: marker(event["batch_id"], shard) for event in stored}
     applied = rollup_store.applied_batches(db, markers.values())
     orphan_before = datetime.now(UTC) - ORPHAN_AGE
-    orphans = {
-        markers[event["batch_id"]]
+    lost = {
+        event["batch_id"]
         for event in stored
         if markers[event["batch_id"]] not in applied and event["created_at"] < orphan_before
     }
-    hold.check()
-    rollup_store.mark_batches_applied(db, orphans)
-    counted = applied | orphans
-    return [event for event in stored if markers[event["batch_id"]] in counted]
+    counted = [event for event in stored if markers[event["batch_id"]] in applied]
+    return counted, [event for event in stored if event["batch_id"] in lost]
+
+
+def _append_again(client: redis.Redis, events: list[dict[str, Any]]) -> str:
+    """Append the deltas of the batches of `events` (one site's) again; return the last
+    entry's id."""
+    by_batch: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_batch.setdefault(event["batch_id"], []).append(event)
+    pipe = client.pipeline(transaction=True)
+    for batch_id, batch_events in by_batch.items():
+        append_batch(pipe, batch_id, batch_events)
+    appended = cast(list[bytes], pipe.execute())
+    return appended[-1].decode()

@@ -5,8 +5,12 @@ A lock with an expiry cannot by itself stop a holder that stalled past the expir
 a swap storm, a slow network) from writing after another took over: it checked, stalled,
 then wrote. So taking the lock also takes the next number of the shard's fence counter, in
 the same script, and every rollup carries the number of the hold that wrote it: the store
-refuses to replace a rollup with one of an older hold (`app/store/rollups.py` says what each
-server guarantees). And a thread extends the lock while its holder works, so work that takes
+refuses to replace a rollup with one of an older hold, or of another hold with the same number
+(`app/store/rollups.py` says what each server guarantees). A counter that went back (Redis
+restored from an older snapshot, or failed over to a replica that missed increments) would
+have every write of later holds refused: a holder whose write was refused while it still holds
+the lock raises the counter above the fence it was refused for and takes a number from there
+(`raise_fence_above`). And a thread extends the lock while its holder works, so work that takes
 longer than the expiry (a rebuild's raw read, a wide round) keeps its shard; a holder stalled
 as a whole stalls its thread too, and loses the lock as it should. (Every call the holder
 makes to the servers is bounded by its client's timeouts, so the thread keeps no lock for a
@@ -44,6 +48,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# KEYS[1]: the lock, KEYS[2]: its fence counter; ARGV[1]: the holder's token, ARGV[2]: a fence
+# found on a stored rollup. The counter raised to that fence if below it, then the hold's new
+# number; nothing if the lock is not the holder's.
+RAISE_FENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return redis.call('INCR', KEYS[2])
+"""
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -62,7 +76,8 @@ class LostLockError(LockNotOwnedError):
 
 @dataclass
 class Lease:
-    """A held lock: `fence` is the hold's token, `check` confirms the hold (extending it)."""
+    """A held lock: `token` is the holder's own, `fence` the hold's number, `check` confirms the
+    hold (extending it)."""
 
     client: redis.Redis
     key: str
@@ -76,6 +91,23 @@ class Lease:
         before every write, so a holder that lost its lock stops writing."""
         if not self._extend():
             raise LostLockError(f"lost {self.key}: another compactor may hold it")
+
+    def raise_fence_above(self, stored: int) -> None:
+        """Take a fence larger than `stored`, the fence of a rollup this hold's write was refused
+        for, if the lock is still this holder's (else LostLockError): then no newer holder wrote
+        it, the counter went back."""
+        script = self.client.register_script(RAISE_FENCE)
+        fence = script(keys=[self.key, fence_key(self.key)], args=[self.token, stored])
+        if fence is None:
+            raise LostLockError(f"lost {self.key}: another compactor may hold it")
+        logger.warning(
+            "%s's fence counter was behind a stored rollup's fence %d (Redis lost data or failed over): "
+            "raised it, this hold's fence is now %d",
+            self.key,
+            stored,
+            fence,
+        )
+        self.fence = int(cast(int, fence))
 
     def _extend(self) -> bool:
         milliseconds = int(self.seconds * 1000)

@@ -44,20 +44,27 @@ def is_ferretdb(db: Database[Any]) -> bool:
     return _ferretdb_clients[client]
 
 
-def find_by_ids(collection: Collection[Any], ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
-    """The documents among `ids`, by `_id`: one `$in` query on MongoDB; on FerretDB, which would
-    scan the whole collection for that, one lookup per id, a few at a time (threads, or
-    greenlets under gunicorn's gevent workers), so the server's cores share them."""
+def find_by_ids(
+    collection: Collection[Any], ids: Iterable[Any], fields: Iterable[str] | None = None
+) -> dict[Any, dict[str, Any]]:
+    """The documents among `ids` (only their `fields`, if given), by `_id`: one `$in` query on
+    MongoDB; on FerretDB, which would scan the whole collection for that, one lookup per id, a
+    few at a time (threads, or greenlets under gunicorn's gevent workers), so the server's cores
+    share them."""
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}
+    projection = None if fields is None else dict.fromkeys(fields, 1)
     if is_ferretdb(collection.database):
         with ThreadPoolExecutor(max_workers=min(CONCURRENT_LOOKUPS, len(wanted))) as pool:
             # Each lookup in the caller's context, so a time bound (pymongo.timeout) holds there too.
-            lookups = [pool.submit(copy_context().run, collection.find_one, {"_id": key}) for key in wanted]
+            lookups = [
+                pool.submit(copy_context().run, collection.find_one, {"_id": key}, projection)
+                for key in wanted
+            ]
             found = [doc for doc in (lookup.result() for lookup in lookups) if doc]
     else:
-        found = list(collection.find({"_id": {"$in": wanted}}))
+        found = list(collection.find({"_id": {"$in": wanted}}, projection))
     return {document["_id"]: document for document in found}
 
 

@@ -3,10 +3,13 @@
 compactor has added into them, keyed by batch id).
 
 Each rollup carries the fencing token (`fence`) of the compactor's hold on its shard that
-wrote it (`app/rollups/lease.py`). On MongoDB a write replaces or deletes a rollup only if the
-stored one carries no larger token, in the same atomic operation: a compactor that stalled
-past its lock's expiry cannot overwrite what a newer holder wrote, whenever its write lands
-(an upsert that finds the rollup fenced off fails on the duplicate `_id`: `StaleWriteError`).
+wrote it, and the hold's own random token (`holder`) (`app/rollups/lease.py`). On MongoDB a
+write replaces a rollup only if the stored one carries a smaller fence, or the same fence of
+the same hold, in the same atomic operation: a compactor that stalled past its lock's expiry
+cannot overwrite what a newer holder wrote, whenever its write lands (an upsert that finds the
+rollup fenced off fails on the duplicate `_id`: `StaleWriteError`, which names the fence it
+was refused for). A rollup that comes to count nothing is never deleted, but kept empty with
+its fence (a tombstone): deleted, it would let a stalled holder's upsert bring back its tally.
 FerretDB v1.24.2 cannot do this: it pushes down to SQLite only a filter on `_id` alone, so a
 filter of `_id` and `fence` scans the whole collection in Go for each write, and it then
 replaces the document by `_id` alone, unconditionally, with no lock between its read and its
@@ -21,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
@@ -37,7 +40,13 @@ WRITES_PER_COMMAND = 50
 
 
 class StaleWriteError(RuntimeError):
-    """A rollup write was refused: a newer holder of the compactor's lock wrote the rollup."""
+    """A rollup write was refused: a newer holder of the compactor's lock wrote the rollup, or
+    one whose fence came from a counter that later went back. `fence`: the largest stored
+    fence among the rollups refused."""
+
+    def __init__(self, message: str, fence: int) -> None:
+        super().__init__(message)
+        self.fence = fence
 
 
 def _nothing() -> None:
@@ -49,9 +58,16 @@ def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, 
     return find_by_ids(db[ROLLUPS], rollup_ids)
 
 
-def rollup_document(bucket: Bucket, tally: Tally, through: str, fence: int = 0) -> dict[str, Any]:
+def stored_rollups(db: Database[Any], rollup_ids: Iterable[str]) -> set[str]:
+    """Those of `rollup_ids` that are stored (their ids only are read)."""
+    return set(find_by_ids(db[ROLLUPS], rollup_ids, fields=("_id",)))
+
+
+def rollup_document(
+    bucket: Bucket, tally: Tally, through: str, fence: int = 0, holder: str = ""
+) -> dict[str, Any]:
     """The stored form of a rollup: its tally packed, the last stream entry it holds, and the
-    fencing token of the compactor's hold that writes it."""
+    fencing token and the holder's token of the compactor's hold that writes it."""
     return {
         "_id": bucket.id,
         "site_id": bucket.site_id,
@@ -61,6 +77,7 @@ def rollup_document(bucket: Bucket, tally: Tally, through: str, fence: int = 0) 
         "tally": tally.pack(),
         "through": through,
         "fence": fence,
+        "holder": holder,
     }
 
 
@@ -70,41 +87,54 @@ def save_rollups(
     new: Collection[str] = frozenset(),
     before_each_write: Callable[[], None] = _nothing,
 ) -> None:
-    """Store rollups, removing those that count nothing, each unless a newer holder of the
-    compactor's lock wrote it (see the module's docstring). Only the compactor writes rollups;
-    it passes its lock check as `before_each_write`, run before every command.
+    """Store rollups, each unless a newer holder of the compactor's lock wrote it (see the
+    module's docstring). Only the compactor writes rollups; it passes its lock check as
+    `before_each_write`, run before every command.
 
     Those whose ids are in `new` were found absent under the compactor's lock: they are
     inserted, all in one command, because FerretDB inserts a command's documents in one
-    transaction but replaces each in a transaction of its own, at many times the cost. One
-    stored meanwhile anyway is replaced. The others are replaced a few dozen to a command.
+    transaction but replaces each in a transaction of its own, at many times the cost (one
+    that counts nothing is not stored at all). One stored meanwhile anyway is replaced. The
+    others are replaced a few dozen to a command, those that count nothing by a tombstone.
     """
     inserted = [document for document in documents if document["_id"] in new and document["events"]]
     replaced = [document for document in documents if document["_id"] not in new]
     replaced += _insert_new(db, inserted, before_each_write)
     fenced = not is_ferretdb(db)
-    writes: list[ReplaceOne[dict[str, Any]] | DeleteOne] = [
-        ReplaceOne(_unless_newer(document, fenced), document, upsert=True)
-        if document["events"]
-        else DeleteOne(_unless_newer(document, fenced))
-        for document in replaced
-    ]
-    for start in range(0, len(writes), WRITES_PER_COMMAND):
+    for start in range(0, len(replaced), WRITES_PER_COMMAND):
+        part = replaced[start : start + WRITES_PER_COMMAND]
         before_each_write()
         try:
-            db[ROLLUPS].bulk_write(writes[start : start + WRITES_PER_COMMAND], ordered=False)
+            db[ROLLUPS].bulk_write(
+                [ReplaceOne(_unless_newer(document, fenced), document, upsert=True) for document in part],
+                ordered=False,
+            )
         except BulkWriteError as error:
-            if fenced and any(failure["code"] == DUPLICATE_KEY for failure in error.details["writeErrors"]):
-                raise StaleWriteError("a newer holder of the compactor's lock wrote these rollups") from error
+            fenced_off = [
+                failure for failure in error.details["writeErrors"] if failure["code"] == DUPLICATE_KEY
+            ]
+            if fenced and fenced_off:
+                refused = [part[failure["index"]]["_id"] for failure in fenced_off]
+                raise StaleWriteError(
+                    "a newer holder of the compactor's lock wrote these rollups", _largest_fence(db, refused)
+                ) from error
             raise
 
 
 def _unless_newer(document: dict[str, Any], fenced: bool) -> dict[str, Any]:
     """The filter of a write of `document`: its `_id`, and where the server applies the fence
-    atomically (MongoDB), a stored fence no larger than the document's (or none at all)."""
+    atomically (MongoDB), no stored fence larger than the document's, nor the same fence of
+    another hold (two holds draw the same number from a counter that went back)."""
     if not fenced:
         return {"_id": document["_id"]}
-    return {"_id": document["_id"], "fence": {"$not": {"$gt": document.get("fence", 0)}}}
+    fence = document.get("fence", 0)
+    newer = [{"fence": {"$gt": fence}}, {"fence": fence, "holder": {"$ne": document.get("holder", "")}}]
+    return {"_id": document["_id"], "$nor": newer}
+
+
+def _largest_fence(db: Database[Any], rollup_ids: Iterable[str]) -> int:
+    stored = find_by_ids(db[ROLLUPS], rollup_ids, fields=("fence",))
+    return max((document.get("fence", 0) for document in stored.values()), default=0)
 
 
 def _insert_new(

@@ -5,6 +5,9 @@ rollups' answer (what /stats computes) with the raw events' (what /stats/aggrega
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,9 +21,10 @@ import redis
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect
 from redis.exceptions import LockNotOwnedError
 
-from app.rollups import compactor
+from app.rollups import compactor, generations
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from reporting.periods import Period
@@ -91,13 +95,13 @@ def test_a_round_the_server_refuses_in_part_counts_each_event_once(servers, monk
     assert views(db, site_id, DAY, DAY) == (2, 2)
     assert views(db, site_id, *WEEK) == (1, 2)  # b1's share of the week waits, set aside
 
-    compactor.replay_set_aside(client)  # the fault not yet fixed: refused again
+    compactor.replay_set_aside(db, client)  # the fault not yet fixed: refused again
     compactor.compact(db, client)
     assert compactor.set_aside(client) == 1
     assert views(db, site_id, DAY, DAY) == (2, 2)
 
     monkeypatch.undo()  # the fault is fixed
-    compactor.replay_set_aside(client)
+    compactor.replay_set_aside(db, client)
     compactor.compact(db, client)
     assert compactor.set_aside(client) == 0
     assert views(db, site_id, DAY, DAY) == views(db, site_id, *WEEK) == (2, 2)
@@ -171,3 +175,92 @@ def test_a_holder_that_lost_its_lock_sends_no_more_writes(servers, monkeypatch):
     monkeypatch.undo()
     compactor.compact(db, client)
     assert views(db, site_id, DAY, DAY) == (2, 2)
+
+
+def mark_failing_for(batch_id: str, site_id: str, mark: Any) -> Any:
+    """`mark_batches_applied` as a primary that steps down when asked to mark `batch_id` alone."""
+
+    def mark_failing(database: Any, batch_ids: Any) -> None:
+        batch_ids = list(batch_ids)
+        if batch_ids == [compactor.marker(batch_id, compactor.shard_of(site_id))]:
+            raise AutoReconnect("primary stepped down while marking")
+        mark(database, batch_ids)
+
+    return mark_failing
+
+
+def test_a_share_set_aside_whose_batch_could_not_be_marked_counts_once(servers, monkeypatch):
+    """b1's share of the week was set aside, then marking b1 failed; once the faults passed,
+    the next round added b1 whole into the week, and the share, replayed, added it again."""
+    db, client = servers
+    site_id = new_site_id()
+    store_batch(db, client, "b0", [make_message(site_id=site_id, user_id="u0")])
+    store_batch(db, client, "b1", [make_message(site_id=site_id, user_id="u1")])
+    monkeypatch.setattr(rollup_store, "save_rollups", refusing_weeks_from(2, rollup_store.save_rollups))
+    monkeypatch.setattr(
+        rollup_store,
+        "mark_batches_applied",
+        mark_failing_for("b1", site_id, rollup_store.mark_batches_applied),
+    )
+    with pytest.raises(AutoReconnect):
+        compactor.compact(db, client)
+    assert compactor.set_aside(client) == 1
+    monkeypatch.undo()
+    compactor.compact(db, client)
+    compactor.replay_set_aside(db, client)
+    compactor.compact(db, client)
+    assert compactor.set_aside(client) == 0
+    assert views(db, site_id, DAY, DAY) == views(db, site_id, *WEEK) == (2, 2)
+
+
+def compact_then_die_after_the_first_write(
+    redis_url: str, mongo_uri: str, database: str, parent: Any
+) -> None:
+    """In a process of its own: compact, tell the parent the generation moved and wait for
+    its read, write the first slice, then die at once (SIGKILL: no `finally` runs)."""
+    db: Database[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True).get_database(database)
+    client = redis.Redis.from_url(redis_url)
+    save = rollup_store.save_rollups
+
+    def save_then_die(*args: Any, **kwargs: Any) -> None:
+        parent.send("moved")
+        parent.recv()
+        save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    rollup_store.save_rollups = save_then_die
+    compactor.compact(db, client)
+
+
+def test_a_compactor_killed_after_a_write_leaves_no_cached_answer_behind(
+    servers, short_lock, redis_url, mongo_uri
+):
+    """Killed between a slice's write and the generation's second move, a compactor left the
+    generation where a reader had cached its answer from the rollups before the write."""
+    db, client = servers
+    site_id = new_site_id()
+    store_batch(db, client, "b0", [make_message(site_id=site_id)])
+    compactor.compact(db, client)
+    store_batch(db, client, "b1", [make_message(site_id=site_id)])
+    forked = multiprocessing.get_context("fork")
+    ours, theirs = forked.Pipe()
+    url = client.connection_pool.connection_kwargs
+    holder = forked.Process(
+        target=compact_then_die_after_the_first_write,
+        args=(f"redis://{url['host']}:{url['port']}/{url['db']}", mongo_uri, db.name, theirs),
+    )
+    holder.start()
+    assert ours.poll(timeout=30)
+    ours.recv()
+    cached_under = generations.generation(client, site_id)  # a reader caches its answer...
+    assert views(db, site_id, DAY, DAY) == (1, 2)  # ...from the rollups before the write
+    ours.send("write")
+    holder.join(timeout=30)
+    assert holder.exitcode == -signal.SIGKILL
+    assert views(db, site_id, DAY, DAY)[0] == 2  # the slice was written: the day's rollup
+    deadline = time.monotonic() + 10 * SHORT_LOCK_SECONDS
+    while client.exists(f"{compactor.LOCK_PREFIX}:{compactor.shard_of(site_id)}"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    compactor.compact(db, client)  # the next holder of the shard
+    assert generations.generation(client, site_id) != cached_under

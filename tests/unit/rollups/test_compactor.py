@@ -326,7 +326,7 @@ def test_an_entry_that_cannot_be_added_is_set_aside_and_the_rest_go_on(db, count
     assert (compactor.backlog(counter_store), compactor.set_aside(counter_store)) == (0, 1)
     assert site_views(db, healthy) == 2
     monkeypatch.undo()  # the fault is fixed
-    assert compactor.replay_set_aside(counter_store) == 1
+    assert compactor.replay_set_aside(db, counter_store) == 1
     compactor.compact(db, counter_store)
     assert (site_views(db, poison), compactor.set_aside(counter_store)) == (1, 0)
 
@@ -401,3 +401,49 @@ def test_a_save_that_dies_after_some_slices_leaves_no_cached_answer_behind(
         compactor.compact(db, counter_store)
     assert rollup_summary(db).total_views == 2  # the day's rollup was saved
     assert reporting.get(url).get_json()["total_views"] == 2
+
+
+def test_a_shard_that_fails_does_not_stop_the_others(db, counter_store, monkeypatch):
+    """A shard whose round fails (here for good) used to end the call: the shards after it in
+    that call's order waited, every call, and their streams grew until ingestion refused events."""
+    stuck, healthy = sites_in_different_shards(2)
+    store_batch(db, counter_store, "batch-1", [make_message(site_id=stuck), make_message(site_id=healthy)])
+    save = rollup_store.save_rollups
+
+    def away_for_the_stuck_site(database, documents, new, **options):
+        if any(document["site_id"] == stuck for document in documents):
+            raise AutoReconnect("connection refused")
+        save(database, documents, new, **options)
+
+    monkeypatch.setattr(rollup_store, "save_rollups", away_for_the_stuck_site)
+    monkeypatch.setattr(compactor.random, "randrange", lambda shards: compactor.shard_of(stuck))  # first
+    with pytest.raises(AutoReconnect):
+        compactor.compact(db, counter_store)
+    assert (site_views(db, stuck), site_views(db, healthy), compactor.backlog(counter_store)) == (0, 1, 1)
+
+
+MALFORMED = {
+    "deltas not JSON": {"batch": "batch-1@0", "deltas": "{"},
+    "deltas not a list": {"batch": "batch-1@0", "deltas": '{"site_id": "site-abc-123"}'},
+    "a delta without its hour": {
+        "batch": "batch-1@0",
+        "deltas": '[{"site_id": "site-abc-123", "types": []}]',
+    },
+    "an hour that is no time": {
+        "batch": "batch-1@0",
+        "deltas": '[{"site_id": "site-abc-123", "hour": "noon", "types": []}]',
+    },
+    "no batch": {"deltas": "[]"},
+    "a share's rollups not JSON": {"batch": "batch-1@0/1-0", "of": "batch-1@0", "deltas": "[]", "only": "["},
+}
+
+
+@pytest.mark.parametrize("fields", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_entry_is_set_aside_and_the_rest_go_on(db, counter_store, fields):
+    """An entry the compactor cannot read raised out of its round, every round: its shard stalled."""
+    shard = compactor.shard_of("site-abc-123")
+    counter_store.xadd(compactor.stream_key(shard), fields)
+    store_batch(db, counter_store, "batch-2", [make_message()])
+    assert compactor.compact(db, counter_store) == 2
+    assert (compactor.backlog(counter_store), compactor.set_aside(counter_store)) == (0, 1)
+    assert rollup_summary(db).total_views == 1

@@ -179,7 +179,7 @@ def refusal_of(write):
 
 def test_a_rollup_write_older_than_the_stored_rollup_is_refused(db):
     """The fence: a compactor that lost its lock (and its writes' token with it) cannot
-    replace, or delete, a rollup that a newer holder wrote."""
+    replace, or empty, a rollup that a newer holder wrote."""
     (newer,) = rollup_documents_of("site-1", "2-0", hours=1)
     newer["fence"] = 2
     rollup_store.save_rollups(db, [newer], new={newer["_id"]})
@@ -188,9 +188,21 @@ def test_a_rollup_write_older_than_the_stored_rollup_is_refused(db):
     refusals = [
         refusal_of(lambda: rollup_store.save_rollups(db, [older])),
         refusal_of(lambda: rollup_store.save_rollups(db, [older], new={older["_id"]})),  # stored meanwhile
+        refusal_of(lambda: rollup_store.save_rollups(db, [{**older, "events": 0}])),  # emptied
     ]
-    rollup_store.save_rollups(db, [{**older, "events": 0}])  # a deletion, fenced out: nothing happens
     assert rollup_store.rollup_documents(db, [newer["_id"]]) == {newer["_id"]: newer}
     assert all(isinstance(refusal, rollup_store.StaleWriteError) for refusal in refusals)
     rollup_store.save_rollups(db, [{**newer, "through": "3-0"}])  # the holder itself writes again
     assert rollup_store.rollup_documents(db, [newer["_id"]])[newer["_id"]]["through"] == "3-0"
+
+
+def test_a_rollup_write_of_another_hold_with_the_same_fence_is_refused_and_names_the_fence(db):
+    """Two holds drew one number from a fence counter that went back: the stored fence being
+    no larger let the stalled one's write replace the newer one's."""
+    (stored,) = rollup_documents_of("site-1", "2-0", hours=1)
+    rollup_store.save_rollups(db, [{**stored, "fence": 7, "holder": "newer"}], new={stored["_id"]})
+    refusal = refusal_of(lambda: rollup_store.save_rollups(db, [{**stored, "fence": 7, "holder": "stalled"}]))
+    assert isinstance(refusal, rollup_store.StaleWriteError)
+    assert refusal.fence == 7
+    rollup_store.save_rollups(db, [{**stored, "fence": 7, "holder": "newer", "through": "3-0"}])
+    assert rollup_store.rollup_documents(db, [stored["_id"]])[stored["_id"]]["through"] == "3-0"
