@@ -11,8 +11,9 @@ command a connection of its own, so threads and greenlets may share the client.
 MULTI/EXEC transaction with `writes`: ingestion's ledger entry and counters reach Redis with
 the message, in one round trip and one fsync; a transaction cut off before its EXEC leaves
 none of them. Once the transaction is sent, a lost or late reply leaves its fate unknown
-(Redis may run it when it answers again): that publish raises PublishOutcomeUnknownError,
-which kombu does not retry, rather than an error that would mean "not queued".
+(Redis may run it when it answers again), and so does a write failing inside it (the others
+ran): that publish raises PublishOutcomeUnknownError, which kombu does not retry, rather than
+an error that would mean "not queued".
 
 `register()` makes this the transport behind `redis://` URLs, so the URL scheme, which
 Flower's broker view and Celery's banner read, stays `redis`; it also registers the `orjson`
@@ -91,9 +92,16 @@ class Channel(kombu_redis.Channel):
             # nothing (kombu may retry it), is told apart from a failure once the EXEC was sent.
             pipe.connection = client.connection_pool.get_connection()
             try:
-                pipe.execute()
+                # Errors of commands that ran come back as replies: MULTI/EXEC has no rollback,
+                # so the others ran. An error raised is Redis refusing the whole transaction
+                # before running any of it (EXECABORT: out of memory, a read-only replica...),
+                # or the reply lost.
+                replies = pipe.execute(raise_on_error=False)
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 raise PublishOutcomeUnknownError(f"no reply from Redis to the enqueue: {error}") from error
+        failed = [reply for reply in replies if isinstance(reply, Exception)]
+        if failed:
+            raise PublishOutcomeUnknownError(f"Redis ran the enqueue, but a write of it failed: {failed[0]}")
         writes.sent = True
 
 

@@ -128,6 +128,34 @@ def test_a_transaction_whose_reply_is_lost_is_not_sent_again_and_reports_its_out
     assert counters.totals(client).accepted == 1
 
 
+def test_a_transaction_that_ran_with_a_failing_write_reports_its_outcome_unknown(
+    unread_redis_url, ingestion_app
+):
+    """A write failing inside EXEC (here the ledger's script, on a key of the wrong type) does
+    not undo the others: MULTI/EXEC has no rollback, so the batch is queued."""
+    client = redis.Redis.from_url(unread_redis_url)
+    client.set(ledger.ORDER_KEY, "not a sorted set")
+    with ingestion_app.app_context(), pytest.raises(redis_transport.PublishOutcomeUnknownError):
+        enqueue_events([to_message(make_event())])
+    assert client.llen(QUEUE) == 1
+
+
+def test_a_transaction_redis_refuses_before_running_it_is_not_queued(unread_redis_url, ingestion_app):
+    """Redis at its maxmemory refuses the LPUSH while the transaction is built (EXECABORT):
+    nothing ran, so the enqueue fails as not queued, never as an unknown outcome."""
+    client = redis.Redis.from_url(unread_redis_url)
+    with ingestion_app.app_context():
+        enqueue_events([to_message(make_event())])  # connects before the limit is set
+    maxmemory = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory", 1)
+    try:
+        with ingestion_app.app_context(), pytest.raises(OperationalError):
+            enqueue_events([to_message(make_event())])
+    finally:
+        client.config_set("maxmemory", maxmemory)
+    assert client.llen(QUEUE) == 1
+
+
 def test_the_queued_message_is_a_persist_task_for_the_batch_the_ledger_records(
     unread_redis_url, ingestion_app
 ):
