@@ -15,9 +15,9 @@ none of them. Once the transaction is sent, a lost or late reply leaves its fate
 ran): that publish raises PublishOutcomeUnknownError, which kombu does not retry, rather than
 an error that would mean "not queued".
 
-`register()` makes this the transport behind `redis://` URLs, so the URL scheme, which
-Flower's broker view and Celery's banner read, stays `redis`; it also registers the `orjson`
-serializer the persist messages are written with.
+`register()` makes this the transport behind `redis://` and `rediss://` (TLS) URLs, so the
+URL scheme, which Flower's broker view and Celery's banner read, stays as given; it also
+registers the `orjson` serializer the persist messages are written with.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
+
+from app.settings import REDIS_URL_SCHEMES
 
 
 class PublishOutcomeUnknownError(Exception):
@@ -116,9 +118,11 @@ ORJSON = "orjson"
 
 
 def register() -> None:
-    """Serve `redis://` broker URLs with this transport and make the `orjson` serializer known;
-    call before Celery connects (idempotent)."""
-    TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
+    """Serve the broker URLs of every scheme REDIS_URL may use (`redis://`, `rediss://`) with
+    this transport and make the `orjson` serializer known; call before Celery connects
+    (idempotent)."""
+    for scheme in REDIS_URL_SCHEMES:
+        TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
     kombu.serialization.register(ORJSON, orjson.dumps, None, content_type="application/json")
     # register() also made "orjson" the name kombu answers application/json requests in (the
     # remote-control replies Flower asks for); those keep kombu's json, which encodes more types.

@@ -1,9 +1,14 @@
-"""The broker transport keeps one redis-py client per channel (tasks/redis_transport.py)."""
+"""The broker transport (app/queue/transport.py): one redis-py client per channel, and a
+batch's ledger entry and counts in the message's own transaction, over TLS too."""
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,6 +26,8 @@ from app.queue.publish import enqueue_events
 from app.settings import Settings
 from tasks.persist import persist_events
 from tools.factories import make_event
+from tools.local_services import redis_argv
+from tools.processes import start_local_server
 
 
 @pytest.fixture
@@ -69,6 +76,45 @@ def test_a_channel_builds_a_new_client_for_a_new_pool_and_urls_keep_the_redis_sc
             assert after is not first
             assert after.connection_pool is channel.pool
             assert after.lpop("probe") == b"1"
+
+
+@pytest.fixture(scope="module")
+def tls_redis_url(run_dir: Path) -> Iterator[str]:
+    """A Redis of this module's own that speaks only TLS, as a `rediss://` URL that verifies
+    its certificate."""
+    if not (shutil.which("openssl") and shutil.which("redis-server")):
+        pytest.skip("needs openssl and redis-server")
+    tls_dir = run_dir / "tls"
+    tls_dir.mkdir(exist_ok=True)
+    cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    def tls_only(port: int, data_dir: Path) -> list[str]:
+        return [*redis_argv(port, data_dir), "--port", "0", "--tls-port", str(port),
+                "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]  # fmt: skip
+
+    server = start_local_server("redis-tls", tls_only, run_dir)
+    yield f"rediss://127.0.0.1:{server.port}/0?ssl_cert_reqs=required&ssl_ca_certs={cert}"
+    server.stop()
+
+
+def test_over_tls_a_batch_its_ledger_entry_and_its_counts_reach_redis_in_one_transaction(tls_redis_url):
+    app = create_app("ingestion", Settings(redis_url=tls_redis_url, mongo_uri="mongodb://127.0.0.1:1/unused"))
+    client = redis.Redis.from_url(tls_redis_url)
+    client.flushdb()
+    with app.app_context():
+        enqueue_events([to_message(make_event()), to_message(make_event())])
+
+    assert client.llen(QUEUE) == 1
+    assert ledger.outstanding(client) == 1
+    assert counters.totals(client).accepted == 2
+    assert commands_run(client, "exec") == 1
 
 
 def commands_run(client: redis.Redis, command: str) -> int:
