@@ -7,6 +7,8 @@ import base64
 import json
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -200,6 +202,37 @@ def test_a_transaction_redis_refuses_before_running_it_is_not_queued(unread_redi
     finally:
         client.config_set("maxmemory", maxmemory)
     assert client.llen(QUEUE) == 1
+
+
+# Keeps Redis busy for ARGV[1] microseconds: every other client waits, as behind a slow fsync.
+STALL = """
+local now = redis.call('TIME')
+local until_us = now[1] * 1000000 + now[2] + tonumber(ARGV[1])
+repeat now = redis.call('TIME') until now[1] * 1000000 + now[2] >= until_us
+"""
+
+
+def test_a_publisher_gives_up_on_a_stalled_redis_within_half_a_broker_timeout_and_sends_once(
+    unread_redis_url, ingestion_app
+):
+    """Ingestion's request waits one broker timeout for an enqueue it sent (app/ingestion/views.py):
+    its publish must end by half of one, and Redis must run the transaction once, however late."""
+    half_a_timeout = ingestion_app.extensions["settings"].broker_timeout_seconds / 2
+    client = redis.Redis.from_url(unread_redis_url)
+    with ingestion_app.app_context():
+        enqueue_events([to_message(make_event())])  # the publisher's connection is made
+        stall = threading.Thread(target=client.eval, args=(STALL, 0, int(3 * half_a_timeout * 1e6)))
+        stall.start()
+        time.sleep(half_a_timeout / 5)  # the stall has begun
+        started = time.monotonic()
+        with pytest.raises(redis_transport.PublishOutcomeUnknownError):
+            enqueue_events([to_message(make_event())])
+        gave_up_after = time.monotonic() - started
+        stall.join(10)
+
+    assert half_a_timeout * 0.8 <= gave_up_after < half_a_timeout * 1.6
+    assert client.llen(QUEUE) == 2
+    assert counters.totals(client).accepted == 2
 
 
 def test_the_queued_message_is_a_persist_task_for_the_batch_the_ledger_records(
