@@ -19,7 +19,7 @@ import redis
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WriteConcernError
+from pymongo.errors import PyMongoError
 
 from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, ledger
@@ -27,13 +27,10 @@ from app.rollups import compactor, realtime
 from app.settings import Settings, current_settings
 from app.store import dead_letters
 from app.store import events as event_store
+from app.store.errors import is_transient
 
 logger = logging.getLogger(__name__)
 
-# Errors that pass: the server is restarting, unreachable, stepping down, too slow, or could
-# not confirm a write under its write concern (which may yet be rolled back).
-# (NotPrimaryError is an AutoReconnect; WTimeoutError a WriteConcernError.)
-TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WriteConcernError)
 # For a batch stored outside a worker (tests, tools); a worker passes its settings' value.
 DEFAULT_MAX_AHEAD_SECONDS = Settings().event_max_ahead_seconds
 
@@ -144,7 +141,12 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
     batch_id = self.request.id
     try:
         return store_batch(mongo.db, redis_store.client, batch_id, messages, settings.event_max_ahead_seconds)
-    except TRANSIENT_ERRORS as error:
+    except PyMongoError as error:
+        # The server's conditions (unreachable, stepping down, busy, too slow, a write concern
+        # not confirmed) are retried; any other error fails the task, and the ledger sends
+        # the batch again later.
+        if not is_transient(error):
+            raise
         first_failure_at = first_failure_at or time.time()
         countdown = retry_countdown(settings, self.request.retries, first_failure_at)
         if countdown is None:
@@ -158,7 +160,9 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
                     settings.event_max_ahead_seconds,
                 )
                 return 0
-            except TRANSIENT_ERRORS:
+            except PyMongoError as still:
+                if not is_transient(still):
+                    raise
                 countdown = settings.task_retry_backoff_max
         raise self.retry(
             exc=error,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 from celery.exceptions import Retry
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
 from app.queue import counters, ledger
 from app.rollups import compactor
@@ -88,8 +88,8 @@ def failing_store(*args, **kwargs):
     raise AutoReconnect("connection refused")
 
 
-def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(worker_app, monkeypatch):
-    monkeypatch.setattr(persist, "store_batch", failing_store)
+def scheduled_retries(monkeypatch):
+    """The retries the persist task schedules, instead of scheduling them."""
     retries = []
 
     def schedule_retry(**kwargs):
@@ -97,6 +97,12 @@ def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(wo
         return Retry()
 
     monkeypatch.setattr(persist.persist_events, "retry", schedule_retry)
+    return retries
+
+
+def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(worker_app, monkeypatch):
+    monkeypatch.setattr(persist, "store_batch", failing_store)
+    retries = scheduled_retries(monkeypatch)
     with pytest.raises(Retry):
         persist.persist_events.run([make_message()])
     [scheduled] = retries
@@ -133,3 +139,44 @@ def test_events_stored_before_the_retries_ran_out_stay_counted_and_only_the_rest
     assert stats == reporting.get(url.replace("/stats", "/stats/aggregated")).get_json()
     assert counters.totals(counter_store).persisted == 1
     assert ledger.outstanding(counter_store) == 0
+
+
+@pytest.mark.parametrize(
+    "code", [1, 24, 112, 262], ids=["InternalError", "LockTimeout", "WriteConflict", "ExceededTimeLimit"]
+)
+def test_a_server_condition_the_store_calls_transient_is_retried_by_the_persist_task(
+    worker_app, counter_store, monkeypatch, code
+):
+    """FerretDB answers InternalError when SQLite is busy; MongoDB a write conflict or a time
+    limit: conditions that pass, so the batch is retried within its window, not failed."""
+
+    def server_condition(*args, **kwargs):
+        raise OperationFailure("database is locked", code=code)
+
+    monkeypatch.setattr(persist, "store_batch", server_condition)
+    retries = scheduled_retries(monkeypatch)
+    queued(counter_store, "batch-1", [make_message()])
+    persist.persist_events.apply([[make_message()]], task_id="batch-1")
+    assert len(retries) == 1
+    assert ledger.outstanding(counter_store) == 1
+
+
+def test_an_event_write_failing_for_a_server_condition_is_retried_not_dead_lettered(
+    worker_app, db, counter_store, monkeypatch
+):
+    """A write error with a transient code (here a write conflict) says nothing against the
+    event: dead-lettering it would need an operator's replay for a passing condition."""
+    collection_type = type(db[event_store.EVENTS])
+
+    def insert_many(self, documents, ordered=True):
+        raise BulkWriteError(
+            {"writeErrors": [{"index": 0, "code": 112, "errmsg": "WriteConflict"}], "writeConcernErrors": []}
+        )
+
+    monkeypatch.setattr(collection_type, "insert_many", insert_many)
+    retries = scheduled_retries(monkeypatch)
+    queued(counter_store, "batch-1", [make_message()])
+    persist.persist_events.apply([[make_message()]], task_id="batch-1")
+    assert len(retries) == 1
+    assert dead_letters.count_dead_letters(db) == 0
+    assert ledger.outstanding(counter_store) == 1
