@@ -42,14 +42,21 @@ def ensure_indexes(db: Database[Any]) -> None:
         db[EVENTS].create_indexes(wanted)
 
 
+def event_key(message: Mapping[str, Any]) -> str:
+    """The `_id` an event message is stored under, and its dead letter too (the one place
+    that says how an event is keyed). The event_id: a server finds and deduplicates events
+    by `_id` fastest."""
+    key: str = message["event_id"]
+    return key
+
+
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
     """The stored form of one queued event message (see `app.schemas.EventSchema`).
 
-    `_id` is the event_id: a server finds and deduplicates events by `_id` fastest.
     `batch_id` records which queued batch stored the event (see `owned_events`).
     """
     return {
-        "_id": message["event_id"],
+        "_id": event_key(message),
         "event_id": message["event_id"],
         "batch_id": batch_id,
         "site_id": message["site_id"],
