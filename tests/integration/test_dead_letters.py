@@ -20,6 +20,7 @@ from app.queue import QUEUE, REPLAY_PREFIX, counters, ledger
 from app.settings import Settings
 from app.store import dead_letters
 from app.store import events as event_store
+from app.store.events import event_key
 from tasks.persist import store_batch
 from tools.factories import make_message
 
@@ -41,7 +42,7 @@ def test_events_failing_again_replace_their_letters_in_commands_the_server_answe
     held_elsewhere = dead_letters.dead_letter(
         letters_db, [(event, "boom again") for event in events], batch_id="b2"
     )
-    assert held_elsewhere == {event["event_id"] for event in events}
+    assert held_elsewhere == {event_key(event) for event in events}
     letters = list(dead_letters.dead_letters(letters_db))
     assert len(letters) == 150
     assert {(letter["error"], letter["batch_id"]) for letter in letters} == {("boom again", "b1")}
@@ -52,7 +53,7 @@ def test_two_removing_the_same_letters_at_once_remove_each_once(letters_db):
     exact on FerretDB too."""
     events = [make_message() for _ in range(300)]
     dead_letters.dead_letter(letters_db, [(event, "boom") for event in events], batch_id="b1")
-    keys = {event["event_id"] for event in events}
+    keys = {event_key(event) for event in events}
     removed: list[set[str]] = []
     removers = [
         threading.Thread(target=lambda: removed.append(dead_letters.remove(letters_db, keys)))
@@ -100,7 +101,7 @@ def test_replay_dead_never_deletes_a_letter_written_again_while_it_runs(
     )  # a worker, meanwhile
     command.join(120)
     assert results[0].exit_code == 0, results[0].output
-    letter = letters_db[dead_letters.DEAD_EVENTS].find_one({"_id": refused_again["event_id"]})
+    letter = letters_db[dead_letters.DEAD_EVENTS].find_one({"_id": event_key(refused_again)})
     assert letter is not None, "the event is in neither collection"
     assert letter["error"] == "refused again"
 
@@ -143,7 +144,7 @@ def test_two_replays_of_the_same_letters_stored_at_once_count_each_event_once(
     assert letters_db[event_store.EVENTS].count_documents({}) == len(events)
     [letter] = list(dead_letters.dead_letters(letters_db))
     assert (letter["_id"], letter["error"], letter["batch_id"]) == (
-        refused_again["event_id"],
+        event_key(refused_again),
         "refused again",
         "b1",
     )

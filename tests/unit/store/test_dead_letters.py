@@ -5,6 +5,7 @@ import time
 from datetime import UTC, datetime
 
 from app.store import dead_letters
+from app.store.events import event_key
 from tools.factories import make_message
 
 
@@ -13,7 +14,7 @@ def test_an_event_failing_again_keeps_one_letter_with_the_latest_failure_and_the
     assert dead_letters.dead_letter(db, [(event, "boom")], batch_id="batch-1") == set()
     assert dead_letters.dead_letter(db, [(event, "boom again")], batch_id="batch-1") == set()
     assert dead_letters.dead_letter(db, [(event, "boom a third time")], batch_id="batch-2") == {
-        event["event_id"]
+        event_key(event)
     }
     [letter] = list(dead_letters.dead_letters(db))
     assert letter["event"] == event
@@ -25,9 +26,9 @@ def test_an_event_failing_again_keeps_one_letter_with_the_latest_failure_and_the
 def test_a_letter_of_an_earlier_version_holds_another_batchs_copy(db):
     event = make_message()
     db[dead_letters.DEAD_EVENTS].insert_one(  # as earlier versions wrote a letter: no batch
-        {"_id": event["event_id"], "event": event, "error": "boom", "failed_at": datetime.now(UTC)}
+        {"_id": event_key(event), "event": event, "error": "boom", "failed_at": datetime.now(UTC)}
     )
-    assert dead_letters.dead_letter(db, [(event, "boom again")], batch_id="batch-1") == {event["event_id"]}
+    assert dead_letters.dead_letter(db, [(event, "boom again")], batch_id="batch-1") == {event_key(event)}
 
 
 def test_letters_are_read_oldest_first_up_to_a_moment(db):
@@ -44,6 +45,6 @@ def test_letters_are_read_oldest_first_up_to_a_moment(db):
 def test_removing_letters_says_which_this_call_removed(db):
     kept, removed = make_message(), make_message()
     dead_letters.dead_letter(db, [(kept, "boom"), (removed, "boom")], batch_id="batch-1")
-    assert dead_letters.remove(db, {removed["event_id"], "no-such-letter"}) == {removed["event_id"]}
-    assert dead_letters.remove(db, {removed["event_id"]}) == set()
+    assert dead_letters.remove(db, {event_key(removed), "no-such-letter"}) == {event_key(removed)}
+    assert dead_letters.remove(db, {event_key(removed)}) == set()
     assert [letter["event"] for letter in dead_letters.dead_letters(db)] == [kept]
