@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import itertools
+from datetime import UTC, datetime
 
 import click
 from flask.cli import with_appcontext
@@ -27,32 +28,27 @@ def create_indexes_command() -> None:
 @click.command("replay-dead")
 @click.option("--batch-size", default=500, show_default=True, help="Events per re-enqueued message.")
 def replay_dead_command(batch_size: int) -> None:
-    """Re-enqueue dead-lettered events, removing each batch's letters once it is queued.
+    """Re-enqueue the events of the dead letters, marked as a replay; the worker that stores
+    an event (or finds it stored) removes its letter, and one that fails again keeps it.
 
-    Replays only what was dead when the command started, so events that fail again
-    while it runs wait for the next replay instead of looping. A letter is removed only as
-    it was read: an event that failed again meanwhile (even inside this command, where
-    tasks run eagerly) has a new letter, which stays.
+    Replays only what was dead when the command started, so events that fail again while it
+    runs wait for the next replay instead of looping. It deletes nothing: on FerretDB no
+    delete can tell a letter as read from one a worker wrote again since.
     """
-    db = mongo.db
-    remaining = dead_letters.count_dead_letters(db)
+    letters = dead_letters.dead_letters(mongo.db, failed_by=datetime.now(UTC))
     replayed = 0
-    while remaining > 0:
-        letters = dead_letters.dead_letters(db, min(batch_size, remaining))
-        if not letters:
-            break
+    while batch := list(itertools.islice(letters, batch_size)):
         try:
-            enqueue_events([letter["event"] for letter in letters], count_as_accepted=False)
+            enqueue_events([letter["event"] for letter in batch], replay=True)
         except (OperationalError, PublishOutcomeUnknownError) as error:
             raise click.ClickException(
                 f"Re-enqueued {replayed} dead-lettered events, then the queue did not take the next "
-                f"{len(letters)} ({error}): their letters are kept; run it again (an event "
-                "queued twice is stored once)"
+                f"{len(batch)} ({error}): run it again (an event queued twice is stored and counted once)"
             ) from None
-        dead_letters.remove_as_read(db, letters)
-        replayed += len(letters)
-        remaining -= len(letters)
-    click.echo(f"Re-enqueued {replayed} dead-lettered events")
+        replayed += len(batch)
+    click.echo(
+        f"Re-enqueued {replayed} dead-lettered events; each letter goes once a worker stores its event"
+    )
 
 
 @click.command("replay-set-aside")

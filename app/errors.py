@@ -12,6 +12,8 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from app.queue.transport import PublishOutcomeUnknownError
+
 # marshmallow's message for a missing field; schemas report a null the same way.
 MISSING_MESSAGE = "Missing data for required field."
 
@@ -90,6 +92,11 @@ def outcome_unknown(ids: dict[str, Any]) -> Response:
     return response
 
 
+def handle_outcome_unknown(_: Exception) -> Response:
+    """An unknown outcome the view could not name the events of: still never a 503 or a 500."""
+    return outcome_unknown({})
+
+
 def handle_queue_overloaded(error: Exception) -> Response:
     return service_unavailable(str(error), OVERLOAD_RETRY_AFTER_SECONDS)
 
@@ -120,6 +127,7 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_queue_unavailable)
+    app.register_error_handler(PublishOutcomeUnknownError, handle_outcome_unknown)
     app.register_error_handler(RedisError, handle_redis_unavailable)
     app.register_error_handler(OutOfMemoryError, handle_queue_full)
     app.register_error_handler(PyMongoError, handle_database_unavailable)

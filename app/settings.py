@@ -22,6 +22,10 @@ WORKER = "Worker"
 REPORTING = "Reporting"
 ACCESS = "Access"
 AUTH_MODES = ("keys", "open")
+# The URL schemes REDIS_URL may use: those both redis-py's `from_url` (the ledger, counters,
+# rollup streams) and the project's kombu transport (app/queue/transport.py) serve. Not
+# Sentinel: redis-py has no URL for it, and kombu's needs a master name no setting carries.
+REDIS_URL_SCHEMES = ("redis", "rediss")
 LIMITS = "Rate limits and back-pressure"
 PROCESSES = "Processes (also read by the Procfile and docker-compose.yml)"
 
@@ -39,7 +43,8 @@ class Settings:
         "redis://127.0.0.1:6379/0",
         CONNECTIONS,
         "Celery broker, counters, ledger and rollup stream. Credentials and TLS go in the URL "
-        "(`redis://user:password@host:6379/0`, `rediss://` for TLS).",
+        "(`redis://user:password@host:6379/0`, `rediss://` for TLS); no other form is served "
+        "(not Sentinel, not a Unix socket): a process refuses it when it starts.",
     )
     mongo_uri: str = setting(
         "mongodb://127.0.0.1:27017/analytics",
@@ -254,6 +259,14 @@ class Settings:
     def __post_init__(self) -> None:
         if self.auth_mode not in AUTH_MODES:
             raise ValueError(f"AUTH_MODE={self.auth_mode!r} must be one of: {', '.join(AUTH_MODES)}")
+        scheme = self.redis_url.partition("://")[0] if "://" in self.redis_url else ""
+        if scheme not in REDIS_URL_SCHEMES:
+            # Only the scheme is named: the URL may hold a password.
+            served = " or ".join(f"{name}://" for name in REDIS_URL_SCHEMES)
+            raise ValueError(
+                f"REDIS_URL must be a {served} URL, not {scheme + '://' if scheme else 'this'} "
+                "(Redis Sentinel and Unix sockets are not supported)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -28,10 +28,24 @@ from app.store.rollups import StaleWriteError
 logger = logging.getLogger(__name__)
 
 
+# How often, at most, kombu looks for the unacknowledged messages of dead workers (every
+# tenth of its 10-second checks).
+KOMBU_RESTORE_SECONDS = 100
+
+
+def settled_memory_seconds(settings: Settings) -> float:
+    """How long the ledger remembers a settled batch: twice the longest a message of it may
+    take to come back, a whole worker having died holding it (the visibility timeout, then
+    kombu's restore) with a retry of it scheduled (the longest wait between retries)."""
+    return 2 * (settings.broker_visibility_timeout + KOMBU_RESTORE_SECONDS + settings.task_retry_backoff_max)
+
+
 def resend_lost_batches(client: redis.Redis, settings: Settings) -> int:
-    """Send again every lost batch; return how many. Only one worker checks per interval."""
+    """Send again every lost batch, and forget the batches settled long ago; return how many
+    were sent. Only one worker checks per interval."""
     if not ledger.try_lock(client, settings.ledger_check_seconds):
         return 0
+    ledger.forget_settled(client, time.time() - settled_memory_seconds(settings))
     lost = ledger.lost_batches(client, settings.ledger_grace_seconds)
     for batch_id, messages in lost.items():
         publish(messages, batch_id)

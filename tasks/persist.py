@@ -12,28 +12,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, WriteConcernError
+from pymongo.errors import PyMongoError
 
 from app.extensions import mongo, redis_store
-from app.queue import PERSIST_TASK, counters, ledger
+from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
 from app.settings import Settings, current_settings
 from app.store import dead_letters
 from app.store import events as event_store
+from app.store.errors import is_transient
+from app.store.events import event_key
+from tasks import accounting
 
 logger = logging.getLogger(__name__)
 
-# Errors that pass: the server is restarting, unreachable, stepping down, too slow, or could
-# not confirm a write under its write concern (which may yet be rolled back).
-# (NotPrimaryError is an AutoReconnect; WTimeoutError a WriteConcernError.)
-TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, ExecutionTimeout, WriteConcernError)
 # For a batch stored outside a worker (tests, tools); a worker passes its settings' value.
 DEFAULT_MAX_AHEAD_SECONDS = Settings().event_max_ahead_seconds
 
@@ -44,61 +43,33 @@ def store_batch(
     batch_id: str,
     messages: Sequence[Mapping[str, Any]],
     max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
+    *,
+    lettered: bool = False,
 ) -> int:
     """Store a batch, dead-letter the events MongoDB refuses, then in one Redis round trip
     hand the batch's tallies to the rollups, remember its recent events (as far ahead as
     `max_ahead_seconds`, ingestion's EVENT_MAX_AHEAD_SECONDS), count its events and settle
     the batch in the ledger; return how many events were new.
 
-    Safe to run again for the same batch: stored events and dead letters are keyed by event
-    id, the tallies cover the events this batch stored, whichever run stored them, and the
-    counts are added by the run that settles the batch.
+    Safe to run again for the same batch: stored events and dead letters are keyed by event,
+    the tallies cover the events this batch stored, whichever run stored them, and the
+    counts are added by the run that settles the batch. A replay (`is_replay`), or a batch
+    an earlier delivery dead-lettered events of (`lettered`), also removes the letters of
+    the events it finds stored.
     """
     outcome = event_store.insert_events(db, messages, batch_id)
     if outcome.rejected:
         logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
-        dead_letters.dead_letter(db, outcome.rejected)
+    dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)
     # Duplicates are events stored before (by this batch's earlier delivery, or another batch)
     # or copies of an event this very insert stored: those are counted once, as inserted.
     inserted = {document["_id"] for document in outcome.documents}
-    earlier = {message["event_id"] for message in outcome.duplicates} - inserted
+    earlier = {event_key(message) for message in outcome.duplicates} - inserted
     owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
-    refused = {message["event_id"] for message, _ in outcome.rejected}
-    settle_batch(client, batch_id, messages, owned, refused, max_ahead_seconds)
+    elsewhere = earlier - {document["_id"] for document in owned}
+    stored = accounting.Stored(owned, elsewhere, dead, held_elsewhere)
+    _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered)
     return len(outcome.inserted)
-
-
-def settle_batch(
-    client: redis.Redis,
-    batch_id: str,
-    messages: Sequence[Mapping[str, Any]],
-    owned: Sequence[Mapping[str, Any]],
-    dead: Collection[str],
-    max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
-) -> None:
-    """In one transaction, so that the ledger never settles a batch whose tallies did not
-    reach the stream: hand the events the batch stored (`owned`) to the rollups and the
-    realtime view, count its events, and settle it.
-
-    Each event id counts once: as persisted if the batch stored it, not at all if it was
-    dead-lettered (`dead`: the dead letters count it), else as repeated (another batch
-    stored it, or it came earlier in this one).
-    """
-    counted: dict[str, list[Mapping[str, Any]]] = {counters.PERSISTED: [], counters.REPEATED: []}
-    first_copies = {event["_id"] for event in owned} | set(dead)
-    for message in messages:
-        event_id = message["event_id"]
-        if event_id in first_copies:
-            first_copies.remove(event_id)
-            if event_id not in dead:
-                counted[counters.PERSISTED].append(message)
-        else:
-            counted[counters.REPEATED].append(message)
-    pipe = client.pipeline(transaction=True)
-    compactor.append_batch(pipe, batch_id, owned)
-    realtime.record(pipe, owned, max_ahead_seconds)
-    ledger.settle(pipe, batch_id, counters.additions(counted))
-    pipe.execute()
 
 
 def dead_letter_batch(
@@ -108,17 +79,70 @@ def dead_letter_batch(
     messages: Sequence[Mapping[str, Any]],
     error: str,
     max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
+    *,
+    lettered: bool = False,
 ) -> None:
     """Give up on a batch whose retries ran out: dead-letter the events no attempt stored,
     and settle it with the events an earlier attempt did store handed to the rollups, as
     a successful run would (their replayed copies would belong to this batch, so nothing
     else would ever count them)."""
-    stored = event_store.stored_events(db, [message["event_id"] for message in messages])
-    owned = [event for event in stored.values() if event.get("batch_id") == batch_id]
-    unstored = [message for message in messages if message["event_id"] not in stored]
-    dead_letters.dead_letter(db, [(message, error) for message in unstored])
-    dead = {message["event_id"] for message in unstored}
-    settle_batch(client, batch_id, messages, owned, dead, max_ahead_seconds)
+    found = event_store.stored_events(db, [event_key(message) for message in messages])
+    owned = [event for event in found.values() if event.get("batch_id") == batch_id]
+    unstored = [message for message in messages if event_key(message) not in found]
+    dead, held_elsewhere = _dead_letter(db, client, batch_id, [(message, error) for message in unstored])
+    stored = accounting.Stored(owned, set(found) - {event["_id"] for event in owned}, dead, held_elsewhere)
+    _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered)
+
+
+def _dead_letter(
+    db: Database[Any], client: redis.Redis, batch_id: str, failures: Sequence[tuple[Mapping[str, Any], str]]
+) -> tuple[set[str], set[str]]:
+    """Dead-letter these events of the batch, the ledger told first, so that a later delivery
+    that stores them removes their letters; the keys dead-lettered, and of those the keys
+    whose letter holds another batch's copy."""
+    if not failures:
+        return set(), set()
+    if not is_replay(batch_id):  # (a replay always looks for letters)
+        ledger.mark_lettered(client, batch_id)
+    held_elsewhere = dead_letters.dead_letter(db, failures, batch_id=batch_id)
+    return {event_key(message) for message, _ in failures}, held_elsewhere
+
+
+def _settle_stored(
+    db: Database[Any],
+    client: redis.Redis,
+    batch_id: str,
+    messages: Sequence[Mapping[str, Any]],
+    stored: accounting.Stored,
+    max_ahead_seconds: int,
+    lettered: bool,
+) -> None:
+    """Remove the letters the stored events leave behind, if any may, then settle the batch."""
+    repeats = accounting.remove_letters(db, batch_id, stored) if lettered or is_replay(batch_id) else set()
+    settle_batch(
+        client,
+        batch_id,
+        stored.owned,
+        accounting.counted(messages, batch_id, stored, repeats),
+        max_ahead_seconds,
+    )
+
+
+def settle_batch(
+    client: redis.Redis,
+    batch_id: str,
+    owned: Sequence[Mapping[str, Any]],
+    counted: Mapping[str, Sequence[Mapping[str, Any]]],
+    max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
+) -> None:
+    """In one transaction, so that the ledger never settles a batch whose tallies did not
+    reach the stream: hand the events the batch stored (`owned`) to the rollups and the
+    realtime view, count its events, and settle it."""
+    pipe = client.pipeline(transaction=True)
+    compactor.append_batch(pipe, batch_id, owned)
+    realtime.record(pipe, owned, max_ahead_seconds)
+    ledger.settle(pipe, batch_id, counters.additions(counted))
+    pipe.execute()
 
 
 def retry_countdown(settings: Settings, retries: int, first_failure_at: float | None) -> float | None:
@@ -138,13 +162,31 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
 
     A batch still failing when the window is spent is dead-lettered (but for the events an
     earlier attempt stored); if even that fails (MongoDB still away), it keeps retrying at
-    the longest interval: nothing is dropped.
+    the longest interval: nothing is dropped. A delivery of a batch the ledger remembers as
+    settled stores nothing: what it could store now (an event dead-lettered then) would
+    reach no rollup, since the rollups add a batch once.
     """
     settings = current_settings()
     batch_id = self.request.id
+    known = ledger.delivery(redis_store.client, batch_id)
+    if known.settled:
+        logger.info("batch %s was settled by an earlier delivery: nothing to store", batch_id)
+        return 0
     try:
-        return store_batch(mongo.db, redis_store.client, batch_id, messages, settings.event_max_ahead_seconds)
-    except TRANSIENT_ERRORS as error:
+        return store_batch(
+            mongo.db,
+            redis_store.client,
+            batch_id,
+            messages,
+            settings.event_max_ahead_seconds,
+            lettered=known.lettered,
+        )
+    except PyMongoError as error:
+        # The server's conditions (unreachable, stepping down, busy, too slow, a write concern
+        # not confirmed) are retried; any other error fails the task, and the ledger sends
+        # the batch again later.
+        if not is_transient(error):
+            raise
         first_failure_at = first_failure_at or time.time()
         countdown = retry_countdown(settings, self.request.retries, first_failure_at)
         if countdown is None:
@@ -156,9 +198,12 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
                     messages,
                     f"retries exhausted: {error}",
                     settings.event_max_ahead_seconds,
+                    lettered=known.lettered,
                 )
                 return 0
-            except TRANSIENT_ERRORS:
+            except PyMongoError as still:
+                if not is_transient(still):
+                    raise
                 countdown = settings.task_retry_backoff_max
         raise self.retry(
             exc=error,

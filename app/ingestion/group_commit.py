@@ -68,9 +68,9 @@ class _Line:
 class GroupCommitter:
     """`outage_errors`: the enqueue's errors that mean the broker is away (nothing queued),
     handed to every request of the group; `unknown_errors`: those that mean the batch was
-    sent but its fate not heard, answered to every request of the group as
-    OutcomeUnknownError. Any other failure of a group is retried one request at a time, so
-    that only the request that caused it fails."""
+    sent but its fate not heard, answered as OutcomeUnknownError to every request of the
+    batch, a group or one request sent again alone. Any other failure of a group is retried
+    one request at a time, so that only the request that caused it fails."""
 
     def __init__(
         self,
@@ -149,23 +149,26 @@ class GroupCommitter:
         while True:
             group = self._next_group(line)
             error = self._commit(group)
-            if isinstance(error, self._unknown_errors):
-                unknown = OutcomeUnknownError(f"events sent to the queue, but not confirmed: {error}")
-                unknown.__cause__ = error
-                self._answer(group, unknown)
-            elif error is not None and len(group) > 1 and not isinstance(error, self._outage_errors):
-                for ticket in group:  # one request's events made the group fail: find it
-                    with line.wakeup:
-                        if ticket.abandoned:  # answered already: its events must stay unsent
-                            continue
-                    self._answer([ticket], self._commit([ticket]))
-            else:
+            # A group fails as a whole when the broker is away, or may hold the batch already.
+            whole = (*self._outage_errors, OutcomeUnknownError)
+            if error is None or len(group) == 1 or isinstance(error, whole):
                 self._answer(group, error)
+                continue
+            for ticket in group:  # one request's events made the group fail: find it
+                with line.wakeup:
+                    if ticket.abandoned:  # answered already: its events must stay unsent
+                        continue
+                self._answer([ticket], self._commit([ticket]))
 
     def _commit(self, group: list[_Ticket]) -> Exception | None:
-        """Enqueue the group's events; the failure, if any (each waiting request answers 503)."""
+        """Enqueue the group's events; the failure, if any, as the requests are answered: an
+        error of `unknown_errors` as OutcomeUnknownError, any other as it was raised."""
         try:
             self.enqueue([message for ticket in group for message in ticket.messages])
+        except self._unknown_errors as failure:
+            unknown = OutcomeUnknownError(f"events sent to the queue, but not confirmed: {failure}")
+            unknown.__cause__ = failure
+            return unknown
         except Exception as failure:
             return failure
         return None

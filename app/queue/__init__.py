@@ -13,3 +13,13 @@ UNACKED_KEY = "unacked"
 ENQUEUED_AT = "enqueued_at"
 # The worker's task that stores a batch, sent by name so that `app/` never imports `tasks/`.
 PERSIST_TASK = "tasks.persist_events"
+# The batch id of a batch `make replay-dead` queued from dead letters starts with this: the
+# mark rides with the batch wherever it goes (a worker's retry, the ledger's resend, a
+# redelivery), so the worker that stores it knows to remove the letters of what it stored.
+REPLAY_PREFIX = "replay-"
+
+
+def is_replay(batch_id: str | None) -> bool:
+    """Whether batch `batch_id` was queued from dead letters (events stored before batches
+    had ids have none)."""
+    return batch_id is not None and batch_id.startswith(REPLAY_PREFIX)

@@ -5,7 +5,8 @@ unacknowledged (HSET): if Redis dies between the two, or before the worker hears
 reply, the message is gone from Redis although it was accepted. So ingestion also writes
 each batch here, a worker settles it once MongoDB holds its events (or its dead letters),
 and a periodic check sends again any batch that has been neither queued, held by a worker,
-nor settled for too long. Sending a batch twice is harmless: events are keyed by event_id.
+nor settled for too long. Sending a batch twice is harmless: events are keyed by event_id,
+and a delivery of a batch the ledger remembers as settled stores nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -22,6 +24,10 @@ from app.queue import counters, snapshot
 
 ORDER_KEY = "analytics:ledger"  # sorted set: batch id -> when it was (last) sent
 BATCHES_KEY = "analytics:ledger:batches"  # hash: batch id -> JSON list of event messages
+# sorted set: batch id -> when it was settled, for as long as a message of it may come back
+SETTLED_KEY = "analytics:ledger:settled"
+# set: batches a delivery dead-lettered events of before it settled them
+LETTERED_KEY = "analytics:ledger:lettered"
 LOCK_KEY = "analytics:ledger:lock"
 
 # The entry's novelty guards the counts, so that a transaction that runs again (a publish
@@ -39,13 +45,16 @@ add_counts(3, 4)
 return 1
 """
 )
-# SETTLE's ARGV: batch id, then the counts.
+# SETTLE's KEYS: ORDER_KEY, BATCHES_KEY, SETTLED_KEY, LETTERED_KEY, the counters' keys;
+# ARGV: batch id, time, then the counts.
 SETTLE = (
     counters.ADD_COUNTS_LUA
     + """
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-add_counts(3, 2)
+add_counts(5, 3)
 return 1
 """
 )
@@ -70,9 +79,43 @@ def settle(
     pipe: redis.client.Pipeline, batch_id: str, counted: counters.Additions = counters.NOTHING
 ) -> None:
     """Add 'this batch is stored, count its events' to the pipeline's commands; counted once,
-    by the first delivery of the batch that settles it."""
-    keys = [ORDER_KEY, BATCHES_KEY, *counted.keys]
-    pipe.eval(SETTLE, len(keys), *keys, batch_id, *counted.args)
+    by the first delivery of the batch that settles it, which the ledger then remembers
+    (`delivery`) until `forget_settled`."""
+    keys = [ORDER_KEY, BATCHES_KEY, SETTLED_KEY, LETTERED_KEY, *counted.keys]
+    pipe.eval(SETTLE, len(keys), *keys, batch_id, time.time(), *counted.args)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the ledger knows of a batch a worker is about to store."""
+
+    # An earlier delivery settled it: its events are all stored, repeated or dead-lettered,
+    # and its tallies are in the rollups, which add a batch once. An event this delivery
+    # stored now would be counted by no one.
+    settled: bool
+    # An earlier delivery dead-lettered some of its events, then died before settling: the
+    # events this one stores may have letters of this batch.
+    lettered: bool
+
+
+def delivery(client: redis.Redis, batch_id: str) -> Delivery:
+    """What the ledger knows of batch `batch_id`, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zscore(SETTLED_KEY, batch_id)
+    pipe.sismember(LETTERED_KEY, batch_id)
+    settled_at, lettered = pipe.execute()
+    return Delivery(settled=settled_at is not None, lettered=bool(lettered))
+
+
+def mark_lettered(client: redis.Redis, batch_id: str) -> None:
+    """Note, before writing them, that batch `batch_id` has dead letters; settling clears it."""
+    client.sadd(LETTERED_KEY, batch_id)
+
+
+def forget_settled(client: redis.Redis, settled_before: float) -> int:
+    """Forget the batches settled before `settled_before` (epoch seconds); return how many."""
+    forgotten: int = client.zremrangebyscore(SETTLED_KEY, "-inf", settled_before)
+    return forgotten
 
 
 def oldest_unsettled(client: redis.Redis) -> float | None:

@@ -12,7 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from app.extensions import celery_app, redis_store
-from app.queue import ENQUEUED_AT, PERSIST_TASK, counters, ledger, transport
+from app.queue import ENQUEUED_AT, PERSIST_TASK, REPLAY_PREFIX, counters, ledger, transport
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,9 @@ def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
     )
 
 
-def enqueue_events(messages: Sequence[Mapping[str, Any]], *, count_as_accepted: bool = True) -> None:
-    """Queue a batch of events, recorded in the ledger and counted as accepted.
+def enqueue_events(messages: Sequence[Mapping[str, Any]], *, replay: bool = False) -> None:
+    """Queue a batch of events, recorded in the ledger and counted as accepted; with `replay`
+    (events of dead letters, accepted once already) marked as a replay and not counted.
 
     Raises kombu's OperationalError when the broker cannot be reached (the caller answers
     503). Through Redis, the bookkeeping goes in the message's own transaction (one round
@@ -50,8 +51,8 @@ def enqueue_events(messages: Sequence[Mapping[str, Any]], *, count_as_accepted: 
     follows the publish and is best effort: once the message is queued the events are
     accepted, and a bookkeeping failure must not become an error the client retries.
     """
-    batch_id = uuid.uuid4().hex
-    counted = counters.additions({counters.ACCEPTED: messages}) if count_as_accepted else counters.NOTHING
+    batch_id = f"{REPLAY_PREFIX if replay else ''}{uuid.uuid4().hex}"
+    counted = counters.NOTHING if replay else counters.additions({counters.ACCEPTED: messages})
     writes = transport.Alongside(lambda pipe: ledger.record(pipe, batch_id, messages, counted))
     if celery_app.conf.task_always_eager:
         # The task runs inside the publish (unit tests): it must find its ledger entry there,

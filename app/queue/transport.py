@@ -11,12 +11,13 @@ command a connection of its own, so threads and greenlets may share the client.
 MULTI/EXEC transaction with `writes`: ingestion's ledger entry and counters reach Redis with
 the message, in one round trip and one fsync; a transaction cut off before its EXEC leaves
 none of them. Once the transaction is sent, a lost or late reply leaves its fate unknown
-(Redis may run it when it answers again): that publish raises PublishOutcomeUnknownError,
-which kombu does not retry, rather than an error that would mean "not queued".
+(Redis may run it when it answers again), and so does a write failing inside it (the others
+ran): that publish raises PublishOutcomeUnknownError, which kombu does not retry, rather than
+an error that would mean "not queued".
 
-`register()` makes this the transport behind `redis://` URLs, so the URL scheme, which
-Flower's broker view and Celery's banner read, stays `redis`; it also registers the `orjson`
-serializer the persist messages are written with.
+`register()` makes this the transport behind `redis://` and `rediss://` (TLS) URLs, so the
+URL scheme, which Flower's broker view and Celery's banner read, stays as given; it also
+registers the `orjson` serializer the persist messages are written with.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
+
+from app.settings import REDIS_URL_SCHEMES
 
 
 class PublishOutcomeUnknownError(Exception):
@@ -91,9 +94,16 @@ class Channel(kombu_redis.Channel):
             # nothing (kombu may retry it), is told apart from a failure once the EXEC was sent.
             pipe.connection = client.connection_pool.get_connection()
             try:
-                pipe.execute()
+                # Errors of commands that ran come back as replies: MULTI/EXEC has no rollback,
+                # so the others ran. An error raised is Redis refusing the whole transaction
+                # before running any of it (EXECABORT: out of memory, a read-only replica...),
+                # or the reply lost.
+                replies = pipe.execute(raise_on_error=False)
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 raise PublishOutcomeUnknownError(f"no reply from Redis to the enqueue: {error}") from error
+        failed = [reply for reply in replies if isinstance(reply, Exception)]
+        if failed:
+            raise PublishOutcomeUnknownError(f"Redis ran the enqueue, but a write of it failed: {failed[0]}")
         writes.sent = True
 
 
@@ -108,9 +118,11 @@ ORJSON = "orjson"
 
 
 def register() -> None:
-    """Serve `redis://` broker URLs with this transport and make the `orjson` serializer known;
-    call before Celery connects (idempotent)."""
-    TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
+    """Serve the broker URLs of every scheme REDIS_URL may use (`redis://`, `rediss://`) with
+    this transport and make the `orjson` serializer known; call before Celery connects
+    (idempotent)."""
+    for scheme in REDIS_URL_SCHEMES:
+        TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
     kombu.serialization.register(ORJSON, orjson.dumps, None, content_type="application/json")
     # register() also made "orjson" the name kombu answers application/json requests in (the
     # remote-control replies Flower asks for); those keep kombu's json, which encodes more types.

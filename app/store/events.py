@@ -13,6 +13,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from app.store import DUPLICATE_KEY, find_by_ids, is_ferretdb, raise_unconfirmed
+from app.store.errors import is_transient
 
 EVENTS = "events"
 
@@ -41,14 +42,21 @@ def ensure_indexes(db: Database[Any]) -> None:
         db[EVENTS].create_indexes(wanted)
 
 
+def event_key(message: Mapping[str, Any]) -> str:
+    """The `_id` an event message is stored under, and its dead letter too (the one place
+    that says how an event is keyed). The event_id: a server finds and deduplicates events
+    by `_id` fastest."""
+    key: str = message["event_id"]
+    return key
+
+
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
     """The stored form of one queued event message (see `app.schemas.EventSchema`).
 
-    `_id` is the event_id: a server finds and deduplicates events by `_id` fastest.
     `batch_id` records which queued batch stored the event (see `owned_events`).
     """
     return {
-        "_id": message["event_id"],
+        "_id": event_key(message),
         "event_id": message["event_id"],
         "batch_id": batch_id,
         "site_id": message["site_id"],
@@ -80,8 +88,9 @@ def insert_events(
 
     Events already stored (same `event_id`) are skipped, so storing the same messages again
     changes nothing. Events the server refuses for any other reason come back in `rejected`
-    with the server's message. Connection errors, timeouts and an unmet write concern
-    (`WriteConcernError`) are raised.
+    with the server's message. Connection errors, timeouts, an unmet write concern
+    (`WriteConcernError`) and write errors of the server's condition (`is_transient`: a write
+    conflict, a busy store) are raised, for the whole batch to be tried again.
     """
     if not messages:
         return InsertOutcome()
@@ -91,6 +100,8 @@ def insert_events(
         db[EVENTS].insert_many(documents, ordered=False)
     except BulkWriteError as error:
         raise_unconfirmed(error)
+        if is_transient(error):  # a write error of the server's condition (a write conflict ...)
+            raise
         failed = {e["index"]: e for e in error.details["writeErrors"]}
         return InsertOutcome(
             inserted=[m for i, m in enumerate(messages) if i not in failed],

@@ -53,17 +53,6 @@ def test_celery_acknowledges_late_and_requeues_work_of_lost_workers():
     assert config["worker_send_task_events"] is False
 
 
-def test_a_publisher_hears_redis_within_half_a_broker_timeout_and_never_sends_a_publish_again():
-    """Ingestion's request waits one broker timeout for the outcome of an enqueue it sent."""
-    settings = Settings(broker_timeout_seconds=1.0)
-    publisher = celery_config(settings, consumes=False)
-    assert publisher["broker_transport_options"]["socket_timeout"] == 0.5
-    assert publisher["task_publish_retry_policy"]["max_retries"] == 0
-    worker = celery_config(settings)
-    assert worker["broker_transport_options"]["socket_timeout"] >= 5  # its BRPOP polls block 1 s
-    assert worker["task_publish_retry_policy"]["max_retries"] > 0
-
-
 def test_env_example_and_the_configuration_doc_are_generated_from_the_settings():
     """Edit a help text in app/settings.py without `make settings-docs`, and this fails."""
     for path, text in expected_files().items():

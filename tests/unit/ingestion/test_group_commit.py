@@ -246,3 +246,27 @@ def test_a_group_whose_send_may_have_landed_is_answered_unknown_and_never_sent_a
     assert len(errors) == 3
     assert all(isinstance(error, OutcomeUnknownError) for error in errors.values())
     assert [len(batch) for batch in batches] == [1, 3]
+
+
+def test_a_request_retried_alone_whose_send_may_have_landed_learns_the_outcome_is_unknown():
+    """The group failed for another request's events; sent again alone, this request's
+    transaction got no reply: it may be queued, so it is never told it was not."""
+    queue = GatedQueue()
+
+    def enqueue(messages):
+        queue(messages)
+        if any(message["n"] == "poison" for message in messages):
+            raise ValueError("cannot serialise the poison")
+        if len(queue.batches) > 1:
+            raise TimeoutError("no reply to EXEC")
+
+    committer = GroupCommitter(enqueue, unknown_errors=(TimeoutError,))
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    waiting, errors = submit_in_threads(committer, [[{"n": 1}], [{"n": "poison"}]])
+    queue.release.set()
+    for thread in first + waiting:
+        thread.join(10)
+    assert [len(batch) for batch in queue.batches] == [1, 2, 1, 1]  # the group, then each alone
+    assert isinstance(errors[0], OutcomeUnknownError)
+    assert isinstance(errors[1], ValueError)

@@ -127,6 +127,20 @@ def test_a_batch_whose_enqueue_got_no_reply_gets_504_with_its_event_ids_by_index
     assert event_ids["2"] == batch[2]["event_id"]
 
 
+def test_an_unknown_outcome_raised_past_the_committer_is_a_504_not_a_500(ingestion, monkeypatch):
+    """Wherever an enqueue's unknown outcome surfaces, the answer never says "not queued"
+    nor "server error"."""
+
+    def submit(*args, **kwargs):
+        raise PublishOutcomeUnknownError("no reply from Redis to the enqueue")
+
+    monkeypatch.setattr(views.committer, "submit", submit)
+    response = post(ingestion, SEED_BODY)
+    assert response.status_code == 504
+    assert response.headers["Retry-After"].isdigit()
+    assert "may or may not" in response.get_json()["message"]
+
+
 def test_unknown_routes_and_methods_answer_in_json(ingestion):
     missing = ingestion.get("/nope")
     assert missing.status_code == 404

@@ -150,7 +150,7 @@ def test_a_batch_wholly_outside_the_window_is_a_400_by_index(ingestion):
 def test_replay_dead_stores_old_events_whatever_the_window(ingestion_app, db):
     """The window is for clients: events already accepted are never refused later."""
     old = [make_message(site_id=new_site_id(), timestamp="2025-11-15T10:00:00Z") for _ in range(2)]
-    dead_letters.dead_letter(db, [(event, "refused") for event in old])
+    dead_letters.dead_letter(db, [(event, "refused") for event in old], batch_id="batch-0")
     result = ingestion_app.test_cli_runner().invoke(args=["replay-dead"])
     assert result.exit_code == 0, result.output
     assert db[event_store.EVENTS].count_documents({"site_id": {"$in": [e["site_id"] for e in old]}}) == 2

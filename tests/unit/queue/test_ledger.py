@@ -74,3 +74,31 @@ def test_only_one_worker_checks_per_interval(counter_store, monkeypatch):
     record(counter_store, "b1", time.time() - 60)
     assert ledger.try_lock(counter_store, 30)
     assert maintenance.resend_lost_batches(counter_store, Settings(ledger_grace_seconds=10)) == 0
+
+
+def settle(client, batch_id):
+    pipe = client.pipeline()
+    ledger.settle(pipe, batch_id)
+    pipe.execute()
+
+
+def test_a_settled_batch_is_remembered_until_no_message_of_it_can_come_back(counter_store, monkeypatch):
+    monkeypatch.setattr(maintenance, "publish", lambda messages, batch_id: None)
+    settings = Settings(broker_visibility_timeout=300, task_retry_backoff_max=60)
+    record(counter_store, "b1", time.time())
+    settle(counter_store, "b1")
+    assert ledger.delivery(counter_store, "b1").settled
+    maintenance.resend_lost_batches(counter_store, settings)
+    assert ledger.delivery(counter_store, "b1").settled
+    long_ago = time.time() - maintenance.settled_memory_seconds(settings) - 1
+    counter_store.zadd(ledger.SETTLED_KEY, {"b1": long_ago})
+    counter_store.delete(ledger.LOCK_KEY)
+    maintenance.resend_lost_batches(counter_store, settings)
+    assert not ledger.delivery(counter_store, "b1").settled
+
+
+def test_a_batch_marked_lettered_is_no_longer_once_settled(counter_store):
+    ledger.mark_lettered(counter_store, "b1")
+    assert ledger.delivery(counter_store, "b1") == ledger.Delivery(settled=False, lettered=True)
+    settle(counter_store, "b1")
+    assert ledger.delivery(counter_store, "b1") == ledger.Delivery(settled=True, lettered=False)

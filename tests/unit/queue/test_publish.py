@@ -7,7 +7,6 @@ import kombu.serialization
 import pytest
 
 from app.queue import counters, ledger, publish, transport
-from app.store import events as event_store
 from tasks import persist
 from tools.factories import make_message
 
@@ -21,7 +20,7 @@ def worker_app(ingestion_app):
 
 def test_enqueued_events_count_as_accepted_unless_replayed(worker_app, counter_store):
     publish.enqueue_events([make_message(), make_message()])
-    publish.enqueue_events([make_message()], count_as_accepted=False)
+    publish.enqueue_events([make_message()], replay=True)
     assert counters.totals(counter_store).accepted == 2
 
 
@@ -35,10 +34,14 @@ def test_a_stored_batch_is_settled_in_the_ledger(worker_app, counter_store, monk
     assert ledger.outstanding(counter_store) == 0
 
 
-def test_a_counter_failure_after_the_enqueue_does_not_fail_it(worker_app, redis_server, db):
+def test_a_counter_failure_after_the_enqueue_does_not_fail_it(worker_app, redis_server, monkeypatch):
+    """Through another transport than Redis (here tasks run eagerly) the ledger entry and
+    counts are written apart, best effort: once the message is sent, the events are accepted."""
+    published = []
+    monkeypatch.setattr(publish, "publish", lambda messages, batch_id: published.append(messages))
     redis_server.connected = False
     publish.enqueue_events([make_message()])
-    assert db[event_store.EVENTS].count_documents({}) == 1
+    assert len(published) == 1
 
 
 def test_a_batch_is_serialised_as_plain_json_that_kombus_decoder_reads_back():

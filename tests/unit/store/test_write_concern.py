@@ -50,7 +50,7 @@ def test_events_stored_without_the_write_concern_met_are_raised_not_counted(db, 
 
 def test_dead_letters_kept_without_the_write_concern_met_are_raised(db, unconfirmed_inserts):
     with pytest.raises(WriteConcernError):
-        dead_letters.dead_letter(db, [(make_message(), "refused")])
+        dead_letters.dead_letter(db, [(make_message(), "refused")], batch_id="batch-0")
 
 
 def test_a_batch_whose_write_concern_failed_is_retried_and_stays_in_the_ledger(

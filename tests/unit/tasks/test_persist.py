@@ -1,12 +1,13 @@
 """The worker's persistence logic, without a worker: mongomock and an in-memory Redis."""
 
+import sys
 import time
 from datetime import UTC, datetime
 
 import pytest
 import redis
 from celery.exceptions import Retry
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
 from app.queue import counters, ledger
 from app.rollups import compactor
@@ -18,9 +19,10 @@ from tools.factories import make_message
 
 
 def queued(client, batch_id, messages):
-    """The ledger entry ingestion makes for a batch it queues."""
+    """The ledger entry ingestion makes for a batch it queues, with its events counted as
+    accepted."""
     pipe = client.pipeline()
-    ledger.record(pipe, batch_id, messages)
+    ledger.record(pipe, batch_id, messages, counters.additions({counters.ACCEPTED: messages}))
     pipe.execute()
 
 
@@ -63,7 +65,7 @@ def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, count
     monkeypatch.setattr(event_store, "insert_events", lambda db, messages, batch_id: outcome)
     queued(counter_store, "batch-1", [good, bad])
     assert persist.store_batch(db, counter_store, "batch-1", [good, bad]) == 1
-    [letter] = dead_letters.dead_letters(db, limit=5)
+    [letter] = list(dead_letters.dead_letters(db))
     assert letter["event"] == bad
     assert letter["error"] == "Document failed validation"
     assert counters.totals(counter_store).persisted == 1
@@ -88,8 +90,8 @@ def failing_store(*args, **kwargs):
     raise AutoReconnect("connection refused")
 
 
-def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(worker_app, monkeypatch):
-    monkeypatch.setattr(persist, "store_batch", failing_store)
+def scheduled_retries(monkeypatch):
+    """The retries the persist task schedules, instead of scheduling them."""
     retries = []
 
     def schedule_retry(**kwargs):
@@ -97,8 +99,13 @@ def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(wo
         return Retry()
 
     monkeypatch.setattr(persist.persist_events, "retry", schedule_retry)
-    with pytest.raises(Retry):
-        persist.persist_events.run([make_message()])
+    return retries
+
+
+def test_a_transient_error_schedules_a_retry_that_remembers_the_first_failure(worker_app, monkeypatch):
+    monkeypatch.setattr(persist, "store_batch", failing_store)
+    retries = scheduled_retries(monkeypatch)
+    persist.persist_events.apply([[make_message()]], task_id="batch-1")
     [scheduled] = retries
     assert scheduled["kwargs"]["first_failure_at"] == pytest.approx(time.time(), abs=5)
     assert scheduled["max_retries"] is None
@@ -110,7 +117,7 @@ def test_a_batch_failing_past_the_retry_window_is_dead_lettered(worker_app, db, 
     window = worker_app.extensions["settings"].task_retry_window_seconds
     gave_up_at = {"first_failure_at": time.time() - window - 1}
     assert persist.persist_events.apply([events], gave_up_at, task_id="batch-1").get() == 0
-    letters = dead_letters.dead_letters(db, limit=5)
+    letters = list(dead_letters.dead_letters(db))
     assert sorted(letter["event"]["event_id"] for letter in letters) == sorted(e["event_id"] for e in events)
     assert all(letter["error"].startswith("retries exhausted") for letter in letters)
 
@@ -125,7 +132,7 @@ def test_events_stored_before_the_retries_ran_out_stay_counted_and_only_the_rest
     window = worker_app.extensions["settings"].task_retry_window_seconds
     gave_up_at = {"first_failure_at": time.time() - window - 1}
     persist.persist_events.apply([[stored, unstored]], gave_up_at, task_id="batch-1")
-    assert [letter["event"] for letter in dead_letters.dead_letters(db, limit=5)] == [unstored]
+    assert [letter["event"] for letter in list(dead_letters.dead_letters(db))] == [unstored]
     compactor.compact(db, counter_store)
     url = "/stats?site_id=site-abc-123&date=2025-11-15"
     stats = reporting.get(url).get_json()
@@ -133,3 +140,66 @@ def test_events_stored_before_the_retries_ran_out_stay_counted_and_only_the_rest
     assert stats == reporting.get(url.replace("/stats", "/stats/aggregated")).get_json()
     assert counters.totals(counter_store).persisted == 1
     assert ledger.outstanding(counter_store) == 0
+
+
+@pytest.mark.parametrize(
+    "code", [1, 24, 112, 262], ids=["InternalError", "LockTimeout", "WriteConflict", "ExceededTimeLimit"]
+)
+def test_a_server_condition_the_store_calls_transient_is_retried_by_the_persist_task(
+    worker_app, counter_store, monkeypatch, code
+):
+    """FerretDB answers InternalError when SQLite is busy; MongoDB a write conflict or a time
+    limit: conditions that pass, so the batch is retried within its window, not failed."""
+
+    def server_condition(*args, **kwargs):
+        raise OperationFailure("database is locked", code=code)
+
+    monkeypatch.setattr(persist, "store_batch", server_condition)
+    retries = scheduled_retries(monkeypatch)
+    queued(counter_store, "batch-1", [make_message()])
+    persist.persist_events.apply([[make_message()]], task_id="batch-1")
+    assert len(retries) == 1
+    assert ledger.outstanding(counter_store) == 1
+
+
+def test_an_event_write_failing_for_a_server_condition_is_retried_not_dead_lettered(
+    worker_app, db, counter_store, monkeypatch
+):
+    """A write error with a transient code (here a write conflict) says nothing against the
+    event: dead-lettering it would need an operator's replay for a passing condition."""
+    collection_type = type(db[event_store.EVENTS])
+
+    def insert_many(self, documents, ordered=True):
+        raise BulkWriteError(
+            {"writeErrors": [{"index": 0, "code": 112, "errmsg": "WriteConflict"}], "writeConcernErrors": []}
+        )
+
+    monkeypatch.setattr(collection_type, "insert_many", insert_many)
+    retries = scheduled_retries(monkeypatch)
+    queued(counter_store, "batch-1", [make_message()])
+    persist.persist_events.apply([[make_message()]], task_id="batch-1")
+    assert len(retries) == 1
+    assert dead_letters.count_dead_letters(db) == 0
+    assert ledger.outstanding(counter_store) == 1
+
+
+def test_a_given_up_batch_killed_before_settling_keeps_no_letter_for_what_it_stores_when_it_comes_back(
+    worker_app, db, counter_store, reporting, monkeypatch
+):
+    """The worker dead-lettered the batch, then died before settling it; the message comes
+    back and MongoDB is back too: its events are stored, and their letters must go."""
+    events = [make_message(), make_message()]
+    queued(counter_store, "batch-1", events)
+    window = worker_app.extensions["settings"].task_retry_window_seconds
+    gave_up_at = {"first_failure_at": time.time() - window - 1}
+    with monkeypatch.context() as patch:
+        patch.setattr(persist, "store_batch", failing_store)
+        patch.setattr(persist, "settle_batch", lambda *args, **kwargs: sys.exit("worker killed"))
+        with pytest.raises(SystemExit):
+            persist.persist_events.apply([events], gave_up_at, task_id="batch-1")
+    assert dead_letters.count_dead_letters(db) == 2
+    persist.persist_events.apply([events], gave_up_at, task_id="batch-1")  # comes back
+    assert db[event_store.EVENTS].count_documents({}) == 2
+    assert dead_letters.count_dead_letters(db) == 0
+    health = reporting.get("/health/pipeline").get_json()["events"]
+    assert (health["persisted"], health["dead"], health["unaccounted"]) == (2, 0, 0)
