@@ -214,14 +214,14 @@ def print_open_table(rows: Sequence[RowResult]) -> None:
         drain = "-" if row.drain is None else ("never" if drained is None else f"{drained:.2f}")
         events = events_of(row) or math.nan
         per_group = "".join(
-            f"{figure(row.cpu_seconds.get(group, math.nan) * 1000 / events, '.2f'):>8}"
+            f"{figure(row.cpu_seconds.get(group, math.nan) * 1000 / events, '.2f'):>10}"
             for group in PROCESS_GROUPS
         )
         print(
             f"{row.label:<20}{figure(row.load.served, ',.0f'):>9}{figure(row.load.p50 * 1000, '.1f'):>7}"
             f"{figure(row.load.p99 * 1000, '.1f'):>8}{figure(row.load.max * 1000, ',.0f'):>9}"
             f"{row.load.timed_out:>6}{row.load.failures:>6}{drain:>9}{figure(row.end_to_end, ',.0f'):>7}"
-            f"{figure(cpu_seconds_per_thousand(row), '.2f'):>9}{per_group}"
+            f"{figure(cpu_seconds_per_thousand(row), '.2f'):>10}{per_group}"
         )
     print(
         "t/o: requests vegeta gave up on after its timeout; fail: every request not answered 200;"

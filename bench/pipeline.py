@@ -51,6 +51,7 @@ It prints figures and never asserts them; every process it started stops at the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -525,7 +526,7 @@ def run_row(
         drain = wait_for_stats(pipeline, sites, accepted_before, load_end, args.drain_seconds)
     cpu = cpu_since(cpu_before, pipeline.pids)
     accepted = drain.accepted
-    load_result = Load(sent.offered, sent.sent, accepted, sent.seconds, sent.p50, sent.p99, sent.failures)
+    load_result = dataclasses.replace(sent, accepted=accepted)
     samples = sampler.sorted()
     return RowResult(label, load_result, cpu, summarise_samples(samples, sent.seconds), drain, samples)
 
