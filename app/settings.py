@@ -155,7 +155,7 @@ class Settings:
     site_rate_limit: str = setting(
         "1000/second",
         LIMITS,
-        "Ingestion requests carrying events of one site, from all addresses, counted apart for "
+        "Events of one site, from all addresses (a batch counts by its events), counted apart for "
         "its pages (`Origin` or `Referer`) and for servers (`off`: no limit).",
     )
     reporting_rate_limit: str = setting(

@@ -79,12 +79,12 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(limited)
 
 
 def test_one_site_over_its_rate_gets_429_whatever_the_address(limited):
-    ingestion = limited("ingestion", site_rate_limit="2/minute")
+    ingestion = limited("ingestion", site_rate_limit="3/minute")
     busy, other = make_event(site_id="busy.example"), make_event(site_id="other.example")
     assert post(ingestion, busy, address="198.51.100.1").status_code == 200
-    # A batch counts once for each site it carries, however many of its events.
+    # A batch counts each site it carries by its events.
     assert post(ingestion, [busy, busy, other], address="198.51.100.2", path="/events").status_code == 200
-    assert_rate_limited(post(ingestion, busy, address="198.51.100.3"), 2)
+    assert_rate_limited(post(ingestion, busy, address="198.51.100.3"), 3)
     assert post(ingestion, other).status_code == 200
 
 
@@ -333,3 +333,15 @@ def test_when_the_counters_redis_fails_the_limits_pause_instead_of_waiting_on_it
     redis_server.connected = False
     assert [post(ingestion, make_event()).status_code for _ in range(3)] == [200] * 3
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("storage", ["", "memory://"])
+def test_a_sites_windows_count_its_events_so_batches_cannot_flood_the_queue(limited, storage):
+    """A forger's 500-event batches would otherwise cost a site's window what one beacon does."""
+    limits = {"ingestion_rate_limit": "3/minute", "site_rate_limit": "5/minute"}
+    ingestion = limited("ingestion", rate_limit_storage_url=storage, **limits)
+    batch = [make_event(site_id="busy.example") for _ in range(3)]
+    assert post(ingestion, batch, path="/events").status_code == 200  # 3 of the site's 5
+    assert_rate_limited(post(ingestion, batch, path="/events", address="198.51.100.8"), 5)
+    other = [make_event(site_id="other.example") for _ in range(3)]
+    assert post(ingestion, other, path="/events").status_code == 200  # the address: 2 of its 3 requests
