@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.pipeline [--prefill 100000] [--seconds 30] [--import-events 300000]
                                        [--rows all|open|closed] [--open-seconds 15]
+                                       [--set NAME=VALUE ...]
     .venv/bin/python -m bench.pipeline --soak-minutes 10 [--soak-rate 1000] --prefill 1000000
 
 Everything runs as `make run` runs it, on loopback, with its data in a temporary directory:
@@ -363,11 +364,13 @@ class Pipeline:
 
 
 @contextmanager
-def running_pipeline(root: Path, prefill: int) -> Iterator[Pipeline]:
-    """Redis and the MongoDB server, pre-filled; then the worker, ingestion and reporting.
-    All stop on leaving, also after an error or Ctrl-C."""
+def running_pipeline(root: Path, prefill: int, settings: dict[str, str]) -> Iterator[Pipeline]:
+    """Redis and the MongoDB server, pre-filled; then the worker, ingestion and reporting,
+    with `settings` added to their environment. All stop on leaving, also after an error or
+    Ctrl-C."""
     with ExitStack() as stack:
         env, mongod = stack.enter_context(servers(root))
+        env = {**env, **settings}
         if prefill:
             prefill_store(env, prefill)
         worker = ManagedProcess("worker", celery_argv("worker"), env, root).start()
@@ -1021,6 +1024,14 @@ def parse_args() -> argparse.Namespace:
         default="all",
         help="the open-loop rows (vegeta), the closed-loop ones (hey), or both (default)",
     )
+    parser.add_argument(
+        "--set",
+        type=setting_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every service, e.g. GROUP_COMMIT_LINGER_MS=0 (repeatable)",
+    )
     parser.add_argument("--soak-minutes", type=int, default=0, help="run the soak instead, for M minutes")
     parser.add_argument("--soak-rate", type=int, default=FIXED_RATE, help="events/s offered in the soak")
     parser.add_argument("--logs", type=Path, help="copy the processes' logs into this directory at the end")
@@ -1036,6 +1047,13 @@ def parse_args() -> argparse.Namespace:
     if min(args.prefill, args.import_events, args.soak_minutes) < 0 or args.soak_rate < FIXED_CLIENTS:
         parser.error(f"counts must not be negative, and --soak-rate at least {FIXED_CLIENTS}")
     return args
+
+
+def setting_pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def keep_logs(run_dir: Path, destination: Path) -> None:
@@ -1056,9 +1074,11 @@ def main() -> None:
         sys.exit("bench: `hey` is not on PATH; install it (Debian: apt-get install hey) and run again")
     stop_on_sigterm()
     print_header()
+    if args.set:
+        print("settings: " + " ".join(f"{name}={value}" for name, value in args.set), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         try:
-            with running_pipeline(Path(tmp), args.prefill) as pipeline:
+            with running_pipeline(Path(tmp), args.prefill, dict(args.set)) as pipeline:
                 if args.soak_minutes:
                     soak(pipeline, args)
                     return
