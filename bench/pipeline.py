@@ -682,7 +682,7 @@ def reference_rows(pipeline: Pipeline, args: argparse.Namespace) -> tuple[list[R
             measured(
                 f"bare {rate:,}/s", partial(open_loop, url, body, rate, args.open_seconds, pipeline.run_dir)
             )
-            for rate in OPEN_RATES
+            for rate in args.open_rates
             if args.rows != "closed"
         ]
     return closed, opened
@@ -691,7 +691,7 @@ def reference_rows(pipeline: Pipeline, args: argparse.Namespace) -> tuple[list[R
 def open_loop_rows(pipeline: Pipeline, args: argparse.Namespace) -> list[RowResult]:
     """`POST /event` at each open-loop rate, a site of its own a row."""
     rows = []
-    for rate in OPEN_RATES:
+    for rate in args.open_rates:
         sites = today_sites()
         body = write_body(
             pipeline.run_dir, f"open-{rate}", single_event_body(sites.ids[0], datetime.now(UTC))
@@ -1017,6 +1017,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--open-seconds", type=float, default=15, help="length of each open-loop row (default 15)"
+    )
+    parser.add_argument(
+        "--open-rates",
+        type=int,
+        nargs="+",
+        default=list(OPEN_RATES),
+        help="the open-loop rows' rates, events/s (default 50 500 1000)",
     )
     parser.add_argument(
         "--rows",
