@@ -19,14 +19,38 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bench.ingest import Verdict
 from bench.loads import Load, percentile
 from tools.processes import ROOT
 
-if TYPE_CHECKING:
-    from bench.pipeline import RowResult
+
+class Drained(Protocol):
+    """How a row's events reached `/stats` (bench/pipeline.py's Drain)."""
+
+    @property
+    def seconds(self) -> float | None: ...
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def complete(self) -> bool: ...
+
+
+class RowResult(Protocol):
+    """A measured row (bench/pipeline.py's RowResult), as the open-loop figures read it."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def load(self) -> Load: ...
+    @property
+    def cpu_seconds(self) -> dict[str, float]: ...
+    @property
+    def drain(self) -> Drained | None: ...
+    @property
+    def end_to_end(self) -> float: ...
+
 
 LOCAL_VEGETA = ROOT / ".local" / "bin" / "vegeta"
 OPEN_RATES = (50, 500, 1000)  # events (= requests) per second
