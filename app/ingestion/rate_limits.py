@@ -26,7 +26,13 @@ anyone can send without an `Origin`, so a forger's requests of that kind, from h
 addresses, use up only the servers' budget, never the one its visitors' browsers share. (A
 site that requires a server key refuses them outright.)
 
-All the windows of a request are counted in one Redis script call: Flask-Limiter's request
+Windows whose limit brings at least a request per sync interval (the defaults) are counted
+in each process and reconciled with Redis in the background (app/ingestion/local_counts.py):
+no Redis call a request, at the price of a bounded overshoot. A request with a smaller
+limit among its windows (a limit of a few a minute, which every process would overshoot
+before a sync) has all of them counted in Redis, exactly, as follows.
+
+All the windows of such a request are counted in one Redis script call: Flask-Limiter's request
 hook and one call per window cost more than the rest of the endpoint's edge checks
 (docs/decisions/one-call-rate-limits.md). The script counts in order and stops at the first
 window over, as one `limits` fixed-window hit after another would: an address over its rate
@@ -50,6 +56,8 @@ from redis.commands.core import Script
 
 from app.access.origins import request_sender
 from app.client_address import request_limited_address
+from app.ingestion import local_counts
+from app.ingestion.local_counts import LocalCounts
 from app.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
 
 logger = logging.getLogger(__name__)
@@ -97,9 +105,17 @@ class IngestionLimits:
 
     def __post_init__(self) -> None:
         storage = self.strategy.storage
-        self.script: Script | None = (
-            storage.get_connection().register_script(COUNT_WINDOWS) if type(storage) is RedisStorage else None
-        )
+        self.script: Script | None = None
+        self.local: LocalCounts | None = None
+        if type(storage) is RedisStorage:
+            connection = storage.get_connection()
+            self.script = connection.register_script(COUNT_WINDOWS)
+            self.local = LocalCounts(connection.register_script(local_counts.SYNC_WINDOWS), self.pause)
+
+    def pause(self, error: Exception) -> None:
+        """Fail open for a while: see app/ratelimit.py."""
+        self.paused_until = time.monotonic() + PAUSE_SECONDS
+        logger.warning("ingestion rate limits paused: their storage failed: %s", error)
 
     def windows(
         self, address: str, site_events: Mapping[str, int] | None = None, sender: str = ""
@@ -119,16 +135,21 @@ class IngestionLimits:
         rate is remembered until its window ends."""
         if not windows or time.monotonic() < self.paused_until:
             return None
-        try:
-            over = self.first_over(windows)
-            if over is None:
+        if self.local is not None and all(counted_in_process(item) for item, _, _ in windows):
+            over_in_process = self.first_over_in_process(self.local, windows)
+            if over_in_process is None:
                 return None
-            item, identifiers, _ = over
-            reset_at = self.strategy.get_window_stats(item, *identifiers).reset_time
-        except Exception as error:  # fail open: see app/ratelimit.py
-            self.paused_until = time.monotonic() + PAUSE_SECONDS
-            logger.warning("ingestion rate limits paused: their storage failed: %s", error)
-            return None
+            (item, identifiers, _), reset_at = over_in_process
+        else:
+            try:
+                over = self.first_over(windows)
+                if over is None:
+                    return None
+                item, identifiers, _ = over
+                reset_at = self.strategy.get_window_stats(item, *identifiers).reset_time
+            except Exception as error:  # fail open: see app/ratelimit.py
+                self.pause(error)
+                return None
         if identifiers[0] == "address":
             self._remember_over(identifiers[1], (item, reset_at))
         return item, reset_at
@@ -149,6 +170,18 @@ class IngestionLimits:
                 self.over_addresses.clear()
         self.over_addresses[address] = over
 
+    def first_over_in_process(self, local: LocalCounts, windows: list[Window]) -> tuple[Window, float] | None:
+        """Count `windows` in order in this process, up to the first over; it and its end."""
+        storage = self.strategy.storage
+        assert isinstance(storage, RedisStorage)
+        for window in windows:
+            item, identifiers, cost = window
+            key = storage.prefixed_key(item.key_for(*identifiers))
+            ends = local.hit(key, item.amount, item.get_expiry(), cost)
+            if ends is not None:
+                return window, ends
+        return None
+
     def first_over(self, windows: list[Window]) -> Window | None:
         if self.script is None:
             return next(
@@ -166,6 +199,11 @@ class IngestionLimits:
         args += [cost for _, _, cost in windows]
         position = int(self.script(keys=keys, args=args))
         return windows[position - 1] if position else None
+
+
+def counted_in_process(item: RateLimitItem) -> bool:
+    """A limit of at least a request per sync interval: its overshoot stays small beside it."""
+    return item.amount * local_counts.SYNC_SECONDS >= item.get_expiry()
 
 
 def limits_of_app() -> IngestionLimits:
