@@ -99,7 +99,14 @@ bench-ingest: install redis-server-bin ## Ingestion throughput and latency again
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
 	$(PYTHON) -m bench.ingest $(ARGS)
 
-bench-pipeline: install redis-server-bin mongo-bin ## End to end, every process as `make run` starts it, on a pre-filled store (prints a table; ARGS=options)
+# vegeta, the open-loop generator of `make bench-pipeline`: pinned, from the Go module proxy.
+VEGETA := .local/bin/vegeta
+VEGETA_VERSION := v12.12.0
+
+$(VEGETA):
+	GOBIN=$(CURDIR)/.local/bin go install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION)
+
+bench-pipeline: install redis-server-bin mongo-bin $(VEGETA) ## End to end, every process as `make run` starts it, on a pre-filled store (prints a table; ARGS=options)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
 	$(PYTHON) -m bench.pipeline $(ARGS)
 

@@ -1,6 +1,7 @@
 """Rate limits counted in Redis: per key on reporting (Flask-Limiter), per client address and
-per site on ingestion (app/ingestion/rate_limits.py); a request over one gets the
-contract's 429 with `Retry-After` and `RateLimit-*`.
+per site on ingestion (app/ingestion/rate_limits.py, large limits counted in each process and
+synced with Redis in the background); a request over one gets the contract's 429 with
+`Retry-After` and `RateLimit-*`.
 
 Both count fixed windows: one increment per limit and request, the cheapest strategy, at
 the price of up to twice the rate across a window's edge.

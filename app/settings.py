@@ -95,10 +95,12 @@ class Settings:
     group_commit_linger_ms: float = setting(
         10.0,
         INGESTION,
-        "How long a request may wait for others to share its enqueue (one queued message for "
-        "the worker). Longer lingers make fewer, larger messages, so the worker stores more events "
-        "per second of CPU, at the cost of that wait in each answer; 0 queues at once. The default "
-        "is the best end-to-end figure of `make bench-pipeline` (docs/decisions/group-commit-linger.md).",
+        "The longest a group of requests may wait for others to share its enqueue (one queued "
+        "message for the worker), counted from its oldest request. A group waits only while "
+        "another request is expected within it, judged from the recent gaps between requests, so "
+        "a lone request goes at once; under load, longer windows make fewer, larger messages, "
+        "which the worker stores with less CPU per event, at the cost of that wait in each answer. "
+        "0 never waits (docs/decisions/adaptive-linger.md).",
     )
     worker_concurrency: int = setting(2, WORKER, "Processes per Celery worker.")
     broker_visibility_timeout: int = setting(
@@ -155,7 +157,7 @@ class Settings:
     site_rate_limit: str = setting(
         "1000/second",
         LIMITS,
-        "Ingestion requests carrying events of one site, from all addresses, counted apart for "
+        "Events of one site, from all addresses (a batch counts by its events), counted apart for "
         "its pages (`Origin` or `Referer`) and for servers (`off`: no limit).",
     )
     reporting_rate_limit: str = setting(

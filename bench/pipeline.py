@@ -1,6 +1,8 @@
 """The whole pipeline end to end: from `POST /event(s)` until `/stats` counts the events.
 
     .venv/bin/python -m bench.pipeline [--prefill 100000] [--seconds 30] [--import-events 300000]
+                                       [--rows all|open|closed] [--open-seconds 15]
+                                       [--set NAME=VALUE ...]
     .venv/bin/python -m bench.pipeline --soak-minutes 10 [--soak-rate 1000] --prefill 1000000
 
 Everything runs as `make run` runs it, on loopback, with its data in a temporary directory:
@@ -24,6 +26,11 @@ Rows:
       compactor rests after a round in proportion to its length, and the wide import's long
       last round would delay the narrow one)
 
+Open-loop rows (bench/open_loop.py; `--rows open` runs only these): vegeta sends single
+`POST /event`s at 50, 500 and 1,000 a second for `--open-seconds`, whatever the answers'
+latency, first to the bare endpoint, then to ingestion; each with its latency from the send
+time, timeouts, drain and CPU per 1,000 events per process, in a table of their own.
+
 Columns:
   offered    events/s sent (fixed-rate rows: the rate asked of hey)
   served     events/s accepted: ingestion's accepted counter over the load's seconds
@@ -45,13 +52,13 @@ It prints figures and never asserts them; every process it started stops at the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +81,8 @@ from app.queue import counters, snapshot
 from app.rollups import compactor
 from app.settings import Settings
 from bench.ingest import Verdict, gunicorn, gunicorn_summary, hey_statuses, parse_hey
+from bench.loads import Load, percentile
+from bench.open_loop import OPEN_RATES, open_loop, open_loop_verdicts, print_open_table
 from bench.reporting import Traffic, load
 from bench.worker import pid_of, process_tree_cpu, servers
 from tools.factories import make_event, new_site_id
@@ -148,23 +158,6 @@ def thin(samples: Sequence[Sample], points: int = 12) -> list[Sample]:
         return list(samples)
     step = (len(samples) - 1) / (points - 1)
     return [samples[round(index * step)] for index in range(points)]
-
-
-@dataclass(frozen=True)
-class Load:
-    """What a row's load measured (latencies in seconds)."""
-
-    offered: float  # events/s
-    sent: int  # events sent, whatever their answer
-    accepted: int  # events ingestion accepted (the bare endpoint: answered 200)
-    seconds: float
-    p50: float
-    p99: float
-    failures: int  # requests not answered 200
-
-    @property
-    def served(self) -> float:
-        return self.accepted / self.seconds if self.seconds > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -371,11 +364,13 @@ class Pipeline:
 
 
 @contextmanager
-def running_pipeline(root: Path, prefill: int) -> Iterator[Pipeline]:
-    """Redis and the MongoDB server, pre-filled; then the worker, ingestion and reporting.
-    All stop on leaving, also after an error or Ctrl-C."""
+def running_pipeline(root: Path, prefill: int, settings: dict[str, str]) -> Iterator[Pipeline]:
+    """Redis and the MongoDB server, pre-filled; then the worker, ingestion and reporting,
+    with `settings` added to their environment. All stop on leaving, also after an error or
+    Ctrl-C."""
     with ExitStack() as stack:
         env, mongod = stack.enter_context(servers(root))
+        env = {**env, **settings}
         if prefill:
             prefill_store(env, prefill)
         worker = ManagedProcess("worker", celery_argv("worker"), env, root).start()
@@ -534,7 +529,7 @@ def run_row(
         drain = wait_for_stats(pipeline, sites, accepted_before, load_end, args.drain_seconds)
     cpu = cpu_since(cpu_before, pipeline.pids)
     accepted = drain.accepted
-    load_result = Load(sent.offered, sent.sent, accepted, sent.seconds, sent.p50, sent.p99, sent.failures)
+    load_result = dataclasses.replace(sent, accepted=accepted)
     samples = sampler.sorted()
     return RowResult(label, load_result, cpu, summarise_samples(samples, sent.seconds), drain, samples)
 
@@ -657,34 +652,55 @@ def send_batches(url: str, batches: Sequence[list[dict[str, Any]]], senders: int
     )
 
 
-def percentile(values: Sequence[float], percent: int) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-
-
 # -- the rows -------------------------------------------------------------------------------
 
 
-def reference_rows(pipeline: Pipeline, args: argparse.Namespace) -> tuple[RowResult, RowResult]:
-    """The bare endpoint under the same gunicorn config, at the fixed rate and flat out."""
+def reference_rows(pipeline: Pipeline, args: argparse.Namespace) -> tuple[list[RowResult], list[RowResult]]:
+    """The bare endpoint under the same gunicorn config: the closed-loop rows (at the fixed
+    rate and flat out), and the open-loop rows (one a rate)."""
     body = write_body(pipeline.run_dir, "bare", single_event_body("bare", datetime.now(UTC)))
     with gunicorn("bench.bare_app:app", pipeline.env, pipeline.run_dir, []) as (base, pid):
         url = base + "/event"
         warm_up(url, body, FLAT_OUT_CLIENTS)
         pids = {"ingestion": pid}  # the other processes have nothing to do here
-        rows = []
-        for label, clients, rate in (
-            ("1a bare, 1,000/s", FIXED_CLIENTS, FIXED_RATE // FIXED_CLIENTS),
-            ("1b bare, flat out", FLAT_OUT_CLIENTS, 0),
-        ):
+
+        def measured(label: str, send: Callable[[], Load]) -> RowResult:
             print(f"row {label} ...", flush=True)
             before = cpu_snapshot(pids)
-            result = hey(url, body, clients, args.seconds, rate)
-            rows.append(RowResult(label, result, cpu_since(before, pids)))
-    return rows[0], rows[1]
+            sent = send()
+            return RowResult(label, sent, cpu_since(before, pids))
+
+        closed = [
+            measured(label, partial(hey, url, body, clients, args.seconds, rate))
+            for label, clients, rate in (
+                ("1a bare, 1,000/s", FIXED_CLIENTS, FIXED_RATE // FIXED_CLIENTS),
+                ("1b bare, flat out", FLAT_OUT_CLIENTS, 0),
+            )
+            if args.rows != "open"
+        ]
+        opened = [
+            measured(
+                f"bare {rate:,}/s", partial(open_loop, url, body, rate, args.open_seconds, pipeline.run_dir)
+            )
+            for rate in args.open_rates
+            if args.rows != "closed"
+        ]
+    return closed, opened
+
+
+def open_loop_rows(pipeline: Pipeline, args: argparse.Namespace) -> list[RowResult]:
+    """`POST /event` at each open-loop rate, a site of its own a row."""
+    rows = []
+    for rate in args.open_rates:
+        sites = today_sites()
+        body = write_body(
+            pipeline.run_dir, f"open-{rate}", single_event_body(sites.ids[0], datetime.now(UTC))
+        )
+        send = partial(
+            open_loop, pipeline.ingestion_url + "/event", body, rate, args.open_seconds, pipeline.run_dir
+        )
+        rows.append(run_row(pipeline, f"event {rate:,}/s", sites, send, args))
+    return rows
 
 
 def today_sites(count: int = 1) -> Sites:
@@ -733,9 +749,14 @@ def warm_up_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> None:
     wait_quiet(pipeline, args.drain_seconds)
 
 
-def run_rows(pipeline: Pipeline, args: argparse.Namespace) -> list[RowResult]:
-    bare_fixed, bare_flat = reference_rows(pipeline, args)
+def run_rows(pipeline: Pipeline, args: argparse.Namespace) -> tuple[list[RowResult], list[RowResult]]:
+    """The closed-loop rows, and the open-loop rows (bare and `POST /event`, rate by rate)."""
+    bare_closed, bare_open = reference_rows(pipeline, args)
     warm_up_pipeline(pipeline, args)
+    opened = open_loop_rows(pipeline, args) if args.rows != "closed" else []
+    open_rows = [row for pair in zip(bare_open, opened, strict=True) for row in pair]
+    if args.rows == "open":
+        return [], open_rows
     now = datetime.now(UTC)
 
     def single(site_id: str) -> object:
@@ -746,8 +767,7 @@ def run_rows(pipeline: Pipeline, args: argparse.Namespace) -> list[RowResult]:
 
     per_client = FIXED_RATE // FIXED_CLIENTS
     rows = [
-        bare_fixed,
-        bare_flat,
+        *bare_closed,
         hey_row(pipeline, args, "2 event, 1,000/s", single, FIXED_CLIENTS, per_client),
         hey_row(pipeline, args, "3 event, flat out", single, FLAT_OUT_CLIENTS),
         hey_row(pipeline, args, f"4 batch {BATCH_EVENTS}, flat out", batch, args.batch_clients),
@@ -757,7 +777,7 @@ def run_rows(pipeline: Pipeline, args: argparse.Namespace) -> list[RowResult]:
         # round's length, and the wide import's long last round would delay the narrow one.
         narrow = import_row(pipeline, args, "6 narrow import", wide=False)
         rows += [import_row(pipeline, args, "5 wide import", wide=True), narrow]
-    return rows
+    return rows, open_rows
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -845,6 +865,19 @@ def print_verdicts(rows: Sequence[RowResult]) -> None:
         verdicts.append(wide_import_verdict(by_number["5"], by_number["6"]))
     print("\ntargets:")
     for verdict in verdicts:
+        print(f"  {verdict}")
+
+
+def print_open(rows: Sequence[RowResult]) -> None:
+    """The open-loop table, each row's latency against bare's at its rate, and the targets."""
+    print_open_table(rows)
+    pairs = {int(bare.load.offered): (bare, row) for bare, row in zip(rows[::2], rows[1::2], strict=True)}
+    print("\nagainst bare at the same rate (p50 / p99 ratios):")
+    for rate, (bare, row) in pairs.items():
+        p50, p99 = row.load.p50 / bare.load.p50, row.load.p99 / bare.load.p99
+        print(f"  {rate:>6,}/s  p50 {p50:6.2f}x   p99 {p99:6.2f}x")
+    print("\nopen-loop targets:")
+    for verdict in open_loop_verdicts(pairs):
         print(f"  {verdict}")
 
 
@@ -982,15 +1015,52 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--drain-seconds", type=float, default=600, help="longest wait for /stats after a load (default 600)"
     )
+    parser.add_argument(
+        "--open-seconds", type=float, default=15, help="length of each open-loop row (default 15)"
+    )
+    parser.add_argument(
+        "--open-rates",
+        type=int,
+        nargs="+",
+        default=list(OPEN_RATES),
+        help="the open-loop rows' rates, events/s (default 50 500 1000)",
+    )
+    parser.add_argument(
+        "--rows",
+        choices=("all", "open", "closed"),
+        default="all",
+        help="the open-loop rows (vegeta), the closed-loop ones (hey), or both (default)",
+    )
+    parser.add_argument(
+        "--set",
+        type=setting_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every service, e.g. GROUP_COMMIT_LINGER_MS=0 (repeatable)",
+    )
     parser.add_argument("--soak-minutes", type=int, default=0, help="run the soak instead, for M minutes")
     parser.add_argument("--soak-rate", type=int, default=FIXED_RATE, help="events/s offered in the soak")
     parser.add_argument("--logs", type=Path, help="copy the processes' logs into this directory at the end")
     args = parser.parse_args()
-    if args.seconds <= 0 or args.drain_seconds <= 0 or args.senders < 1 or args.batch_clients < 1:
+    if (
+        args.seconds <= 0
+        or args.open_seconds <= 0
+        or args.drain_seconds <= 0
+        or args.senders < 1
+        or args.batch_clients < 1
+    ):
         parser.error("--seconds, --drain-seconds, --senders and --batch-clients must be positive")
     if min(args.prefill, args.import_events, args.soak_minutes) < 0 or args.soak_rate < FIXED_CLIENTS:
         parser.error(f"counts must not be negative, and --soak-rate at least {FIXED_CLIENTS}")
     return args
+
+
+def setting_pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def keep_logs(run_dir: Path, destination: Path) -> None:
@@ -1011,20 +1081,25 @@ def main() -> None:
         sys.exit("bench: `hey` is not on PATH; install it (Debian: apt-get install hey) and run again")
     stop_on_sigterm()
     print_header()
+    if args.set:
+        print("settings: " + " ".join(f"{name}={value}" for name, value in args.set), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         try:
-            with running_pipeline(Path(tmp), args.prefill) as pipeline:
+            with running_pipeline(Path(tmp), args.prefill, dict(args.set)) as pipeline:
                 if args.soak_minutes:
                     soak(pipeline, args)
                     return
-                rows = run_rows(pipeline, args)
+                rows, open_rows = run_rows(pipeline, args)
         finally:
             if args.logs:
                 keep_logs(Path(tmp), args.logs)
-        print_table(rows, args.drain_seconds)
-        print_details(rows, args.drain_seconds)
-        print_ratios(rows)
-        print_verdicts(rows)
+        if rows:
+            print_table(rows, args.drain_seconds)
+            print_details(rows, args.drain_seconds)
+            print_ratios(rows)
+            print_verdicts(rows)
+        if open_rows:
+            print_open(open_rows)
 
 
 if __name__ == "__main__":

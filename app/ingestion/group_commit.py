@@ -3,13 +3,21 @@
 Each request hands its events to the process's committer and waits. One committer thread
 takes everything handed in since its last enqueue and queues it as one batch (one Celery
 message), then wakes each request with the outcome. Under heavy load the batches grow by
-themselves and the cost of an enqueue is shared. Under moderate load most requests would go
-alone, each a message the worker pays for in full; a request may therefore linger, waiting a
-moment for company before its group is taken. The linger counts from the oldest request
-waiting, so a committer that is already behind adds no wait. A request is answered only
-after its own batch is in Redis, so "accepted" still means queued. One committer a process:
-with two, a group could start while another waited for Redis, but groups got smaller and
-`make bench-ingest` served fewer requests (docs/decisions/).
+themselves while an enqueue is under way, as Nagle's algorithm holds data back while an
+earlier segment is unacknowledged. Under moderate load most requests would go alone, each a
+message the worker pays for in full; a group may therefore linger, waiting a moment for
+company, as a Kafka producer waits up to `linger.ms` for a fuller batch.
+
+The linger adapts to the arrivals (docs/decisions/adaptive-linger.md). The committer keeps
+an average of the gaps between the requests of its process, and a group lingers only when
+that gap is shorter than its window (`linger`, counted from its oldest request), so that
+company is expected within it, and never longer than one expected gap after its latest
+request. So a lone request, or
+one at a rate too low to bring company within the window, goes at once; under load, groups
+grow as with a fixed window; and a committer that is already behind adds no wait. A request
+is answered only after its own batch is in Redis, so "accepted" still means queued. One
+committer a process: with two, a group could start while another waited for Redis, but
+groups got smaller and `make bench-ingest` served fewer requests (docs/decisions/).
 
 A request that waited too long is answered by what is true of it. Not yet taken, it is
 withdrawn and will never be queued (the caller's 503). Taken, its batch may reach Redis any
@@ -19,6 +27,7 @@ outcome is unknown, never "not queued"; once answered, it is never sent again on
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -27,6 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Messages = Sequence[Mapping[str, Any]]
+Clock = Callable[[], float]
+
+# The weight of the latest gap in the average: a few gaps move it, so a burst or a lull is
+# followed within a handful of requests.
+GAP_WEIGHT = 0.25
+# A gap longer than this counts as this long: any such gap means "no company", and a long
+# idle spell must not take hundreds of requests to forget.
+LONGEST_GAP_SECONDS = 0.1
 
 
 class CommitTimeoutError(Exception):
@@ -40,9 +57,37 @@ class OutcomeUnknownError(Exception):
 
 
 @dataclass
+class ArrivalRate:
+    """The average gap between a process's requests (an exponentially weighted moving
+    average); unknown (infinite) until a second request arrives."""
+
+    gap: float = math.inf
+    latest: float = -math.inf
+
+    def arrived(self, now: float) -> None:
+        if self.latest > -math.inf:
+            sample = min(max(0.0, now - self.latest), LONGEST_GAP_SECONDS)
+            self.gap = sample if math.isinf(self.gap) else self.gap + GAP_WEIGHT * (sample - self.gap)
+        self.latest = now
+
+
+def linger_deadline(oldest: float, window: float, rate: ArrivalRate) -> float:
+    """The instant the group whose oldest request arrived at `oldest` stops waiting for
+    company. Only if requests come closer together than the `window`, so that another is
+    expected within it, does it wait: until the window ends, and no longer than one expected
+    gap after the latest request (company that did not come then is not coming). A past
+    instant (-inf with no estimate) means at once."""
+    if rate.gap >= window:
+        return -math.inf
+    return min(oldest + window, rate.latest + rate.gap)
+
+
+@dataclass
 class _Ticket:
     messages: Messages
-    linger_until: float
+    arrived: float
+    # The longest this request's group may linger, counted from its oldest request.
+    window: float
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
     # When the committer took it into a group (monotonic seconds); None while it waits.
@@ -63,6 +108,7 @@ class _Line:
     pid: int = field(default_factory=os.getpid)
     pending: list[_Ticket] = field(default_factory=list)
     wakeup: threading.Condition = field(default_factory=threading.Condition)
+    arrivals: ArrivalRate = field(default_factory=ArrivalRate)
 
 
 class GroupCommitter:
@@ -70,7 +116,8 @@ class GroupCommitter:
     handed to every request of the group; `unknown_errors`: those that mean the batch was
     sent but its fate not heard, answered as OutcomeUnknownError to every request of the
     batch, a group or one request sent again alone. Any other failure of a group is retried
-    one request at a time, so that only the request that caused it fails."""
+    one request at a time, so that only the request that caused it fails. `clock` tells the
+    time the linger is reckoned in (monotonic seconds)."""
 
     def __init__(
         self,
@@ -78,8 +125,10 @@ class GroupCommitter:
         max_batch_events: int = 500,
         outage_errors: tuple[type[Exception], ...] = (),
         unknown_errors: tuple[type[Exception], ...] = (),
+        clock: Clock = time.monotonic,
     ) -> None:
         self.enqueue = enqueue
+        self._clock = clock
         self._max_batch_events = max_batch_events
         self._outage_errors = outage_errors
         self._unknown_errors = unknown_errors
@@ -88,18 +137,21 @@ class GroupCommitter:
     def submit(
         self, messages: Messages, timeout: float, linger: float = 0.0, outcome_timeout: float | None = None
     ) -> None:
-        """Queue `messages` with whatever else is waiting, or arrives within `linger` seconds
-        while the group has room; return once they are in the broker.
+        """Queue `messages` with whatever else is waiting, or arrives while the group lingers
+        (at most `linger` seconds, only while company is expected) and has room; return once
+        they are in the broker.
 
         Waits up to `timeout` seconds for them to be taken into an enqueue, else raises
         CommitTimeoutError (they are withdrawn). Once taken, waits for the enqueue's outcome
         up to `outcome_timeout` (default: `timeout`) seconds after it was taken, else raises
         OutcomeUnknownError. Raises the enqueue's own error if their batch was not queued.
         """
-        ticket = _Ticket(messages, linger_until=time.monotonic() + linger)
         line = self._line_of_this_process()
         with line.wakeup:
+            now = self._clock()
+            ticket = _Ticket(messages, arrived=now, window=linger)
             line.pending.append(ticket)
+            line.arrivals.arrived(now)
             line.wakeup.notify()
         if not ticket.done.wait(timeout):
             with line.wakeup:
@@ -125,13 +177,14 @@ class GroupCommitter:
         return line
 
     def _next_group(self, line: _Line) -> list[_Ticket]:
-        """Everything waiting once the oldest ticket's linger ends or the group is full, up to
+        """Everything waiting once the group stops lingering or is full, up to
         `max_batch_events` (a first ticket always goes)."""
         with line.wakeup:
             while True:
                 while not line.pending:  # (a ticket that timed out while lingering is withdrawn)
                     line.wakeup.wait()
-                left = line.pending[0].linger_until - time.monotonic()
+                oldest = line.pending[0]
+                left = linger_deadline(oldest.arrived, oldest.window, line.arrivals) - self._clock()
                 if left <= 0 or sum(len(t.messages) for t in line.pending) >= self._max_batch_events:
                     break
                 line.wakeup.wait(left)

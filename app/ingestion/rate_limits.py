@@ -17,12 +17,22 @@ before reading every body would cost an accepted request a second Redis call (it
 known only once its body is parsed); this costs none, and lets an address start at most its
 rate, plus what it has in flight, of costly requests a window.
 
+A site's windows count its events, an address's count requests: a batch of 500 events costs
+its sites what 500 beacons would, so a forger cannot fill the shared queue with large
+batches within a budget sized for beacons.
+
 A site has one budget for pages on its domains and one for servers (app/access/origins.py):
 anyone can send without an `Origin`, so a forger's requests of that kind, from however many
 addresses, use up only the servers' budget, never the one its visitors' browsers share. (A
 site that requires a server key refuses them outright.)
 
-All the windows of a request are counted in one Redis script call: Flask-Limiter's request
+Windows whose limit brings at least a request per sync interval (the defaults) are counted
+in each process and reconciled with Redis in the background (app/ingestion/local_counts.py):
+no Redis call a request, at the price of a bounded overshoot. A request with a smaller
+limit among its windows (a limit of a few a minute, which every process would overshoot
+before a sync) has all of them counted in Redis, exactly, as follows.
+
+All the windows of such a request are counted in one Redis script call: Flask-Limiter's request
 hook and one call per window cost more than the rest of the endpoint's edge checks
 (docs/decisions/one-call-rate-limits.md). The script counts in order and stops at the first
 window over, as one `limits` fixed-window hit after another would: an address over its rate
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -46,6 +56,8 @@ from redis.commands.core import Script
 
 from app.access.origins import request_sender
 from app.client_address import request_limited_address
+from app.ingestion import local_counts
+from app.ingestion.local_counts import LocalCounts
 from app.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
 
 logger = logging.getLogger(__name__)
@@ -54,11 +66,13 @@ PAUSE_SECONDS = 5.0
 # Addresses over their rate a process remembers; past this, it forgets those whose window ended.
 MAX_OVER_ADDRESSES = 10_000
 # KEYS: a request's windows in the order they are checked; ARGV: their expiries, then their
-# limits. Each count is `limits`' own fixed window (incr_expire.lua).
+# limits, then what the request costs each. Each count is `limits`' own fixed window
+# (incr_expire.lua, by a cost).
 COUNT_WINDOWS = b"""
 for i, key in ipairs(KEYS) do
-  local count = redis.call("incr", key)
-  if count == 1 then
+  local cost = tonumber(ARGV[2 * #KEYS + i])
+  local count = redis.call("incrby", key, cost)
+  if count == cost then
     redis.call("expire", key, ARGV[i])
   end
   if count > tonumber(ARGV[#KEYS + i]) then
@@ -68,7 +82,8 @@ end
 return 0
 """
 
-Window = tuple[RateLimitItem, tuple[str, ...]]
+# A window, its identifiers, and what the request costs it (1, or a site's events).
+Window = tuple[RateLimitItem, tuple[str, ...], int]
 # A window over its limit, and when it ends (a time.time() instant).
 Over = tuple[RateLimitItem, float]
 
@@ -90,15 +105,29 @@ class IngestionLimits:
 
     def __post_init__(self) -> None:
         storage = self.strategy.storage
-        self.script: Script | None = (
-            storage.get_connection().register_script(COUNT_WINDOWS) if type(storage) is RedisStorage else None
-        )
+        self.script: Script | None = None
+        self.local: LocalCounts | None = None
+        if type(storage) is RedisStorage:
+            connection = storage.get_connection()
+            self.script = connection.register_script(COUNT_WINDOWS)
+            self.local = LocalCounts(connection.register_script(local_counts.SYNC_WINDOWS), self.pause)
 
-    def windows(self, address: str, site_ids: Iterable[str] = (), sender: str = "") -> list[Window]:
-        """The windows of a request from `address` carrying events of `site_ids` (distinct)
+    def pause(self, error: Exception) -> None:
+        """Fail open for a while: see app/ratelimit.py."""
+        self.paused_until = time.monotonic() + PAUSE_SECONDS
+        logger.warning("ingestion rate limits paused: their storage failed: %s", error)
+
+    def windows(
+        self, address: str, site_events: Mapping[str, int] | None = None, sender: str = ""
+    ) -> list[Window]:
+        """The windows of a request from `address` carrying `site_events` (events by site id)
         from a `sender` of this kind; without sites, its address's alone."""
-        by_address: list[Window] = [(item, ("address", address)) for item in self.address_items]
-        by_site = [(item, ("site", site_id, sender)) for site_id in site_ids for item in self.site_items]
+        by_address: list[Window] = [(item, ("address", address), 1) for item in self.address_items]
+        by_site = [
+            (item, ("site", site_id, sender), events)
+            for site_id, events in (site_events or {}).items()
+            for item in self.site_items
+        ]
         return by_address + by_site
 
     def count(self, windows: list[Window]) -> Over | None:
@@ -106,16 +135,21 @@ class IngestionLimits:
         rate is remembered until its window ends."""
         if not windows or time.monotonic() < self.paused_until:
             return None
-        try:
-            over = self.first_over(windows)
-            if over is None:
+        if self.local is not None and all(counted_in_process(item) for item, _, _ in windows):
+            over_in_process = self.first_over_in_process(self.local, windows)
+            if over_in_process is None:
                 return None
-            item, identifiers = over
-            reset_at = self.strategy.get_window_stats(item, *identifiers).reset_time
-        except Exception as error:  # fail open: see app/ratelimit.py
-            self.paused_until = time.monotonic() + PAUSE_SECONDS
-            logger.warning("ingestion rate limits paused: their storage failed: %s", error)
-            return None
+            (item, identifiers, _), reset_at = over_in_process
+        else:
+            try:
+                over = self.first_over(windows)
+                if over is None:
+                    return None
+                item, identifiers, _ = over
+                reset_at = self.strategy.get_window_stats(item, *identifiers).reset_time
+            except Exception as error:  # fail open: see app/ratelimit.py
+                self.pause(error)
+                return None
         if identifiers[0] == "address":
             self._remember_over(identifiers[1], (item, reset_at))
         return item, reset_at
@@ -136,15 +170,40 @@ class IngestionLimits:
                 self.over_addresses.clear()
         self.over_addresses[address] = over
 
-    def first_over(self, windows: list[Window]) -> Window | None:
-        if self.script is None:
-            return next((window for window in windows if not self.strategy.hit(window[0], *window[1])), None)
+    def first_over_in_process(self, local: LocalCounts, windows: list[Window]) -> tuple[Window, float] | None:
+        """Count `windows` in order in this process, up to the first over; it and its end."""
         storage = self.strategy.storage
         assert isinstance(storage, RedisStorage)
-        keys = [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers in windows]
-        args = [item.get_expiry() for item, _ in windows] + [item.amount for item, _ in windows]
+        for window in windows:
+            item, identifiers, cost = window
+            key = storage.prefixed_key(item.key_for(*identifiers))
+            ends = local.hit(key, item.amount, item.get_expiry(), cost)
+            if ends is not None:
+                return window, ends
+        return None
+
+    def first_over(self, windows: list[Window]) -> Window | None:
+        if self.script is None:
+            return next(
+                (
+                    window
+                    for window in windows
+                    if not self.strategy.hit(window[0], *window[1], cost=window[2])
+                ),
+                None,
+            )
+        storage = self.strategy.storage
+        assert isinstance(storage, RedisStorage)
+        keys = [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers, _ in windows]
+        args = [item.get_expiry() for item, _, _ in windows] + [item.amount for item, _, _ in windows]
+        args += [cost for _, _, cost in windows]
         position = int(self.script(keys=keys, args=args))
         return windows[position - 1] if position else None
+
+
+def counted_in_process(item: RateLimitItem) -> bool:
+    """A limit of at least a request per sync interval: its overshoot stays small beside it."""
+    return item.amount * local_counts.SYNC_SECONDS >= item.get_expiry()
 
 
 def limits_of_app() -> IngestionLimits:
@@ -152,11 +211,12 @@ def limits_of_app() -> IngestionLimits:
     return limits
 
 
-def hit_limits(site_ids: Iterable[str]) -> None:
-    """Count this request against its client address's limit and each of its sites' for its
-    kind of sender (each once); raise RateLimitedError for the first window over."""
+def hit_limits(site_events: Mapping[str, int]) -> None:
+    """Count this request against its client address's limit (once) and each of its sites'
+    for its kind of sender (by the site's events); raise RateLimitedError for the first
+    window over."""
     limits = limits_of_app()
-    over = limits.count(limits.windows(request_limited_address(), site_ids, request_sender().kind))
+    over = limits.count(limits.windows(request_limited_address(), site_events, request_sender().kind))
     if over is not None:
         raise RateLimitedError(*over)
 

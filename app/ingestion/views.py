@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +61,8 @@ watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
 def queue_events(messages: list[dict[str, Any]]) -> None:
     """Return once the events are in the broker; raise if they could not be queued, or if
     the client's address or one of their sites is over its rate limit."""
-    sites = sorted({message["site_id"] for message in messages})
+    site_events = Counter(message["site_id"] for message in messages)
+    sites = sorted(site_events)
     request.environ[SITE_ENVIRON_KEY] = site_label(sites)
     settings = current_settings()
     # The overload check reads memory only; a refused request neither pays for nor uses up
@@ -68,7 +70,7 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     reason = watch.overload(settings.queue_high_water, settings.redis_memory_high_water)
     if reason:
         raise QueueOverloadedError(reason)
-    hit_limits(sites)
+    hit_limits(dict(sorted(site_events.items())))
     # An enqueue takes milliseconds, so the broker timeout is reached only when Redis stopped
     # answering; then the client must have its answer within 2 s (API.md), the rate limits'
     # own timeout included: a 503 if its events were not sent by then (never queued), else,

@@ -8,7 +8,7 @@ import pytest
 from app import create_app
 from app.access import keys
 from app.client_address import client_address, limited_address, parse_networks
-from app.ingestion import bodies
+from app.ingestion import bodies, local_counts
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.ratelimit import KEY_PREFIX
@@ -79,12 +79,12 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(limited)
 
 
 def test_one_site_over_its_rate_gets_429_whatever_the_address(limited):
-    ingestion = limited("ingestion", site_rate_limit="2/minute")
+    ingestion = limited("ingestion", site_rate_limit="3/minute")
     busy, other = make_event(site_id="busy.example"), make_event(site_id="other.example")
     assert post(ingestion, busy, address="198.51.100.1").status_code == 200
-    # A batch counts once for each site it carries, however many of its events.
+    # A batch counts each site it carries by its events.
     assert post(ingestion, [busy, busy, other], address="198.51.100.2", path="/events").status_code == 200
-    assert_rate_limited(post(ingestion, busy, address="198.51.100.3"), 2)
+    assert_rate_limited(post(ingestion, busy, address="198.51.100.3"), 3)
     assert post(ingestion, other).status_code == 200
 
 
@@ -333,3 +333,75 @@ def test_when_the_counters_redis_fails_the_limits_pause_instead_of_waiting_on_it
     redis_server.connected = False
     assert [post(ingestion, make_event()).status_code for _ in range(3)] == [200] * 3
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("storage", ["", "memory://"])
+def test_a_sites_windows_count_its_events_so_batches_cannot_flood_the_queue(limited, storage):
+    """A forger's 500-event batches would otherwise cost a site's window what one beacon does."""
+    limits = {"ingestion_rate_limit": "3/minute", "site_rate_limit": "5/minute"}
+    ingestion = limited("ingestion", rate_limit_storage_url=storage, **limits)
+    batch = [make_event(site_id="busy.example") for _ in range(3)]
+    assert post(ingestion, batch, path="/events").status_code == 200  # 3 of the site's 5
+    assert_rate_limited(post(ingestion, batch, path="/events", address="198.51.100.8"), 5)
+    other = [make_event(site_id="other.example") for _ in range(3)]
+    assert post(ingestion, other, path="/events").status_code == 200  # the address: 2 of its 3 requests
+
+
+@pytest.fixture
+def no_background_sync(monkeypatch):
+    """The background sync of counts kept in process waits for the test to call it."""
+    monkeypatch.setattr(local_counts, "SYNC_SECONDS", 3600.0)
+
+
+def limits_of(client):
+    return client.application.extensions["ingestion_limits"]
+
+
+def test_windows_of_large_limits_are_counted_in_process_and_synced_in_the_background(
+    limited, counter_store, monkeypatch, no_background_sync
+):
+    ingestion = limited("ingestion", ingestion_rate_limit="100/second", site_rate_limit="100/second")
+    assert post(ingestion, make_event(site_id="s")).status_code == 200
+    limits_of(ingestion).local.sync()  # Redis loads the script once
+    calls = limit_calls(counter_store, monkeypatch)
+    assert [post(ingestion, make_event(site_id="s")).status_code for _ in range(3)] == [200] * 3
+    assert calls == []  # no round trip a request
+    limits_of(ingestion).local.sync()
+    assert len(calls) == 1  # one call a sync, for every window counted since the last
+    assert sorted(int(counter_store.get(key)) for key in counter_store.keys(f"{KEY_PREFIX}*")) == [4, 4]
+
+
+def test_counts_kept_in_process_refuse_with_the_standard_429(limited, no_background_sync):
+    ingestion = limited("ingestion", ingestion_rate_limit="20/second")
+    assert [post(ingestion, make_event()).status_code for _ in range(20)] == [200] * 20
+    assert_rate_limited(post(ingestion, make_event()), 20)
+    assert post(ingestion, make_event(), address="198.51.100.8").status_code == 200
+
+
+def test_what_other_processes_counted_is_learned_at_each_sync(limited, counter_store, no_background_sync):
+    ingestion = limited("ingestion", ingestion_rate_limit="20/second")
+    assert post(ingestion, make_event()).status_code == 200
+    (key,) = counter_store.keys(f"{KEY_PREFIX}*") or [None]
+    assert key is None  # not synced yet
+    limits_of(ingestion).local.sync()
+    (key,) = counter_store.keys(f"{KEY_PREFIX}*")
+    counter_store.incrby(key, 19)  # the other processes' requests
+    limits_of(ingestion).local.sync()
+    assert_rate_limited(post(ingestion, make_event()), 20)
+
+
+def test_when_a_sync_fails_the_limits_pause(limited, redis_server, no_background_sync):
+    ingestion = limited("ingestion", ingestion_rate_limit="20/second")
+    assert [post(ingestion, make_event()).status_code for _ in range(20)] == [200] * 20
+    redis_server.connected = False
+    limits_of(ingestion).local.sync()
+    assert [post(ingestion, make_event()).status_code for _ in range(3)] == [200] * 3
+
+
+def test_small_limits_are_still_counted_exactly_in_redis(limited, counter_store, monkeypatch):
+    """A limit of less than a request per sync interval would be overshot by every process
+    before a sync: such windows go to Redis on every request."""
+    ingestion = limited("ingestion", ingestion_rate_limit="100/minute")
+    calls = limit_calls(counter_store, monkeypatch)
+    assert post(ingestion, make_event()).status_code == 200
+    assert len(calls) >= 1

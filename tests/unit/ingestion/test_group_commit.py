@@ -1,11 +1,18 @@
 """Group commit: concurrent requests share enqueues, and each learns its own batch's fate."""
 
+import math
 import threading
 import time
 
 import pytest
 
-from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
+from app.ingestion.group_commit import (
+    ArrivalRate,
+    CommitTimeoutError,
+    GroupCommitter,
+    OutcomeUnknownError,
+    linger_deadline,
+)
 
 
 class GatedQueue:
@@ -142,46 +149,111 @@ def test_a_request_that_timed_out_waiting_is_withdrawn_and_never_queued():
     assert [m["n"] for batch in queue.batches for m in batch] == [0, 2]
 
 
-def test_a_lingering_request_waits_for_company_and_shares_its_enqueue():
+class FakeClock:
+    """The time the committer's linger is reckoned in, moved only by the test."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def steady(clock, committer, gap, count):
+    """`count` lone requests `gap` seconds apart on `clock`: the committer learns the rate.
+    Each goes before the next arrives (its linger ends one expected gap after it)."""
+    for n in range(count):
+        thread = threading.Thread(target=committer.submit, args=([{"warm": n}], 10), kwargs={"linger": 1.0})
+        thread.start()
+        clock.now += gap
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def test_a_lone_request_does_not_linger():
+    """No company expected: its enqueue starts at the instant it arrived. (With the clock
+    stopped, a request that lingered would never go, and would time out.)"""
+    clock = FakeClock()
+    sent_at = []
+    committer = GroupCommitter(lambda messages: sent_at.append(clock()), clock=clock)
+    arrived = clock()
+    committer.submit([{"n": 0}], timeout=2, linger=10.0)
+    assert sent_at == [arrived]
+
+
+def test_requests_too_far_apart_for_the_window_do_not_linger():
+    """One a second with a 0.1 s window: company never comes within it, so none waits."""
+    clock = FakeClock()
+    sent_at = []
+    committer = GroupCommitter(lambda messages: sent_at.append(clock()), clock=clock)
+    for _ in range(5):
+        arrived = clock()
+        committer.submit([{"n": 0}], timeout=2, linger=0.1)
+        assert sent_at[-1] == arrived
+        clock.now += 1.0
+
+
+def test_under_load_concurrent_requests_linger_and_share_a_group():
+    clock = FakeClock()
     queue = GatedQueue()
     queue.release.set()
-    committer = GroupCommitter(queue)
-    first = threading.Thread(target=committer.submit, args=([{"n": 0}], 5), kwargs={"linger": 0.5})
-    first.start()
-    time.sleep(0.1)
-    committer.submit([{"n": 1}], timeout=5, linger=0.5)
-    first.join(5)
-    assert queue.batches == [[{"n": 0}, {"n": 1}]]
-
-
-def test_a_lone_lingering_request_is_queued_when_its_linger_ends():
-    queue = GatedQueue()
-    queue.release.set()
-    started = time.monotonic()
-    GroupCommitter(queue).submit([{"n": 0}], timeout=5, linger=0.2)
-    assert 0.2 <= time.monotonic() - started < 2
-    assert queue.batches == [[{"n": 0}]]
-
-
-def test_a_full_group_stops_lingering():
-    queue = GatedQueue()
-    queue.release.set()
-    committer = GroupCommitter(queue, max_batch_events=2)
-    started = time.monotonic()
-    threads, errors = submit_in_threads(committer, [[{"n": 0}], [{"n": 1}]], linger=30)
+    committer = GroupCommitter(queue, clock=clock)
+    steady(clock, committer, gap=0.01, count=5)  # 100 a second, with a 1 s window
+    queue.batches.clear()
+    threads, errors = submit_in_threads(committer, [[{"n": n}] for n in range(3)], linger=1.0)
+    time.sleep(0.3)  # they arrive at the same instant on the stopped clock, and linger
+    assert queue.batches == []
+    clock.now += 2.0  # past the window
     for thread in threads:
         thread.join(10)
     assert errors == {}
-    assert time.monotonic() - started < 5
+    assert [sorted(m["n"] for m in batch) for batch in queue.batches] == [[0, 1, 2]]
+
+
+def test_linger_ends_a_gap_after_the_latest_request_or_with_the_window():
+    rate = ArrivalRate()
+    assert linger_deadline(5.0, 1.0, rate) == -math.inf  # nothing known: at once
+    for now in (0.0, 0.01, 0.02, 0.03):
+        rate.arrived(now)
+    assert rate.gap == pytest.approx(0.01)
+    assert linger_deadline(0.03, 0.1, rate) == pytest.approx(0.04)  # the latest + a gap
+    assert linger_deadline(0.0, 0.035, rate) == pytest.approx(0.035)  # the window's end
+    assert linger_deadline(0.03, 0.01, rate) == -math.inf  # no company expected within it: at once
+
+
+def test_a_long_idle_spell_is_forgotten_within_a_few_requests():
+    rate = ArrivalRate()
+    rate.arrived(0.0)
+    rate.arrived(3600.0)
+    for n in range(1, 16):
+        rate.arrived(3600.0 + n * 0.001)
+    assert rate.gap < 0.005  # below half the default window: company is expected again
+
+
+def test_a_full_group_stops_lingering():
+    clock = FakeClock()
+    queue = GatedQueue()
+    queue.release.set()
+    committer = GroupCommitter(queue, max_batch_events=2, clock=clock)
+    steady(clock, committer, gap=0.01, count=5)
+    queue.batches.clear()
+    threads, errors = submit_in_threads(committer, [[{"n": 0}], [{"n": 1}]], linger=30)
+    for thread in threads:  # the clock stays stopped: only a full group goes
+        thread.join(10)
+    assert errors == {}
     assert sorted(m["n"] for m in queue.batches[0]) == [0, 1]
 
 
 def test_a_request_that_times_out_while_lingering_is_withdrawn_and_the_committer_goes_on():
+    clock = FakeClock()
     queue = GatedQueue()
     queue.release.set()
-    committer = GroupCommitter(queue)
-    with pytest.raises(CommitTimeoutError):
-        committer.submit([{"n": "gave up"}], timeout=0.1, linger=0.3)
+    committer = GroupCommitter(queue, clock=clock)
+    steady(clock, committer, gap=0.01, count=5)
+    queue.batches.clear()
+    with pytest.raises(CommitTimeoutError):  # company expected, the clock stopped: it lingers
+        committer.submit([{"n": "gave up"}], timeout=0.1, linger=1.0)
+    clock.now += 2.0
     committer.submit([{"n": 1}], timeout=5)
     assert queue.batches == [[{"n": 1}]]
 
@@ -225,20 +297,25 @@ def test_a_request_whose_batch_was_sent_but_not_confirmed_in_its_bound_learns_th
 def test_requests_answered_before_their_group_failed_are_never_sent_again_alone():
     """A group failing for one request's events is retried one request at a time, but not
     for requests already answered: their events would be queued after the answer."""
-    batches = []
+    queue = GatedQueue()
 
     def refuse_late(messages):
-        batches.append(list(messages))
-        time.sleep(0.5)
-        raise ValueError("cannot serialise the poison")
+        queue(messages)
+        if len(queue.batches) > 1:
+            time.sleep(0.5)
+            raise ValueError("cannot serialise the poison")
 
     committer = GroupCommitter(refuse_late)
-    threads, errors = submit_in_threads(committer, [[{"n": n}] for n in range(3)], timeout=0.2, linger=0.1)
-    for thread in threads:
+    first, _ = submit_in_threads(committer, [[{"n": 0}]])
+    assert queue.first_started.wait(5)
+    waiting, errors = submit_in_threads(committer, [[{"n": n}] for n in range(1, 4)], timeout=0.2)
+    time.sleep(0.05)  # they wait behind the held enqueue
+    queue.release.set()
+    for thread in first + waiting:
         thread.join(10)
     time.sleep(1)  # the committer's retries, if any
     assert len(errors) == 3
-    assert [len(batch) for batch in batches] == [3]
+    assert [len(batch) for batch in queue.batches] == [1, 3]
 
 
 def test_a_group_whose_send_may_have_landed_is_answered_unknown_and_never_sent_again():
