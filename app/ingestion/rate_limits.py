@@ -26,9 +26,10 @@ anyone can send without an `Origin`, so a forger's requests of that kind, from h
 addresses, use up only the servers' budget, never the one its visitors' browsers share. (A
 site that requires a server key refuses them outright.)
 
-Windows whose limit brings at least a request per sync interval (the defaults) are counted
-in each process and reconciled with Redis in the background (app/ingestion/local_counts.py):
-no Redis call a request, at the price of a bounded overshoot. A request with a smaller
+Windows whose limit brings at least a request per IN_PROCESS_SECONDS (the defaults) are
+counted in each process and reconciled with Redis in the background
+(app/ingestion/local_counts.py): no Redis call a request, at the price of a bounded
+overshoot. Windows past what a process holds are counted in Redis. A request with a smaller
 limit among its windows (a limit of a few a minute, which every process would overshoot
 before a sync) has all of them counted in Redis, exactly, as follows.
 
@@ -135,8 +136,9 @@ class IngestionLimits:
         rate is remembered until its window ends."""
         if not windows or time.monotonic() < self.paused_until:
             return None
-        if self.local is not None and all(counted_in_process(item) for item, _, _ in windows):
-            over_in_process = self.first_over_in_process(self.local, windows)
+        keys = self.local_keys(windows)
+        if self.local is not None and keys is not None and self.local.can_hold(keys):
+            over_in_process = self.first_over_in_process(self.local, windows, keys)
             if over_in_process is None:
                 return None
             (item, identifiers, _), reset_at = over_in_process
@@ -170,13 +172,21 @@ class IngestionLimits:
                 self.over_addresses.clear()
         self.over_addresses[address] = over
 
-    def first_over_in_process(self, local: LocalCounts, windows: list[Window]) -> tuple[Window, float] | None:
-        """Count `windows` in order in this process, up to the first over; it and its end."""
+    def local_keys(self, windows: list[Window]) -> list[str] | None:
+        """The keys of `windows` if they are all counted in process, else None."""
+        if self.local is None or not all(counted_in_process(item) for item, _, _ in windows):
+            return None
         storage = self.strategy.storage
         assert isinstance(storage, RedisStorage)
-        for window in windows:
-            item, identifiers, cost = window
-            key = storage.prefixed_key(item.key_for(*identifiers))
+        return [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers, _ in windows]
+
+    @staticmethod
+    def first_over_in_process(
+        local: LocalCounts, windows: list[Window], keys: list[str]
+    ) -> tuple[Window, float] | None:
+        """Count `windows` in order in this process, up to the first over; it and its end."""
+        for window, key in zip(windows, keys, strict=True):
+            item, _, cost = window
             ends = local.hit(key, item.amount, item.get_expiry(), cost)
             if ends is not None:
                 return window, ends
@@ -202,8 +212,9 @@ class IngestionLimits:
 
 
 def counted_in_process(item: RateLimitItem) -> bool:
-    """A limit of at least a request per sync interval: its overshoot stays small beside it."""
-    return item.amount * local_counts.SYNC_SECONDS >= item.get_expiry()
+    """A limit of at least a request per IN_PROCESS_SECONDS: its overshoot stays small beside
+    it."""
+    return item.amount * local_counts.IN_PROCESS_SECONDS >= item.get_expiry()
 
 
 def limits_of_app() -> IngestionLimits:

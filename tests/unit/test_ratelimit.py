@@ -9,6 +9,7 @@ from app import create_app
 from app.access import keys
 from app.client_address import client_address, limited_address, parse_networks
 from app.ingestion import bodies, local_counts
+from app.ingestion.rate_limits import COUNT_WINDOWS
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.ratelimit import KEY_PREFIX
@@ -21,13 +22,20 @@ NO_LIMITS = {"ingestion_rate_limit": "off", "site_rate_limit": "off", "reporting
 def limited(settings, db, counter_store, monkeypatch):
     """A client of a service built with the given limits (the others off)."""
 
+    apps = []
+
     def client(service, **limits):
         app = create_app(service, replace(settings, **{**NO_LIMITS, **limits}))
         if service == "ingestion":
             monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", True)
+            apps.append(app)
         return app.test_client()
 
-    return client
+    yield client
+    for app in apps:  # their sync threads
+        local = app.extensions["ingestion_limits"].local
+        if local is not None:
+            local.stop()
 
 
 def post(client, body, address="198.51.100.7", path="/event", **headers):
@@ -385,8 +393,10 @@ def test_what_other_processes_counted_is_learned_at_each_sync(limited, counter_s
     assert key is None  # not synced yet
     limits_of(ingestion).local.sync()
     (key,) = counter_store.keys(f"{KEY_PREFIX}*")
-    counter_store.incrby(key, 19)  # the other processes' requests
-    limits_of(ingestion).local.sync()
+    counter_store.incrby(key, 18)  # the other processes' requests
+    limits_of(ingestion).local.sync()  # nothing new here: nothing sent, nothing learned
+    assert post(ingestion, make_event()).status_code == 200
+    limits_of(ingestion).local.sync()  # sends it, learns the 20
     assert_rate_limited(post(ingestion, make_event()), 20)
 
 
@@ -405,3 +415,18 @@ def test_small_limits_are_still_counted_exactly_in_redis(limited, counter_store,
     calls = limit_calls(counter_store, monkeypatch)
     assert post(ingestion, make_event()).status_code == 200
     assert len(calls) >= 1
+
+
+def test_windows_past_what_a_process_holds_are_counted_in_redis(
+    limited, counter_store, monkeypatch, no_background_sync
+):
+    """A forger's many addresses must not grow a process's windows, and its syncs, without end."""
+    monkeypatch.setattr(local_counts, "MAX_WINDOWS", 1)
+    ingestion = limited("ingestion", ingestion_rate_limit="100/second")
+    assert post(ingestion, make_event()).status_code == 200
+    counter_store.script_load(COUNT_WINDOWS)  # Redis has the script: one call a count
+    calls = limit_calls(counter_store, monkeypatch)
+    assert post(ingestion, make_event()).status_code == 200  # its window is held
+    assert calls == []
+    assert post(ingestion, make_event(), address="198.51.100.8").status_code == 200
+    assert len(calls) == 1  # counted in Redis
