@@ -1,19 +1,24 @@
 """Rate-limit windows counted in each process, reconciled with Redis in the background, as
-Kong's rate-limiting plugin does with `sync_rate`.
+Kong's rate-limiting plugin does with `sync_rate`, each process admitting on its own at
+most a lease of a window's limit before Redis hears of it.
 
-A request is counted in memory, with no Redis call: over when the window's total as Redis
-last told it, plus what this process counted since, passes the limit. A thread a process
-sends what it counted every SYNC_SECONDS, the windows with new hits only, a chunk of them a
-script call, and takes back their totals, the other processes' counts included, and when
-each window ends. The same keys and fixed windows as the counts made in Redis (`limits`'
-own), so both kinds agree.
+A request is counted in memory, with no Redis call, while what this process counted since
+its last sync stays within the window's lease (LEASE_FRACTION of its limit, at least 1) and
+the window's total as Redis last told it, plus that, within its limit. A request that would
+pass the lease asks Redis instead: one script call adds what the process counted, and the
+request's cost only if the total then stays within the limit (exact, as a count made in
+Redis). A thread a process sends what it counted every SYNC_SECONDS, the windows with new
+hits only, a chunk of them a script call, and takes back their totals, the other processes'
+counts included, and when each window ends. The same keys and fixed windows as the counts
+made in Redis (`limits`' own), so both kinds agree.
 
-A window can so pass its limit by what the other processes admit before they hear of each
-other: at most processes x SYNC_SECONDS x the rate the window is offered. That bound is
-small against a limit only when the limit brings at least a request per IN_PROCESS_SECONDS;
-smaller limits are counted in Redis on every request (app/ingestion/rate_limits.py), and so
-are the windows a process cannot hold once it holds MAX_WINDOWS: a forger's many addresses
-must not make a sync, and so the interval the bound depends on, grow without end.
+So a window passes its limit by at most what each process admitted without asking: the
+overshoot is at most processes x the lease, whatever the rate offered and however long a
+sync takes (a 500-event batch is larger than a lease of a 1,000/s window: it is counted in
+Redis, exactly). Limits of less than a request per IN_PROCESS_SECONDS are counted in Redis
+on every request (app/ingestion/rate_limits.py), and so are the windows a process cannot
+hold once it holds MAX_WINDOWS: a forger's many addresses must not make a sync grow without
+end. A request over a limit is not counted in it: a refused batch is not charged its events.
 
 A window with no new hits is never sent: a sync neither creates a key nor extends its
 expiry, so a window ends in Redis and here as a counted one does. Its end here is dated
@@ -45,6 +50,8 @@ IN_PROCESS_SECONDS = 0.1
 MAX_WINDOWS = 10_000
 # Windows a script call sends: one call must not hold Redis for long.
 SYNC_CHUNK = 1_000
+# The share of a window's limit a process admits before asking Redis.
+LEASE_FRACTION = 0.05
 # KEYS: the windows counted since the last sync; ARGV: what was counted in each, then their
 # expiries. Returns each window's total and its milliseconds left.
 SYNC_WINDOWS = b"""
@@ -59,6 +66,21 @@ for i, key in ipairs(KEYS) do
 end
 return totals
 """
+# KEYS: a window; ARGV: what the process counted since its last sync, the request's cost,
+# the limit, the expiry. Returns the total, 1 if the request was counted, the milliseconds left.
+LEASE = b"""
+local key, counted, cost = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local total = tonumber(redis.call("get", key) or "0")
+local admitted = total + counted + cost <= tonumber(ARGV[3]) and 1 or 0
+local added = counted + admitted * cost
+if added > 0 then
+  total = redis.call("incrby", key, added)
+  if total == added then
+    redis.call("expire", key, ARGV[4])
+  end
+end
+return {total, admitted, redis.call("pttl", key)}
+"""
 
 
 @dataclass
@@ -72,8 +94,9 @@ class _Count:
 class LocalCounts:
     """The windows of one process. `on_failure` is called with the error of a failed sync."""
 
-    def __init__(self, script: Script, on_failure: Callable[[Exception], None]) -> None:
+    def __init__(self, script: Script, lease: Script, on_failure: Callable[[Exception], None]) -> None:
         self._script = script
+        self._lease = lease
         self._on_failure = on_failure
         self._counts: dict[str, _Count] = {}
         self._lock = threading.Lock()
@@ -94,8 +117,38 @@ class LocalCounts:
             count = self._counts.get(key)
             if count is None or count.ends <= now:
                 count = self._counts[key] = _Count(0, 0, now + expiry, expiry)
-            count.unsent += cost
-            return count.ends if count.total + count.unsent > limit else None
+            if count.total + count.unsent + cost > limit:
+                return count.ends
+            if count.unsent + cost <= max(1, int(limit * LEASE_FRACTION)):
+                count.unsent += cost
+                return None
+            counted, count.unsent = count.unsent, 0
+        return self._ask(key, count, counted, cost, limit)
+
+    def _ask(self, key: str, count: _Count, counted: int, cost: int, limit: int) -> float | None:
+        """Send a window's count with a request past its lease; when the window ends if Redis
+        found the request over, else None."""
+        sent_at = time.time()
+        try:
+            total, admitted, left_ms = self._lease(keys=[key], args=[counted, cost, limit, count.expiry])
+        except Exception as error:
+            self._on_failure(error)
+            return None
+        with self._started():
+            self._update(key, count, int(total), int(left_ms), sent_at)
+        return None if int(admitted) else count.ends
+
+    def _update(self, key: str, count: _Count, total: int, left_ms: int, sent_at: float) -> None:
+        """Take Redis's total and end of a window sent at `sent_at`. Under the lock."""
+        # A window that ended while the reply was on its way was replaced by another.
+        if self._counts.get(key) is not count:
+            return
+        if left_ms == -2:
+            del self._counts[key]
+            return
+        count.total = total
+        if left_ms > 0:
+            count.ends = min(count.ends, sent_at + left_ms / 1000)
 
     def can_hold(self, keys: list[str]) -> bool:
         """Whether this process holds, or has room for, all the windows `keys`."""
@@ -133,15 +186,7 @@ class LocalCounts:
             return False
         with self._started():
             for (key, count, _), (total, left_ms) in zip(sent, totals, strict=True):
-                # A window that ended while the reply was on its way was replaced by another.
-                if self._counts.get(key) is not count:
-                    continue
-                if int(left_ms) == -2:
-                    del self._counts[key]
-                    continue
-                count.total = int(total)
-                if int(left_ms) > 0:
-                    count.ends = min(count.ends, sent_at + int(left_ms) / 1000)
+                self._update(key, count, int(total), int(left_ms), sent_at)
         return True
 
     def stop(self) -> None:

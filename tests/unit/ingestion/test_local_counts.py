@@ -21,8 +21,8 @@ def make_counts(no_background_sync):
     """LocalCounts whose sync threads are stopped after the test."""
     made = []
 
-    def make(script, on_failure=None):
-        counts = LocalCounts(script, on_failure or (lambda error: None))
+    def make(script, lease, on_failure=None):
+        counts = LocalCounts(script, lease, on_failure or (lambda error: None))
         made.append(counts)
         return counts
 
@@ -34,6 +34,10 @@ def make_counts(no_background_sync):
 @pytest.fixture
 def store():
     return fakeredis.FakeRedis()
+
+
+def scripts(store):
+    return store.register_script(local_counts.SYNC_WINDOWS), store.register_script(local_counts.LEASE)
 
 
 class RecordingScript:
@@ -52,7 +56,7 @@ class RecordingScript:
 
 
 def test_a_window_without_new_hits_is_not_sent_so_its_key_is_not_recreated(store, make_counts):
-    counts = make_counts(store.register_script(local_counts.SYNC_WINDOWS))
+    counts = make_counts(*scripts(store))
     counts.hit("k", 200, 60, 1)
     counts.sync()
     store.delete("k")  # it ended in Redis
@@ -62,7 +66,7 @@ def test_a_window_without_new_hits_is_not_sent_so_its_key_is_not_recreated(store
 
 def test_a_sync_sends_only_the_windows_with_new_hits(store, make_counts):
     script = RecordingScript(store)
-    counts = make_counts(script)
+    counts = make_counts(script, store.register_script(local_counts.LEASE))
     counts.hit("a", 200, 60, 1)
     counts.hit("b", 200, 60, 1)
     counts.sync()
@@ -75,7 +79,7 @@ def test_a_sync_sends_only_the_windows_with_new_hits(store, make_counts):
 def test_a_windows_end_here_is_dated_from_the_send_never_after_redis(store, make_counts):
     script = RecordingScript(store)
     script.before_reply = lambda: time.sleep(0.2)  # a slow reply
-    counts = make_counts(script)
+    counts = make_counts(script, store.register_script(local_counts.LEASE))
     store.set("k", 5, px=1000)  # another process began the window
     counts.hit("k", 200, 60, 1)
     before = time.time()
@@ -89,7 +93,7 @@ def test_a_windows_end_here_is_dated_from_the_send_never_after_redis(store, make
 def test_large_syncs_are_sent_in_chunks(store, make_counts, monkeypatch):
     monkeypatch.setattr(local_counts, "SYNC_CHUNK", 2)
     script = RecordingScript(store)
-    counts = make_counts(script)
+    counts = make_counts(script, store.register_script(local_counts.LEASE))
     for key in "abcde":
         counts.hit(key, 200, 60, 1)
     counts.sync()
@@ -99,7 +103,7 @@ def test_large_syncs_are_sent_in_chunks(store, make_counts, monkeypatch):
 
 def test_a_process_holds_at_most_max_windows(store, make_counts, monkeypatch):
     monkeypatch.setattr(local_counts, "MAX_WINDOWS", 2)
-    counts = make_counts(store.register_script(local_counts.SYNC_WINDOWS))
+    counts = make_counts(*scripts(store))
     assert counts.can_hold(["a", "b"])
     counts.hit("a", 200, 60, 1)
     counts.hit("b", 200, 60, 1)
@@ -111,13 +115,13 @@ def test_a_process_holds_at_most_max_windows(store, make_counts, monkeypatch):
 
 def test_a_reply_does_not_overwrite_the_window_that_followed_the_one_sent(store, make_counts):
     script = RecordingScript(store)
-    counts = make_counts(script)
+    counts = make_counts(script, store.register_script(local_counts.LEASE))
     store.set("k", 100)
     counts.hit("k", 200, 60, 1)
     # The window ends here while the sync is on its way; a new one starts with a hit.
     script.before_reply = lambda: (counts._counts.pop("k"), counts.hit("k", 200, 60, 1))
     counts.sync()
-    assert counts.hit("k", 2, 60, 1) is None  # the new window's 2 hits, not the old 101
+    assert counts._counts["k"].total == 0  # the new window's, not the old 101
 
 
 def test_the_sync_thread_survives_a_sync_that_raises(store, monkeypatch, no_background_sync):
@@ -132,7 +136,7 @@ def test_the_sync_thread_survives_a_sync_that_raises(store, monkeypatch, no_back
         synced.set()
         return [[1, 60_000]] * len(keys)
 
-    counts = LocalCounts(script, lambda error: None)
+    counts = LocalCounts(script, script, lambda error: None)
     try:
         counts.hit("a", 200, 60, 1)
         deadline = time.monotonic() + 5
@@ -145,9 +149,38 @@ def test_the_sync_thread_survives_a_sync_that_raises(store, monkeypatch, no_back
 
 
 def test_a_dead_sync_thread_is_restarted(store, make_counts):
-    counts = make_counts(store.register_script(local_counts.SYNC_WINDOWS))
+    counts = make_counts(*scripts(store))
     counts.hit("a", 200, 60, 1)
     counts.stop()  # as if it died
     counts.hit("a", 200, 60, 1)
     assert counts._thread is not None
     assert counts._thread.is_alive()
+
+
+def admitted(counts, hits, limit, cost):
+    """How many of `hits` (counters, in turn) each counter admits, syncing now and then."""
+    total = 0
+    for n, counter in enumerate(hits):
+        total += counts[counter].hit("k", limit, 60, cost) is None
+        if n % 7 == 6:
+            counts[counter].sync()
+    return total
+
+
+@pytest.mark.parametrize(("cost", "bound"), [(1, 1000 + 2 * 50), (500, 1000)])
+def test_two_processes_overshoot_a_window_by_at_most_a_lease_each(store, make_counts, cost, bound):
+    """Flooded far past the limit, each process admits on its own only a lease (5% of the
+    limit); a batch larger than a lease is counted in Redis, exactly."""
+    counts = [make_counts(*scripts(store)), make_counts(*scripts(store))]
+    total = admitted(counts, [0, 1] * 3000, 1000, cost)
+    assert 1000 <= total * cost <= bound
+    counts[0].sync()
+    counts[1].sync()
+    assert int(store.get("k")) == total * cost
+
+
+def test_a_request_over_the_limit_is_not_counted_in_it(store, make_counts):
+    counts = make_counts(*scripts(store))
+    assert counts.hit("k", 1000, 60, 999) is None
+    assert counts.hit("k", 1000, 60, 500) is not None
+    assert counts.hit("k", 1000, 60, 1) is None
