@@ -160,8 +160,9 @@ class LocalCounts:
             return len(self._counts) + missing <= MAX_WINDOWS
 
     def sync(self) -> None:
-        """Send what was counted since the last sync; take back those windows' totals."""
-        with self._started():
+        """Send what was counted since the last sync; take back those windows' totals. Takes
+        the lock only: the sync thread must not start another as it is being stopped."""
+        with self._lock:
             now = time.time()
             self._counts = {key: count for key, count in self._counts.items() if count.ends > now}
             sent = [(key, count, count.unsent) for key, count in self._counts.items() if count.unsent]
@@ -180,11 +181,11 @@ class LocalCounts:
                 args=[unsent for _, _, unsent in sent] + [count.expiry for _, count, _ in sent],
             )
         except Exception as error:
-            with self._started():
+            with self._lock:
                 self._counts.clear()
             self._on_failure(error)
             return False
-        with self._started():
+        with self._lock:
             for (key, count, _), (total, left_ms) in zip(sent, totals, strict=True):
                 self._update(key, count, int(total), int(left_ms), sent_at)
         return True

@@ -1,5 +1,6 @@
 """Windows counted in process: what a sync sends, and what it never does."""
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -184,3 +185,27 @@ def test_a_request_over_the_limit_is_not_counted_in_it(store, make_counts):
     assert counts.hit("k", 1000, 60, 999) is None
     assert counts.hit("k", 1000, 60, 500) is not None
     assert counts.hit("k", 1000, 60, 1) is None
+
+
+def test_concurrent_first_counts_start_one_sync_thread_and_lose_no_hit(store, make_counts):
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can
+    try:
+        for _ in range(30):
+            before = sum(thread.name == "rate-limit-sync" for thread in threading.enumerate())
+            counts = make_counts(*scripts(store))
+            barrier = threading.Barrier(8)
+
+            def count(counts=counts, barrier=barrier):
+                barrier.wait()
+                counts.hit("k", 10**9, 60, 1)
+
+            threads = [threading.Thread(target=count) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sum(thread.name == "rate-limit-sync" for thread in threading.enumerate()) - before == 1
+            assert counts._counts["k"].unsent == 8
+    finally:
+        sys.setswitchinterval(interval)
