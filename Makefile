@@ -41,8 +41,9 @@ mongo-bin:
 chromium-bin:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
-$(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
-	cd tools/ferretdb && go build -o ../../$(FERRETDB) .
+# FerretDB's source from the Go module proxy, patched by tools/ferretdb/id-pushdown.patch.
+$(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
+	tools/ferretdb/build.sh $(FERRETDB)
 
 services: install local-servers ## Run the local Redis and MongoDB servers (those whose URL is unset)
 	@if [ -z "$(strip $(LOCAL_SERVERS))" ]; then echo "REDIS_URL and MONGO_URI are set: nothing local to start"; else $(HONCHO) start $(LOCAL_SERVERS); fi
