@@ -40,7 +40,7 @@ STRING_IDS = [
     "{",
     '{"$o":"65a1b2c3d4e5f60718293a4b"}',  # how SQLite spells OBJECT_ID's JSON
 ]
-OTHER_IDS: list[Any] = [5, 2.5, -1, True, OBJECT_ID, datetime(2025, 1, 1, tzinfo=UTC), {"k": "a"}]
+OTHER_IDS: list[Any] = [5, 2.5, -1, True, None, OBJECT_ID, datetime(2025, 1, 1, tzinfo=UTC), {"k": "a"}]
 BOUNDS = [
     *("", "a", "a\x1f", "Z", "é", "😀", "{"),
     *("site\x1f2025-01-01", "site\x1f2025-01-02", "site\x1f\U0010ffff"),
@@ -187,17 +187,19 @@ def test_updates_and_deletes_by_id_touch_exactly_their_documents(db):
     collection.insert_many([{"_id": id_, "v": 0} for id_ in [*STRING_IDS, *OTHER_IDS]])
     try:
         assert collection.update_one({"_id": OBJECT_ID}, {"$set": {"v": 1}}).modified_count == 1
+        assert collection.update_one({"_id": None}, {"$set": {"v": 3}}).modified_count == 1
         updated = collection.update_many({"_id": {"$gte": "a", "$lt": "b"}}, {"$set": {"v": 2}})
         assert updated.modified_count == 5
         values = {d["_id"] if d["_id"] != {"k": "a"} else "doc": d["v"] for d in collection.find()}
         assert values[OBJECT_ID] == 1
         assert values[lookalike] == 0
+        assert values[None] == 3
         assert {k for k, v in values.items() if v == 2} == {"a", "a\x1f", "a\x1fb", "a b", "ab"}
-        assert collection.delete_many({"_id": {"$in": [lookalike, 5]}}).deleted_count == 2
+        assert collection.delete_many({"_id": {"$in": [lookalike, 5, None]}}).deleted_count == 3
         assert collection.delete_one({"_id": OBJECT_ID}).deleted_count == 1
         assert collection.delete_many({"_id": {"$gt": "site", "$lte": "site2"}}).deleted_count == 3
         left = {as_bson(d["_id"]) for d in collection.find()}
-        gone = {as_bson(id_) for id_ in [lookalike, 5, OBJECT_ID, *STRING_IDS[6:9]]}
+        gone = {as_bson(id_) for id_ in [lookalike, 5, None, OBJECT_ID, *STRING_IDS[6:9]]}
         assert left == {as_bson(id_) for id_ in [*STRING_IDS, *OTHER_IDS]} - gone
     finally:
         collection.drop()
