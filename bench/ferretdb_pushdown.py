@@ -196,13 +196,15 @@ def time_question(
     is left out, unless it alone took a tenth of the budget (a scan, warm or not)."""
     seconds: list[float] = []
     answers: list[list[Any]] = []
+    warm = False
     spent = time.monotonic()
     while len(seconds) < repeats and (not seconds or time.monotonic() - spent < budget):
         started = time.perf_counter()
         answers.append(question(collection, len(seconds)))
         seconds.append(time.perf_counter() - started)
-        if len(answers) == 1 and seconds[0] < budget / 10:
+        if not warm and seconds[0] < budget / 10:
             seconds, answers = [], []
+        warm = True
     ordered = sorted(seconds)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return Timing(statistics.median(seconds) * 1000, p95 * 1000, len(seconds), answers)
