@@ -2,7 +2,8 @@
 pipeline. Tasks, rollups and reporting call these functions.
 
 Written to the subset of MongoDB that FerretDB v1.24.2 also serves (the local default):
-reads by `_id` alone are the fast ones there, `$group` knows only `$sum` and `$count`, and
+reads by a string `_id` are the fast ones there (equality, `$in`, ranges, in `_id` order:
+docs/local-mongodb.md), `$group` knows only `$sum` and `$count`, and
 updates are not atomic, so derived data is insert-only or has a single writer. Where the two
 servers are best served differently (indexes, lookups of many ids), `is_ferretdb` decides.
 """
@@ -36,8 +37,8 @@ def only_duplicates(error: BulkWriteError) -> bool:
 
 
 def is_ferretdb(db: Database[Any]) -> bool:
-    """Whether the server is FerretDB, which answers from an index only a filter on `_id` alone
-    (asked once per client: its `buildInfo` names FerretDB's version)."""
+    """Whether the server is FerretDB, which answers from an index only conditions on a string
+    `_id` (asked once per client: its `buildInfo` names FerretDB's version)."""
     client = db.client
     if client not in _ferretdb_clients:
         _ferretdb_clients[client] = "ferretdbVersion" in client.server_info()
@@ -48,9 +49,10 @@ def find_by_ids(
     collection: Collection[Any], ids: Iterable[Any], fields: Iterable[str] | None = None
 ) -> dict[Any, dict[str, Any]]:
     """The documents among `ids` (only their `fields`, if given), by `_id`: one `$in` query on
-    MongoDB; on FerretDB, which would scan the whole collection for that, one lookup per id, a
-    few at a time (threads, or greenlets under gunicorn's gevent workers), so the server's cores
-    share them."""
+    MongoDB; on FerretDB one lookup per id, a few at a time (threads, or greenlets under
+    gunicorn's gevent workers), so the server's cores share them. (Stock FerretDB scanned the
+    collection for a `$in`; the patched build serves one of string ids from an index, and these
+    lookups stay until measured against it on large documents such as rollups.)"""
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}

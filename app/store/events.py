@@ -18,7 +18,7 @@ from app.store.errors import is_transient
 EVENTS = "events"
 
 # Secondary indexes, on MongoDB only: FerretDB maintains them on every insert but answers
-# no query from them (only a filter on `_id` alone), so there they would cost and not serve.
+# no query from them (only conditions on `_id`), so there they would cost and not serve.
 EVENT_INDEXES = [
     # Raw-event reads: a site's events of a period (reporting's fallback, rebuilds, the cross-check).
     IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)], name="site_id_1_timestamp_1"),
