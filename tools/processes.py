@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def http_ok(url: str) -> bool:
         return False
 
 
+STARTUP_TIMEOUT = 60
+
 # Tests and benchmarks post events of throwaway site ids and read them without keys; a test
 # of access control passes AUTH_MODE=keys in `env`.
 DEFAULT_ENV = {"AUTH_MODE": "open"}
@@ -78,16 +81,21 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait_for(self, predicate: Callable[[], object], what: str, timeout: float = STARTUP_TIMEOUT) -> None:
+        """`wait_until`, failing at once with the log's end if this process exits first (a port
+        taken meanwhile, a bad setting): waiting out the timeout would tell nothing more."""
+
+        def ready() -> object:
+            if not self.running():
+                assert self.process is not None
+                tail = self.log()[-2000:]
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}) before {what}:\n{tail}")
+            return predicate()
+
+        wait_until(ready, timeout, what)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        if not self.running():
-            return
-        assert self.process is not None
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
+        stop_all([self], sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -95,6 +103,21 @@ class ManagedProcess:
     def signal(self, sig: int) -> None:
         assert self.process is not None
         os.killpg(self.process.pid, sig)
+
+
+def stop_all(processes: Iterable[ManagedProcess], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Send `sig` to every running process at once, then wait for each, with SIGKILL for one
+    still running `timeout` seconds on: their shutdowns overlap instead of adding up."""
+    running = [process for process in processes if process.running()]
+    for process in running:
+        process.signal(sig)
+    for process in running:
+        assert process.process is not None
+        try:
+            process.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.signal(signal.SIGKILL)
+            process.process.wait(timeout)
 
 
 def gunicorn_argv(app: str, port: int) -> list[str]:
@@ -111,7 +134,6 @@ def celery_argv(*args: str) -> list[str]:
     return [str(PYTHON_BIN / "celery"), "-A", "tasks.worker", *args]
 
 
-STARTUP_TIMEOUT = 60
 # For processes that test or measure something other than the rate limits: each request is
 # still counted (that cost is part of a request's), but no client of one machine reaches them.
 UNLIMITED_RATES = {
@@ -130,7 +152,7 @@ class LocalServer:
 
     def start(self) -> None:
         self.process.start()
-        wait_until(lambda: port_open(self.port), STARTUP_TIMEOUT, f"{self.process.name} on {self.port}")
+        self.process.wait_for(lambda: port_open(self.port), f"{self.process.name} on {self.port}")
 
     def stop(self) -> None:
         self.process.stop()
@@ -159,15 +181,27 @@ def start_worker(name: str, env: dict[str, str], run_dir: Path, *extra: str) -> 
     worker = ManagedProcess(
         name, celery_argv("worker", "--loglevel=info", "-n", f"{name}@%h", *extra), env, run_dir
     ).start()
-    wait_until(lambda: " ready." in worker.log(), STARTUP_TIMEOUT, f"{name} to be ready")
+    worker.wait_for(lambda: " ready." in worker.log(), f"{name} to be ready")
     return worker
+
+
+def start_services(
+    names: Mapping[str, str], env: dict[str, str], run_dir: Path
+) -> dict[str, tuple[ManagedProcess, str]]:
+    """Start each app of `names` (app -> process name) under gunicorn on a free loopback port,
+    all at once so that their start-ups overlap; return each app's process and URL once all
+    listen."""
+    ports = {app: free_port() for app in names}
+    started = {
+        app: ManagedProcess(name, gunicorn_argv(app, ports[app]), env, run_dir).start()
+        for app, name in names.items()
+    }
+    for app, process in started.items():
+        process.wait_for(functools.partial(port_open, ports[app]), f"{app} on {ports[app]}")
+    return {app: (process, f"http://127.0.0.1:{ports[app]}") for app, process in started.items()}
 
 
 def start_service(
     app: str, env: dict[str, str], run_dir: Path, name: str | None = None
 ) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    process = ManagedProcess(name or app, gunicorn_argv(app, port), env, run_dir).start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: port_open(port), STARTUP_TIMEOUT, f"{app} on {port}")
-    return process, url
+    return start_services({app: name or app}, env, run_dir)[app]
