@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,11 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON_BIN = Path(sys.executable).parent
 
 
+# Where servers listen: below the kernel's ephemeral range (32768 and up by default), from
+# which every outgoing connection on the machine takes its local port. A port the kernel
+# handed out as free from that range could be taken by a connection before the server bound
+# it, and on a machine making thousands of connections a second it often was.
+LISTEN_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing is bound to, outside the ephemeral range."""
+    for port in random.sample(LISTEN_PORTS, 100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS}")
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
@@ -54,6 +67,10 @@ STARTUP_TIMEOUT = 60
 # Tests and benchmarks post events of throwaway site ids and read them without keys; a test
 # of access control passes AUTH_MODE=keys in `env`.
 DEFAULT_ENV = {"AUTH_MODE": "open"}
+
+
+class ExitedEarlyError(RuntimeError):
+    """A process exited while it was awaited."""
 
 
 class ManagedProcess:
@@ -89,7 +106,9 @@ class ManagedProcess:
             if not self.running():
                 assert self.process is not None
                 tail = self.log()[-2000:]
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}) before {what}:\n{tail}")
+                raise ExitedEarlyError(
+                    f"{self.name} exited ({self.process.returncode}) before {what}:\n{tail}"
+                )
             return predicate()
 
         wait_until(ready, timeout, what)
@@ -168,13 +187,37 @@ class LocalServer:
         self.process.signal(signal.SIGCONT)
 
 
+# A port free_port() found free may still be taken before the server binds it (by another
+# server choosing the same one): that server then exits at once, and is started again on
+# another port.
+PORT_ATTEMPTS = 3
+
+
+def listening(
+    launch: Callable[[int], ManagedProcess], process: ManagedProcess, port: int
+) -> tuple[ManagedProcess, int]:
+    """Wait until `process` listens on `port`; should it exit first, `launch` another on a new
+    port, up to PORT_ATTEMPTS in all. The process that listens, and its port."""
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            process.wait_for(functools.partial(port_open, port), f"{process.name} on {port}")
+            return process, port
+        except ExitedEarlyError:
+            port = free_port()
+            process = launch(port)
+    process.wait_for(functools.partial(port_open, port), f"{process.name} on {port}")
+    return process, port
+
+
 def start_local_server(name: str, build_argv: Callable[[int, Path], list[str]], root: Path) -> LocalServer:
-    port = free_port()
     data_dir = root / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(ManagedProcess(name, build_argv(port, data_dir), {}, root), port)
-    server.start()
-    return server
+
+    def launch(port: int) -> ManagedProcess:
+        return ManagedProcess(name, build_argv(port, data_dir), {}, root).start()
+
+    first = free_port()
+    return LocalServer(*listening(launch, launch(first), first))
 
 
 def start_worker(name: str, env: dict[str, str], run_dir: Path, *extra: str) -> ManagedProcess:
@@ -191,14 +234,14 @@ def start_services(
     """Start each app of `names` (app -> process name) under gunicorn on a free loopback port,
     all at once so that their start-ups overlap; return each app's process and URL once all
     listen."""
+
+    def launcher(app: str) -> Callable[[int], ManagedProcess]:
+        return lambda port: ManagedProcess(names[app], gunicorn_argv(app, port), env, run_dir).start()
+
     ports = {app: free_port() for app in names}
-    started = {
-        app: ManagedProcess(name, gunicorn_argv(app, ports[app]), env, run_dir).start()
-        for app, name in names.items()
-    }
-    for app, process in started.items():
-        process.wait_for(functools.partial(port_open, ports[app]), f"{app} on {ports[app]}")
-    return {app: (process, f"http://127.0.0.1:{ports[app]}") for app, process in started.items()}
+    launched = {app: launcher(app)(ports[app]) for app in names}
+    started = {app: listening(launcher(app), launched[app], ports[app]) for app in names}
+    return {app: (process, f"http://127.0.0.1:{port}") for app, (process, port) in started.items()}
 
 
 def start_service(

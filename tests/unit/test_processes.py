@@ -1,16 +1,19 @@
 """The helpers that start and stop the integration tests' processes (tools/processes.py): a
-process that dies while awaited fails the wait at once, and processes stopped together are
-all signalled before any is waited for."""
+process that dies while awaited fails the wait at once, a server whose port was taken is
+started again on another, and processes stopped together are all signalled before any is
+waited for."""
 
 from __future__ import annotations
 
 import functools
+import socket
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tools.processes import ManagedProcess, stop_all, wait_until
+from tools.processes import ManagedProcess, free_port, listening, stop_all, wait_until
 
 
 def shell(name: str, script: str, log_dir: Path) -> ManagedProcess:
@@ -23,6 +26,31 @@ def test_a_process_that_exits_while_awaited_fails_the_wait_at_once_with_its_log(
     with pytest.raises(RuntimeError, match=r"early-exit exited \(3\) before port 1(.|\n)*already in use"):
         process.wait_for(lambda: False, "port 1", timeout=60)
     assert time.monotonic() - started < 30  # not the whole timeout
+
+
+# Listens on the port it is given, as a server does; exits at once if the port is taken.
+LISTENER = (
+    "import socket, sys, time; s = socket.socket(); "
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)"
+)
+
+
+def test_a_server_whose_port_was_taken_before_it_bound_listens_on_another(tmp_path):
+    def launch(port: int) -> ManagedProcess:
+        return ManagedProcess("listener", [sys.executable, "-c", LISTENER, str(port)], {}, tmp_path).start()
+
+    with socket.socket() as taken:  # bound, as a connection's local port is: nothing listens
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        process, bound = listening(launch, launch(port), port)
+        try:
+            assert bound != port
+            assert process.running()
+            with socket.create_connection(("127.0.0.1", bound), timeout=5):
+                pass
+        finally:
+            process.stop()
+    assert "Address already in use" in process.log()
 
 
 def trapped(process: ManagedProcess) -> bool:
@@ -43,3 +71,12 @@ def test_processes_stopped_together_are_all_signalled_before_any_is_waited_for(t
     assert not any(process.running() for process in processes)
     first, second = (float(stamp.read_text()) for stamp in stamps)
     assert second - first < 1  # the first's trap was still sleeping
+
+
+def test_a_free_port_is_below_the_range_outgoing_connections_take_theirs_from():
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert max(ports) < low
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
