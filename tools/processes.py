@@ -221,9 +221,11 @@ def start_local_server(name: str, build_argv: Callable[[int, Path], list[str]], 
 
 
 def start_worker(name: str, env: dict[str, str], run_dir: Path, *extra: str) -> ManagedProcess:
-    worker = ManagedProcess(
-        name, celery_argv("worker", "--loglevel=info", "-n", f"{name}@%h", *extra), env, run_dir
-    ).start()
+    """A test's worker, returned once ready. Each is the only worker on its broker (a test
+    stops or kills one before it starts the next), so it skips mingle: a second spent at
+    start-up asking other workers for their revoked tasks, of which there are none."""
+    argv = celery_argv("worker", "--loglevel=info", "--without-mingle", "-n", f"{name}@%h", *extra)
+    worker = ManagedProcess(name, argv, env, run_dir).start()
     worker.wait_for(lambda: " ready." in worker.log(), f"{name} to be ready")
     return worker
 
