@@ -75,13 +75,21 @@ class ExitedEarlyError(RuntimeError):
 
 class ManagedProcess:
     """A child process in its own session, with its output in a log file; `env` is added to
-    this process's environment and DEFAULT_ENV."""
+    this process's environment and DEFAULT_ENV. `stop_signal`: what `stop` sends unless told."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, **DEFAULT_ENV, **env}
         self.log_path = log_dir / f"{name}.log"
+        self.stop_signal = stop_signal
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedProcess:
@@ -113,7 +121,7 @@ class ManagedProcess:
 
         wait_until(ready, timeout, what)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    def stop(self, sig: int | None = None, timeout: float = 15) -> None:
         stop_all([self], sig, timeout)
 
     def kill(self) -> None:
@@ -124,12 +132,13 @@ class ManagedProcess:
         os.killpg(self.process.pid, sig)
 
 
-def stop_all(processes: Iterable[ManagedProcess], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    """Send `sig` to every running process at once, then wait for each, with SIGKILL for one
-    still running `timeout` seconds on: their shutdowns overlap instead of adding up."""
+def stop_all(processes: Iterable[ManagedProcess], sig: int | None = None, timeout: float = 15) -> None:
+    """Send `sig` (by default each one's stop signal) to every running process at once, then
+    wait for each, with SIGKILL for one still running `timeout` seconds on: their shutdowns
+    overlap instead of adding up."""
     running = [process for process in processes if process.running()]
     for process in running:
-        process.signal(sig)
+        process.signal(sig or process.stop_signal)
     for process in running:
         assert process.process is not None
         try:
@@ -230,6 +239,12 @@ def start_worker(name: str, env: dict[str, str], run_dir: Path, *extra: str) -> 
     return worker
 
 
+# gunicorn's quick shutdown. Its graceful one (SIGTERM) keeps a worker until each connection
+# a client left open idles out (`keepalive` seconds), and a test's service, stopped once the
+# test is done with it, has no request left to finish.
+GUNICORN_QUICK_STOP = signal.SIGINT
+
+
 def start_services(
     names: Mapping[str, str], env: dict[str, str], run_dir: Path
 ) -> dict[str, tuple[ManagedProcess, str]]:
@@ -238,7 +253,9 @@ def start_services(
     listen."""
 
     def launcher(app: str) -> Callable[[int], ManagedProcess]:
-        return lambda port: ManagedProcess(names[app], gunicorn_argv(app, port), env, run_dir).start()
+        return lambda port: ManagedProcess(
+            names[app], gunicorn_argv(app, port), env, run_dir, stop_signal=GUNICORN_QUICK_STOP
+        ).start()
 
     ports = {app: free_port() for app in names}
     launched = {app: launcher(app)(ports[app]) for app in names}
