@@ -2,8 +2,10 @@
 pipeline. Tasks, rollups and reporting call these functions.
 
 Written to the subset of MongoDB that FerretDB v1.24.2 also serves (the local default):
-reads by `_id` alone are the fast ones there, `$group` knows only `$sum` and `$count`, and
-updates are not atomic, so derived data is insert-only or has a single writer. Where the two
+reads by `_id` alone are the fast ones there (with the project's build, tools/ferretdb/, `_id`
+ranges and order by `_id` too), `$group` knows only `$sum` and `$count`, and updates are not
+atomic, so derived data is insert-only or has a single writer. It maintains other indexes but
+answers no query from them; a unique one it enforces, refusing a duplicate with code 11000. Where the two
 servers are best served differently (indexes, lookups of many ids), `is_ferretdb` decides.
 """
 
