@@ -70,6 +70,19 @@ def find_by_ids(
     return {document["_id"]: document for document in found}
 
 
+def insert_new(collection: Collection[Any], documents: list[dict[str, Any]]) -> list[int]:
+    """Insert the documents not stored yet, in one unordered bulk insert; the positions of
+    those refused as duplicates. Any other refusal, or an unconfirmed write concern, raises."""
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        raise_unconfirmed(error)
+        if not only_duplicates(error):
+            raise
+        return [failure["index"] for failure in error.details["writeErrors"]]
+    return []
+
+
 def raise_unconfirmed(error: BulkWriteError) -> None:
     """Raise a bulk write the server applied without meeting its write concern as the failure
     it is: under `w: majority` such a write may still be rolled back, so it must be retried,

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DeleteOne, IndexModel, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from app.store import DUPLICATE_KEY, find_by_ids, raise_unconfirmed
+from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
 from app.store.errors import is_transient
 
 EVENTS = "events"
@@ -42,7 +42,7 @@ def ensure_indexes(db: Database[Any]) -> None:
 def key_time(moment: datetime) -> str:
     """A UTC time as keys hold it, to the millisecond (what a BSON date keeps): fixed width, so
     that keys sort in time order."""
-    utc = moment.astimezone(UTC)
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment  # (a naive BSON date is UTC)
     return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
@@ -51,8 +51,11 @@ def event_key(message: Mapping[str, Any]) -> str:
     that says how an event is keyed): its site, its UTC time and its event id, so that a
     site's events of a period are one range of `_id`, in time order, which both servers read
     from an index."""
-    moment = datetime.fromisoformat(message["timestamp"])
-    return KEY_SEPARATOR.join((message["site_id"], key_time(moment), message["event_id"]))
+    return _key(message["site_id"], datetime.fromisoformat(message["timestamp"]), message["event_id"])
+
+
+def _key(site_id: str, moment: datetime, event_id: str) -> str:
+    return KEY_SEPARATOR.join((site_id, key_time(moment), event_id))
 
 
 def site_range(site_id: str, start: datetime | None = None, end: datetime | None = None) -> dict[str, str]:
@@ -204,3 +207,47 @@ def count_by_user_and_path(
         {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
     ]
     return list(db[EVENTS].aggregate(pipeline))
+
+
+# The previous release keyed events by bare event id (no separator). `flask migrate-store`
+# moves them, MIGRATION_BATCH at a time: each is marked (its event id given MOVING, so the
+# unique index lets its copy in), copied under its key, then deleted. A run stopped anywhere
+# is finished by the next; only between a batch's marking and copying may a retry of one of
+# its events be stored as new.
+MIGRATION_BATCH = 500
+MOVING = KEY_SEPARATOR + "moving"
+PREVIOUS_LAYOUT = {"_id": {"$regex": f"^[^{KEY_SEPARATOR}]*$"}}
+
+
+def previous_layout_events(db: Database[Any]) -> Iterator[dict[str, Any]]:
+    """The events still keyed as the previous release keyed them, streamed (a scan of the
+    collection on FerretDB: once, for a migration)."""
+    return iter(db[EVENTS].find(PREVIOUS_LAYOUT).batch_size(MIGRATION_BATCH))
+
+
+def rekey_events(db: Database[Any], documents: Sequence[dict[str, Any]]) -> int:
+    """Move these events of the previous layout under their keys; return how many."""
+    if not documents:
+        return 0
+    originals = {document["_id"]: _original_event_id(document) for document in documents}
+    marks = [
+        UpdateOne({"_id": document["_id"]}, {"$set": {"event_id": originals[document["_id"]] + MOVING}})
+        for document in documents
+        if document.get("event_id") != originals[document["_id"]] + MOVING
+    ]
+    if marks:
+        db[EVENTS].bulk_write(marks, ordered=False)
+    copies = [
+        {**document, "_id": _key(document["site_id"], document["timestamp"], event_id), "event_id": event_id}
+        for document, event_id in zip(documents, originals.values(), strict=True)
+    ]
+    insert_new(db[EVENTS], copies)  # (a duplicate: copied by an earlier run, or a retry stored meanwhile)
+    db[EVENTS].bulk_write([DeleteOne({"_id": old_id}) for old_id in originals], ordered=False)
+    return len(documents)
+
+
+def _original_event_id(document: Mapping[str, Any]) -> str:
+    """The event id of an event of the previous layout, marked or not (or its `_id`, which
+    was its event id, if it has none)."""
+    event_id = str(document.get("event_id") or document["_id"])
+    return event_id.removesuffix(MOVING)
