@@ -41,6 +41,7 @@ def key_events_by_site_and_time(db: Database[Any]) -> str:
     and event id; the unique index on site and event id first, so that a retry a worker
     stores meanwhile is refused."""
     event_store.ensure_indexes(db)
+    event_store.restore_moving_events(db)
     events = _in_batches(
         db, event_store.previous_layout_events(db), event_store.rekey_events, event_store.MIGRATION_BATCH
     )

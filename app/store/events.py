@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DeleteOne, IndexModel, UpdateOne
+from pymongo import ASCENDING, DeleteOne, IndexModel
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
@@ -210,12 +211,12 @@ def count_by_user_and_path(
 
 
 # The previous release keyed events by bare event id (no separator). `flask migrate-store`
-# moves them, MIGRATION_BATCH at a time: each is marked (its event id given MOVING, so the
-# unique index lets its copy in), copied under its key, then deleted. A run stopped anywhere
-# is finished by the next; only between a batch's marking and copying may a retry of one of
-# its events be stored as new.
+# moves them MIGRATION_BATCH at a time, with no update (FerretDB's are slow): copied aside
+# into MOVING_EVENTS under their keys, deleted, copied back, then cleared from MOVING_EVENTS. A
+# run stopped anywhere is finished by the next (`restore_moving_events` first); only between
+# a batch's deletion and its copying back may a retry of one of its events be stored as new.
 MIGRATION_BATCH = 500
-MOVING = KEY_SEPARATOR + "moving"
+MOVING_EVENTS = "events_moving"
 PREVIOUS_LAYOUT = {"_id": {"$regex": f"^[^{KEY_SEPARATOR}]*$"}}
 
 
@@ -229,25 +230,36 @@ def rekey_events(db: Database[Any], documents: Sequence[dict[str, Any]]) -> int:
     """Move these events of the previous layout under their keys; return how many."""
     if not documents:
         return 0
-    originals = {document["_id"]: _original_event_id(document) for document in documents}
-    marks = [
-        UpdateOne({"_id": document["_id"]}, {"$set": {"event_id": originals[document["_id"]] + MOVING}})
-        for document in documents
-        if document.get("event_id") != originals[document["_id"]] + MOVING
-    ]
-    if marks:
-        db[EVENTS].bulk_write(marks, ordered=False)
     copies = [
-        {**document, "_id": _key(document["site_id"], document["timestamp"], event_id), "event_id": event_id}
-        for document, event_id in zip(documents, originals.values(), strict=True)
+        {
+            **document,
+            "_id": _key(
+                document["site_id"], document["timestamp"], document.get("event_id") or document["_id"]
+            ),
+        }
+        for document in documents
     ]
-    insert_new(db[EVENTS], copies)  # (a duplicate: copied by an earlier run, or a retry stored meanwhile)
-    db[EVENTS].bulk_write([DeleteOne({"_id": old_id}) for old_id in originals], ordered=False)
+    insert_new(db[MOVING_EVENTS], copies)
+    _delete_by_id(db[EVENTS], [document["_id"] for document in documents])
+    _put_back(db, copies)
     return len(documents)
 
 
-def _original_event_id(document: Mapping[str, Any]) -> str:
-    """The event id of an event of the previous layout, marked or not (or its `_id`, which
-    was its event id, if it has none)."""
-    event_id = str(document.get("event_id") or document["_id"])
-    return event_id.removesuffix(MOVING)
+def restore_moving_events(db: Database[Any]) -> int:
+    """Put back the events a stopped migration had set aside; return how many."""
+    copies = list(db[MOVING_EVENTS].find())
+    if copies:
+        _put_back(db, copies)
+    return len(copies)
+
+
+def _put_back(db: Database[Any], copies: list[dict[str, Any]]) -> None:
+    # A duplicate: not yet deleted by a stopped run (moved again later), or a retry stored meanwhile.
+    insert_new(db[EVENTS], copies)
+    _delete_by_id(db[MOVING_EVENTS], [copy["_id"] for copy in copies])
+
+
+def _delete_by_id(collection: Collection[Any], ids: list[str]) -> None:
+    """One delete by `_id` alone per document, in one command: the delete FerretDB does
+    without a scan."""
+    collection.bulk_write([DeleteOne({"_id": key}) for key in ids], ordered=False)
