@@ -25,7 +25,7 @@ from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
 from app.settings import Settings, current_settings
-from app.store import dead_letters
+from app.store import dead_letters, event_sites
 from app.store import events as event_store
 from app.store.errors import is_transient
 from app.store.events import event_key
@@ -58,6 +58,7 @@ def store_batch(
     the events it finds stored.
     """
     outcome = event_store.insert_events(db, messages, batch_id)
+    event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
     if outcome.rejected:
         logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
     dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)

@@ -65,9 +65,8 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
     keeps milliseconds)."""
     prefix = site_id + KEY_SEPARATOR
     lower = prefix + (key_time(start) if start is not None else "")
-    if end is None:
-        return {"$gte": lower, "$lt": site_id + chr(ord(KEY_SEPARATOR) + 1)}
-    return {"$gte": lower, "$lt": prefix + key_time(end)}
+    upper = prefix + key_time(end) if end is not None else site_id + chr(ord(KEY_SEPARATOR) + 1)
+    return {"$gte": lower, "$lt": upper}
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
@@ -208,6 +207,17 @@ def count_by_user_and_path(
         {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
     ]
     return list(db[EVENTS].aggregate(pipeline))
+
+
+def expired_keys(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:
+    """The keys of up to `limit` of a site's oldest events, of those before `before`."""
+    query = {"_id": site_range(site_id, end=before)}
+    return [event["_id"] for event in db[EVENTS].find(query, {"_id": 1}).sort("_id", ASCENDING).limit(limit)]
+
+
+def delete_events(db: Database[Any], keys: list[str]) -> None:
+    """Delete the events of these keys."""
+    _delete_by_id(db[EVENTS], keys)
 
 
 # The previous release keyed events by bare event id (no separator). `flask migrate-store`
