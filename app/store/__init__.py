@@ -2,10 +2,10 @@
 pipeline. Tasks, rollups and reporting call these functions.
 
 Written to the subset of MongoDB that FerretDB v1.24.2 also serves (the local default):
-reads by `_id` alone are the fast ones there (with the project's build, tools/ferretdb/, `_id`
-ranges and order by `_id` too), `$group` knows only `$sum` and `$count`, and updates are not
-atomic, so derived data is insert-only or has a single writer. It maintains other indexes but
-answers no query from them; a unique one it enforces, refusing a duplicate with code 11000. Where the two
+reads by a string `_id` are the fast ones there (equality, `$in`, ranges, in `_id` order:
+docs/local-mongodb.md), `$group` knows only `$sum` and `$count`, and updates are not atomic,
+so derived data is insert-only or has a single writer. It maintains other indexes but answers
+no query from them; a unique one it enforces, refusing a duplicate with code 11000. Where the two
 servers are best served differently (indexes, lookups of many ids), `is_ferretdb` decides.
 """
 
@@ -38,8 +38,8 @@ def only_duplicates(error: BulkWriteError) -> bool:
 
 
 def is_ferretdb(db: Database[Any]) -> bool:
-    """Whether the server is FerretDB, which answers from an index only a filter on `_id` alone
-    (asked once per client: its `buildInfo` names FerretDB's version)."""
+    """Whether the server is FerretDB, which answers from an index only conditions on a string
+    `_id` (asked once per client: its `buildInfo` names FerretDB's version)."""
     client = db.client
     if client not in _ferretdb_clients:
         _ferretdb_clients[client] = "ferretdbVersion" in client.server_info()

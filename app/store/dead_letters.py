@@ -3,8 +3,8 @@ time, keyed as their event is, until a replay (`make replay-dead`) stores them.
 
 A letter leaves only once its event is stored: the worker that stores a replayed event (or
 finds it stored) removes its letter by `_id` alone, the one delete FerretDB does exactly (it
-looks up any other filter by a scan, then deletes what the scan found by `_id`, in a
-transaction of its own). Each letter holds one accepted copy of its event: that of the batch
+reads what any other filter matches, then deletes what it read by `_id`, in a transaction
+of its own). Each letter holds one accepted copy of its event: that of the batch
 that first dead-lettered it (`batch_id`), which a letter written again for the same event
 keeps, so that reconciliation counts every copy once.
 """

@@ -10,12 +10,12 @@ cannot overwrite what a newer holder wrote, whenever its write lands (an upsert 
 rollup fenced off fails on the duplicate `_id`: `StaleWriteError`, which names the fence it
 was refused for). A rollup that comes to count nothing is never deleted, but kept empty with
 its fence (a tombstone): deleted, it would let a stalled holder's upsert bring back its tally.
-FerretDB v1.24.2 cannot do this: it pushes down to SQLite only a filter on `_id` alone, so a
-filter of `_id` and `fence` scans the whole collection in Go for each write, and it then
-replaces the document by `_id` alone, unconditionally, with no lock between its read and its
-write. So on FerretDB the filter is `_id` alone, and the fence there is the compactor's lock
-check just before each write command: a stale write needs a holder stalled between that check
-and FerretDB applying the command for longer than the lock lives, and is one command at most.
+FerretDB v1.24.2 cannot do this: it reads the document by `_id` from SQLite, checks the rest
+of the filter (`fence`) in Go, and then replaces the document by `_id` alone, unconditionally,
+with no lock between its read and its write. So on FerretDB the filter is `_id` alone, and the
+fence there is the compactor's lock check just before each write command: a stale write needs
+a holder stalled between that check and FerretDB applying the command for longer than the
+lock lives, and is one command at most.
 """
 
 from __future__ import annotations
