@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask.cli import with_appcontext
@@ -14,6 +14,7 @@ from app.extensions import mongo, redis_store
 from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
+from app.rollups.buckets import floor_to
 from app.rollups.caps import Caps
 from app.settings import current_settings
 from app.store import dead_letters, events
@@ -84,8 +85,17 @@ def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None)
     last = (end or start).date()
     if last < start.date():
         raise click.BadParameter("must not be before --start", param_hint="--end")
+    settings = current_settings()
+    if settings.event_retention_days > 0 and floor_to(start.replace(tzinfo=UTC), "week") < datetime.now(
+        UTC
+    ) - timedelta(days=settings.event_retention_days):
+        raise click.BadParameter(
+            f"its week's raw events may be gone (EVENT_RETENTION_DAYS={settings.event_retention_days}): "
+            "a rebuild would count only those left",
+            param_hint="--start",
+        )
     try:
-        caps = Caps.of(current_settings())
+        caps = Caps.of(settings)
         counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last, caps)
     except compactor.CompactorBusyError as error:
         raise click.ClickException(str(error)) from None

@@ -1,9 +1,10 @@
 """EVENT_RETENTION_DAYS: expired raw events deleted per site in small batches, rollups kept."""
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 
-from app import retention
+from app import create_app, retention
 from app.rollups import compactor
 from app.settings import Settings
 from app.store import event_sites, sites
@@ -103,3 +104,11 @@ def test_one_worker_at_a_time_sweeps(db, counter_store, ingestion_app):
     assert first is not None
     assert first.deleted == 1
     assert maintenance.sweep_expired(db, counter_store, settings, stopping) is None
+
+
+def test_a_rebuild_of_days_whose_raw_events_expired_is_refused(settings, db, counter_store):
+    app = create_app("reporting", dataclasses.replace(settings, event_retention_days=30))
+    early = (datetime.now(UTC) - timedelta(days=31)).date().isoformat()
+    result = app.test_cli_runner().invoke(args=["rebuild-rollups", "--site-id", "shop", "--start", early])
+    assert result.exit_code != 0
+    assert "EVENT_RETENTION_DAYS" in result.output
