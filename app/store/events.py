@@ -3,6 +3,7 @@ indexes, and the reads of a site's raw events."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,6 +170,8 @@ def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[st
     return {"_id": site_range(site_id, start, end), "timestamp": {"$gte": start, "$lt": end}}
 
 
+# Events a raw read fetches per round trip.
+STREAM_BATCH = 1000
 RAW_FIELDS = ("site_id", "event_type", "path", "user_id", "timestamp", "batch_id", "created_at")
 
 
@@ -179,7 +182,7 @@ def events_between(db: Database[Any], site_id: str, start: datetime, end: dateti
 
 
 def iter_site_events(
-    db: Database[Any], site_id: str, start: datetime, end: datetime, batch_size: int = 1000
+    db: Database[Any], site_id: str, start: datetime, end: datetime, batch_size: int = STREAM_BATCH
 ) -> Iterator[dict[str, Any]]:
     """A site's stored events with `start <= timestamp < end`, streamed in time order (by
     `_id`) `batch_size` at a time: the first arrive as soon as the server has read them, not
@@ -194,19 +197,18 @@ def count_by_user_and_path(
 ) -> list[dict[str, Any]]:
     """A site's events with `start <= timestamp < end` (of one type, if given) counted by
     (user_id, path), as rows `{"_id": {"user_id", "path"}, "events"}`: `/stats/aggregated`'s
-    cross-check, computed by the server.
+    cross-check.
 
-    FerretDB has no $facet and its $group knows only $sum and $count, so the server counts by
-    (user, path) and the caller adds the few rows up.
+    Counted here, from the events' users and paths read by `_id` range: FerretDB's `$group`
+    compares each event with every group found so far, a cost that grows with the square of
+    a site-day's users (docs/decisions/events-keyed-by-site-and-time.md).
     """
     events_filter = _site_events_filter(site_id, start, end)
     if event_type is not None:
         events_filter["event_type"] = event_type
-    pipeline = [
-        {"$match": events_filter},
-        {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
-    ]
-    return list(db[EVENTS].aggregate(pipeline))
+    found = db[EVENTS].find(events_filter, {"_id": 0, "user_id": 1, "path": 1}).batch_size(STREAM_BATCH)
+    counts = Counter((event.get("user_id"), event.get("path")) for event in found)
+    return [{"_id": {"user_id": user, "path": path}, "events": n} for (user, path), n in counts.items()]
 
 
 def expired_keys(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:

@@ -48,27 +48,41 @@ def test_stored_events_are_found_by_their_messages_even_under_another_timestamp(
     assert found[event_store.event_key(again)]["_id"] == event_store.event_key(first)
 
 
-def test_raw_reads_ask_for_the_site_id_range_in_id_order(db, monkeypatch):
+def test_raw_reads_ask_for_the_site_id_range_and_count_without_a_server_group(db, monkeypatch):
+    """FerretDB's `$group` compares each event with every group found so far: 64 s for a
+    site-day of 8,000 users, against 1.9 s to read the same events and count them here."""
     collection_type = type(db[event_store.EVENTS])
     asked = []
-    real_find, real_aggregate = collection_type.find, collection_type.aggregate
+    real_find = collection_type.find
 
     def spying_find(self, *args, **kwargs):
-        if args:  # (mongomock's aggregate reads the whole collection with no filter)
-            asked.append(args[0])
+        asked.append(args[0])
         return real_find(self, *args, **kwargs)
 
-    def spying_aggregate(self, pipeline, *args, **kwargs):
-        asked.append(pipeline[0]["$match"])
-        return real_aggregate(self, pipeline, *args, **kwargs)
-
     monkeypatch.setattr(collection_type, "find", spying_find)
-    monkeypatch.setattr(collection_type, "aggregate", spying_aggregate)
+    monkeypatch.setattr(collection_type, "aggregate", None)
     event_store.events_between(db, "shop", *DAY)
     event_store.count_by_user_and_path(db, "shop", *DAY, "page_view")
     list(event_store.iter_site_events(db, "shop", *DAY))
     bounds = {"$gte": "shop\x1f2025-11-15T00:00:00.000Z", "$lt": "shop\x1f2025-11-16T00:00:00.000Z"}
     assert [spec["_id"] for spec in asked] == [bounds] * 3
+
+
+def test_events_are_counted_by_user_and_path(db):
+    messages = [
+        make_message(user_id="a", path="/x"),
+        make_message(user_id="a", path="/x"),
+        make_message(user_id=None, path="/y"),
+        make_message(event_type="click", user_id="b", path="/x"),
+    ]
+    event_store.insert_events(db, messages)
+    rows = event_store.count_by_user_and_path(db, "site-abc-123", *DAY, "page_view")
+    assert sorted(
+        (row["_id"].get("user_id") or "", row["_id"].get("path"), row["events"]) for row in rows
+    ) == [
+        ("", "/y", 1),
+        ("a", "/x", 2),
+    ]
 
 
 def test_a_site_events_stream_in_time_order_in_batches(db):
