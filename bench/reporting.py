@@ -186,6 +186,10 @@ class Loaded:
     def busiest_site_day(self) -> tuple[str, str]:
         return self.site_days.most_common(1)[0][0]
 
+    def quietest_site_day(self) -> tuple[str, str]:
+        """The site-day with the fewest events: a tiny site among busier ones."""
+        return min(self.site_days, key=lambda site_day: (self.site_days[site_day], site_day))
+
     def busiest_site(self) -> str:
         per_site: Counter[str] = Counter()
         for (site_id, _), count in self.site_days.items():
@@ -370,11 +374,14 @@ class Query:
 
 
 def queries(loaded: Loaded, traffic: Traffic) -> list[Query]:
-    """The rows of the table: the busiest site-day, and the busiest site over all 30 days.
-    The first two are the ones checked for exactness."""
+    """The rows of the table: the busiest site-day, the busiest site over all 30 days, and the
+    quietest site-day (a tiny site in the store). The first two are the ones checked for
+    exactness."""
     day_site, day = loaded.busiest_site_day()
     site = loaded.busiest_site()
     one_day = {"site_id": day_site, "date": day}
+    quiet_site, quiet_day = loaded.quietest_site_day()
+    tiny_day = {"site_id": quiet_site, "date": quiet_day}
     month = {"site_id": site, "start": traffic.first_day.isoformat(), "end": traffic.last_day.isoformat()}
     return [
         Query("/stats, busiest site-day", "/stats", one_day),
@@ -383,6 +390,8 @@ def queries(loaded: Loaded, traffic: Traffic) -> list[Query]:
         Query("/stats/timeseries, 30 days, day", "/stats/timeseries", month | {"interval": "day"}),
         Query("/stats/timeseries, busiest day, hour", "/stats/timeseries", one_day | {"interval": "hour"}),
         Query("/stats/breakdown?by=path, 30 days", "/stats/breakdown", month | {"by": "path", "limit": "10"}),
+        Query("/stats, quietest site-day, tz=Asia/Kolkata", "/stats", tiny_day | {"tz": "Asia/Kolkata"}),
+        Query("/stats/aggregated, quietest site-day", "/stats/aggregated", tiny_day),
         Query(AGGREGATED_DAY, "/stats/aggregated", one_day, scans_raw_events=True),
     ]
 

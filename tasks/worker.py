@@ -9,12 +9,13 @@ from celery.signals import import_modules, setup_logging, worker_init
 from app import create_app, logs
 from app.extensions import celery_app, mongo
 from app.store import events
-from tasks.maintenance import LedgerCheck, RollupCompactor
+from tasks.maintenance import LedgerCheck, RetentionSweeper, RollupCompactor
 
 flask_app = create_app("worker")
 celery_app.conf.include = ["tasks.persist"]  # the worker registers the tasks it runs
 celery_app.steps["consumer"].add(LedgerCheck)
 celery_app.steps["worker"].add(RollupCompactor)
+celery_app.steps["worker"].add(RetentionSweeper)
 
 
 @worker_init.connect

@@ -3,8 +3,9 @@ pipeline. Tasks, rollups and reporting call these functions.
 
 Written to the subset of MongoDB that FerretDB v1.24.2 also serves (the local default):
 reads by a string `_id` are the fast ones there (equality, `$in`, ranges, in `_id` order:
-docs/local-mongodb.md), `$group` knows only `$sum` and `$count`, and
-updates are not atomic, so derived data is insert-only or has a single writer. Where the two
+docs/local-mongodb.md), `$group` knows only `$sum` and `$count`, and updates are not atomic,
+so derived data is insert-only or has a single writer. It maintains other indexes but answers
+no query from them; a unique one it enforces, refusing a duplicate with code 11000. Where the two
 servers are best served differently (indexes, lookups of many ids), `is_ferretdb` decides.
 """
 
@@ -68,6 +69,19 @@ def find_by_ids(
     else:
         found = list(collection.find({"_id": {"$in": wanted}}, projection))
     return {document["_id"]: document for document in found}
+
+
+def insert_new(collection: Collection[Any], documents: list[dict[str, Any]]) -> list[int]:
+    """Insert the documents not stored yet, in one unordered bulk insert; the positions of
+    those refused as duplicates. Any other refusal, or an unconfirmed write concern, raises."""
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        raise_unconfirmed(error)
+        if not only_duplicates(error):
+            raise
+        return [failure["index"] for failure in error.details["writeErrors"]]
+    return []
 
 
 def raise_unconfirmed(error: BulkWriteError) -> None:
