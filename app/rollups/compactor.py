@@ -56,10 +56,10 @@ from pymongo.database import Database
 from redis.exceptions import RedisError
 
 from app.rollups import entries, generations, lease, shares, user_ids
-from app.rollups.buckets import WEEK, Bucket, containing_buckets, floor_to
+from app.rollups.buckets import QUARTER, WEEK, Bucket, containing_buckets, floor_to
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
-from app.rollups.tally import Tally, hourly_documents
+from app.rollups.tally import Tally, quarter_documents
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store.errors import is_transient
@@ -108,12 +108,12 @@ def marker(batch_id: str, shard: int) -> str:
 
 
 def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Mapping[str, Any]]) -> None:
-    """Add 'append this batch's hourly tallies to the streams of their shards' to the
-    pipeline's commands. The users go by name: the compactor gives them their ids
+    """Add 'append this batch's tallies per quarter hour to the streams of their shards' to
+    the pipeline's commands. The users go by name: the compactor gives them their ids
     (`user_ids`) once a round, which spares every batch a round trip of its own."""
     by_shard: dict[int, list[dict[str, Any]]] = {}
-    for (site_id, hour), types in hourly_documents(events).items():
-        delta = {"site_id": site_id, "hour": hour.isoformat(), "types": types}
+    for (site_id, quarter), types in quarter_documents(events).items():
+        delta = {"site_id": site_id, "quarter": quarter.isoformat(), "types": types}
         by_shard.setdefault(shard_of(site_id), []).append(delta)
     for shard, deltas in by_shard.items():
         pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": json.dumps(deltas)})
@@ -473,14 +473,17 @@ def rebuild(
             if marker(event["batch_id"], shard) in withheld
         }
         tallies = bucket_tallies(user_ids.numbered(client, counted), caps, left_to_shares)
-        hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
-        buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
+        quarters = (start + n * QUARTER for n in range((end - start) // QUARTER))
+        buckets = {bucket for quarter in quarters for bucket in containing_buckets(site_id, quarter)}
         stored = rollup_store.stored_rollups(db, (bucket.id for bucket in buckets))
+        # A rollup that counts nothing is written only over a stored one (kept empty with its
+        # fence, see `Rollup`): one never stored reads the same as an empty one.
         rebuilt = [
             Rollup(
                 bucket, CappedTally(tallies.get(bucket, Tally()), caps), NO_ENTRY, new=bucket.id not in stored
             )
             for bucket in buckets
+            if bucket in tallies or bucket.id in stored
         ]
         _save(db, client, hold, shard, rebuilt, through)
         if orphans:

@@ -1,4 +1,4 @@
-"""The `rollups` collection (tallies of a site's UTC hour, day or week, keyed by
+"""The `rollups` collection (tallies of a site's UTC quarter hour, hour, day or week, keyed by
 `Bucket.id`, written only by the compactor) and `rollup_batches` (one document per batch the
 compactor has added into them, keyed by batch id).
 
