@@ -15,14 +15,15 @@ from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
 from app.rollups.caps import Caps
 from app.settings import current_settings
-from app.store import dead_letters, events
+from app.store import dead_letters, events, user_numbers
 
 
 @click.command("create-indexes")
 def create_indexes_command() -> None:
     """Create the MongoDB indexes of the contract (idempotent)."""
     events.ensure_indexes(mongo.db)
-    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS}")
+    user_numbers.ensure_indexes(mongo.db)
+    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS} and {user_numbers.USER_NUMBERS}")
 
 
 @click.command("replay-dead")

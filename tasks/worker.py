@@ -8,7 +8,7 @@ from celery.signals import import_modules, setup_logging, worker_init
 
 from app import create_app, logs
 from app.extensions import celery_app, mongo
-from app.store import events
+from app.store import events, user_numbers
 from tasks.maintenance import LedgerCheck, RollupCompactor
 
 flask_app = create_app("worker")
@@ -21,6 +21,7 @@ celery_app.steps["worker"].add(RollupCompactor)
 def create_indexes(**_: Any) -> None:
     """Create indexes once per worker start, then drop the connection before forking."""
     events.ensure_indexes(mongo.db)
+    user_numbers.ensure_indexes(mongo.db)
     mongo.close()
 
 

@@ -304,7 +304,7 @@ def _apply(
     unmarked = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
     withheld = shares.withheld(client, shard, (entry.of for entry in unmarked))
     fresh = sorted((entry for entry in unmarked if entry.of not in withheld), key=lambda entry: entry.order)
-    numbers = _user_ids(client, fresh)
+    numbers = _user_ids(db, fresh)
     buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
     for start in range(0, len(buckets), BUCKETS_PER_ROUND):
         part = buckets[start : start + BUCKETS_PER_ROUND]
@@ -344,15 +344,15 @@ def _add_into(
     _save(db, client, hold, shard, [rollup for rollup in rollups.values() if rollup.changed], through)
 
 
-def _user_ids(client: redis.Redis, fresh: list[Entry]) -> dict[str, dict[str, int]]:
-    """The ids of the users the entries name, by site, in one round trip. (Entries appended
-    by earlier versions carry ids already.)"""
+def _user_ids(db: Database[Any], fresh: list[Entry]) -> dict[str, dict[str, int]]:
+    """The ids of the users the entries name, by site. (Entries appended by earlier versions
+    carry ids already.)"""
     users_by_site: dict[str, set[str]] = {}
     for entry in fresh:
         for delta in entry.deltas:
             users = users_by_site.setdefault(delta["site_id"], set())
             users.update(user for row in delta["types"] for user in row["users"] if isinstance(user, str))
-    return user_ids.ids_by_site(client, users_by_site)
+    return user_ids.ids_by_site(db, users_by_site)
 
 
 def _save(
@@ -472,7 +472,7 @@ def rebuild(
             for event in counted
             if marker(event["batch_id"], shard) in withheld
         }
-        tallies = bucket_tallies(user_ids.numbered(client, counted), caps, left_to_shares)
+        tallies = bucket_tallies(user_ids.numbered(db, counted), caps, left_to_shares)
         quarters = (start + n * QUARTER for n in range((end - start) // QUARTER))
         buckets = {bucket for quarter in quarters for bucket in containing_buckets(site_id, quarter)}
         stored = rollup_store.stored_rollups(db, (bucket.id for bucket in buckets))

@@ -21,6 +21,7 @@ from app.ingestion.schemas import to_message
 from app.rollups import compactor
 from app.settings import Settings
 from app.store import events as event_store
+from app.store import user_numbers
 from tasks.persist import store_batch
 from tools.factories import FIXED_DATES_MAX_AGE_DAYS
 
@@ -58,6 +59,7 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
     mongo.close()
     database = client.get_database("analytics")
     event_store.ensure_indexes(database)  # as a worker does when it starts
+    user_numbers.ensure_indexes(database)
     yield database
     mongo.close()
 

@@ -48,7 +48,7 @@ def test_users_are_numbered_once_a_round_and_entries_of_older_workers_still_coun
     compactor.append_batch(
         pipe,
         "batch-3",
-        user_ids.numbered(counter_store, event_store.insert_events(db, older, "batch-3").documents),
+        user_ids.numbered(db, event_store.insert_events(db, older, "batch-3").documents),
     )
     pipe.execute()
     compactor.compact(db, counter_store)

@@ -42,44 +42,21 @@ def test_a_busy_day_is_stored_compressed():
     assert len(stored) < (len(users.serialize()) + len(orjson.dumps(paths))) / 2
 
 
-def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(counter_store):
-    first = user_ids.ids_by_site(counter_store, {"site-a": ["ann", "bob"]})["site-a"]
+def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(db):
+    first = user_ids.ids_by_site(db, {"site-a": ["ann", "bob"]})["site-a"]
     assert sorted(first.values()) == [1, 2]
-    again = user_ids.ids_by_site(
-        counter_store, {"site-a": ["bob", "cy", "ann"], "site-b": ["cy"], "site-c": []}
-    )
+    again = user_ids.ids_by_site(db, {"site-a": ["bob", "cy", "ann"], "site-b": ["cy"], "site-c": []})
     assert again == {"site-a": {**first, "cy": 3}, "site-b": {"cy": 1}}
-    assert user_ids.ids_by_site(counter_store, {"site-b": ["dee", "cy"]}) == {"site-b": {"cy": 1, "dee": 2}}
+    assert user_ids.ids_by_site(db, {"site-b": ["dee", "cy"]}) == {"site-b": {"cy": 1, "dee": 2}}
 
 
-def test_a_site_named_next_keeps_its_users_ids(counter_store):
-    """Its users' hash once was the hash of every site's last id: a user named like a site
-    took that site's counter as its id, which moved whenever the site got a new user."""
-    user_ids.ids_by_site(counter_store, {"site-a": ["ann"]})
-    first = user_ids.ids_by_site(counter_store, {"next": ["site-a", "zoe"]})
-    user_ids.ids_by_site(counter_store, {"site-a": ["bob"]})
-    assert (
-        user_ids.ids_by_site(counter_store, {"next": ["site-a", "zoe"]})
-        == first
-        == {"next": {"site-a": 1, "zoe": 2}}
-    )
-
-
-def test_the_last_ids_of_an_earlier_version_are_carried_over(counter_store):
-    counter_store.hset(user_ids.LEGACY_LAST_IDS_KEY, "site-a", 41)  # as earlier versions kept it
-    counter_store.hset(f"{user_ids.PREFIX}:site-a", "ann", 41)
-    assert user_ids.ids_by_site(counter_store, {"site-a": ["ann", "bob"]}) == {
-        "site-a": {"ann": 41, "bob": 42}
-    }
-
-
-def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(counter_store):
+def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(db):
     events: list[dict[str, Any]] = [
         {"site_id": "s", "user_id": "ann"},
         {"site_id": "s", "user_id": None},
         {"site_id": "s", "user_id": "ann"},
     ]
-    numbered = user_ids.numbered(counter_store, events)
+    numbered = user_ids.numbered(db, events)
     assert [event["user_id"] for event in numbered] == [1, None, 1]
     assert [event["user_id"] for event in user_ids.numbered_locally(events)] == [1, None, 1]
 

@@ -1,0 +1,79 @@
+"""Users numbered in MongoDB: exactly one number per (site, user), one user per number, keys
+of bounded length, whatever assigners run at once."""
+
+import threading
+
+from app.rollups import user_ids
+from app.store import user_numbers
+
+
+def assign_concurrently(db, site_id, users_of_each, monkeypatch=None):
+    """Each thread numbers its users at once; the answers of all threads."""
+    answers: list[dict[str, int]] = [{} for _ in users_of_each]
+    start = threading.Barrier(len(users_of_each))
+
+    def work(index):
+        start.wait()
+        answers[index] = user_ids.ids_by_site(db, {site_id: users_of_each[index]})[site_id]
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(users_of_each))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def assert_one_number_per_user_and_one_user_per_number(answers, stored):
+    merged: dict[str, int] = {}
+    for answer in answers:
+        for user, number in answer.items():
+            assert merged.setdefault(user, number) == number  # every caller was told the same
+    assert len(set(merged.values())) == len(merged)
+    assert stored == merged
+
+
+def stored_numbers(db, site_id, users):
+    keys = {user_numbers.user_key(site_id, user): user for user in users}
+    return {keys[key]: number for key, number in user_numbers.numbers(db, keys).items()}
+
+
+def test_concurrent_assigners_give_each_user_one_number_and_each_number_one_user(db):
+    users_of_each = [[f"user-{n}" for n in range(thread, thread + 300)] for thread in range(0, 600, 75)]
+    answers = assign_concurrently(db, "site-a", users_of_each)
+    every_user = {user for users in users_of_each for user in users}
+    assert_one_number_per_user_and_one_user_per_number(answers, stored_numbers(db, "site-a", every_user))
+
+
+def test_a_counter_that_hands_out_a_block_twice_still_gives_distinct_numbers(db, monkeypatch):
+    """FerretDB's `$inc` reads and writes the counter back unlocked: two assigners at once can
+    both be given numbers 1..n. The unique (site, number) index refuses the second user of a
+    number, and its assigner reserves further on."""
+    reserve = user_numbers.reserve
+    given = []
+
+    def forgetful(db, site_id, count):
+        first = reserve(db, site_id, count)
+        given.append(first)
+        return 1 if len(given) <= 2 else first  # the first two callers get the same block
+
+    monkeypatch.setattr(user_numbers, "reserve", forgetful)
+    first = user_ids.ids_by_site(db, {"site-a": ["ann", "bob"]})["site-a"]
+    second = user_ids.ids_by_site(db, {"site-a": ["cy", "dee", "bob"]})["site-a"]
+    assert len(given) == 3  # the second caller's block was refused once
+    assert second["bob"] == first["bob"]
+    assert len({*first.values(), *second.values()}) == 4
+    assert_one_number_per_user_and_one_user_per_number(
+        [first, second], stored_numbers(db, "site-a", ["ann", "bob", "cy", "dee"])
+    )
+
+
+def test_long_user_ids_are_keyed_by_their_hash_and_still_numbered_apart(db):
+    long_ids = ["x" * 255 + "a", "x" * 255 + "b", "y" * 64]
+    numbers = user_ids.ids_by_site(db, {"site-a": long_ids})["site-a"]
+    assert len(set(numbers.values())) == 3
+    keys = db[user_numbers.USER_NUMBERS].distinct("_id")
+    assert max(len(key) for key in keys) == len("site-a\x1f") + 64
+    assert user_ids.ids_by_site(db, {"site-a": long_ids})["site-a"] == numbers
+    # An id kept as it is never equals a hash: those have 64 characters, kept ones fewer.
+    assert len(user_numbers.user_key("s", "z" * 63)) == len("s\x1f") + 63
