@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 from kombu.exceptions import OperationalError
 
+from app import migrations
 from app.extensions import mongo, redis_store
 from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
@@ -24,6 +25,17 @@ def create_indexes_command() -> None:
     events.ensure_indexes(mongo.db)
     user_numbers.ensure_indexes(mongo.db)
     click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS} and {user_numbers.USER_NUMBERS}")
+
+
+@click.command("migrate-store")
+def migrate_store_command() -> None:
+    """Bring the store up to this release's layout, step by step (idempotent, resumable): run
+    it after each upgrade."""
+    done = migrations.migrate(mongo.db, redis_store.client)
+    for name, summary in done:
+        click.echo(f"{name}: {summary}")
+    if not done:
+        click.echo("Nothing to migrate: the store is up to date")
 
 
 @click.command("replay-dead")

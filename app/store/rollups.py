@@ -58,6 +58,17 @@ def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, 
     return find_by_ids(db[ROLLUPS], rollup_ids)
 
 
+def weeks_with_rollups(db: Database[Any]) -> list[tuple[str, datetime]]:
+    """Every site-week with a stored week rollup, as (site id, the week's first instant): a
+    scan of the collection, for migrations."""
+    weeks = db[ROLLUPS].find({"level": "week"}, {"site_id": 1, "start": 1})
+    return sorted((week["site_id"], _aware(week["start"])) for week in weeks)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def stored_rollups(db: Database[Any], rollup_ids: Iterable[str]) -> set[str]:
     """Those of `rollup_ids` that are stored (their ids only are read)."""
     return set(find_by_ids(db[ROLLUPS], rollup_ids, fields=("_id",)))

@@ -101,3 +101,8 @@ def assign(db: Database[Any], site_id: str, keys: Iterable[str]) -> dict[str, in
         missing = [key for key in refused if key not in found]
         skip = skip * 2 or FIRST_SKIP
     return found
+
+
+def raise_counter(db: Database[Any], site_id: str, last: int) -> None:
+    """Make the site's counter at least `last` (numbers given before it existed)."""
+    db[USER_COUNTERS].update_one({"_id": site_id}, {"$max": {"last": last}}, upsert=True)
