@@ -26,15 +26,34 @@ LAST_IDS_KEY = "analytics:user-id-last"
 LEGACY_LAST_IDS_KEY = f"{PREFIX}:next"
 
 
+# Users' ids a process remembers, per database: an id never changes once given, so a
+# compactor looks up in MongoDB only the users it has not met lately (FerretDB serves a
+# lookup of many `_id`s as one lookup each). Forgotten all at once when full: about 15 MB.
+REMEMBERED = 100_000
+
+
 def ids_by_site(db: Database[Any], users_by_site: Mapping[str, Iterable[str]]) -> dict[str, dict[str, int]]:
     """Each site's users' ids (1, 2, ...), giving new users new ids."""
+    remembered = _remembered(db)
     answers: dict[str, dict[str, int]] = {}
     for site_id, users in users_by_site.items():
         keys = {user_numbers.user_key(site_id, user): user for user in users}
         if keys:
-            numbers = user_numbers.assign(db, site_id, sorted(keys))
-            answers[site_id] = {user: numbers[key] for key, user in keys.items()}
+            known = {key: remembered[key] for key in keys if key in remembered}
+            unknown = sorted(key for key in keys if key not in known)
+            numbers = user_numbers.assign(db, site_id, unknown) if unknown else {}
+            if len(remembered) + len(numbers) > REMEMBERED:
+                remembered.clear()
+            remembered.update(numbers)
+            known.update(numbers)
+            answers[site_id] = {user: known[key] for key, user in keys.items()}
     return answers
+
+
+def _remembered(db: Database[Any]) -> dict[str, int]:
+    """The ids this process remembers of `db`'s users, kept with its client: they go with it."""
+    by_database: dict[str, dict[str, int]] = vars(db.client).setdefault("_analytics_user_ids", {})
+    return by_database.setdefault(db.name, {})
 
 
 def numbered(db: Database[Any], events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -97,7 +97,8 @@ def assign(db: Database[Any], site_id: str, keys: Iterable[str]) -> dict[str, in
         numbered = {key: last - len(missing) + 1 + offset for offset, key in enumerate(missing)}
         refused = insert(db, site_id, numbered)
         found.update({key: number for key, number in numbered.items() if key not in refused})
-        found.update(numbers(db, refused))
+        if refused:
+            found.update(numbers(db, refused))
         missing = [key for key in refused if key not in found]
         skip = skip * 2 or FIRST_SKIP
     return found

@@ -77,3 +77,29 @@ def test_long_user_ids_are_keyed_by_their_hash_and_still_numbered_apart(db):
     assert user_ids.ids_by_site(db, {"site-a": long_ids})["site-a"] == numbers
     # An id kept as it is never equals a hash: those have 64 characters, kept ones fewer.
     assert len(user_numbers.user_key("s", "z" * 63)) == len("s\x1f") + 63
+
+
+def test_a_process_looks_up_only_the_users_it_has_not_met(db, monkeypatch):
+    """On FerretDB a lookup of many ids is one lookup each: a compactor numbering a busy
+    site's returning users again every round took ten times as long as with Redis."""
+    monkeypatch.setattr(user_ids, "REMEMBERED", 3)
+    looked_up = []
+    numbers = user_numbers.numbers
+
+    def counted(database, keys):
+        keys = list(keys)
+        looked_up.append(len(keys))
+        return numbers(database, keys)
+
+    monkeypatch.setattr(user_numbers, "numbers", counted)
+    first = user_ids.ids_by_site(db, {"site-a": ["ann", "bob"]})["site-a"]
+    assert user_ids.ids_by_site(db, {"site-a": ["bob", "ann"]})["site-a"] == first
+    assert looked_up == [2]
+    # Full: forgotten at once, and still answered right.
+    assert user_ids.ids_by_site(db, {"site-a": ["ann", "cy", "dee"]})["site-a"] == {
+        "ann": first["ann"],
+        "cy": 3,
+        "dee": 4,
+    }
+    assert user_ids.ids_by_site(db, {"site-a": ["ann"]})["site-a"] == {"ann": first["ann"]}
+    assert looked_up == [2, 2, 1]
