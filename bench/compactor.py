@@ -9,7 +9,8 @@ live traffic), users repeating (5,000 a site) or none, appended
 as workers append them (`compactor.append_batch`), then added up by `compactor.compact`:
 what a round of rollups costs (quarter, hour, day and week rollups since issue #26).
 `users`: USERS distinct 256-character user ids of one site, 500 to a batch: what numbering
-users costs, and what it leaves in Redis once the streams are drained.
+users costs, and what it leaves in Redis once the streams are drained. With --passes 2 the
+same events come again as new batches: the users return.
 
 Each prints the wall and CPU seconds of the compaction (this process, and the database
 server's), the rollups written and Redis's `used_memory` before and after. Nothing is
@@ -90,7 +91,7 @@ def ensure_indexes(db: Database[Any]) -> None:
     user_numbers.ensure_indexes(db)
 
 
-def run(batches: list[list[dict[str, Any]]], mongo_uri: str | None) -> None:
+def run(batches: list[list[dict[str, Any]]], mongo_uri: str | None, passes: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-compactor-") as root:
         redis_server = start_local_server("redis", redis_argv, Path(root))
         mongo_server = None if mongo_uri else start_local_server("mongo", mongo_argv, Path(root))
@@ -101,7 +102,9 @@ def run(batches: list[list[dict[str, Any]]], mongo_uri: str | None) -> None:
             db = mongo.get_database(f"bench_compactor_{uuid.uuid4().hex[:8]}")
             ensure_indexes(db)
             process = None if mongo_server is None else mongo_server.process.process
-            measure(db, client, batches, None if process is None else process.pid)
+            for number in range(1, passes + 1):
+                print(f"pass {number}:")
+                measure(db, client, batches, None if process is None else process.pid)
         finally:
             redis_server.stop()
             if mongo_server is not None:
@@ -147,12 +150,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--spread", type=int, default=3 * 86400, help="seconds the mixed events span")
     parser.add_argument("--no-users", action="store_true", help="mixed events without user ids")
+    parser.add_argument("--passes", type=int, default=1, help="the same events again, as new batches")
+    parser.add_argument(
+        "--entries-per-round", type=int, default=compactor.ENTRIES_PER_ROUND, help="entries a round takes"
+    )
     args = parser.parse_args()
+    compactor.ENTRIES_PER_ROUND = args.entries_per_round
     if args.scenario == "mixed":
         batches = mixed_batches(args.sites, args.batches, args.size, args.spread, not args.no_users)
     else:
         batches = distinct_user_batches(args.users)
-    run(batches, os.environ.get("MONGO_URI"))
+    run(batches, os.environ.get("MONGO_URI"), args.passes)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@ offsets, historical offsets and DST transitions start and end on a UTC quarter h
 events are only the cross-check (the pipeline), never read to answer."""
 
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 
+from app.rollups.buckets import QUARTER, cover
 from reporting import queries
 from reporting.periods import Period
 from reporting.queries import summary, summary_from_pipeline, timeseries
@@ -81,3 +82,20 @@ def test_an_offset_off_the_quarter_hours_is_answered_from_raw_events(db, store, 
     period = Period("site-monrovia", day, day, ZoneInfo("Africa/Monrovia"))
     assert summary(db, period, 100) == summary_from_pipeline(db, period, 100)
     assert len(raw_reads) == 1
+
+
+def test_every_zone_s_offset_since_1980_is_whole_quarter_hours():
+    """So each zone's days start and end on a UTC quarter hour, and rollups answer them (the
+    tests above): every IANA zone, its offset on the first of each month from 1980 to 2030.
+    The last exceptions: Pacific/Kiritimati kept -10:40 until 1979, Africa/Monrovia
+    -00:44:30 until 1972."""
+    odd = {
+        (name, year, month)
+        for name in available_timezones()
+        for year in range(1980, 2031)
+        for month in range(1, 13)
+        if datetime(year, month, 1, tzinfo=UTC).astimezone(ZoneInfo(name)).utcoffset() % QUARTER
+    }
+    assert odd == set()
+    kiritimati = Period("s", date(1979, 1, 1), date(1979, 1, 1), ZoneInfo("Pacific/Kiritimati"))
+    assert cover("s", kiritimati.start, kiritimati.end) is None
