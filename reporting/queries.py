@@ -1,6 +1,6 @@
 """The statistics questions. Answers come from the rollups (`RollupTallies`), or from raw
-events when a time zone's offset does not fall on a UTC quarter hour (`RawTallies`: local mean
-times before 1972); `/stats/aggregated` asks MongoDB to count the raw events instead, as a
+events when a time zone's offset does not fall on a UTC quarter hour (`RawTallies`: a few
+offsets before 1980); `/stats/aggregated` asks MongoDB to count the raw events instead, as a
 cross-check of both.
 """
 

@@ -62,9 +62,10 @@ def containing_buckets(site_id: str, moment: datetime, finest: str = "quarter") 
 def cover(site_id: str, start: datetime, end: datetime) -> list[Bucket] | None:
     """The fewest rollups that exactly cover the UTC interval [start, end): whole weeks where
     possible, then whole days, then hours, quarter hours at the edges. None when the interval
-    does not start and end on a UTC quarter hour: every offset in use since 1972 is a multiple
-    of 15 minutes (+05:30, +05:45, -03:30), but local mean times before that were not (Monrovia
-    kept -00:44:30 until 1972), and only raw events answer those.
+    does not start and end on a UTC quarter hour: every offset in use since 1980 is a multiple
+    of 15 minutes (+05:30, +05:45, -03:30), but a few before were not (Kiritimati kept -10:40
+    until 1979, Monrovia -00:44:30 until 1972, and local mean times before), and only raw
+    events answer those.
 
     A rollup's size grows with the site's users, not with its span (a day of a busy site
     holds nearly as many users' bits as its week), so fewer rollups means fewer bytes: a
