@@ -12,8 +12,8 @@ what a round of rollups costs (quarter, hour, day and week rollups since issue #
 users costs, and what it leaves in Redis once the streams are drained. With --passes 2 the
 same events come again as new batches: the users return.
 
-Each prints the wall and CPU seconds of the compaction (this process, and the database
-server's), the rollups written and Redis's `used_memory` before and after. Nothing is
+Each prints the wall and CPU seconds of the compaction (this process, the database server's
+and Redis's), the rollups written and Redis's `used_memory` before and after. Nothing is
 stored but the deltas and what the compactor writes: the events themselves are not.
 """
 
@@ -123,20 +123,28 @@ def measure(
     appended = int(client.info("memory")["used_memory"])
     server = psutil.Process(server_pid) if server_pid else None
     server_cpu = sum(server.cpu_times()[:2]) if server else 0.0
+    redis_cpu = redis_cpu_seconds(client)
     started, cpu = time.perf_counter(), time.process_time()
     consumed = 0
     while compactor.backlog(client):
         consumed += compactor.compact(db, client)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     server_cpu = sum(server.cpu_times()[:2]) - server_cpu if server else float("nan")
+    redis_cpu = redis_cpu_seconds(client) - redis_cpu
     after = int(client.info("memory")["used_memory"])
     rollups = db[rollup_store.ROLLUPS].estimated_document_count()
     print(f"{events} events in {len(batches)} entries ({consumed} consumed), {rollups} rollups")
-    print(f"compaction: {wall:.2f} s wall, {cpu:.2f} s CPU in process, {server_cpu:.2f} s CPU of the server")
+    print(f"compaction: {wall:.2f} s wall; CPU seconds: {cpu:.2f} in process,")
+    print(f"  {server_cpu:.2f} of the database server, {redis_cpu:.2f} of Redis")
     mb = 2**20
     print(f"Redis used_memory: {before / mb:.2f} MB before, {appended / mb:.2f} MB appended,")
     print(f"  {after / mb:.2f} MB drained: {(after - before) / mb:.2f} MB more than before,")
     print(f"  {(after - before) / max(1, events):.1f} B an event")
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def main() -> None:
