@@ -3,14 +3,14 @@
 Neither FerretDB (no atomic `$inc`, no transactions) nor a redelivered task lets many
 workers update a counting document safely. So:
 
-1. A worker that stored a batch appends the batch's hourly tallies to Redis streams, in the
+1. A worker that stored a batch appends the batch's tallies per quarter hour to Redis streams, in the
    same round trip that settles the batch (`append_batch`), users by name: the compactor
    gives them their ids (`user_ids`) once a round. It counts only the events that
    batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta
    again. Sites are spread over SHARDS streams by a stable hash of the site id, and a batch
    appends one entry to each shard its events fall in.
 2. One compactor per shard at a time (a Redis lock per shard) reads that shard's stream in
-   order and adds each delta into its site's hour, day and week rollups, which only it writes
+   order and adds each delta into its site's quarter, hour, day and week rollups, which only it writes
    (`compact`). So every worker's compactor can work at once, on different shards, and no
    rollup ever has two writers: a thread keeps the lock while its holder works, the holder
    checks it before every write, and each write carries the hold's fencing token, so a
