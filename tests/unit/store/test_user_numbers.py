@@ -3,6 +3,10 @@ of bounded length, whatever assigners run at once."""
 
 import threading
 
+import mongomock
+import mongomock.collection
+import pytest
+
 from app.rollups import user_ids
 from app.store import user_numbers
 
@@ -12,15 +16,21 @@ def assign_concurrently(db, site_id, users_of_each, monkeypatch=None):
     answers: list[dict[str, int]] = [{} for _ in users_of_each]
     start = threading.Barrier(len(users_of_each))
 
+    errors: list[Exception] = []
+
     def work(index):
         start.wait()
-        answers[index] = user_ids.ids_by_site(db, {site_id: users_of_each[index]})[site_id]
+        try:
+            answers[index] = user_ids.ids_by_site(db, {site_id: users_of_each[index]})[site_id]
+        except Exception as error:
+            errors.append(error)
 
     threads = [threading.Thread(target=work, args=(index,)) for index in range(len(users_of_each))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     return answers
 
 
@@ -38,7 +48,22 @@ def stored_numbers(db, site_id, users):
     return {keys[key]: number for key, number in user_numbers.numbers(db, keys).items()}
 
 
-def test_concurrent_assigners_give_each_user_one_number_and_each_number_one_user(db):
+@pytest.fixture
+def atomic_commands(monkeypatch):
+    """mongomock applies a command in Python steps that threads interleave (two inserts of one
+    `_id` can both pass its check): one lock per command makes each atomic, as on a server."""
+    lock = threading.RLock()
+    for name in ("insert_many", "find_one_and_update"):
+        command = getattr(mongomock.collection.Collection, name)
+
+        def atomic(*args, command=command, **kwargs):
+            with lock:
+                return command(*args, **kwargs)
+
+        monkeypatch.setattr(mongomock.collection.Collection, name, atomic)
+
+
+def test_concurrent_assigners_give_each_user_one_number_and_each_number_one_user(db, atomic_commands):
     users_of_each = [[f"user-{n}" for n in range(thread, thread + 300)] for thread in range(0, 600, 75)]
     answers = assign_concurrently(db, "site-a", users_of_each)
     every_user = {user for users in users_of_each for user in users}
