@@ -17,21 +17,22 @@ from app.rollups import compactor
 from app.rollups.buckets import floor_to
 from app.rollups.caps import Caps
 from app.settings import current_settings
-from app.store import dead_letters, events
+from app.store import dead_letters, events, user_numbers
 
 
 @click.command("create-indexes")
 def create_indexes_command() -> None:
     """Create the MongoDB indexes of the contract (idempotent)."""
     events.ensure_indexes(mongo.db)
-    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS}")
+    user_numbers.ensure_indexes(mongo.db)
+    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS} and {user_numbers.USER_NUMBERS}")
 
 
 @click.command("migrate-store")
 def migrate_store_command() -> None:
     """Bring the store up to this release's layout, step by step (idempotent, resumable, safe
     while workers write): run it after each upgrade."""
-    done = migrations.migrate(mongo.db)
+    done = migrations.migrate(mongo.db, redis_store.client)
     for name, summary in done:
         click.echo(f"{name}: {summary}")
     if not done:

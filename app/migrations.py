@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from pymongo.database import Database
 
+from app.rollups import migrations as rollup_migrations
 from app.store import dead_letters
 from app.store import events as event_store
 from app.store import migrations as migration_store
@@ -21,7 +23,10 @@ class Step:
     """One migration: its name (recorded once done), and what runs it, saying what it did."""
 
     name: str
-    run: Callable[[Database[Any]], str]
+    run: Callable[[Database[Any], redis.Redis], str]
+    # Run by every worker when it starts, before it compacts: what a compactor of this release
+    # cannot work without.
+    before_compacting: bool = False
 
 
 def _in_batches(
@@ -36,7 +41,7 @@ def _in_batches(
     return moved
 
 
-def key_events_by_site_and_time(db: Database[Any]) -> str:
+def key_events_by_site_and_time(db: Database[Any], _client: redis.Redis) -> str:
     """Events and dead letters keyed by bare event id (before issue #26) keyed by site, time
     and event id; the unique index on site and event id first, so that a retry a worker
     stores meanwhile is refused."""
@@ -51,7 +56,11 @@ def key_events_by_site_and_time(db: Database[Any]) -> str:
     return f"{events} events and {letters} dead letters keyed by site and time"
 
 
-STEPS = [Step("events-keyed-by-site-and-time", key_events_by_site_and_time)]
+STEPS = [
+    Step("events-keyed-by-site-and-time", key_events_by_site_and_time),
+    Step("user-numbers-to-mongodb", rollup_migrations.move_user_numbers, before_compacting=True),
+    Step(rollup_migrations.QUARTERS_STEP, rollup_migrations.build_quarter_rollups),
+]
 
 
 def pending(db: Database[Any]) -> list[Step]:
@@ -60,11 +69,14 @@ def pending(db: Database[Any]) -> list[Step]:
     return [step for step in STEPS if step.name not in done]
 
 
-def migrate(db: Database[Any]) -> list[tuple[str, str]]:
-    """Run the pending steps in order; the name of each and what it did."""
+def migrate(db: Database[Any], client: redis.Redis, before_compacting: bool = False) -> list[tuple[str, str]]:
+    """Run the pending steps in order (only those needed `before_compacting`, if asked);
+    the name of each and what it did."""
     ran = []
     for step in pending(db):
-        summary = step.run(db)
+        if before_compacting and not step.before_compacting:
+            continue
+        summary = step.run(db, client)
         migration_store.record_step(db, step.name, summary)
         ran.append((step.name, summary))
     return ran

@@ -1,4 +1,4 @@
-"""The `rollups` collection (tallies of a site's UTC hour, day or week, keyed by
+"""The `rollups` collection (tallies of a site's UTC quarter hour, hour, day or week, keyed by
 `Bucket.id`, written only by the compactor) and `rollup_batches` (one document per batch the
 compactor has added into them, keyed by batch id).
 
@@ -56,6 +56,17 @@ def _nothing() -> None:
 def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The stored rollups among `rollup_ids`, by id."""
     return find_by_ids(db[ROLLUPS], rollup_ids)
+
+
+def weeks_with_rollups(db: Database[Any]) -> list[tuple[str, datetime]]:
+    """Every site-week with a stored week rollup, as (site id, the week's first instant): a
+    scan of the collection, for migrations."""
+    weeks = db[ROLLUPS].find({"level": "week"}, {"site_id": 1, "start": 1})
+    return sorted((week["site_id"], _aware(week["start"])) for week in weeks)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def stored_rollups(db: Database[Any], rollup_ids: Iterable[str]) -> set[str]:

@@ -20,7 +20,7 @@ from app.extensions import mongo, redis_store
 from app.ingestion.schemas import to_message
 from app.rollups import compactor
 from app.settings import Settings
-from app.store import event_sites
+from app.store import event_sites, user_numbers
 from app.store import events as event_store
 from tasks.persist import store_batch
 from tools.factories import FIXED_DATES_MAX_AGE_DAYS
@@ -64,6 +64,7 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
     database = client.get_database("analytics")
     event_store.ensure_indexes(database)  # as a worker does when it starts
     event_sites.forget_seen()  # (sites recorded in another test's store)
+    user_numbers.ensure_indexes(database)
     yield database
     mongo.close()
 

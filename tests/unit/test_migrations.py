@@ -72,11 +72,11 @@ def stored(db, collection):
     return sorted(sorted((k, repr(v)) for k, v in doc.items() if k != "_id") for doc in db[collection].find())
 
 
-def test_a_migrated_store_answers_as_the_previous_release_did(db, old_store, reporting):
+def test_a_migrated_store_answers_as_the_previous_release_did(db, old_store, reporting, counter_store):
     rolled_up = answers(reporting, "/stats")
     assert answers(reporting, "/stats/aggregated") != rolled_up  # raw reads miss the old keys
     events_before, letters_before = stored(db, event_store.EVENTS), stored(db, dead_letters.DEAD_EVENTS)
-    done = migrations.migrate(db)
+    done = migrations.migrate(db, counter_store)
     assert [name for name, _ in done] == [step.name for step in migrations.STEPS]
     assert answers(reporting, "/stats/aggregated") == rolled_up == answers(reporting, "/stats")
     assert stored(db, event_store.EVENTS) == events_before
@@ -88,16 +88,16 @@ def test_a_migrated_store_answers_as_the_previous_release_did(db, old_store, rep
     }
 
 
-def test_a_second_migration_changes_nothing(db, old_store):
-    migrations.migrate(db)
+def test_a_second_migration_changes_nothing(db, old_store, counter_store):
+    migrations.migrate(db, counter_store)
     events, letters = list(db[event_store.EVENTS].find()), list(db[dead_letters.DEAD_EVENTS].find())
-    assert migrations.migrate(db) == []
+    assert migrations.migrate(db, counter_store) == []
     assert migrations.pending(db) == []
     assert list(db[event_store.EVENTS].find()) == events
     assert list(db[dead_letters.DEAD_EVENTS].find()) == letters
 
 
-def test_a_migration_that_stops_halfway_finishes_when_run_again(db, old_store, monkeypatch):
+def test_a_migration_that_stops_halfway_finishes_when_run_again(db, old_store, counter_store, monkeypatch):
     collection_type = type(db[event_store.EVENTS])
     insert_many = collection_type.insert_many
     calls = []
@@ -112,9 +112,9 @@ def test_a_migration_that_stops_halfway_finishes_when_run_again(db, old_store, m
         patch.setattr(collection_type, "insert_many", failing_on_second)
         patch.setattr(event_store, "MIGRATION_BATCH", 7)
         with pytest.raises(RuntimeError):
-            migrations.migrate(db)
+            migrations.migrate(db, counter_store)
     assert migrations.pending(db) == migrations.STEPS
-    migrations.migrate(db)
+    migrations.migrate(db, counter_store)
     assert db[event_store.EVENTS].count_documents({}) == len(old_store) - 2
     assert all(event_store.KEY_SEPARATOR in event["_id"] for event in db[event_store.EVENTS].find())
     assert sorted(event["event_id"] for event in db[event_store.EVENTS].find()) == sorted(
@@ -137,7 +137,7 @@ def test_a_retry_stored_by_a_worker_during_the_migration_is_refused(
 
     monkeypatch.setattr(event_store, "MIGRATION_BATCH", 5)
     monkeypatch.setattr(event_store, "rekey_events", storing_a_retry_between_batches)
-    migrations.migrate(db)
+    migrations.migrate(db, counter_store)
     assert rounds == [0]
     assert db[event_store.EVENTS].count_documents({}) == len(old_store) - 2
 
