@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting settings-docs test test-unit lint format clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb settings-docs test test-unit lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,8 +41,9 @@ mongo-bin:
 chromium-bin:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
-$(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
-	cd tools/ferretdb && go build -o ../../$(FERRETDB) .
+# FerretDB's source from the Go module proxy, patched by tools/ferretdb/id-pushdown.patch.
+$(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
+	tools/ferretdb/build.sh $(FERRETDB)
 
 services: install local-servers ## Run the local Redis and MongoDB servers (those whose URL is unset)
 	@if [ -z "$(strip $(LOCAL_SERVERS))" ]; then echo "REDIS_URL and MONGO_URI are set: nothing local to start"; else $(HONCHO) start $(LOCAL_SERVERS); fi
@@ -115,6 +116,9 @@ bench-worker: install local-servers ## Worker throughput: batch design vs one ta
 
 bench-reporting: install redis-server-bin mongo-bin ## Reporting latency over N synthetic events, cache off and on (N=1000000, ARGS=options)
 	$(PYTHON) -m bench.reporting --events $(or $(N),1000000) $(ARGS)
+
+bench-ferretdb: install ## FerretDB's _id pushdown: stock v1.24.2 against the patched build, N events (prints a table; ARGS=options)
+	$(PYTHON) -m bench.ferretdb_pushdown --events $(or $(N),1000000) $(ARGS)
 
 settings-docs: install ## Regenerate .env.example and docs/configuration.md's table from app/settings.py
 	$(PYTHON) -m tools.settings_doc

@@ -12,6 +12,7 @@ from app.access.commands import key_group, site_group
 from app.access.registry import SiteRegistry
 from app.commands import (
     create_indexes_command,
+    migrate_store_command,
     rebuild_rollups_command,
     replay_dead_command,
     replay_set_aside_command,
@@ -87,6 +88,7 @@ def register_blueprints(app: Flask, service: Service) -> None:
 
 def register_commands(app: Flask, service: Service) -> None:
     app.cli.add_command(create_indexes_command)
+    app.cli.add_command(migrate_store_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(replay_set_aside_command)
     app.cli.add_command(site_group)

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask.cli import with_appcontext
 from kombu.exceptions import OperationalError
 
+from app import migrations
 from app.extensions import mongo, redis_store
 from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
 from app.rollups import compactor
+from app.rollups.buckets import floor_to
 from app.rollups.caps import Caps
 from app.settings import current_settings
-from app.store import dead_letters, events
+from app.store import dead_letters, events, user_numbers
 
 
 @click.command("create-indexes")
 def create_indexes_command() -> None:
     """Create the MongoDB indexes of the contract (idempotent)."""
     events.ensure_indexes(mongo.db)
-    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS}")
+    user_numbers.ensure_indexes(mongo.db)
+    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS} and {user_numbers.USER_NUMBERS}")
+
+
+@click.command("migrate-store")
+def migrate_store_command() -> None:
+    """Bring the store up to this release's layout, step by step (idempotent, resumable, safe
+    while workers write): run it after each upgrade."""
+    done = migrations.migrate(mongo.db, redis_store.client)
+    for name, summary in done:
+        click.echo(f"{name}: {summary}")
+    if not done:
+        click.echo("Nothing to migrate: the store is up to date")
 
 
 @click.command("replay-dead")
@@ -72,8 +86,17 @@ def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None)
     last = (end or start).date()
     if last < start.date():
         raise click.BadParameter("must not be before --start", param_hint="--end")
+    settings = current_settings()
+    if settings.event_retention_days > 0 and floor_to(start.replace(tzinfo=UTC), "week") < datetime.now(
+        UTC
+    ) - timedelta(days=settings.event_retention_days):
+        raise click.BadParameter(
+            f"its week's raw events may be gone (EVENT_RETENTION_DAYS={settings.event_retention_days}): "
+            "a rebuild would count only those left",
+            param_hint="--start",
+        )
     try:
-        caps = Caps.of(current_settings())
+        caps = Caps.of(settings)
         counted = compactor.rebuild(mongo.db, redis_store.client, site_id, start.date(), last, caps)
     except compactor.CompactorBusyError as error:
         raise click.ClickException(str(error)) from None

@@ -129,6 +129,16 @@ class Settings:
         "Shortest rest between two rounds of adding stored batches into the rollups `/stats` reads "
         "(one worker per shard at a time; while messages wait, it rests longer after a longer round).",
     )
+    event_retention_days: int = setting(
+        0,
+        WORKER,
+        "Raw events older than this many days are deleted, a small batch at a time, by one worker "
+        "at a time; rollups are kept, so `/stats` still answers for those days but "
+        "`/stats/aggregated` and rebuilds do not. 0: keep raw events for ever.",
+    )
+    retention_interval_seconds: int = setting(
+        300, WORKER, "How often a worker deletes expired raw events (with EVENT_RETENTION_DAYS set)."
+    )
     rollup_max_paths: int = setting(
         1000,
         WORKER,

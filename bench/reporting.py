@@ -48,6 +48,7 @@ from app.rollups.user_ids import numbered_locally
 from app.settings import Settings
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store import user_numbers
 from bench.ingest import gunicorn
 from bench.worker import pid_of, process_tree_cpu, servers
 from reporting.queries import summarise
@@ -186,6 +187,10 @@ class Loaded:
     def busiest_site_day(self) -> tuple[str, str]:
         return self.site_days.most_common(1)[0][0]
 
+    def quietest_site_day(self) -> tuple[str, str]:
+        """The site-day with the fewest events: a tiny site among busier ones."""
+        return min(self.site_days, key=lambda site_day: (self.site_days[site_day], site_day))
+
     def busiest_site(self) -> str:
         per_site: Counter[str] = Counter()
         for (site_id, _), count in self.site_days.items():
@@ -216,6 +221,7 @@ def load_through_worker(db: Database[Any], client: redis.Redis, traffic: Traffic
     """Store the traffic as a worker does: `store_batch` per BATCH_SIZE messages, compacting
     every COMPACT_EVERY batches and at the end."""
     event_store.ensure_indexes(db)  # as a worker does when it starts
+    user_numbers.ensure_indexes(db)
     started = time.monotonic()
     for number, batch in enumerate(batches(traffic.messages(), BATCH_SIZE), start=1):
         with phase(loaded, "store_batch"):
@@ -232,7 +238,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
     """Store the same event documents and rollups as `load_through_worker`, in fewer writes.
 
     Each BATCH_SIZE messages become event documents with a batch id, and their users are
-    numbered by the compactor's own Redis script, COMPACT_EVERY batches at once as the
+    numbered as the compactor numbers them (`user_ids`), COMPACT_EVERY batches at once as the
     compactor's rounds do (`add_tallies`), so every id is the same. The
     documents are written INSERT_CHUNK at a time by a background thread while the next are
     generated; the rollups' tallies are added up in memory and each rollup is written once,
@@ -255,7 +261,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 documents = [event_store.event_document(message, now, batch_ids[-1]) for message in batch]
                 group.append(documents)
                 if len(group) == COMPACT_EVERY:
-                    add_tallies(client, tallies, group)
+                    add_tallies(db, tallies, group)
                     group = []
                 chunk += documents
             if len(chunk) >= INSERT_CHUNK:
@@ -267,7 +273,7 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
                 chunk = []
             loaded.count(batch, started)
         with phase(loaded, "documents and tallies"):
-            add_tallies(client, tallies, group)
+            add_tallies(db, tallies, group)
         with phase(loaded, "waiting for inserts"):
             if writing is not None:
                 writing.result()
@@ -292,11 +298,11 @@ def load_in_bulk(db: Database[Any], client: redis.Redis, traffic: Traffic, loade
 
 
 def add_tallies(
-    client: redis.Redis, tallies: dict[Bucket, CappedTally], group: list[list[dict[str, Any]]]
+    db: Database[Any], tallies: dict[Bucket, CappedTally], group: list[list[dict[str, Any]]]
 ) -> None:
     """Add a group of batches' event documents into `tallies`, batch by batch, their users
     numbered all at once, as a compactor's round numbers the users of its entries."""
-    numbered = iter(user_ids.numbered(client, [document for batch in group for document in batch]))
+    numbered = iter(user_ids.numbered(db, [document for batch in group for document in batch]))
     for batch in group:
         for bucket, tally in bucket_tallies(list(islice(numbered, len(batch))), DEFAULT_CAPS).items():
             tallies.setdefault(bucket, CappedTally(Tally(), DEFAULT_CAPS)).add(tally)
@@ -370,11 +376,14 @@ class Query:
 
 
 def queries(loaded: Loaded, traffic: Traffic) -> list[Query]:
-    """The rows of the table: the busiest site-day, and the busiest site over all 30 days.
-    The first two are the ones checked for exactness."""
+    """The rows of the table: the busiest site-day, the busiest site over all 30 days, and the
+    quietest site-day (a tiny site in the store). The first two are the ones checked for
+    exactness."""
     day_site, day = loaded.busiest_site_day()
     site = loaded.busiest_site()
     one_day = {"site_id": day_site, "date": day}
+    quiet_site, quiet_day = loaded.quietest_site_day()
+    tiny_day = {"site_id": quiet_site, "date": quiet_day}
     month = {"site_id": site, "start": traffic.first_day.isoformat(), "end": traffic.last_day.isoformat()}
     return [
         Query("/stats, busiest site-day", "/stats", one_day),
@@ -383,6 +392,8 @@ def queries(loaded: Loaded, traffic: Traffic) -> list[Query]:
         Query("/stats/timeseries, 30 days, day", "/stats/timeseries", month | {"interval": "day"}),
         Query("/stats/timeseries, busiest day, hour", "/stats/timeseries", one_day | {"interval": "hour"}),
         Query("/stats/breakdown?by=path, 30 days", "/stats/breakdown", month | {"by": "path", "limit": "10"}),
+        Query("/stats, quietest site-day, tz=Asia/Kolkata", "/stats", tiny_day | {"tz": "Asia/Kolkata"}),
+        Query("/stats/aggregated, quietest site-day", "/stats/aggregated", tiny_day),
         Query(AGGREGATED_DAY, "/stats/aggregated", one_day, scans_raw_events=True),
     ]
 

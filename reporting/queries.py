@@ -1,6 +1,7 @@
 """The statistics questions. Answers come from the rollups (`RollupTallies`), or from raw
-events when a time zone's offset does not fall on a UTC hour (`RawTallies`); `/stats/aggregated`
-asks MongoDB to count the raw events instead, as a cross-check of both.
+events when a time zone's offset does not fall on a UTC quarter hour (`RawTallies`: a few
+offsets before 1980); `/stats/aggregated` asks MongoDB to count the raw events instead, as a
+cross-check of both.
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ def remove_letters(db: Database[Any], batch_id: str, stored: Stored) -> set[str]
             db, {key for key, letter in letters.items() if letter.get("batch_id") == batch_id}
         )
         return set()
-    storers = event_store.stored_events(db, stored.elsewhere & letters.keys())
+    storers = event_store.stored_events(
+        db, [letters[key]["event"] for key in stored.elsewhere & letters.keys()]
+    )
     repeats = {
         key
         for key, event in storers.items()

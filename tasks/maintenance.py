@@ -1,6 +1,7 @@
 """Periodic work every worker offers and one at a time performs: sending again the batches
 the ledger says were lost between the broker and the workers (see app/queue/ledger.py),
-and adding the workers' deltas into the rollups (see app/rollups/compactor.py)."""
+adding the workers' deltas into the rollups (see app/rollups/compactor.py), and deleting
+expired raw events (see app/retention.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar
 
 import redis
 from celery import bootsteps
 from flask import Flask
+from pymongo.database import Database
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
+from app import retention
 from app.extensions import mongo, redis_store
 from app.queue import ledger, snapshot
 from app.queue.publish import publish
@@ -118,35 +122,43 @@ def rest(
     return False
 
 
-class RollupCompactor(bootsteps.StartStopStep):
-    """Runs `compactor.compact` in a thread of the worker's main process, resting between
-    rounds (`rest`). Every worker runs one; the compactor's lock lets one at a time work.
+class ThreadStep(bootsteps.StartStopStep):
+    """A worker step whose work runs in a thread of the worker's main process rather than on
+    the consumer's timer: its MongoDB I/O must not stall the handing out of messages."""
 
-    A thread rather than the consumer's timer: a round does MongoDB I/O that must not stall
-    the main process's handing out of messages.
-    """
+    # How long stopping waits for the work in hand.
+    join_seconds: float = 10
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def start(self, worker: Any) -> None:
-        flask_app: Flask = worker.app.flask_app
-        interval = flask_app.extensions["settings"].compact_interval_seconds
+    def start_thread(self, name: str, *args: Any) -> None:
         self.stopping.clear()
-        self.thread = threading.Thread(
-            target=self.run, args=(flask_app, interval), name="rollup-compactor", daemon=True
-        )
+        self.thread = threading.Thread(target=self.run, args=args, name=name, daemon=True)
         self.thread.start()
 
     def stop(self, worker: Any) -> None:
         self.stopping.set()
         if self.thread is not None:
-            self.thread.join(timeout=compactor.LOCK_SECONDS)
+            self.thread.join(timeout=self.join_seconds)
             self.thread = None
 
     shutdown = stop
+
+
+class RollupCompactor(ThreadStep):
+    """Runs `compactor.compact`, resting between rounds (`rest`). Every worker runs one; the
+    compactor's lock lets one at a time work."""
+
+    join_seconds = compactor.LOCK_SECONDS
+
+    def start(self, worker: Any) -> None:
+        flask_app: Flask = worker.app.flask_app
+        self.start_thread(
+            "rollup-compactor", flask_app, flask_app.extensions["settings"].compact_interval_seconds
+        )
 
     def run(self, flask_app: Flask, interval: float) -> None:
         took = 0.0
@@ -173,3 +185,45 @@ def queue_waiting(flask_app: Flask) -> bool:
             return snapshot.queue_depth(redis_store.client) > 0
         except RedisError:
             return True
+
+
+RETENTION_LOCK_KEY = "retention:lock"
+# Rest between two batches of a sweep, for ingestion's writes.
+RETENTION_PAUSE_SECONDS = 0.05
+
+
+def sweep_expired(
+    db: Database[Any], client: redis.Redis, settings: Settings, stopping: threading.Event
+) -> retention.Sweep | None:
+    """One bounded sweep of expired raw events, if no other worker's sweep holds the lock
+    (None then), resting between batches and stopping with the worker."""
+    if not client.set(RETENTION_LOCK_KEY, "1", nx=True, ex=settings.retention_interval_seconds):
+        return None
+    return retention.sweep(
+        db,
+        datetime.now(UTC),
+        settings.event_retention_days,
+        pause=lambda: not stopping.wait(RETENTION_PAUSE_SECONDS),
+    )
+
+
+class RetentionSweeper(ThreadStep):
+    """Runs `sweep_expired` every RETENTION_INTERVAL_SECONDS, with EVENT_RETENTION_DAYS set;
+    the lock lets one worker at a time sweep."""
+
+    def start(self, worker: Any) -> None:
+        flask_app: Flask = worker.app.flask_app
+        settings: Settings = flask_app.extensions["settings"]
+        if settings.event_retention_days > 0:
+            self.start_thread("retention", flask_app, settings)
+
+    def run(self, flask_app: Flask, settings: Settings) -> None:
+        while not self.stopping.wait(settings.retention_interval_seconds):
+            with flask_app.app_context():
+                try:
+                    swept = sweep_expired(mongo.db, redis_store.client, settings, self.stopping)
+                except (RedisError, PyMongoError) as error:
+                    logger.warning("retention sweep skipped: %s", error)
+                    continue
+            if swept and swept.deleted:
+                logger.info("deleted %d expired raw events of %d sites", swept.deleted, swept.sites)

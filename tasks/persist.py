@@ -25,7 +25,7 @@ from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
 from app.settings import Settings, current_settings
-from app.store import dead_letters
+from app.store import dead_letters, event_sites
 from app.store import events as event_store
 from app.store.errors import is_transient
 from app.store.events import event_key
@@ -58,15 +58,16 @@ def store_batch(
     the events it finds stored.
     """
     outcome = event_store.insert_events(db, messages, batch_id)
+    event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
     if outcome.rejected:
         logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
     dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)
     # Duplicates are events stored before (by this batch's earlier delivery, or another batch)
     # or copies of an event this very insert stored: those are counted once, as inserted.
     inserted = {document["_id"] for document in outcome.documents}
-    earlier = {event_key(message) for message in outcome.duplicates} - inserted
+    earlier = [message for message in outcome.duplicates if event_key(message) not in inserted]
     owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
-    elsewhere = earlier - {document["_id"] for document in owned}
+    elsewhere = {event_key(message) for message in earlier} - {document["_id"] for document in owned}
     stored = accounting.Stored(owned, elsewhere, dead, held_elsewhere)
     _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered)
     return len(outcome.inserted)
@@ -86,8 +87,11 @@ def dead_letter_batch(
     and settle it with the events an earlier attempt did store handed to the rollups, as
     a successful run would (their replayed copies would belong to this batch, so nothing
     else would ever count them)."""
-    found = event_store.stored_events(db, [event_key(message) for message in messages])
-    owned = [event for event in found.values() if event.get("batch_id") == batch_id]
+    found = event_store.stored_events(db, messages)
+    # Stored under its own key, by this batch; a copy with another timestamp is another's.
+    owned = [
+        event for key, event in found.items() if event["_id"] == key and event.get("batch_id") == batch_id
+    ]
     unstored = [message for message in messages if event_key(message) not in found]
     dead, held_elsewhere = _dead_letter(db, client, batch_id, [(message, error) for message in unstored])
     stored = accounting.Stored(owned, set(found) - {event["_id"] for event in owned}, dead, held_elsewhere)

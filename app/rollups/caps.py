@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from app.rollups.buckets import Bucket, containing_buckets
-from app.rollups.tally import Tally, TypeTally, hourly_tallies
+from app.rollups.tally import Tally, TypeTally, quarter_tallies
 from app.settings import Settings
 
 # The longest path in characters the API accepts: the paths kept may take on average this
@@ -111,14 +111,14 @@ def bucket_tallies(
         (rollup_ids, [event for event in events if event.get("batch_id") == batch_id])
         for batch_id, rollup_ids in withheld.items()
     ]
-    hourly = [
-        (site_hour, skipped, tally)
+    quarterly = [
+        (site_quarter, skipped, tally)
         for skipped, group in groups
-        for site_hour, tally in hourly_tallies(group).items()
+        for site_quarter, tally in quarter_tallies(group).items()
     ]
     tallies: dict[Bucket, CappedTally] = {}
-    for (site_id, hour), skipped, tally in sorted(hourly, key=lambda item: item[0][1]):
-        for bucket in containing_buckets(site_id, hour):
+    for (site_id, quarter), skipped, tally in sorted(quarterly, key=lambda item: item[0][1]):
+        for bucket in containing_buckets(site_id, quarter):
             if bucket.id not in skipped:
                 tallies.setdefault(bucket, CappedTally(Tally(), caps)).add(tally)
     return {bucket: capped.tally for bucket, capped in tallies.items()}

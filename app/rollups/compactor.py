@@ -3,14 +3,14 @@
 Neither FerretDB (no atomic `$inc`, no transactions) nor a redelivered task lets many
 workers update a counting document safely. So:
 
-1. A worker that stored a batch appends the batch's hourly tallies to Redis streams, in the
+1. A worker that stored a batch appends the batch's tallies per quarter hour to Redis streams, in the
    same round trip that settles the batch (`append_batch`), users by name: the compactor
    gives them their ids (`user_ids`) once a round. It counts only the events that
    batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta
    again. Sites are spread over SHARDS streams by a stable hash of the site id, and a batch
    appends one entry to each shard its events fall in.
 2. One compactor per shard at a time (a Redis lock per shard) reads that shard's stream in
-   order and adds each delta into its site's hour, day and week rollups, which only it writes
+   order and adds each delta into its site's quarter, hour, day and week rollups, which only it writes
    (`compact`). So every worker's compactor can work at once, on different shards, and no
    rollup ever has two writers: a thread keeps the lock while its holder works, the holder
    checks it before every write, and each write carries the hold's fencing token, so a
@@ -56,10 +56,10 @@ from pymongo.database import Database
 from redis.exceptions import RedisError
 
 from app.rollups import entries, generations, lease, shares, user_ids
-from app.rollups.buckets import WEEK, Bucket, containing_buckets, floor_to
+from app.rollups.buckets import QUARTER, WEEK, Bucket, containing_buckets, floor_to
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
-from app.rollups.tally import Tally, hourly_documents
+from app.rollups.tally import Tally, quarter_documents
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store.errors import is_transient
@@ -108,12 +108,12 @@ def marker(batch_id: str, shard: int) -> str:
 
 
 def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Mapping[str, Any]]) -> None:
-    """Add 'append this batch's hourly tallies to the streams of their shards' to the
-    pipeline's commands. The users go by name: the compactor gives them their ids
+    """Add 'append this batch's tallies per quarter hour to the streams of their shards' to
+    the pipeline's commands. The users go by name: the compactor gives them their ids
     (`user_ids`) once a round, which spares every batch a round trip of its own."""
     by_shard: dict[int, list[dict[str, Any]]] = {}
-    for (site_id, hour), types in hourly_documents(events).items():
-        delta = {"site_id": site_id, "hour": hour.isoformat(), "types": types}
+    for (site_id, quarter), types in quarter_documents(events).items():
+        delta = {"site_id": site_id, "quarter": quarter.isoformat(), "types": types}
         by_shard.setdefault(shard_of(site_id), []).append(delta)
     for shard, deltas in by_shard.items():
         pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": json.dumps(deltas)})
@@ -304,7 +304,7 @@ def _apply(
     unmarked = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
     withheld = shares.withheld(client, shard, (entry.of for entry in unmarked))
     fresh = sorted((entry for entry in unmarked if entry.of not in withheld), key=lambda entry: entry.order)
-    numbers = _user_ids(client, fresh)
+    numbers = _user_ids(db, fresh)
     buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
     for start in range(0, len(buckets), BUCKETS_PER_ROUND):
         part = buckets[start : start + BUCKETS_PER_ROUND]
@@ -344,15 +344,15 @@ def _add_into(
     _save(db, client, hold, shard, [rollup for rollup in rollups.values() if rollup.changed], through)
 
 
-def _user_ids(client: redis.Redis, fresh: list[Entry]) -> dict[str, dict[str, int]]:
-    """The ids of the users the entries name, by site, in one round trip. (Entries appended
-    by earlier versions carry ids already.)"""
+def _user_ids(db: Database[Any], fresh: list[Entry]) -> dict[str, dict[str, int]]:
+    """The ids of the users the entries name, by site. (Entries appended by earlier versions
+    carry ids already.)"""
     users_by_site: dict[str, set[str]] = {}
     for entry in fresh:
         for delta in entry.deltas:
             users = users_by_site.setdefault(delta["site_id"], set())
             users.update(user for row in delta["types"] for user in row["users"] if isinstance(user, str))
-    return user_ids.ids_by_site(client, users_by_site)
+    return user_ids.ids_by_site(db, users_by_site)
 
 
 def _save(
@@ -472,15 +472,18 @@ def rebuild(
             for event in counted
             if marker(event["batch_id"], shard) in withheld
         }
-        tallies = bucket_tallies(user_ids.numbered(client, counted), caps, left_to_shares)
-        hours = (start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1)))
-        buckets = {bucket for hour in hours for bucket in containing_buckets(site_id, hour)}
+        tallies = bucket_tallies(user_ids.numbered(db, counted), caps, left_to_shares)
+        quarters = (start + n * QUARTER for n in range((end - start) // QUARTER))
+        buckets = {bucket for quarter in quarters for bucket in containing_buckets(site_id, quarter)}
         stored = rollup_store.stored_rollups(db, (bucket.id for bucket in buckets))
+        # A rollup that counts nothing is written only over a stored one (kept empty with its
+        # fence, see `Rollup`): one never stored reads the same as an empty one.
         rebuilt = [
             Rollup(
                 bucket, CappedTally(tallies.get(bucket, Tally()), caps), NO_ENTRY, new=bucket.id not in stored
             )
             for bucket in buckets
+            if bucket in tallies or bucket.id in stored
         ]
         _save(db, client, hold, shard, rebuilt, through)
         if orphans:

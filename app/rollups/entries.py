@@ -1,5 +1,5 @@
-"""An entry of a shard's stream of deltas, as the compactor reads it: a batch's hourly tallies
-of the shard's sites, or a share of one set aside and replayed (`shares`).
+"""An entry of a shard's stream of deltas, as the compactor reads it: a batch's tallies of the
+shard's sites per quarter hour, or a share of one set aside and replayed (`shares`).
 
 Reading an entry never fails: one that cannot be read (not JSON, a delta without its site or
 hour, a field missing) is `malformed`, and the compactor sets it aside whole, so that no entry
@@ -19,8 +19,8 @@ from app.rollups.buckets import Bucket, containing_buckets
 
 # The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
 NO_ENTRY = "0-0"
-# Site-hours whose rollups are remembered: an import's entries name the same ones again.
-SITE_HOURS_CACHED = 16_384
+# Site-quarters whose rollups are remembered: an import's entries name the same ones again.
+SITE_QUARTERS_CACHED = 65_536
 # What reading a malformed entry raises.
 UNREADABLE = (KeyError, ValueError, TypeError, AttributeError)
 
@@ -59,7 +59,7 @@ class Entry:
     def deltas_with_buckets(self) -> list[tuple[dict[str, Any], tuple[Bucket, ...]]]:
         """Each delta with the rollups it goes into: worked out once, as a round needs
         them twice and an import's entry holds hundreds."""
-        pairs = [(delta, _buckets_of(delta["site_id"], delta["hour"])) for delta in self.deltas]
+        pairs = [(delta, _buckets_of(delta["site_id"], *_moment(delta))) for delta in self.deltas]
         if self.only is None:
             return pairs
         only = self.only
@@ -75,7 +75,7 @@ def read(stream_id: str, fields: Mapping[bytes, bytes]) -> Entry:
     it cannot be read, its rollups worked out now so that it is found so before its round."""
     try:
         entry = _entry(stream_id, fields)
-        entry.buckets  # noqa: B018 (reads every delta's site and hour)
+        entry.buckets  # noqa: B018 (reads every delta's site and time)
     except UNREADABLE as error:
         return _malformed(stream_id, fields, error)
     return entry
@@ -95,7 +95,14 @@ def _malformed(stream_id: str, fields: Mapping[bytes, bytes], error: Exception) 
     return Entry(stream_id, batch, fields.get(b"deltas", b""), batch, malformed=f"{error!r}"[:200])
 
 
-@lru_cache(maxsize=SITE_HOURS_CACHED)
-def _buckets_of(site_id: str, hour: str) -> tuple[Bucket, ...]:
-    """The rollups a site-hour's delta goes into."""
-    return tuple(containing_buckets(site_id, datetime.fromisoformat(hour)))
+def _moment(delta: Mapping[str, Any]) -> tuple[str, str]:
+    """When a delta's events happened, and its finest rollup: a quarter hour, or the hour of
+    a delta appended before quarter rollups existed (`app/migrations.py` rebuilds the
+    quarters of the events it counts)."""
+    return (delta["quarter"], "quarter") if "quarter" in delta else (delta["hour"], "hour")
+
+
+@lru_cache(maxsize=SITE_QUARTERS_CACHED)
+def _buckets_of(site_id: str, moment: str, finest: str) -> tuple[Bucket, ...]:
+    """The rollups a site-quarter's (or an older site-hour's) delta goes into."""
+    return tuple(containing_buckets(site_id, datetime.fromisoformat(moment), finest))

@@ -3,8 +3,9 @@
 A `Tally` counts events per event type: how many, which distinct users, how many per path.
 Users are kept as the set itself, not a count, so the tallies of any hours and days can be
 combined into an exact number of distinct users. Rollups are tallies of one site over one UTC
-hour, day or week (`app/rollups/buckets.py`); the worker turns each batch into per-hour
-deltas and the compactor (`app/rollups/compactor.py`) adds them into hour, day and week rollups.
+quarter hour, hour, day or week (`app/rollups/buckets.py`); the worker turns each batch into
+per-quarter deltas and the compactor (`app/rollups/compactor.py`) adds them into quarter, hour,
+day and week rollups.
 
 Users are small integer ids (see `app/rollups/user_ids.py`) in Roaring bitmaps (pyroaring):
 a month of days is a union of compressed bitmaps in C, not a merge of strings.
@@ -189,22 +190,24 @@ class Tally:
         )
 
 
-def hourly_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], Tally]:
-    """Tallies of stored event documents, users as integer ids, by site and UTC hour."""
+def quarter_tallies(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], Tally]:
+    """Tallies of stored event documents, users as integer ids, by site and UTC quarter hour."""
     groups: dict[tuple[str, datetime], list[Mapping[str, Any]]] = {}
     for event in events:
-        groups.setdefault((event["site_id"], floor_to(event["timestamp"], "hour")), []).append(event)
+        groups.setdefault((event["site_id"], floor_to(event["timestamp"], "quarter")), []).append(event)
     return {key: Tally.of(group) for key, group in groups.items()}
 
 
-def hourly_documents(events: Iterable[Mapping[str, Any]]) -> dict[tuple[str, datetime], list[dict[str, Any]]]:
+def quarter_documents(
+    events: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, datetime], list[dict[str, Any]]]:
     """The tallies of stored event documents whose users are still names, by site and UTC
-    hour, as documents (`Tally.to_document`) that name the users: whoever adds them up
+    quarter hour, as documents (`Tally.to_document`) that name the users: whoever adds them up
     numbers the users. Built without bitmaps, which only the compactor needs: a worker
-    stores an import's batch as hundreds of site-hours."""
+    stores an import's batch as hundreds of site-quarters."""
     groups: dict[tuple[str, datetime], dict[str, tuple[list[int], set[str], Counter[str]]]] = {}
     for event in events:
-        types = groups.setdefault((event["site_id"], floor_to(event["timestamp"], "hour")), {})
+        types = groups.setdefault((event["site_id"], floor_to(event["timestamp"], "quarter")), {})
         number, users, paths = types.setdefault(event["event_type"], ([0], set(), Counter()))
         number[0] += 1
         if event.get("user_id"):

@@ -3,8 +3,8 @@ time, keyed as their event is, until a replay (`make replay-dead`) stores them.
 
 A letter leaves only once its event is stored: the worker that stores a replayed event (or
 finds it stored) removes its letter by `_id` alone, the one delete FerretDB does exactly (it
-looks up any other filter by a scan, then deletes what the scan found by `_id`, in a
-transaction of its own). Each letter holds one accepted copy of its event: that of the batch
+reads what any other filter matches, then deletes what it read by `_id`, in a transaction
+of its own). Each letter holds one accepted copy of its event: that of the batch
 that first dead-lettered it (`batch_id`), which a letter written again for the same event
 keeps, so that reconciliation counts every copy once.
 """
@@ -17,13 +17,13 @@ from contextvars import copy_context
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from app.queue import counters
-from app.store import CONCURRENT_LOOKUPS, find_by_ids, only_duplicates, raise_unconfirmed
-from app.store.events import event_key
+from app.store import CONCURRENT_LOOKUPS, find_by_ids, insert_new, only_duplicates, raise_unconfirmed
+from app.store.events import PREVIOUS_LAYOUT, event_key
 from app.store.rollups import WRITES_PER_COMMAND
 
 DEAD_EVENTS = "dead_events"
@@ -43,15 +43,8 @@ def dead_letter(
     documents = [letter(message, error, now, batch_id) for message, error in failures]
     if not documents:
         return set()
-    try:
-        db[DEAD_EVENTS].insert_many(documents, ordered=False)
-    except BulkWriteError as error:
-        raise_unconfirmed(error)
-        if not only_duplicates(error):
-            raise
-        written_before = [documents[failure["index"]] for failure in error.details["writeErrors"]]
-        return _replace(db, written_before, batch_id)
-    return set()
+    written_before = [documents[index] for index in insert_new(db[DEAD_EVENTS], documents)]
+    return _replace(db, written_before, batch_id) if written_before else set()
 
 
 def _replace(db: Database[Any], documents: Sequence[dict[str, Any]], batch_id: str) -> set[str]:
@@ -123,3 +116,18 @@ def remove(db: Database[Any], keys: Collection[str]) -> set[str]:
 def count_dead_letters(db: Database[Any], site_id: str | None = None, day: str | None = None) -> int:
     """Dead letters in all, or of one site's events of one UTC day (YYYY-MM-DD)."""
     return db[DEAD_EVENTS].count_documents({"site_id": site_id, "day": day} if site_id else {})
+
+
+def previous_layout_letters(db: Database[Any]) -> Iterator[dict[str, Any]]:
+    """The letters still keyed as the previous release keyed them (by bare event id)."""
+    return iter(db[DEAD_EVENTS].find(PREVIOUS_LAYOUT).batch_size(WRITES_PER_COMMAND))
+
+
+def rekey_letters(db: Database[Any], letters: Sequence[dict[str, Any]]) -> int:
+    """Move these letters of the previous layout under their events' keys; return how many.
+    A letter a worker wrote meanwhile under the new key stays, as a letter written again does."""
+    if not letters:
+        return 0
+    insert_new(db[DEAD_EVENTS], [{**letter, "_id": event_key(letter["event"])} for letter in letters])
+    db[DEAD_EVENTS].bulk_write([DeleteOne({"_id": letter["_id"]}) for letter in letters], ordered=False)
+    return len(letters)

@@ -1,53 +1,73 @@
-"""The `events` collection: the stored events, keyed by event id, with their indexes, and the
-queries reporting runs over raw events."""
+"""The `events` collection: the stored events, keyed by site, time and event id, with their
+indexes, and the reads of a site's raw events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from app.store import DUPLICATE_KEY, find_by_ids, is_ferretdb, raise_unconfirmed
+from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
 from app.store.errors import is_transient
 
 EVENTS = "events"
 
-# Secondary indexes, on MongoDB only: FerretDB maintains them on every insert but answers
-# no query from them (only a filter on `_id` alone), so there they would cost and not serve.
+# Separates the parts of an event's `_id`: a control character, which no site id holds (the
+# schema refuses them), so a site's keys are exactly those beginning `<site_id>\x1f`.
+KEY_SEPARATOR = "\x1f"
+
 EVENT_INDEXES = [
-    # Raw-event reads: a site's events of a period (reporting's fallback, rebuilds, the cross-check).
-    IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)], name="site_id_1_timestamp_1"),
-    # Lets an operator find an event by the id its client sent. Uniqueness comes from `_id`,
-    # which is the event_id, so a redelivered or retried message is a no-op for stored events.
-    IndexModel([("event_id", ASCENDING)], name="event_id_1"),
+    # Exactly-once per site: a retry of an event is refused even when its copy carries another
+    # timestamp, and so another `_id` (a client that lets the server stamp its events).
+    IndexModel([("site_id", ASCENDING), ("event_id", ASCENDING)], name="site_id_1_event_id_1", unique=True),
 ]
-# Indexes earlier versions created, dropped where they exist: none served a query.
-RETIRED_INDEXES = ("site_id_1", "user_id_1", "timestamp_1")
+# Indexes earlier versions created, dropped where they exist: raw reads now go by `_id`.
+RETIRED_INDEXES = ("site_id_1", "user_id_1", "timestamp_1", "site_id_1_timestamp_1", "event_id_1")
 
 
 def ensure_indexes(db: Database[Any]) -> None:
-    """Give `events` the indexes its server uses, and drop those it maintains for nothing;
+    """Give `events` its indexes, on MongoDB and FerretDB alike, and drop the retired ones;
     idempotent."""
-    wanted = [] if is_ferretdb(db) else EVENT_INDEXES
     existing = set(db[EVENTS].index_information())
-    retired = set(RETIRED_INDEXES) | {index.document["name"] for index in EVENT_INDEXES if not wanted}
-    for name in sorted(existing & retired):
+    for name in sorted(existing & set(RETIRED_INDEXES)):
         db[EVENTS].drop_index(name)
-    if wanted:
-        db[EVENTS].create_indexes(wanted)
+    db[EVENTS].create_indexes(EVENT_INDEXES)
+
+
+def key_time(moment: datetime) -> str:
+    """A UTC time as keys hold it, to the millisecond (what a BSON date keeps): fixed width, so
+    that keys sort in time order."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment  # (a naive BSON date is UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def event_key(message: Mapping[str, Any]) -> str:
     """The `_id` an event message is stored under, and its dead letter too (the one place
-    that says how an event is keyed). The event_id: a server finds and deduplicates events
-    by `_id` fastest."""
-    key: str = message["event_id"]
-    return key
+    that says how an event is keyed): its site, its UTC time and its event id, so that a
+    site's events of a period are one range of `_id`, in time order, which both servers read
+    from an index."""
+    return _key(message["site_id"], datetime.fromisoformat(message["timestamp"]), message["event_id"])
+
+
+def _key(site_id: str, moment: datetime, event_id: str) -> str:
+    return KEY_SEPARATOR.join((site_id, key_time(moment), event_id))
+
+
+def site_range(site_id: str, start: datetime | None = None, end: datetime | None = None) -> dict[str, str]:
+    """The `_id` condition of a site's events with `start <= timestamp < end` (either end
+    open when None), to the millisecond, as the servers compare the timestamps (a BSON date
+    keeps milliseconds)."""
+    prefix = site_id + KEY_SEPARATOR
+    lower = prefix + (key_time(start) if start is not None else "")
+    upper = prefix + key_time(end) if end is not None else site_id + chr(ord(KEY_SEPARATOR) + 1)
+    return {"$gte": lower, "$lt": upper}
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
@@ -86,7 +106,7 @@ def insert_events(
 ) -> InsertOutcome:
     """Store queued event messages of one batch in one round trip.
 
-    Events already stored (same `event_id`) are skipped, so storing the same messages again
+    Events already stored (same site and `event_id`) are skipped, so storing the same messages again
     changes nothing. Events the server refuses for any other reason come back in `rejected`
     with the server's message. Connection errors, timeouts, an unmet write concern
     (`WriteConcernError`) and write errors of the server's condition (`is_transient`: a write
@@ -116,28 +136,60 @@ def insert_events(
     return InsertOutcome(inserted=list(messages), documents=documents)
 
 
-def stored_events(db: Database[Any], event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The stored events among `event_ids`, by event id."""
-    return find_by_ids(db[EVENTS], event_ids)
+def stored_events(db: Database[Any], messages: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored events of these messages, by the messages' keys: each looked up by its key,
+    and those not found there by their site and event id, in case a copy with another
+    timestamp was stored (one query per site, over the site's `_id` range on FerretDB)."""
+    by_key = {event_key(message): message for message in messages}
+    found = find_by_ids(db[EVENTS], by_key)
+    missing: dict[tuple[str, str], str] = {}
+    for key, message in by_key.items():
+        if key not in found:
+            missing[message["site_id"], message["event_id"]] = key
+    for site_id in {site_id for site_id, _ in missing}:
+        event_ids = [event_id for site, event_id in missing if site == site_id]
+        query = {"_id": site_range(site_id), "site_id": site_id, "event_id": {"$in": event_ids}}
+        for event in db[EVENTS].find(query):
+            found[missing[site_id, event["event_id"]]] = event
+    return found
 
 
-def owned_events(db: Database[Any], batch_id: str, event_ids: Iterable[str]) -> list[dict[str, Any]]:
-    """The stored events among `event_ids` that batch `batch_id` stored (not another batch
-    carrying the same event, such as a client's retry)."""
-    return [event for event in stored_events(db, event_ids).values() if event.get("batch_id") == batch_id]
+def owned_events(
+    db: Database[Any], batch_id: str, messages: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The stored events of these messages that batch `batch_id` stored (not another batch
+    carrying the same event, such as a client's retry), each looked up by its message's key:
+    a batch stores its messages under their own keys."""
+    found = find_by_ids(db[EVENTS], (event_key(message) for message in messages))
+    return [event for event in found.values() if event.get("batch_id") == batch_id]
 
 
 def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """Events of one site with `start <= timestamp < end`."""
-    return {"site_id": site_id, "timestamp": {"$gte": start, "$lt": end}}
+    """Events of one site with `start <= timestamp < end`: the `_id` range the servers read
+    from an index, and the timestamps, for the exact interval."""
+    return {"_id": site_range(site_id, start, end), "timestamp": {"$gte": start, "$lt": end}}
+
+
+# Events a raw read fetches per round trip.
+STREAM_BATCH = 1000
+RAW_FIELDS = ("site_id", "event_type", "path", "user_id", "timestamp", "batch_id", "created_at")
 
 
 def events_between(db: Database[Any], site_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """A site's stored events with `start <= timestamp < end`: what statistics count, and
-    which batch stored each event when."""
-    fields = ("site_id", "event_type", "path", "user_id", "timestamp", "batch_id", "created_at")
-    projection = {"_id": 0, **dict.fromkeys(fields, 1)}
-    return list(db[EVENTS].find(_site_events_filter(site_id, start, end), projection))
+    """A site's stored events with `start <= timestamp < end`, in time order: what statistics
+    count, and which batch stored each event when."""
+    return list(iter_site_events(db, site_id, start, end))
+
+
+def iter_site_events(
+    db: Database[Any], site_id: str, start: datetime, end: datetime, batch_size: int = STREAM_BATCH
+) -> Iterator[dict[str, Any]]:
+    """A site's stored events with `start <= timestamp < end`, streamed in time order (by
+    `_id`) `batch_size` at a time: the first arrive as soon as the server has read them, not
+    once it has read the period."""
+    projection = {"_id": 0, **dict.fromkeys(RAW_FIELDS, 1)}
+    cursor = db[EVENTS].find(_site_events_filter(site_id, start, end), projection)
+    return iter(cursor.sort("_id", ASCENDING).batch_size(batch_size))
 
 
 def count_by_user_and_path(
@@ -145,16 +197,81 @@ def count_by_user_and_path(
 ) -> list[dict[str, Any]]:
     """A site's events with `start <= timestamp < end` (of one type, if given) counted by
     (user_id, path), as rows `{"_id": {"user_id", "path"}, "events"}`: `/stats/aggregated`'s
-    cross-check, computed by the server.
+    cross-check.
 
-    FerretDB has no $facet and its $group knows only $sum and $count, so the server counts by
-    (user, path) and the caller adds the few rows up.
+    Counted here, from the events' users and paths read by `_id` range: FerretDB's `$group`
+    compares each event with every group found so far, a cost that grows with the square of
+    a site-day's users (docs/decisions/events-keyed-by-site-and-time.md).
     """
     events_filter = _site_events_filter(site_id, start, end)
     if event_type is not None:
         events_filter["event_type"] = event_type
-    pipeline = [
-        {"$match": events_filter},
-        {"$group": {"_id": {"user_id": "$user_id", "path": "$path"}, "events": {"$sum": 1}}},
+    found = db[EVENTS].find(events_filter, {"_id": 0, "user_id": 1, "path": 1}).batch_size(STREAM_BATCH)
+    counts = Counter((event.get("user_id"), event.get("path")) for event in found)
+    return [{"_id": {"user_id": user, "path": path}, "events": n} for (user, path), n in counts.items()]
+
+
+def expired_keys(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:
+    """The keys of up to `limit` of a site's oldest events, of those before `before`."""
+    query = {"_id": site_range(site_id, end=before)}
+    return [event["_id"] for event in db[EVENTS].find(query, {"_id": 1}).sort("_id", ASCENDING).limit(limit)]
+
+
+def delete_events(db: Database[Any], keys: list[str]) -> None:
+    """Delete the events of these keys."""
+    _delete_by_id(db[EVENTS], keys)
+
+
+# The previous release keyed events by bare event id (no separator). `flask migrate-store`
+# moves them MIGRATION_BATCH at a time, with no update (FerretDB's are slow): copied aside
+# into MOVING_EVENTS under their keys, deleted, copied back, then cleared from MOVING_EVENTS. A
+# run stopped anywhere is finished by the next (`restore_moving_events` first); only between
+# a batch's deletion and its copying back may a retry of one of its events be stored as new.
+MIGRATION_BATCH = 500
+MOVING_EVENTS = "events_moving"
+PREVIOUS_LAYOUT = {"_id": {"$regex": f"^[^{KEY_SEPARATOR}]*$"}}
+
+
+def previous_layout_events(db: Database[Any]) -> Iterator[dict[str, Any]]:
+    """The events still keyed as the previous release keyed them, streamed (a scan of the
+    collection on FerretDB: once, for a migration)."""
+    return iter(db[EVENTS].find(PREVIOUS_LAYOUT).batch_size(MIGRATION_BATCH))
+
+
+def rekey_events(db: Database[Any], documents: Sequence[dict[str, Any]]) -> int:
+    """Move these events of the previous layout under their keys; return how many."""
+    if not documents:
+        return 0
+    copies = [
+        {
+            **document,
+            "_id": _key(
+                document["site_id"], document["timestamp"], document.get("event_id") or document["_id"]
+            ),
+        }
+        for document in documents
     ]
-    return list(db[EVENTS].aggregate(pipeline))
+    insert_new(db[MOVING_EVENTS], copies)
+    _delete_by_id(db[EVENTS], [document["_id"] for document in documents])
+    _put_back(db, copies)
+    return len(documents)
+
+
+def restore_moving_events(db: Database[Any]) -> int:
+    """Put back the events a stopped migration had set aside; return how many."""
+    copies = list(db[MOVING_EVENTS].find())
+    if copies:
+        _put_back(db, copies)
+    return len(copies)
+
+
+def _put_back(db: Database[Any], copies: list[dict[str, Any]]) -> None:
+    # A duplicate: not yet deleted by a stopped run (moved again later), or a retry stored meanwhile.
+    insert_new(db[EVENTS], copies)
+    _delete_by_id(db[MOVING_EVENTS], [copy["_id"] for copy in copies])
+
+
+def _delete_by_id(collection: Collection[Any], ids: list[str]) -> None:
+    """Delete the documents of these `_id`s: one `$in`, which both servers (FerretDB as the
+    project builds it) find by the `_id` index."""
+    collection.delete_many({"_id": {"$in": ids}})

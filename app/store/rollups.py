@@ -1,4 +1,4 @@
-"""The `rollups` collection (tallies of a site's UTC hour, day or week, keyed by
+"""The `rollups` collection (tallies of a site's UTC quarter hour, hour, day or week, keyed by
 `Bucket.id`, written only by the compactor) and `rollup_batches` (one document per batch the
 compactor has added into them, keyed by batch id).
 
@@ -10,12 +10,12 @@ cannot overwrite what a newer holder wrote, whenever its write lands (an upsert 
 rollup fenced off fails on the duplicate `_id`: `StaleWriteError`, which names the fence it
 was refused for). A rollup that comes to count nothing is never deleted, but kept empty with
 its fence (a tombstone): deleted, it would let a stalled holder's upsert bring back its tally.
-FerretDB v1.24.2 cannot do this: it pushes down to SQLite only a filter on `_id` alone, so a
-filter of `_id` and `fence` scans the whole collection in Go for each write, and it then
-replaces the document by `_id` alone, unconditionally, with no lock between its read and its
-write. So on FerretDB the filter is `_id` alone, and the fence there is the compactor's lock
-check just before each write command: a stale write needs a holder stalled between that check
-and FerretDB applying the command for longer than the lock lives, and is one command at most.
+FerretDB v1.24.2 cannot do this: it reads the document by `_id` from SQLite, checks the rest
+of the filter (`fence`) in Go, and then replaces the document by `_id` alone, unconditionally,
+with no lock between its read and its write. So on FerretDB the filter is `_id` alone, and the
+fence there is the compactor's lock check just before each write command: a stale write needs
+a holder stalled between that check and FerretDB applying the command for longer than the
+lock lives, and is one command at most.
 """
 
 from __future__ import annotations
@@ -56,6 +56,17 @@ def _nothing() -> None:
 def rollup_documents(db: Database[Any], rollup_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The stored rollups among `rollup_ids`, by id."""
     return find_by_ids(db[ROLLUPS], rollup_ids)
+
+
+def weeks_with_rollups(db: Database[Any]) -> list[tuple[str, datetime]]:
+    """Every site-week with a stored week rollup, as (site id, the week's first instant): a
+    scan of the collection, for migrations."""
+    weeks = db[ROLLUPS].find({"level": "week"}, {"site_id": 1, "start": 1})
+    return sorted((week["site_id"], _aware(week["start"])) for week in weeks)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def stored_rollups(db: Database[Any], rollup_ids: Iterable[str]) -> set[str]:

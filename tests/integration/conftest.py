@@ -115,9 +115,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def keyed(service_env: dict[str, str], run_dir: Path, worker: ManagedProcess) -> Iterator[Keyed]:
     """Ingestion and reporting in AUTH_MODE=keys with two registered sites (see keyed.py);
-    the worker stores their events."""
+    the worker stores their events. One pair for the session: the access tests and the
+    browser's visits each use sites, users or keys of their own."""
     with keyed_services(service_env, run_dir) as keyed:
         yield keyed

@@ -7,12 +7,13 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.services import start_healthy
-from tools.processes import PYTHON_BIN
+from tests.integration.services import start_healthy_services
+from tools.processes import PYTHON_BIN, stop_all
 
 # Short, so that the tests of a site added and a key revoked while the services run need
 # not wait long.
@@ -59,16 +60,24 @@ def keyed_services(service_env: dict[str, str], run_dir: Path) -> Iterator[Keyed
     }
     suffix = uuid.uuid4().hex[:8]
     shop, blog = f"shop-{suffix}", f"blog-{suffix}"
-    flask(env, "site", "add", shop, "--domain", "allowed.test", "--domain", "localhost")
-    flask(env, "site", "add", blog, "--domain", "blog.test")
-    shop_key, blog_key, operator_key = (
-        flask(env, "key", "create", *args).splitlines()[-1] for args in ([shop], [blog], ["--operator"])
-    )
+    # Each command is a process of its own that mostly starts Python: those that need not
+    # wait for one another run at once.
+    with ThreadPoolExecutor() as pool:
+        registered = [
+            pool.submit(flask, env, "site", "add", shop, "--domain", "allowed.test", "--domain", "localhost"),
+            pool.submit(flask, env, "site", "add", blog, "--domain", "blog.test"),
+        ]
+        operator = pool.submit(flask, env, "key", "create", "--operator")
+        for done in registered:
+            done.result()
+        keys = [pool.submit(flask, env, "key", "create", site) for site in (shop, blog)]
+        shop_key, blog_key, operator_key = (done.result().splitlines()[-1] for done in [*keys, operator])
     # Registered before the services start, so every process's first snapshot holds them.
-    ingestion, ingestion_url = start_healthy("ingestion", env, run_dir, name="ingestion-keys")
-    reporting, reporting_url = start_healthy("reporting", env, run_dir, name="reporting-keys")
+    services = start_healthy_services(
+        {"ingestion": "ingestion-keys", "reporting": "reporting-keys"}, env, run_dir
+    )
+    (_, ingestion_url), (_, reporting_url) = services["ingestion"], services["reporting"]
     try:
         yield Keyed(env, ingestion_url, reporting_url, shop, blog, shop_key, blog_key, operator_key)
     finally:
-        ingestion.stop()
-        reporting.stop()
+        stop_all(process for process, _ in services.values())

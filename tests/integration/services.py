@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tools.factories import FIXED_DATES_ENV
 from tools.processes import (
-    STARTUP_TIMEOUT,
     UNLIMITED_RATES,
     ManagedProcess,
     free_port,
     http_ok,
     port_open,
-    start_service,
-    wait_until,
+    start_services,
 )
 
 # Small enough for test_caps.py to exceed with a few hundred events, and above what any
@@ -33,13 +32,22 @@ SESSION_SETTINGS = {
 }
 
 
+def start_healthy_services(
+    names: Mapping[str, str], env: dict[str, str], run_dir: Path
+) -> dict[str, tuple[ManagedProcess, str]]:
+    """Start services at once (app -> process name); return each one's process and URL once
+    every /health answers."""
+    started = start_services(names, env, run_dir)
+    for app, (process, url) in started.items():
+        process.wait_for(functools.partial(http_ok, f"{url}/health"), f"{names[app]} health")
+    return started
+
+
 def start_healthy(
     app: str, env: dict[str, str], run_dir: Path, name: str | None = None
 ) -> tuple[ManagedProcess, str]:
     """Start one service; return it and its URL once its /health answers."""
-    process, url = start_service(app, env, run_dir, name)
-    wait_until(lambda: http_ok(f"{url}/health"), STARTUP_TIMEOUT, f"{name or app} health")
-    return process, url
+    return start_healthy_services({app: name or app}, env, run_dir)[app]
 
 
 def serve(
@@ -70,6 +78,6 @@ def start_flower(
 def serve_flower(name: str, env: dict[str, str], run_dir: Path, **settings: str) -> Iterator[str]:
     """Run Flower until the fixture ends; yield its URL once it listens."""
     process, port = start_flower(name, env, run_dir, **settings)
-    wait_until(lambda: port_open(port), STARTUP_TIMEOUT, name)
+    process.wait_for(lambda: port_open(port), name)
     yield f"http://127.0.0.1:{port}"
     process.stop()

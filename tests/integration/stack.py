@@ -21,8 +21,9 @@ from tools.processes import (
     LocalServer,
     ManagedProcess,
     start_local_server,
-    start_service,
+    start_services,
     start_worker,
+    stop_all,
     wait_until,
 )
 
@@ -77,8 +78,9 @@ class Stack:
             "MONGO_URI": f"mongodb://127.0.0.1:{mongo.port}/faults",
         }
         stack = cls(root, redis, mongo, env)
-        for app in ("ingestion", "reporting"):
-            process, url = start_service(app, env, root)
+        for app, (process, url) in start_services(
+            {"ingestion": "ingestion", "reporting": "reporting"}, env, root
+        ).items():
             stack.processes.append(process)
             setattr(stack, f"{app}_url", url)
         return stack
@@ -89,10 +91,10 @@ class Stack:
         return self.worker
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
-        self.redis.stop()
-        self.mongo.stop()
+        """The services and workers together, then the servers they used (a worker's warm
+        shutdown gives its prefetched messages back to Redis)."""
+        stop_all(self.processes)
+        stop_all([self.redis.process, self.mongo.process])
 
     def send(self, events: Iterable[dict[str, Any]]) -> Sent:
         """POST each event; note which the service accepted and which it refused with a 503."""

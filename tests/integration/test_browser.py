@@ -9,7 +9,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,28 +65,36 @@ def pages() -> Iterator[PageServer]:
 
 
 @pytest.fixture(scope="module")
-def any_origin(service_env, run_dir, worker, pages, db) -> dict[str, Visit]:
-    """The visits with CORS_ALLOWED_ORIGINS at its default, `*`."""
-    return visit_both(service_env, run_dir, pages, db)
+def browser() -> Iterator[webdriver.Chrome]:
+    """One Chromium for every visit: each loads its page afresh, and reads from the browser's
+    log only the answers from its own services' URL."""
+    with chromium(ALLOWED, FOREIGN) as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
-def listed_origin(service_env, run_dir, worker, pages, db) -> dict[str, Visit]:
+def any_origin(keyed, browser, pages, db) -> dict[str, Visit]:
+    """The visits with CORS_ALLOWED_ORIGINS at its default, `*`: the session's keyed services."""
+    return visit_both(keyed, browser, pages, db)
+
+
+@pytest.fixture(scope="module")
+def listed_origin(service_env, run_dir, worker, browser, pages, db) -> dict[str, Visit]:
     """The visits with CORS_ALLOWED_ORIGINS listing the allowed page's origin alone."""
     env = {**service_env, "CORS_ALLOWED_ORIGINS": f"http://{ALLOWED}:{pages.port}"}
-    return visit_both(env, run_dir, pages, db)
+    with keyed_services(env, run_dir) as keyed:
+        return visit_both(keyed, browser, pages, db)
 
 
 def visit_both(
-    service_env: dict[str, str], run_dir: Path, pages: PageServer, db: Database[dict[str, Any]]
+    keyed: Keyed, browser: webdriver.Chrome, pages: PageServer, db: Database[dict[str, Any]]
 ) -> dict[str, Visit]:
     """Load the tracker page from the foreign host, then from the allowed one, against the
     services in keys mode; return once the allowed page's events are stored, when any taken
     from the foreign page, loaded first, would be stored too. Prints what each page got (run
     pytest with -s to see it)."""
-    with keyed_services(service_env, run_dir) as keyed, chromium(ALLOWED, FOREIGN) as browser:
-        visits = {host: load_tracker(browser, pages, host, keyed) for host in (FOREIGN, ALLOWED)}
-    cors = service_env.get("CORS_ALLOWED_ORIGINS", "*")
+    visits = {host: load_tracker(browser, pages, host, keyed) for host in (FOREIGN, ALLOWED)}
+    cors = keyed.env.get("CORS_ALLOWED_ORIGINS", "*")
     for host, visit in visits.items():
         print(f"CORS {cors}: http://{host}/ got {json.dumps(visit.page)}; browser saw {visit.network}")
     allowed = visits[ALLOWED].user

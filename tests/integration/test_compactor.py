@@ -27,9 +27,15 @@ from redis.exceptions import LockNotOwnedError
 from app.rollups import compactor, generations
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store import user_numbers
 from reporting.periods import Period
 from reporting.queries import summary, summary_from_pipeline
 from tasks.persist import store_batch
+from tests.unit.store.test_user_numbers import (
+    assert_one_number_per_user_and_one_user_per_number,
+    assign_concurrently,
+    stored_numbers,
+)
 from tools.factories import make_message, new_site_id
 
 DAY = date(2025, 11, 15)
@@ -51,6 +57,7 @@ def servers(redis_url: str, mongo_uri: str) -> Iterator[tuple[Database[dict[str,
     mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
     db = mongo.get_database(f"compactor_{uuid.uuid4().hex[:8]}")
     event_store.ensure_indexes(db)
+    user_numbers.ensure_indexes(db)
     yield db, client
     mongo.drop_database(db.name)
     mongo.close()
@@ -264,3 +271,12 @@ def test_a_compactor_killed_after_a_write_leaves_no_cached_answer_behind(
         time.sleep(0.1)
     compactor.compact(db, client)  # the next holder of the shard
     assert generations.generation(client, site_id) != cached_under
+
+
+def test_concurrent_assigners_number_each_user_once_on_the_real_server(servers):
+    """On FerretDB `$inc` is not atomic: threads at once were given overlapping blocks."""
+    db, _ = servers
+    users_of_each = [[f"user-{n}" for n in range(start, start + 200)] for start in range(0, 400, 50)]
+    answers = assign_concurrently(db, "site-a", users_of_each)
+    every_user = {user for users in users_of_each for user in users}
+    assert_one_number_per_user_and_one_user_per_number(answers, stored_numbers(db, "site-a", every_user))

@@ -6,8 +6,9 @@ import pytest
 import requests
 
 from tests.integration.client import TIMEOUT, post_event
-from tests.integration.services import start_healthy
+from tests.integration.services import start_healthy_services
 from tools.factories import make_event, new_site_id
+from tools.processes import stop_all
 
 LIMIT = 5
 
@@ -22,13 +23,11 @@ def limited(service_env, run_dir):
         "REPORTING_RATE_LIMIT": f"{LIMIT}/minute",
         "TRUSTED_PROXIES": "127.0.0.1",
     }
-    urls, processes = {}, []
-    for app in ("ingestion", "reporting"):
-        process, urls[app] = start_healthy(app, env, run_dir, name=f"{app}-limited")
-        processes.append(process)
-    yield urls
-    for process in processes:
-        process.stop()
+    services = start_healthy_services(
+        {"ingestion": "ingestion-limited", "reporting": "reporting-limited"}, env, run_dir
+    )
+    yield {app: url for app, (_, url) in services.items()}
+    stop_all(process for process, _ in services.values())
 
 
 @pytest.fixture(scope="module")

@@ -20,20 +20,25 @@ from app.extensions import mongo, redis_store
 from app.ingestion.schemas import to_message
 from app.rollups import compactor
 from app.settings import Settings
+from app.store import event_sites, user_numbers
 from app.store import events as event_store
 from tasks.persist import store_batch
 from tools.factories import FIXED_DATES_MAX_AGE_DAYS
 
 
-def _add_replace_ignoring_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
-    assert sort is None, "mongomock cannot sort a replacement"
-    return _mongomock_add_replace(self, *args, **kwargs)
+def _ignoring_sort(add: Callable[..., Any]) -> Callable[..., Any]:
+    def add_unsorted(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+        assert sort is None, "mongomock cannot sort a bulk write"
+        return add(self, *args, **kwargs)
+
+    return add_unsorted
 
 
-# mongomock 4.3 predates pymongo 4.20's `sort` argument of a bulk `ReplaceOne`, which pymongo
-# passes even when it is None: accept and ignore it, for every test of this tree.
-_mongomock_add_replace = mongomock.collection.BulkOperationBuilder.add_replace
-mongomock.collection.BulkOperationBuilder.add_replace = _add_replace_ignoring_sort  # type: ignore[method-assign]
+# mongomock 4.3 predates pymongo 4.20's `sort` argument of a bulk `ReplaceOne` and `UpdateOne`,
+# which pymongo passes even when it is None: accept and ignore it, for every test of this tree.
+_builder = mongomock.collection.BulkOperationBuilder
+_builder.add_replace = _ignoring_sort(_builder.add_replace)  # type: ignore[method-assign]
+_builder.add_update = _ignoring_sort(_builder.add_update)  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -58,6 +63,8 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
     mongo.close()
     database = client.get_database("analytics")
     event_store.ensure_indexes(database)  # as a worker does when it starts
+    event_sites.forget_seen()  # (sites recorded in another test's store)
+    user_numbers.ensure_indexes(database)
     yield database
     mongo.close()
 

@@ -1,5 +1,6 @@
 // Command ferretdb runs FerretDB v1 (a MongoDB wire-protocol server) on its SQLite
-// backend for local development and tests.
+// backend for local development and tests. build.sh builds it against FerretDB's source
+// with id-pushdown.patch applied (see docs/local-mongodb.md).
 //
 // It wraps FerretDB's embeddable package rather than installing cmd/ferretdb: a module
 // build of cmd/ferretdb lacks the generated build/version/version.txt and panics at start.
@@ -39,7 +40,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	go indexIDPushdownForever(ctx, sqliteDir(*sqliteURL), time.Second)
+	go indexIDForever(ctx, sqliteDir(*sqliteURL), time.Second)
 	go checkpointForever(ctx, sqliteDir(*sqliteURL), 10*time.Second)
 
 	log.Printf("FerretDB listening on %s, data in %s", *listenAddr, *sqliteURL)
@@ -48,20 +49,21 @@ func main() {
 	}
 }
 
-// FerretDB v1.24.2's SQLite backend indexes _id as `_ferretdb_sjson->"_id"` (the unique
-// index it creates with each collection), but pushes `{_id: <string or ObjectId>}` filters
-// of find, update and delete down as `WHERE _ferretdb_sjson->'$._id' = ?`
-// (metadata.IDColumn). SQLite matches index expressions syntactically, so that index is
-// never used and every lookup by _id scans the whole table. We add a second index on
-// exactly the pushed-down expression to every collection table.
+// FerretDB's SQLite backend, as patched by id-pushdown.patch, serves _id conditions (equality,
+// $in, ranges) and sorts on _id from the expression `_ferretdb_sjson->>'$._id'`: the string
+// itself for a string _id, in BSON's binary order. FerretDB's own unique index on _id is on
+// another expression, and SQLite matches index expressions syntactically, so we add an index
+// on exactly this one to every collection table. The index of the unpatched pushdown
+// (`->'$._id'`, the JSON text) is dropped from stores that have it.
 const (
-	idPushdownExpr        = `_ferretdb_sjson->'$._id'`
-	idPushdownIndexSuffix = "__id_pushdown"
-	ferretdbCatalogTable  = "_ferretdb_collections" // FerretDB's list of collections, not one
+	idIndexExpr          = `_ferretdb_sjson->>'$._id'`
+	idIndexSuffix        = "__id_text"
+	obsoleteIndexSuffix  = "__id_pushdown"
+	ferretdbCatalogTable = "_ferretdb_collections" // FerretDB's list of collections, not one
 )
 
-// tablesLackingIDPushdown lists the collection tables without the pushdown index.
-const tablesLackingIDPushdown = `
+// tablesLackingIDIndex lists the collection tables without the _id index.
+const tablesLackingIDIndex = `
 	SELECT t.name FROM sqlite_master t
 	WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\' AND t.name <> ?
 	  AND NOT EXISTS (SELECT 1 FROM sqlite_master i WHERE i.type = 'index' AND i.name = t.name || ?)`
@@ -79,17 +81,17 @@ func sqliteDir(sqliteURL string) string {
 	return u.Opaque
 }
 
-// indexIDPushdownForever indexes every database file in dir now and then every period,
+// indexIDForever indexes every database file in dir now and then every period,
 // since FerretDB creates a collection's table on its first insert. Errors are only logged.
-func indexIDPushdownForever(ctx context.Context, dir string, period time.Duration) {
+func indexIDForever(ctx context.Context, dir string, period time.Duration) {
 	ticker := time.NewTicker(period)
 	defer ticker.Stop()
 
 	for {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.sqlite")) // error only on a bad pattern
 		for _, file := range files {
-			if err := indexIDPushdown(ctx, file); err != nil && ctx.Err() == nil {
-				log.Printf("_id pushdown index for %s: %v", file, err)
+			if err := indexID(ctx, file); err != nil && ctx.Err() == nil {
+				log.Printf("_id index for %s: %v", file, err)
 			}
 		}
 
@@ -101,11 +103,11 @@ func indexIDPushdownForever(ctx context.Context, dir string, period time.Duratio
 	}
 }
 
-// indexIDPushdown creates the missing pushdown indexes of one database file. The
+// indexID creates the missing _id indexes of one database file. The
 // connection is opened per call and kept only for the check: mode=rw never creates a
 // file of a database FerretDB has just dropped, and the busy timeout waits for
 // FerretDB's writes instead of failing.
-func indexIDPushdown(ctx context.Context, file string) error {
+func indexID(ctx context.Context, file string) error {
 	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {
 		return err
@@ -113,7 +115,7 @@ func indexIDPushdown(ctx context.Context, file string) error {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 
-	rows, err := db.QueryContext(ctx, tablesLackingIDPushdown, ferretdbCatalogTable, idPushdownIndexSuffix)
+	rows, err := db.QueryContext(ctx, tablesLackingIDIndex, ferretdbCatalogTable, idIndexSuffix)
 	if err != nil {
 		return err
 	}
@@ -133,9 +135,12 @@ func indexIDPushdown(ctx context.Context, file string) error {
 
 	for _, table := range tables {
 		// A table dropped since the query fails with "no such table"; it is only logged.
-		q := "CREATE INDEX IF NOT EXISTS " + quoteIdent(table+idPushdownIndexSuffix) +
-			" ON " + quoteIdent(table) + " (" + idPushdownExpr + ")"
+		q := "CREATE INDEX IF NOT EXISTS " + quoteIdent(table+idIndexSuffix) +
+			" ON " + quoteIdent(table) + " (" + idIndexExpr + ")"
 		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+		if _, err := db.ExecContext(ctx, "DROP INDEX IF EXISTS "+quoteIdent(table+obsoleteIndexSuffix)); err != nil {
 			return err
 		}
 	}

@@ -179,3 +179,20 @@ def test_a_delivery_of_a_batch_already_settled_stores_nothing(
         reporting.get(url).get_json() == reporting.get(url.replace("/stats", "/stats/aggregated")).get_json()
     )
     assert pipeline_events(reporting)["unaccounted"] == 0
+
+
+def test_a_letter_replayed_after_a_retry_with_another_timestamp_stored_its_event_counts_once(
+    worker_app, db, counter_store, reporting, monkeypatch
+):
+    """The retry's copy is stored under another key than the letter's: the replay still finds
+    the stored copy and counts the letter's as a repeat."""
+    message = make_message(timestamp="2025-11-15T10:00:00Z")
+    retry = make_message(event_id=message["event_id"], timestamp="2025-11-15T10:00:09Z")
+    with monkeypatch.context() as patch:
+        patch.setattr(event_store, "insert_events", refusing({message["event_id"]}))
+        persist.store_batch(db, counter_store, accept([message]), [message])
+    persist.store_batch(db, counter_store, accept([retry]), [retry])
+    publish.enqueue_events([message], replay=True)
+    assert dead_letters.count_dead_letters(db) == 0
+    events = pipeline_events(reporting)
+    assert (events["persisted"], events["repeated"], events["dead"], events["unaccounted"]) == (1, 1, 0, 0)

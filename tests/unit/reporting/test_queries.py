@@ -192,12 +192,13 @@ for comparison in ("__lt__", "__le__", "__gt__", "__ge__"):
 
 
 def test_an_hourly_month_from_raw_events_reads_the_events_once_not_once_an_hour(db, monkeypatch):
-    """India's days start on the half hour, so a month of its hours is answered from raw events."""
-    period = Period("site-abc-123", date(2025, 10, 1), date(2025, 10, 31), ZoneInfo("Asia/Kolkata"), None)
+    """Monrovia's days started at 00:44:30 UTC until 1972, off any quarter hour, so a month of
+    its hours then is answered from raw events."""
+    period = Period("site-abc-123", date(1960, 10, 1), date(1960, 10, 31), ZoneInfo("Africa/Monrovia"), None)
     events = [
         {
             **make_event(path=f"/{n % 7}", user_id=f"u{n % 50}"),
-            "timestamp": ComparedTimestamp(2025, 10, 1 + n % 30, n % 24, tzinfo=UTC),
+            "timestamp": ComparedTimestamp(1960, 10, 1 + n % 30, 1 + n % 23, tzinfo=UTC),
         }
         for n in range(3000)
     ]

@@ -60,3 +60,21 @@ def test_a_window_reaching_past_the_calendar_keeps_the_sets_within_it(counter_st
         < counter_store.ttl(EVENTS_KEY)
         <= (until_calendar_end + timedelta(seconds=realtime.KEEP_SECONDS)).total_seconds()
     )
+
+
+def test_the_sets_keep_digests_of_a_bounded_number_of_ids(counter_store, monkeypatch):
+    """A forger's long random user ids each took a member of their own length in Redis."""
+    monkeypatch.setattr(realtime, "MAX_PER_SITE", 50)
+    now = datetime.now(UTC)
+    events = [
+        {**make_event(user_id=f"{n:04d}" + "u" * 252), "event_id": f"e{n}", "timestamp": now}
+        for n in range(80)
+    ]
+    pipe = counter_store.pipeline()
+    realtime.record(pipe, events[:60], max_ahead_seconds=60)
+    realtime.record(pipe, events[60:], max_ahead_seconds=60)
+    pipe.execute()
+    users_key = f"{realtime.PREFIX}:site-abc-123:users"
+    assert counter_store.zcard(EVENTS_KEY) == counter_store.zcard(users_key) == 50
+    assert max(len(member) for member in counter_store.zrange(users_key, 0, -1)) == 8
+    assert realtime.recent(counter_store, "site-abc-123", 60) == realtime.Recent(50, 50)

@@ -1,6 +1,7 @@
 """Rollups stay exact: redelivered batches, retried events, a compactor stopped halfway,
 rebuilds. On mongomock and an in-memory Redis; tests/integration repeats it on real servers."""
 
+import json
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -47,7 +48,7 @@ def test_users_are_numbered_once_a_round_and_entries_of_older_workers_still_coun
     compactor.append_batch(
         pipe,
         "batch-3",
-        user_ids.numbered(counter_store, event_store.insert_events(db, older, "batch-3").documents),
+        user_ids.numbered(db, event_store.insert_events(db, older, "batch-3").documents),
     )
     pipe.execute()
     compactor.compact(db, counter_store)
@@ -239,8 +240,8 @@ def test_a_locked_shard_does_not_hold_up_the_others(db, counter_store):
 
 
 def store_six_batches_over_one_day(db, counter_store):
-    """18 hour rollups, one day's and one week's: 20 in all."""
-    for batch in range(6):  # each batch touches 3 hours of a day: 3 hour, 1 day, 1 week rollups
+    """18 quarter hour and 18 hour rollups, one day's and one week's: 38 in all."""
+    for batch in range(6):  # each batch touches 3 quarters of 3 hours of a day, its day and week
         hours = [f"2025-11-15T{batch * 3 + hour:02d}:00:00Z" for hour in range(3)]
         store_batch(db, counter_store, f"batch-{batch}", [make_message(timestamp=t) for t in hours])
 
@@ -274,7 +275,7 @@ def test_a_wide_backlog_is_added_a_bounded_part_at_a_time_each_keeping_its_progr
         patch.setattr(rollup_store, "save_rollups", save_then_die_in_the_second_part)
         with pytest.raises(AutoReconnect):
             compactor.compact(db, counter_store)
-    assert len(read_before_saving) == 10  # of the 20 rollups the backlog touches
+    assert len(read_before_saving) == 10  # of the 38 rollups the backlog touches
     assert compactor.backlog(counter_store) == 6
     assert sorted(db[rollup_store.ROLLUPS].distinct("_id")) == sorted(saved)  # the first part
     compactor.compact(db, counter_store)
@@ -296,7 +297,7 @@ def test_a_backlog_wider_than_a_part_writes_each_rollup_once(db, counter_store, 
 
     monkeypatch.setattr(rollup_store, "save_rollups", counted)
     assert compactor.compact(db, counter_store) == 6
-    assert len(writes) == len(set(writes)) == 20
+    assert len(writes) == len(set(writes)) == 38
     assert rollup_summary(db).total_views == 18
 
 
@@ -345,7 +346,7 @@ def test_rollups_found_absent_are_saved_as_new_and_the_others_not(db, counter_st
     store_batch(db, counter_store, "batch-2", [make_message(site_id="site-1")])
     compactor.compact(db, counter_store)
     (first_ids, first_new), (second_ids, second_new) = saved
-    assert len(first_ids) == 3  # the hour, the day and the week
+    assert len(first_ids) == 4  # the quarter, the hour, the day and the week
     assert (first_new, second_ids, second_new) == (first_ids, first_ids, set())
     assert site_views(db, "site-1") == 2
 
@@ -447,3 +448,24 @@ def test_a_malformed_entry_is_set_aside_and_the_rest_go_on(db, counter_store, fi
     assert compactor.compact(db, counter_store) == 2
     assert (compactor.backlog(counter_store), compactor.set_aside(counter_store)) == (0, 1)
     assert rollup_summary(db).total_views == 1
+
+
+def test_an_hourly_delta_of_the_previous_release_adds_into_its_hour_day_and_week(db, counter_store):
+    """Entries appended before the upgrade name an hour, not a quarter: taken as a quarter,
+    the hour's events would all count in its first quarter."""
+    delta = {
+        "site_id": "site-abc-123",
+        "hour": "2025-11-15T10:00:00+00:00",
+        "types": [{"event_type": "page_view", "events": 2, "users": ["ann"], "paths": [["/", 2]]}],
+    }
+    counter_store.xadd(
+        compactor.stream_key(compactor.shard_of("site-abc-123")),
+        {"batch": "old@0", "deltas": json.dumps([delta])},
+    )
+    compactor.compact(db, counter_store)
+    assert sorted(db[rollup_store.ROLLUPS].distinct("_id")) == [
+        "site-abc-123|day|2025-11-15",
+        "site-abc-123|hour|2025-11-15T10",
+        "site-abc-123|week|2025-11-10",
+    ]
+    assert rollup_summary(db).total_views == 2

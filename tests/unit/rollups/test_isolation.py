@@ -323,7 +323,7 @@ def test_a_holder_whose_lock_expired_sets_no_share_aside(db, counter_store, monk
 
 
 def test_an_entry_added_alone_rewrites_only_the_rollups_that_do_not_hold_it(db, counter_store, monkeypatch):
-    """Isolating the round adds b0 alone: the hour and day hold it (saved with the round), so
+    """Isolating the round adds b0 alone: the quarter, hour and day hold it (saved with the round), so
     only the week is written again; rewriting the others moved their `through` back to b0."""
     store_two_batches_in_one_site_hour(db, counter_store)
     refusing = refusing_weeks_from(2, rollup_store.save_rollups)
@@ -335,7 +335,7 @@ def test_an_entry_added_alone_rewrites_only_the_rollups_that_do_not_hold_it(db, 
 
     monkeypatch.setattr(rollup_store, "save_rollups", recorded)
     compactor.compact(db, counter_store)
-    assert written == [["day", "hour", "week"], ["week"], ["week"]]  # the round, b0 alone, b1 alone
+    assert written == [["day", "hour", "quarter", "week"], ["week"], ["week"]]  # the round, b0, b1
 
 
 def test_a_rollup_saved_never_records_an_earlier_entry_than_it_holds(db, counter_store):

@@ -1,7 +1,7 @@
 """What a rollup holds: user bitmaps, the stored form, and the users' integer ids."""
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -11,7 +11,7 @@ from pyroaring import BitMap
 
 from app.rollups import user_ids
 from app.rollups.buckets import containing_buckets, cover
-from app.rollups.tally import Tally, TypeTally, hourly_documents, hourly_tallies
+from app.rollups.tally import Tally, TypeTally, quarter_documents, quarter_tallies
 
 ids = st.sets(st.integers(min_value=1, max_value=1_000_000), max_size=200)
 
@@ -42,44 +42,21 @@ def test_a_busy_day_is_stored_compressed():
     assert len(stored) < (len(users.serialize()) + len(orjson.dumps(paths))) / 2
 
 
-def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(counter_store):
-    first = user_ids.ids_by_site(counter_store, {"site-a": ["ann", "bob"]})["site-a"]
+def test_a_user_keeps_one_id_per_site_and_new_users_get_the_next(db):
+    first = user_ids.ids_by_site(db, {"site-a": ["ann", "bob"]})["site-a"]
     assert sorted(first.values()) == [1, 2]
-    again = user_ids.ids_by_site(
-        counter_store, {"site-a": ["bob", "cy", "ann"], "site-b": ["cy"], "site-c": []}
-    )
+    again = user_ids.ids_by_site(db, {"site-a": ["bob", "cy", "ann"], "site-b": ["cy"], "site-c": []})
     assert again == {"site-a": {**first, "cy": 3}, "site-b": {"cy": 1}}
-    assert user_ids.ids_by_site(counter_store, {"site-b": ["dee", "cy"]}) == {"site-b": {"cy": 1, "dee": 2}}
+    assert user_ids.ids_by_site(db, {"site-b": ["dee", "cy"]}) == {"site-b": {"cy": 1, "dee": 2}}
 
 
-def test_a_site_named_next_keeps_its_users_ids(counter_store):
-    """Its users' hash once was the hash of every site's last id: a user named like a site
-    took that site's counter as its id, which moved whenever the site got a new user."""
-    user_ids.ids_by_site(counter_store, {"site-a": ["ann"]})
-    first = user_ids.ids_by_site(counter_store, {"next": ["site-a", "zoe"]})
-    user_ids.ids_by_site(counter_store, {"site-a": ["bob"]})
-    assert (
-        user_ids.ids_by_site(counter_store, {"next": ["site-a", "zoe"]})
-        == first
-        == {"next": {"site-a": 1, "zoe": 2}}
-    )
-
-
-def test_the_last_ids_of_an_earlier_version_are_carried_over(counter_store):
-    counter_store.hset(user_ids.LEGACY_LAST_IDS_KEY, "site-a", 41)  # as earlier versions kept it
-    counter_store.hset(f"{user_ids.PREFIX}:site-a", "ann", 41)
-    assert user_ids.ids_by_site(counter_store, {"site-a": ["ann", "bob"]}) == {
-        "site-a": {"ann": 41, "bob": 42}
-    }
-
-
-def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(counter_store):
+def test_numbering_replaces_user_ids_and_leaves_events_without_users_alone(db):
     events: list[dict[str, Any]] = [
         {"site_id": "s", "user_id": "ann"},
         {"site_id": "s", "user_id": None},
         {"site_id": "s", "user_id": "ann"},
     ]
-    numbered = user_ids.numbered(counter_store, events)
+    numbered = user_ids.numbered(db, events)
     assert [event["user_id"] for event in numbered] == [1, None, 1]
     assert [event["user_id"] for event in user_ids.numbered_locally(events)] == [1, None, 1]
 
@@ -99,7 +76,7 @@ def test_a_cover_takes_whole_weeks_then_days_then_hours():
         ("hour", "Wed 26 00"),
     ]
     assert buckets[3].id == "s|week|2025-11-10"
-    assert [b.id for b in containing_buckets("s", datetime(2025, 11, 16, 23, tzinfo=UTC))] == [
+    assert [b.id for b in containing_buckets("s", datetime(2025, 11, 16, 23, tzinfo=UTC), finest="hour")] == [
         "s|week|2025-11-10",
         "s|day|2025-11-16",
         "s|hour|2025-11-16T23",
@@ -123,12 +100,12 @@ stored_events = st.lists(
 
 
 @given(stored_events)
-def test_a_batch_s_hourly_documents_are_its_hourly_tallies_naming_the_users(events):
+def test_a_batch_s_quarter_documents_are_its_quarter_tallies_naming_the_users(events):
     numbered = user_ids.numbered_locally(events)
     pairs = zip(events, numbered, strict=True)
     names = {copy["user_id"]: event["user_id"] for event, copy in pairs if copy.get("user_id")}
-    expected = {key: tally.to_document(names) for key, tally in hourly_tallies(numbered).items()}
-    assert hourly_documents(events) == expected
+    expected = {key: tally.to_document(names) for key, tally in quarter_tallies(numbered).items()}
+    assert quarter_documents(events) == expected
 
 
 def test_a_cover_at_the_calendar_s_end_takes_days_where_the_last_week_ends_past_it():
@@ -143,3 +120,37 @@ def test_a_cover_at_the_calendar_s_end_takes_days_where_the_last_week_ends_past_
         ("day", "29 00"),
         ("day", "30 00"),
     ]
+
+
+def test_a_cover_of_quarter_hour_ends_takes_quarters_only_at_the_edges():
+    """A day in Asia/Kathmandu (+05:45) starts at 18:15 UTC."""
+    start, end = datetime(2025, 11, 14, 18, 15, tzinfo=UTC), datetime(2025, 11, 16, 18, 15, tzinfo=UTC)
+    buckets = cover("s", start, end)
+    assert buckets is not None
+    assert [(bucket.level, bucket.start.strftime("%d %H:%M")) for bucket in buckets] == [
+        ("quarter", "14 18:15"),
+        ("quarter", "14 18:30"),
+        ("quarter", "14 18:45"),
+        *(("hour", f"14 {hour}:00") for hour in range(19, 24)),
+        ("day", "15 00:00"),
+        *(("hour", f"16 {hour:02d}:00") for hour in range(18)),
+        ("quarter", "16 18:00"),
+    ]
+    assert buckets[0].id == "s|quarter|2025-11-14T18:15"
+
+
+def test_an_interval_off_the_quarter_hours_has_no_cover():
+    """Monrovia kept -00:44:30 until 1972: its days start off any quarter hour."""
+    start = datetime(1960, 5, 1, 0, 44, 30, tzinfo=UTC)
+    assert cover("s", start, start + timedelta(days=1)) is None
+
+
+def test_a_quarter_s_delta_adds_into_its_week_day_hour_and_quarter():
+    moment = datetime(2025, 11, 16, 23, 45, tzinfo=UTC)
+    assert [b.id for b in containing_buckets("s", moment)] == [
+        "s|week|2025-11-10",
+        "s|day|2025-11-16",
+        "s|hour|2025-11-16T23",
+        "s|quarter|2025-11-16T23:45",
+    ]
+    assert [b.level for b in containing_buckets("s", moment, finest="hour")] == ["week", "day", "hour"]

@@ -60,19 +60,14 @@ def secondary_index_keys(db):
     return {tuple(name for name, _ in index["key"]) for index in indexes} - {("_id",)}
 
 
-def test_on_mongodb_events_get_the_indexes_queries_use_and_lose_the_retired_ones(db):
-    for name in ("site_id", "user_id", "timestamp"):
-        db[event_store.EVENTS].create_index(name)  # as earlier versions did
+def test_events_get_their_unique_site_and_event_index_and_lose_the_retired_ones(db):
+    for keys in ("site_id", "user_id", "timestamp", [("site_id", 1), ("timestamp", 1)], "event_id"):
+        db[event_store.EVENTS].create_index(keys)  # as earlier versions did
     event_store.ensure_indexes(db)
     event_store.ensure_indexes(db)  # again: harmless
-    assert secondary_index_keys(db) == {("site_id", "timestamp"), ("event_id",)}
-
-
-def test_on_ferretdb_events_keep_only_their_id_index(db, monkeypatch):
-    event_store.ensure_indexes(db)  # created while the server was taken for MongoDB
-    monkeypatch.setattr(event_store, "is_ferretdb", lambda db: True)
-    event_store.ensure_indexes(db)
-    assert secondary_index_keys(db) == set()
+    assert secondary_index_keys(db) == {("site_id", "event_id")}
+    [unique] = [index for index in db[event_store.EVENTS].index_information().values() if index.get("unique")]
+    assert list(unique["key"]) == [("site_id", 1), ("event_id", 1)]
 
 
 def test_on_mongodb_a_redelivered_batch_finds_its_events_with_one_query(db, monkeypatch):
@@ -89,7 +84,7 @@ def test_on_mongodb_a_redelivered_batch_finds_its_events_with_one_query(db, monk
 
     monkeypatch.setattr(collection_type, "find", counted_find)
     monkeypatch.setattr(collection_type, "find_one", None)  # one lookup per event would fail
-    owned = event_store.owned_events(db, "batch-1", [message["event_id"] for message in messages])
+    owned = event_store.owned_events(db, "batch-1", messages)
     assert len(owned) == 50
     assert len(queries) == 1
 

@@ -36,6 +36,21 @@ def test_a_batch_is_stored_and_only_new_events_count_as_persisted(db, counter_st
     assert counters.for_site_day(counter_store, "other", "2025-11-16").persisted == 1
 
 
+def test_a_batch_sent_again_with_new_timestamps_counts_its_events_once(db, counter_store):
+    """What a client retrying without timestamps gets: the server stamps the copy anew."""
+    first = make_message(timestamp="2025-11-15T10:00:00Z")
+    again = make_message(event_id=first["event_id"], timestamp="2025-11-15T10:00:07Z")
+    queued(counter_store, "batch-1", [first])
+    queued(counter_store, "batch-2", [again])
+    persist.store_batch(db, counter_store, "batch-1", [first])
+    persist.store_batch(db, counter_store, "batch-2", [again])
+    totals = counters.totals(counter_store)
+    assert (totals.persisted, totals.repeated) == (1, 1)
+    day = (datetime(2025, 11, 15, tzinfo=UTC), datetime(2025, 11, 16, tzinfo=UTC))
+    rows = event_store.count_by_user_and_path(db, first["site_id"], *day, None)
+    assert [row["events"] for row in rows] == [1]
+
+
 def test_storing_a_batch_takes_one_redis_round_trip(db, counter_store, monkeypatch):
     """Ledger, counters, rollup deltas and realtime entries ride in one transaction; the
     users' ids are the compactor's to assign, once a round rather than once a message."""
