@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.integration.client import TIMEOUT, post_event
-from tests.integration.services import start_healthy_services
+from tests.integration.services import start_healthy, start_healthy_services
 from tools.factories import make_event, new_site_id
 from tools.processes import stop_all
 
