@@ -164,11 +164,17 @@ class Settings:
         "Requests per client address (an IPv6 client: per /64) to `POST /event(s)` (`N/second`, "
         "`N/minute`, several separated by `;`; `off`: no limit).",
     )
+    ingestion_event_rate_limit: str = setting(
+        "10000/second",
+        LIMITS,
+        "Events per client address to `POST /event(s)` (a batch counts by its events): what one "
+        "address can put into the shared queue. Each limit must admit a batch of 500 (`off`: no limit).",
+    )
     site_rate_limit: str = setting(
         "1000/second",
         LIMITS,
-        "Events of one site, from all addresses (a batch counts by its events), counted apart for "
-        "its pages (`Origin` or `Referer`) and for servers (`off`: no limit).",
+        "Requests to one site, from all addresses, counted apart for its pages (`Origin` or "
+        "`Referer`) and for servers (`off`: no limit).",
     )
     reporting_rate_limit: str = setting(
         "20/second",

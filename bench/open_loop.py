@@ -2,10 +2,15 @@
 arrival rate, whatever the answers' latency, as independent browsers send.
 
 hey's clients wait for each answer before the next request, so a slow server is offered less
-and its latency is understated (coordinated omission). vegeta starts each request on its
-schedule (it adds workers while the others wait), so a latency here counts from the moment
-the request was due. The bare endpoint runs at the same rates in the same run. vegeta runs on
-the same cores as the servers, as hey does: its own CPU is in no column.
+and its latency is understated (coordinated omission). vegeta's pacer hands each request to
+a worker on its schedule, and starts another worker when all are waiting on answers (no
+`-max-workers` here, so there is no cap): a slow server is offered the same rate. A latency
+counts from the moment a worker takes the request (v12.12.0, `lib/attack.go`: `hit` stamps
+`Timestamp` itself, then `Latency = time.Since(Timestamp)`), not from when it was due: the
+pacer's sleep and the start of a worker come before it, and a pacer that fell behind (vegeta
+starved of CPU) catches up by sending at once, its delay counted nowhere. The bare endpoint
+runs at the same rates in the same run, so both rows carry that error. vegeta runs on the
+same cores as the servers, as hey does: its own CPU is in no column.
 
 vegeta is pinned and installed by the Makefile (`VEGETA_VERSION`) into .local/bin.
 """

@@ -10,9 +10,9 @@ company, as a Kafka producer waits up to `linger.ms` for a fuller batch.
 
 The linger adapts to the arrivals (docs/decisions/adaptive-linger.md). The committer keeps
 an average of the gaps between the requests of its process, and a group lingers only when
-that gap is shorter than its window (`linger`, counted from its oldest request), so that
-company is expected within it, and never longer than one expected gap after its latest
-request. So a lone request, or
+that gap, and the latest one, are shorter than its window (`linger`, counted from its oldest
+request), so that company is expected within it, and never longer than one expected gap
+after its latest request. So a lone request, or
 one at a rate too low to bring company within the window, goes at once; under load, groups
 grow as with a fixed window; and a committer that is already behind adds no wait. A request
 is answered only after its own batch is in Redis, so "accepted" still means queued. One
@@ -63,21 +63,25 @@ class ArrivalRate:
 
     gap: float = math.inf
     latest: float = -math.inf
+    # The arrival before the latest.
+    previous: float = -math.inf
 
     def arrived(self, now: float) -> None:
         if self.latest > -math.inf:
             sample = min(max(0.0, now - self.latest), LONGEST_GAP_SECONDS)
             self.gap = sample if math.isinf(self.gap) else self.gap + GAP_WEIGHT * (sample - self.gap)
-        self.latest = now
+        self.previous, self.latest = self.latest, now
 
 
 def linger_deadline(oldest: float, window: float, rate: ArrivalRate) -> float:
     """The instant the group whose oldest request arrived at `oldest` stops waiting for
     company. Only if requests come closer together than the `window`, so that another is
-    expected within it, does it wait: until the window ends, and no longer than one expected
-    gap after the latest request (company that did not come then is not coming). A past
-    instant (-inf with no estimate) means at once."""
-    if rate.gap >= window:
+    expected within it, and the latest two did, does it wait: until the window ends, and no
+    longer than one expected gap after the latest request (company that did not come then is
+    not coming). The latest two: bursts pull the average down, and a request that comes a
+    window after the last has no company coming, whatever the average says. A past instant
+    (-inf with no estimate) means at once."""
+    if rate.gap >= window or rate.latest - rate.previous >= window:
         return -math.inf
     return min(oldest + window, rate.latest + rate.gap)
 

@@ -17,18 +17,23 @@ before reading every body would cost an accepted request a second Redis call (it
 known only once its body is parsed); this costs none, and lets an address start at most its
 rate, plus what it has in flight, of costly requests a window.
 
-A site's windows count its events, an address's count requests: a batch of 500 events costs
-its sites what 500 beacons would, so a forger cannot fill the shared queue with large
-batches within a budget sized for beacons.
+A site's windows count requests, as an address's do: a site's budget is shared by all its
+senders, so a forger must spend a request of its own for each request of the site's it
+refuses (two 500-event batches must not refuse a thousand visitors' beacons). What one
+address can put into the shared queue is bounded by its own window of events
+(INGESTION_EVENT_RATE_LIMIT), counted last, so that a request over any other limit is not
+charged its events; a request over a limit is never counted in it. An event window smaller
+than the largest batch would refuse such a batch forever: the service refuses to start.
 
 A site has one budget for pages on its domains and one for servers (app/access/origins.py):
 anyone can send without an `Origin`, so a forger's requests of that kind, from however many
 addresses, use up only the servers' budget, never the one its visitors' browsers share. (A
 site that requires a server key refuses them outright.)
 
-Windows whose limit brings at least a request per sync interval (the defaults) are counted
-in each process and reconciled with Redis in the background (app/ingestion/local_counts.py):
-no Redis call a request, at the price of a bounded overshoot. A request with a smaller
+Windows whose limit brings at least a request per IN_PROCESS_SECONDS (the defaults) are
+counted in each process and reconciled with Redis in the background
+(app/ingestion/local_counts.py): no Redis call a request, at the price of a bounded
+overshoot. Windows past what a process holds are counted in Redis. A request with a smaller
 limit among its windows (a limit of a few a minute, which every process would overshoot
 before a sync) has all of them counted in Redis, exactly, as follows.
 
@@ -58,6 +63,7 @@ from app.access.origins import request_sender
 from app.client_address import request_limited_address
 from app.ingestion import local_counts
 from app.ingestion.local_counts import LocalCounts
+from app.ingestion.schemas import MAX_BATCH_EVENTS
 from app.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
 
 logger = logging.getLogger(__name__)
@@ -67,22 +73,21 @@ PAUSE_SECONDS = 5.0
 MAX_OVER_ADDRESSES = 10_000
 # KEYS: a request's windows in the order they are checked; ARGV: their expiries, then their
 # limits, then what the request costs each. Each count is `limits`' own fixed window
-# (incr_expire.lua, by a cost).
+# (incr_expire.lua, by a cost), never charged a request over it.
 COUNT_WINDOWS = b"""
 for i, key in ipairs(KEYS) do
   local cost = tonumber(ARGV[2 * #KEYS + i])
-  local count = redis.call("incrby", key, cost)
-  if count == cost then
-    redis.call("expire", key, ARGV[i])
-  end
-  if count > tonumber(ARGV[#KEYS + i]) then
+  if tonumber(redis.call("get", key) or "0") + cost > tonumber(ARGV[#KEYS + i]) then
     return i
+  end
+  if redis.call("incrby", key, cost) == cost then
+    redis.call("expire", key, ARGV[i])
   end
 end
 return 0
 """
 
-# A window, its identifiers, and what the request costs it (1, or a site's events).
+# A window, its identifiers, and what the request costs it (1, or the request's events).
 Window = tuple[RateLimitItem, tuple[str, ...], int]
 # A window over its limit, and when it ends (a time.time() instant).
 Over = tuple[RateLimitItem, float]
@@ -99,6 +104,7 @@ class IngestionLimits:
     strategy: FixedWindowRateLimiter
     address_items: list[RateLimitItem]
     site_items: list[RateLimitItem]
+    event_items: list[RateLimitItem] = field(default_factory=list)
     paused_until: float = field(default=0.0)
     # Addresses this process found over their rate, until their window ends.
     over_addresses: dict[str, Over] = field(default_factory=dict)
@@ -110,7 +116,11 @@ class IngestionLimits:
         if type(storage) is RedisStorage:
             connection = storage.get_connection()
             self.script = connection.register_script(COUNT_WINDOWS)
-            self.local = LocalCounts(connection.register_script(local_counts.SYNC_WINDOWS), self.pause)
+            self.local = LocalCounts(
+                connection.register_script(local_counts.SYNC_WINDOWS),
+                connection.register_script(local_counts.LEASE),
+                self.pause,
+            )
 
     def pause(self, error: Exception) -> None:
         """Fail open for a while: see app/ratelimit.py."""
@@ -123,20 +133,21 @@ class IngestionLimits:
         """The windows of a request from `address` carrying `site_events` (events by site id)
         from a `sender` of this kind; without sites, its address's alone."""
         by_address: list[Window] = [(item, ("address", address), 1) for item in self.address_items]
-        by_site = [
-            (item, ("site", site_id, sender), events)
-            for site_id, events in (site_events or {}).items()
-            for item in self.site_items
+        by_site: list[Window] = [
+            (item, ("site", site_id, sender), 1) for site_id in site_events or {} for item in self.site_items
         ]
-        return by_address + by_site
+        events = sum((site_events or {}).values())
+        by_events: list[Window] = [(item, ("events", address), events) for item in self.event_items if events]
+        return by_address + by_site + by_events
 
     def count(self, windows: list[Window]) -> Over | None:
         """Count one request in `windows`; the first window over, if any. An address over its
         rate is remembered until its window ends."""
         if not windows or time.monotonic() < self.paused_until:
             return None
-        if self.local is not None and all(counted_in_process(item) for item, _, _ in windows):
-            over_in_process = self.first_over_in_process(self.local, windows)
+        keys = self.local_keys(windows)
+        if self.local is not None and keys is not None and self.local.can_hold(keys):
+            over_in_process = self.first_over_in_process(self.local, windows, keys)
             if over_in_process is None:
                 return None
             (item, identifiers, _), reset_at = over_in_process
@@ -170,13 +181,21 @@ class IngestionLimits:
                 self.over_addresses.clear()
         self.over_addresses[address] = over
 
-    def first_over_in_process(self, local: LocalCounts, windows: list[Window]) -> tuple[Window, float] | None:
-        """Count `windows` in order in this process, up to the first over; it and its end."""
+    def local_keys(self, windows: list[Window]) -> list[str] | None:
+        """The keys of `windows` if they are all counted in process, else None."""
+        if self.local is None or not all(counted_in_process(item) for item, _, _ in windows):
+            return None
         storage = self.strategy.storage
         assert isinstance(storage, RedisStorage)
-        for window in windows:
-            item, identifiers, cost = window
-            key = storage.prefixed_key(item.key_for(*identifiers))
+        return [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers, _ in windows]
+
+    @staticmethod
+    def first_over_in_process(
+        local: LocalCounts, windows: list[Window], keys: list[str]
+    ) -> tuple[Window, float] | None:
+        """Count `windows` in order in this process, up to the first over; it and its end."""
+        for window, key in zip(windows, keys, strict=True):
+            item, _, cost = window
             ends = local.hit(key, item.amount, item.get_expiry(), cost)
             if ends is not None:
                 return window, ends
@@ -188,7 +207,9 @@ class IngestionLimits:
                 (
                     window
                     for window in windows
-                    if not self.strategy.hit(window[0], *window[1], cost=window[2])
+                    # tested first: a window is not charged a request over it
+                    if not self.strategy.test(window[0], *window[1], cost=window[2])
+                    or not self.strategy.hit(window[0], *window[1], cost=window[2])
                 ),
                 None,
             )
@@ -202,8 +223,22 @@ class IngestionLimits:
 
 
 def counted_in_process(item: RateLimitItem) -> bool:
-    """A limit of at least a request per sync interval: its overshoot stays small beside it."""
-    return item.amount * local_counts.SYNC_SECONDS >= item.get_expiry()
+    """A limit of at least a request per IN_PROCESS_SECONDS: its overshoot stays small beside
+    it."""
+    return item.amount * local_counts.IN_PROCESS_SECONDS >= item.get_expiry()
+
+
+def event_limits(setting: str) -> list[RateLimitItem]:
+    """INGESTION_EVENT_RATE_LIMIT's windows; ValueError if one could never admit a batch of
+    MAX_BATCH_EVENTS (it would answer its sender 429 forever)."""
+    items = parse_limits(setting)
+    small = [str(item) for item in items if item.amount < MAX_BATCH_EVENTS]
+    if small:
+        raise ValueError(
+            f"INGESTION_EVENT_RATE_LIMIT={setting!r}: each limit must admit a batch of "
+            f"{MAX_BATCH_EVENTS} events, not {', '.join(small)}"
+        )
+    return items
 
 
 def limits_of_app() -> IngestionLimits:
@@ -212,9 +247,9 @@ def limits_of_app() -> IngestionLimits:
 
 
 def hit_limits(site_events: Mapping[str, int]) -> None:
-    """Count this request against its client address's limit (once) and each of its sites'
-    for its kind of sender (by the site's events); raise RateLimitedError for the first
-    window over."""
+    """Count this request against its client address's limit (once), each of its sites' for
+    its kind of sender, and its address's events; raise RateLimitedError for the first window
+    over."""
     limits = limits_of_app()
     over = limits.count(limits.windows(request_limited_address(), site_events, request_sender().kind))
     if over is not None:
@@ -263,5 +298,6 @@ def init_limits(state: BlueprintSetupState) -> None:
         FixedWindowRateLimiter(storage),
         parse_limits(settings.ingestion_rate_limit),
         parse_limits(settings.site_rate_limit),
+        event_limits(settings.ingestion_event_rate_limit),
     )
     app.register_error_handler(RateLimitedError, handle_rate_limited)

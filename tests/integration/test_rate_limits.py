@@ -1,10 +1,12 @@
 """Rate limits on the real services, counted in the real Redis across gunicorn's workers."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
 from tests.integration.client import TIMEOUT, post_event
-from tests.integration.services import start_healthy_services
+from tests.integration.services import start_healthy, start_healthy_services
 from tools.factories import make_event, new_site_id
 from tools.processes import stop_all
 
@@ -26,6 +28,35 @@ def limited(service_env, run_dir):
     )
     yield {app: url for app, (_, url) in services.items()}
     stop_all(process for process, _ in services.values())
+
+
+@pytest.fixture(scope="module")
+def counted_in_process(service_env, run_dir):
+    """Ingestion on two workers with an address limit counted in each process."""
+    env = {
+        **service_env,
+        "INGESTION_RATE_LIMIT": "100 per 10 seconds",
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+    }
+    process, url = start_healthy("ingestion", env, run_dir, name="ingestion-in-process")
+    yield url
+    process.stop()
+
+
+def test_a_limit_counted_in_each_process_overshoots_by_at_most_a_lease_a_worker(counted_in_process):
+    """Flooded past its limit, the two workers together admit the limit, plus at most the 5%
+    each admits before asking Redis."""
+    url = f"{counted_in_process}/event"
+
+    def send(_):
+        event = make_event(site_id=new_site_id())
+        return requests.post(url, json=event, headers={"X-Forwarded-For": "203.0.113.77"}, timeout=TIMEOUT)
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [response.status_code for response in pool.map(send, range(140))]
+    assert set(statuses) == {200, 429}
+    assert 100 <= statuses.count(200) <= 100 + 2 * 5
 
 
 def assert_rate_limited(response):

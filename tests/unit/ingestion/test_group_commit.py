@@ -347,3 +347,16 @@ def test_a_request_retried_alone_whose_send_may_have_landed_learns_the_outcome_i
     assert [len(batch) for batch in queue.batches] == [1, 2, 1, 1]  # the group, then each alone
     assert isinstance(errors[0], OutcomeUnknownError)
     assert isinstance(errors[1], ValueError)
+
+
+@pytest.mark.parametrize("offset", [0.011, 0.02, 0.05, 0.099])
+def test_a_lone_request_after_a_burst_goes_at_once(offset):
+    """Bursts pull the average gap down; a request that comes a window or more after the
+    last one has no company coming, and must not wait for it."""
+    rate = ArrivalRate()
+    for burst in range(50):
+        for _ in range(8):
+            rate.arrived(burst * 0.1)
+    lone = 4.9 + offset
+    rate.arrived(lone)
+    assert linger_deadline(lone, 0.01, rate) == -math.inf
