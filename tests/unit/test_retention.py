@@ -98,7 +98,7 @@ def test_a_worker_records_each_site_once_per_process(db, counter_store, ingestio
 def test_one_worker_at_a_time_sweeps(db, counter_store, ingestion_app):
     with ingestion_app.app_context():
         stored_on(db, counter_store, "shop", days_ago=400)
-    settings = Settings(event_retention_days=30)
+    settings = Settings(event_retention_days=60)
     stopping = threading.Event()
     first = maintenance.sweep_expired(db, counter_store, settings, stopping)
     assert first is not None
@@ -107,8 +107,9 @@ def test_one_worker_at_a_time_sweeps(db, counter_store, ingestion_app):
 
 
 def test_a_rebuild_of_days_whose_raw_events_expired_is_refused(settings, db, counter_store):
-    app = create_app("reporting", dataclasses.replace(settings, event_retention_days=30))
-    early = (datetime.now(UTC) - timedelta(days=31)).date().isoformat()
+    expiring = dataclasses.replace(settings, event_max_age_days=30, event_retention_days=60)
+    app = create_app("reporting", expiring)
+    early = (datetime.now(UTC) - timedelta(days=61)).date().isoformat()
     result = app.test_cli_runner().invoke(args=["rebuild-rollups", "--site-id", "shop", "--start", early])
     assert result.exit_code != 0
     assert "EVENT_RETENTION_DAYS" in result.output
