@@ -15,6 +15,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
+from app.store import migrations as migration_store
 from app.store.errors import is_transient
 
 EVENTS = "events"
@@ -142,6 +143,7 @@ def stored_events(db: Database[Any], messages: Iterable[Mapping[str, Any]]) -> d
     timestamp was stored (one query per site, over the site's `_id` range on FerretDB)."""
     by_key = {event_key(message): message for message in messages}
     found = find_by_ids(db[EVENTS], by_key)
+    found.update(_unmoved_events(db, [message for key, message in by_key.items() if key not in found]))
     missing: dict[tuple[str, str], str] = {}
     for key, message in by_key.items():
         if key not in found:
@@ -160,8 +162,34 @@ def owned_events(
     """The stored events of these messages that batch `batch_id` stored (not another batch
     carrying the same event, such as a client's retry), each looked up by its message's key:
     a batch stores its messages under their own keys."""
-    found = find_by_ids(db[EVENTS], (event_key(message) for message in messages))
+    by_key = {event_key(message): message for message in messages}
+    found = find_by_ids(db[EVENTS], by_key)
+    unmoved = _unmoved_events(db, [message for key, message in by_key.items() if key not in found])
+    found.update((key, event) for key, event in unmoved.items() if event["_id"] == key)
     return [event for event in found.values() if event.get("batch_id") == batch_id]
+
+
+def _unmoved_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Until `migrate-store` has moved the previous release's events (LAYOUT_STEP): the events
+    of these messages still keyed by bare event id, or set aside in MOVING_EVENTS, by the
+    messages' keys, each under the `_id` the migration gives it. A batch the previous
+    release's worker died storing, redelivered to this release's, finds its events there
+    (refused as duplicates by the (site, event id) index)."""
+    if not messages or LAYOUT_STEP in migration_store.done_steps(db):
+        return {}
+    by_event = {(message["site_id"], message["event_id"]): event_key(message) for message in messages}
+    event_ids = [event_id for _, event_id in by_event]
+    candidates = [
+        *find_by_ids(db[EVENTS], event_ids).values(),
+        *db[MOVING_EVENTS].find({"event_id": {"$in": event_ids}}),  # at most a migration batch
+    ]
+    found = {}
+    for event in candidates:
+        event_id = event.get("event_id") or event["_id"]
+        key = by_event.get((event["site_id"], event_id))
+        if key is not None:
+            found[key] = {**event, "_id": _key(event["site_id"], event["timestamp"], event_id)}
+    return found
 
 
 def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str, Any]:
@@ -227,6 +255,7 @@ def delete_events(db: Database[Any], keys: list[str]) -> None:
 # into MOVING_EVENTS under their keys, deleted, copied back, then cleared from MOVING_EVENTS. A
 # run stopped anywhere is finished by the next (`restore_moving_events` first); only between
 # a batch's deletion and its copying back may a retry of one of its events be stored as new.
+LAYOUT_STEP = "events-keyed-by-site-and-time"
 MIGRATION_BATCH = 500
 MOVING_EVENTS = "events_moving"
 PREVIOUS_LAYOUT = {"_id": {"$regex": f"^[^{KEY_SEPARATOR}]*$"}}
