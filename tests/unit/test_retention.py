@@ -106,7 +106,7 @@ def test_one_worker_at_a_time_sweeps(db, counter_store, ingestion_app):
     assert maintenance.sweep_expired(db, counter_store, settings, stopping) is None
 
 
-def test_a_rebuild_of_days_whose_raw_events_expired_is_refused(settings, db, counter_store):
+def test_a_rebuild_of_days_whose_raw_events_expired_is_refused(settings, db, counter_store, migrated):
     expiring = dataclasses.replace(settings, event_max_age_days=30, event_retention_days=60)
     app = create_app("reporting", expiring)
     early = (datetime.now(UTC) - timedelta(days=61)).date().isoformat()
