@@ -12,7 +12,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from app.store import event_sites, sites
+from app.store import event_sites, expired, sites
 from app.store import events as event_store
 
 BATCH_SIZE = 500
@@ -45,6 +45,9 @@ def sweep(
     if days <= 0:
         return done
     before = now - timedelta(days=days)
+    # Before any delete: a rebuild must know, whichever process runs it, that those weeks'
+    # raw events no longer count them all.
+    expired.record_expiry(db, before)
     batches = 0
     for site_id in sorted(set(sites.registered_sites(db)) | event_sites.known_sites(db)):
         done.sites += 1

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from app import create_app, retention
 from app.rollups import compactor
+from app.rollups import migrations as rollup_migrations
 from app.settings import Settings
 from app.store import event_sites, sites
 from app.store import events as event_store
@@ -113,3 +114,44 @@ def test_a_rebuild_of_days_whose_raw_events_expired_is_refused(settings, db, cou
     result = app.test_cli_runner().invoke(args=["rebuild-rollups", "--site-id", "shop", "--start", early])
     assert result.exit_code != 0
     assert "EVENT_RETENTION_DAYS" in result.output
+
+
+def day_rollups(db):
+    return {
+        r["_id"]: r.get("events")
+        for r in db[rollup_store.ROLLUPS].find({"_id": {"$regex": r"\|(day|week)\|"}})
+    }
+
+
+def test_a_rebuild_keeps_the_rollups_of_weeks_whose_raw_events_expired(db, counter_store, ingestion_app):
+    """Whatever the rebuilding process's own setting: the store records how far the sweeps went."""
+    with ingestion_app.app_context():
+        stored_on(db, counter_store, "shop", days_ago=60, count=5)
+        stored_on(db, counter_store, "shop", days_ago=2, count=2)
+        compactor.compact(db, counter_store)
+    before = day_rollups(db)
+    assert retention.sweep(db, NOW, days=30).deleted == 5
+    first, last = (NOW - timedelta(days=60)).date(), NOW.date()
+    assert compactor.rebuild(db, counter_store, "shop", first, last) == 2
+    assert day_rollups(db) == before
+
+
+def test_the_quarters_step_leaves_the_weeks_whose_raw_events_expired(db, counter_store, ingestion_app):
+    with ingestion_app.app_context():
+        stored_on(db, counter_store, "shop", days_ago=60, count=4)
+        compactor.compact(db, counter_store)
+    before = day_rollups(db)
+    retention.sweep(db, NOW, days=30)
+    rollup_migrations.build_quarter_rollups(db, counter_store)
+    assert day_rollups(db) == before
+
+
+def test_the_rebuild_command_refuses_weeks_a_sweep_reached_whatever_its_setting(
+    settings, db, counter_store, migrated
+):
+    retention.sweep(db, datetime.now(UTC), days=60)
+    early = (datetime.now(UTC) - timedelta(days=61)).date().isoformat()
+    app = create_app("reporting", settings)  # EVENT_RETENTION_DAYS=0 here
+    result = app.test_cli_runner().invoke(args=["rebuild-rollups", "--site-id", "shop", "--start", early])
+    assert result.exit_code != 0
+    assert "retention deleted" in result.output
