@@ -65,11 +65,43 @@ def test_a_sweep_deletes_in_small_batches_yields_between_them_and_stops_at_its_b
         pauses.append(db[event_store.EVENTS].count_documents({}))
         return True
 
-    first = retention.sweep(db, NOW, days=30, batch_size=2, max_batches=3, pause=pause)
+    first = retention.sweep(db, NOW, days=30, batch_size=2, seconds=3, pause=pause, clock=ticking())
     assert (first.deleted, first.finished) == (6, False)
     assert pauses == [5, 3]
-    second = retention.sweep(db, NOW, days=30, batch_size=2, max_batches=3)
+    second = retention.sweep(db, NOW, days=30, batch_size=2, seconds=3, clock=ticking())
     assert (second.deleted, second.finished) == (1, True)
+
+
+def ticking():
+    """A clock that moves one second each time it is read: one batch a second."""
+    seconds = iter(range(1_000_000))
+    return lambda: next(seconds)
+
+
+def test_a_sweep_cut_short_goes_on_with_the_next_site_not_the_first(db, counter_store, ingestion_app):
+    """A site with a large backlog first in order would otherwise have every sweep to itself."""
+    with ingestion_app.app_context():
+        for site_id in ("a-large", "b", "c"):
+            stored_on(db, counter_store, site_id, days_ago=60, count=4)
+    first = retention.sweep(db, NOW, days=30, batch_size=2, seconds=1, clock=ticking())
+    assert (first.finished, first.next_site) == (False, "b")
+    second = retention.sweep(db, NOW, days=30, batch_size=2, seconds=1, clock=ticking(), first_site="b")
+    assert second.next_site == "c"
+    assert sorted(stored_sites(db)) == ["a-large", "a-large", "b", "b", "c", "c", "c", "c"]
+
+
+def test_a_worker_sweeps_again_at_once_until_nothing_expired_is_left(
+    db, counter_store, ingestion_app, monkeypatch
+):
+    with ingestion_app.app_context():
+        for site_id in ("a-large", "b"):
+            stored_on(db, counter_store, site_id, days_ago=400, count=5)
+    monkeypatch.setattr(retention, "BATCH_SIZE", 2)
+    monkeypatch.setattr(retention, "SWEEP_SECONDS", 0)  # one batch a sweep
+    swept = maintenance.sweep_expired(db, counter_store, Settings(event_retention_days=60), threading.Event())
+    assert swept is not None
+    assert (swept.deleted, swept.finished) == (10, True)
+    assert stored_sites(db) == []
 
 
 def test_a_sweep_stops_when_its_worker_does(db, counter_store, ingestion_app):
