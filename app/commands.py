@@ -86,6 +86,21 @@ def rebuild_rollups_command(site_id: str, start: datetime, end: datetime | None)
     last = (end or start).date()
     if last < start.date():
         raise click.BadParameter("must not be before --start", param_hint="--end")
+    pending = migrations.pending(mongo.db)
+    if pending:
+        # Before the events are keyed anew a rebuild reads none of those not yet moved, and
+        # before users' numbers are in MongoDB it numbers users anew: rollups rebuilt wrong.
+        raise click.ClickException(
+            f"the store has migration steps to run first ({', '.join(step.name for step in pending)}): "
+            "run `flask migrate-store`, then rebuild"
+        )
+    kept_from = compactor.first_whole_week(mongo.db)
+    if floor_to(start.replace(tzinfo=UTC), "week") < kept_from:
+        raise click.BadParameter(
+            f"retention deleted raw events of its week (the weeks from {kept_from.date()} are whole): "
+            "a rebuild would count only those left",
+            param_hint="--start",
+        )
     settings = current_settings()
     if settings.event_retention_days > 0 and floor_to(start.replace(tzinfo=UTC), "week") < datetime.now(
         UTC

@@ -57,7 +57,7 @@ def key_events_by_site_and_time(db: Database[Any], _client: redis.Redis) -> str:
 
 
 STEPS = [
-    Step("events-keyed-by-site-and-time", key_events_by_site_and_time),
+    Step(event_store.LAYOUT_STEP, key_events_by_site_and_time),
     Step("user-numbers-to-mongodb", rollup_migrations.move_user_numbers, before_compacting=True),
     Step(rollup_migrations.QUARTERS_STEP, rollup_migrations.build_quarter_rollups),
 ]

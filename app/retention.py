@@ -5,6 +5,7 @@ answers for the days whose raw events are gone."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,21 +13,24 @@ from typing import Any
 
 from pymongo.database import Database
 
-from app.store import event_sites, sites
+from app.store import event_sites, expired, sites
 from app.store import events as event_store
 
 BATCH_SIZE = 500
-# Batches one sweep deletes at most: a sweep is bounded, the next one goes on.
-MAX_BATCHES = 20
+# How long one sweep deletes for at most (it deletes one batch at least): a sweep is bounded,
+# the next one goes on with the next site.
+SWEEP_SECONDS = 30.0
 
 
 @dataclass
 class Sweep:
-    """What one sweep did: events deleted, sites looked at, and whether it reached the end."""
+    """What one sweep did: events deleted, sites looked at, whether it reached the end, and
+    if not, the site the next sweep starts with."""
 
     deleted: int = 0
     sites: int = 0
     finished: bool = True
+    next_site: str | None = None
 
 
 def sweep(
@@ -35,22 +39,37 @@ def sweep(
     days: int,
     *,
     batch_size: int = BATCH_SIZE,
-    max_batches: int = MAX_BATCHES,
+    seconds: float = SWEEP_SECONDS,
     pause: Callable[[], bool] = lambda: True,
+    clock: Callable[[], float] = time.monotonic,
+    first_site: str | None = None,
 ) -> Sweep:
     """Delete the raw events of every site with a timestamp more than `days` days before
-    `now` (none when `days` is 0), at most `max_batches` batches of `batch_size`, calling
-    `pause` between batches (it waits, and answers False to stop the sweep)."""
+    `now` (none when `days` is 0), in batches of `batch_size`, for at most `seconds`,
+    calling `pause` between batches (it waits, and answers False to stop the sweep). Sites
+    are taken in order from `first_site` (then from the first), so that sweeps cut short
+    take every site in turn, not the first ones only."""
     done = Sweep()
     if days <= 0:
         return done
     before = now - timedelta(days=days)
+    # Before any delete: a rebuild must know, whichever process runs it, that those weeks'
+    # raw events no longer count them all.
+    expired.record_expiry(db, before)
+    started = clock()
     batches = 0
-    for site_id in sorted(set(sites.registered_sites(db)) | event_sites.known_sites(db)):
+    ordered = sorted(set(sites.registered_sites(db)) | event_sites.known_sites(db))
+    if first_site is not None:
+        ordered = [site for site in ordered if site >= first_site] + [
+            site for site in ordered if site < first_site
+        ]
+    for index, site_id in enumerate(ordered):
         done.sites += 1
         while keys := event_store.expired_keys(db, site_id, before, batch_size):
-            if batches == max_batches or (batches and not pause()):
+            if batches and (clock() - started >= seconds or not pause()):
                 done.finished = False
+                # This site was given its turn: the next sweep begins with the one after it.
+                done.next_site = ordered[(index + 1) % len(ordered)]
                 return done
             event_store.delete_events(db, keys)
             done.deleted += len(keys)

@@ -30,6 +30,10 @@ LIMITS = "Rate limits and back-pressure"
 PROCESSES = "Processes (also read by the Procfile and docker-compose.yml)"
 
 
+# Days retention must exceed EVENT_MAX_AGE_DAYS by (see Settings.__post_init__).
+RETENTION_MARGIN_DAYS = 7
+
+
 def setting(default: Any, group: str, help: str) -> Any:
     """A settings field: its default, the group it is listed in, and what it means."""
     return field(default=default, metadata={"group": group, "help": help})
@@ -134,7 +138,9 @@ class Settings:
         WORKER,
         "Raw events older than this many days are deleted, a small batch at a time, by one worker "
         "at a time; rollups are kept, so `/stats` still answers for those days but "
-        "`/stats/aggregated` and rebuilds do not. 0: keep raw events for ever.",
+        "`/stats/aggregated` and rebuilds do not. 0: keep raw events for ever. Must exceed "
+        "EVENT_MAX_AGE_DAYS by more than 7 days (a process refuses less): an event's retry after "
+        "its raw event is gone would be counted twice.",
     )
     retention_interval_seconds: int = setting(
         300, WORKER, "How often a worker deletes expired raw events (with EVENT_RETENTION_DAYS set)."
@@ -275,6 +281,16 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        # The (site, event id) key of a stored event is the only record that it was stored: once
+        # swept, a retry or a ledger resend of it would be stored and counted again. Retention
+        # must outlast the oldest timestamp ingestion accepts, plus a margin for resends of
+        # batches accepted near that age and held (workers down) for days.
+        if 0 < self.event_retention_days <= self.event_max_age_days + RETENTION_MARGIN_DAYS:
+            raise ValueError(
+                f"EVENT_RETENTION_DAYS={self.event_retention_days} must be 0 or more than "
+                f"EVENT_MAX_AGE_DAYS={self.event_max_age_days} + {RETENTION_MARGIN_DAYS} days: "
+                "a retry of an event already deleted would be counted twice"
+            )
         if self.auth_mode not in AUTH_MODES:
             raise ValueError(f"AUTH_MODE={self.auth_mode!r} must be one of: {', '.join(AUTH_MODES)}")
         scheme = self.redis_url.partition("://")[0] if "://" in self.redis_url else ""

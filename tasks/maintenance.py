@@ -188,6 +188,8 @@ def queue_waiting(flask_app: Flask) -> bool:
 
 
 RETENTION_LOCK_KEY = "retention:lock"
+# The site the next sweep starts with, after a sweep cut short (whichever worker sweeps next).
+RETENTION_CURSOR_KEY = "retention:next-site"
 # Rest between two batches of a sweep, for ingestion's writes.
 RETENTION_PAUSE_SECONDS = 0.05
 
@@ -195,16 +197,36 @@ RETENTION_PAUSE_SECONDS = 0.05
 def sweep_expired(
     db: Database[Any], client: redis.Redis, settings: Settings, stopping: threading.Event
 ) -> retention.Sweep | None:
-    """One bounded sweep of expired raw events, if no other worker's sweep holds the lock
-    (None then), resting between batches and stopping with the worker."""
-    if not client.set(RETENTION_LOCK_KEY, "1", nx=True, ex=settings.retention_interval_seconds):
+    """Sweep expired raw events, if no other worker's sweep holds the lock (None then): one
+    bounded sweep after another, at once, until one reaches the end (or the worker stops),
+    each starting with the site after the one the last was cut short in, resting between
+    batches. What they did in all."""
+    lock_seconds = settings.retention_interval_seconds
+    if not client.set(RETENTION_LOCK_KEY, "1", nx=True, ex=lock_seconds):
         return None
-    return retention.sweep(
-        db,
-        datetime.now(UTC),
-        settings.event_retention_days,
-        pause=lambda: not stopping.wait(RETENTION_PAUSE_SECONDS),
-    )
+    total = retention.Sweep()
+    while True:
+        cursor = client.get(RETENTION_CURSOR_KEY)
+        swept = retention.sweep(
+            db,
+            datetime.now(UTC),
+            settings.event_retention_days,
+            batch_size=retention.BATCH_SIZE,
+            seconds=retention.SWEEP_SECONDS,
+            pause=lambda: not stopping.wait(RETENTION_PAUSE_SECONDS),
+            first_site=cursor.decode() if isinstance(cursor, bytes) else cursor,
+        )
+        total.deleted += swept.deleted
+        total.sites = max(total.sites, swept.sites)
+        total.finished = swept.finished
+        if swept.finished:
+            client.delete(RETENTION_CURSOR_KEY)
+            return total
+        client.set(RETENTION_CURSOR_KEY, swept.next_site or "")
+        if stopping.is_set():
+            return total
+        # Still this worker's turn: the lock lives a whole interval, a sweep far less.
+        client.expire(RETENTION_LOCK_KEY, lock_seconds)
 
 
 class RetentionSweeper(ThreadStep):

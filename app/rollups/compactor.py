@@ -61,6 +61,7 @@ from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
 from app.rollups.tally import Tally, quarter_documents
 from app.store import events as event_store
+from app.store import expired
 from app.store import rollups as rollup_store
 from app.store.errors import is_transient
 
@@ -441,7 +442,8 @@ def rebuild(
     caps: Caps = DEFAULT_CAPS,
 ) -> int:
     """Recompute a site's rollups of the UTC weeks holding `first_day`..`last_day` from its
-    raw events, each within `caps`; return how many events they count.
+    raw events, each within `caps`, but for the weeks retention reached (`first_whole_week`),
+    left as they are; return how many events they count.
 
     Holds the lock of the site's shard (kept however long the raw read takes) and first adds
     every delta waiting there, so it knows which batches the rollups hold. It then counts each
@@ -464,6 +466,8 @@ def rebuild(
         # Whole weeks: a week's rollup counts every day of it.
         start = floor_to(datetime.combine(first_day, datetime.min.time(), tzinfo=UTC), "week")
         end = floor_to(datetime.combine(last_day, datetime.min.time(), tzinfo=UTC), "week") + WEEK
+        start = max(start, first_whole_week(db))
+        end = max(start, end)
         events = event_store.events_between(db, site_id, start, end)
         counted, orphans = _countable(db, shard, events)
         withheld = shares.withheld(client, shard, {marker(event["batch_id"], shard) for event in counted})
@@ -489,6 +493,17 @@ def rebuild(
         if orphans:
             _drain(db, client, hold, shard, _append_again(client, orphans), caps)
         return len(counted) + len(orphans)
+
+
+def first_whole_week(db: Database[Any]) -> datetime:
+    """The first UTC week whose raw events retention has not touched: a rebuild leaves the
+    rollups of earlier weeks as they are (counted from raw events since deleted, rebuilt they
+    would count only those left)."""
+    before = expired.expired_before(db)
+    if before is None:
+        return datetime.min.replace(tzinfo=UTC)
+    week = floor_to(before, "week")
+    return week if week == before else week + WEEK
 
 
 def _countable(

@@ -36,14 +36,20 @@ def move_user_numbers(db: Database[Any], client: redis.Redis) -> str:
     """Move every site's users' numbers from Redis to MongoDB, then delete them from Redis."""
     user_numbers.ensure_indexes(db)
     lasts = _last_numbers(client)
-    sites = users = 0
+    sites = users = renumbered = 0
     for key in _user_hashes(client):
         site_id = key.removeprefix(f"{user_ids.PREFIX}:")
-        moved = _move_site(db, client, key, site_id, lasts.get(site_id, 0))
+        moved, kept = _move_site(db, client, key, site_id, lasts.get(site_id, 0))
         client.delete(key)
-        sites, users = sites + 1, users + moved
+        sites, users, renumbered = sites + 1, users + moved, renumbered + kept
     client.delete(user_ids.LAST_IDS_KEY)
-    return f"{users} users' numbers of {sites} sites moved from Redis to MongoDB"
+    summary = f"{users} users' numbers of {sites} sites moved from Redis to MongoDB"
+    if renumbered:
+        summary += (
+            f"; {renumbered} already numbered otherwise in MongoDB kept its number "
+            "(rebuild those sites' rollups)"
+        )
+    return summary
 
 
 def _last_numbers(client: redis.Redis) -> dict[str, int]:
@@ -62,9 +68,12 @@ def _user_hashes(client: redis.Redis) -> Iterator[str]:
         yield key.decode() if isinstance(key, bytes) else str(key)
 
 
-def _move_site(db: Database[Any], client: redis.Redis, key: str, site_id: str, last: int) -> int:
-    """Store a site's users' numbers and set its counter past them; how many users."""
-    moved = 0
+def _move_site(db: Database[Any], client: redis.Redis, key: str, site_id: str, last: int) -> tuple[int, int]:
+    """Store a site's users' numbers and set its counter past them; how many users, and how
+    many of them MongoDB had numbered otherwise already (a worker of this release started
+    before the move, or a stopped run's key given another number): those keep MongoDB's
+    number, so rollups counted with Redis's count them as other users."""
+    moved = kept = 0
     cursor = 0
     while True:
         cursor, page = cast(tuple[int, dict[bytes, bytes]], client.hscan(key, cursor, count=PAGE))
@@ -73,13 +82,15 @@ def _move_site(db: Database[Any], client: redis.Redis, key: str, site_id: str, l
             for user, number in page.items()
         }
         if numbered:
-            user_numbers.insert(db, site_id, numbered)
+            refused = user_numbers.insert(db, site_id, numbered)
+            stored = user_numbers.numbers(db, refused)
+            kept += sum(1 for user in refused if stored.get(user) != numbered[user])
             last = max(last, *numbered.values())
             moved += len(numbered)
         if cursor == 0:
             break
     user_numbers.raise_counter(db, site_id, last)
-    return moved
+    return moved, kept
 
 
 def build_quarter_rollups(db: Database[Any], client: redis.Redis) -> str:

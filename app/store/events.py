@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -15,6 +15,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
+from app.store import migrations as migration_store
 from app.store.errors import is_transient
 
 EVENTS = "events"
@@ -139,19 +140,55 @@ def insert_events(
 def stored_events(db: Database[Any], messages: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The stored events of these messages, by the messages' keys: each looked up by its key,
     and those not found there by their site and event id, in case a copy with another
-    timestamp was stored (one query per site, over the site's `_id` range on FerretDB)."""
+    timestamp was stored, within RETRY_STAMPS of the message's (one query per site and
+    stretch of nearby timestamps, over that part of the site's `_id` range)."""
     by_key = {event_key(message): message for message in messages}
     found = find_by_ids(db[EVENTS], by_key)
-    missing: dict[tuple[str, str], str] = {}
+    found.update(_unmoved_events(db, [message for key, message in by_key.items() if key not in found]))
+    missing: dict[str, list[Mapping[str, Any]]] = {}
     for key, message in by_key.items():
         if key not in found:
-            missing[message["site_id"], message["event_id"]] = key
-    for site_id in {site_id for site_id, _ in missing}:
-        event_ids = [event_id for site, event_id in missing if site == site_id]
-        query = {"_id": site_range(site_id), "site_id": site_id, "event_id": {"$in": event_ids}}
-        for event in db[EVENTS].find(query):
-            found[missing[site_id, event["event_id"]]] = event
+            missing.setdefault(message["site_id"], []).append(message)
+    for site_id, site_messages in missing.items():
+        for start, end, nearby in _stretches(site_messages):
+            keys = {message["event_id"]: event_key(message) for message in nearby}
+            query = {
+                "_id": site_range(site_id, start, end),
+                "site_id": site_id,
+                "event_id": {"$in": list(keys)},
+            }
+            for event in db[EVENTS].find(query):
+                found[keys[event["event_id"]]] = event
     return found
+
+
+# How far apart the timestamps of two copies of an event may be for `stored_events` to find one
+# from the other. A copy under another timestamp is a client's retry of an event the server
+# stamped on arrival (a client stamping its events sends the same timestamp again): the two
+# differ by how long the client waited to retry, which is seconds to hours (an answer lost, a
+# network down). A copy further apart is not found: its message is dead-lettered, and the
+# letter's replay is refused as a duplicate and counted once. The bound keeps the read to a
+# few days of the site's events, never its whole history.
+RETRY_STAMPS = timedelta(days=1)
+
+
+def _stretches(
+    messages: list[Mapping[str, Any]],
+) -> Iterator[tuple[datetime, datetime, list[Mapping[str, Any]]]]:
+    """Messages in time order, gathered into stretches whose windows of RETRY_STAMPS either
+    side of each timestamp overlap: each stretch's start, end and messages."""
+    timed = sorted(
+        ((datetime.fromisoformat(message["timestamp"]), message) for message in messages), key=lambda p: p[0]
+    )
+    start, end = timed[0][0] - RETRY_STAMPS, timed[0][0] + RETRY_STAMPS
+    nearby: list[Mapping[str, Any]] = []
+    for moment, message in timed:
+        if moment - RETRY_STAMPS > end:
+            yield start, end, nearby
+            start, nearby = moment - RETRY_STAMPS, []
+        end = moment + RETRY_STAMPS
+        nearby.append(message)
+    yield start, end, nearby
 
 
 def owned_events(
@@ -160,8 +197,34 @@ def owned_events(
     """The stored events of these messages that batch `batch_id` stored (not another batch
     carrying the same event, such as a client's retry), each looked up by its message's key:
     a batch stores its messages under their own keys."""
-    found = find_by_ids(db[EVENTS], (event_key(message) for message in messages))
+    by_key = {event_key(message): message for message in messages}
+    found = find_by_ids(db[EVENTS], by_key)
+    unmoved = _unmoved_events(db, [message for key, message in by_key.items() if key not in found])
+    found.update((key, event) for key, event in unmoved.items() if event["_id"] == key)
     return [event for event in found.values() if event.get("batch_id") == batch_id]
+
+
+def _unmoved_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Until `migrate-store` has moved the previous release's events (LAYOUT_STEP): the events
+    of these messages still keyed by bare event id, or set aside in MOVING_EVENTS, by the
+    messages' keys, each under the `_id` the migration gives it. A batch the previous
+    release's worker died storing, redelivered to this release's, finds its events there
+    (refused as duplicates by the (site, event id) index)."""
+    if not messages or LAYOUT_STEP in migration_store.done_steps(db):
+        return {}
+    by_event = {(message["site_id"], message["event_id"]): event_key(message) for message in messages}
+    event_ids = [event_id for _, event_id in by_event]
+    candidates = [
+        *find_by_ids(db[EVENTS], event_ids).values(),
+        *db[MOVING_EVENTS].find({"event_id": {"$in": event_ids}}),  # at most a migration batch
+    ]
+    found = {}
+    for event in candidates:
+        event_id = event.get("event_id") or event["_id"]
+        key = by_event.get((event["site_id"], event_id))
+        if key is not None:
+            found[key] = {**event, "_id": _key(event["site_id"], event["timestamp"], event_id)}
+    return found
 
 
 def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[str, Any]:
@@ -227,6 +290,7 @@ def delete_events(db: Database[Any], keys: list[str]) -> None:
 # into MOVING_EVENTS under their keys, deleted, copied back, then cleared from MOVING_EVENTS. A
 # run stopped anywhere is finished by the next (`restore_moving_events` first); only between
 # a batch's deletion and its copying back may a retry of one of its events be stored as new.
+LAYOUT_STEP = "events-keyed-by-site-and-time"
 MIGRATION_BATCH = 500
 MOVING_EVENTS = "events_moving"
 PREVIOUS_LAYOUT = {"_id": {"$regex": f"^[^{KEY_SEPARATOR}]*$"}}

@@ -148,3 +148,16 @@ def test_the_command_migrates_and_says_what_each_step_did(ingestion_app, db, old
     assert f"{len(old_store) - 2} events" in result.output
     again = ingestion_app.test_cli_runner().invoke(args=["migrate-store"])
     assert "Nothing to migrate" in again.output
+
+
+def test_rollups_are_not_rebuilt_before_the_store_is_migrated(ingestion_app, db, old_store):
+    """Before the first step a rebuild reads none of the events not yet moved (zero rollups),
+    before the second it numbers users anew."""
+    rebuild = ["rebuild-rollups", "--site-id", "shop", "--start", DAYS[0]]
+    refused = ingestion_app.test_cli_runner().invoke(args=rebuild)
+    assert refused.exit_code != 0
+    assert "flask migrate-store" in refused.output
+    ingestion_app.test_cli_runner().invoke(args=["migrate-store"])
+    rebuilt = ingestion_app.test_cli_runner().invoke(args=rebuild)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "20 events" in rebuilt.output

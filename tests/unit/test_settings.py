@@ -70,3 +70,17 @@ def test_only_ingestion_listens_beyond_loopback_by_default():
     assert settings.ingestion_host == "0.0.0.0"
     assert settings.reporting_host == "127.0.0.1"
     assert settings.flower_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("retention_days", ["1", "30", "37"])
+def test_retention_within_the_accepted_age_is_refused(retention_days):
+    """A retry of an event already swept would be stored and counted a second time: the unique
+    (site, event id) key was its only record. So retention must outlast every accepted age."""
+    with pytest.raises(ValueError, match=r"EVENT_RETENTION_DAYS.*EVENT_MAX_AGE_DAYS"):
+        Settings.from_env({"EVENT_RETENTION_DAYS": retention_days, "EVENT_MAX_AGE_DAYS": "30"})
+
+
+def test_retention_beyond_the_accepted_age_and_margin_is_kept():
+    settings = Settings.from_env({"EVENT_RETENTION_DAYS": "38", "EVENT_MAX_AGE_DAYS": "30"})
+    assert settings.event_retention_days == 38
+    assert Settings.from_env({"EVENT_RETENTION_DAYS": "0"}).event_retention_days == 0

@@ -156,7 +156,7 @@ def test_replay_dead_stores_old_events_whatever_the_window(ingestion_app, db):
     assert db[event_store.EVENTS].count_documents({"site_id": {"$in": [e["site_id"] for e in old]}}) == 2
 
 
-def test_rebuild_rollups_counts_old_events_whatever_the_window(ingestion_app, store):
+def test_rebuild_rollups_counts_old_events_whatever_the_window(ingestion_app, store, migrated):
     site_id = new_site_id()
     store([make_event(site_id=site_id, timestamp="2025-11-15T10:00:00Z")])
     result = ingestion_app.test_cli_runner().invoke(

@@ -122,7 +122,7 @@ def test_rebuild_counts_an_old_batch_whose_delta_was_lost_and_leaves_young_ones_
     assert rollup_summary(db) == summary_from_pipeline(db, DAY, 10)
 
 
-def test_the_rebuild_command_reports_what_it_counted(ingestion_app, store):
+def test_the_rebuild_command_reports_what_it_counted(ingestion_app, store, migrated):
     store([make_event(), make_event(timestamp="2025-11-16T10:00:00Z")])
     runner = ingestion_app.test_cli_runner()
     result = runner.invoke(

@@ -68,3 +68,18 @@ def test_the_quarters_of_an_earlier_release_s_rollups_are_rebuilt(db, store, cou
     period = Period("site-a", date(2025, 11, 15), date(2025, 11, 15), ZoneInfo("Asia/Kolkata"))
     assert summary(db, period, 100) == summary_from_pipeline(db, period, 100)
     assert reads == []
+
+
+def test_a_user_mongodb_numbered_otherwise_meanwhile_is_reported(db, counter_store):
+    """A worker of this release that numbered `ann` before the move keeps its number: the
+    rollups counted with Redis's may need a rebuild, so the move says how many."""
+    numbers_as_an_earlier_release_kept_them(counter_store)
+    user_numbers.insert(db, "site-a", {user_numbers.user_key("site-a", "ann"): 9})
+    ran = migrations.migrate(db, counter_store, before_compacting=True)
+    assert ran == [
+        (
+            "user-numbers-to-mongodb",
+            "4 users' numbers of 2 sites moved from Redis to MongoDB; 1 already numbered otherwise "
+            "in MongoDB kept its number (rebuild those sites' rollups)",
+        )
+    ]

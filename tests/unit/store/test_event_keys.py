@@ -93,3 +93,27 @@ def test_a_site_events_stream_in_time_order_in_batches(db):
     streamed = list(event_store.iter_site_events(db, "shop", *DAY, batch_size=2))
     assert [event["timestamp"].hour for event in streamed] == [3, 9, 12, 17, 23]
     assert {event["site_id"] for event in streamed} == {"shop"}
+
+
+def test_stored_events_look_for_another_timestamp_only_near_the_message(db, monkeypatch):
+    """The copy under another timestamp is a retry stamped by the server on arrival: a read of
+    the site's whole history for it would take minutes on a large site (FerretDB)."""
+    first = make_message(timestamp="2025-11-15T10:00:00Z")
+    near = make_message(event_id=first["event_id"], timestamp="2025-11-15T22:00:00Z")
+    far = make_message(site_id=first["site_id"], timestamp="2025-11-10T10:00:00Z")
+    event_store.insert_events(db, [first, make_message(site_id=first["site_id"], event_id=far["event_id"])])
+    asked = []
+    real_find = type(db[event_store.EVENTS]).find
+
+    def spying_find(self, *args, **kwargs):
+        asked.append(args[0])
+        return real_find(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(db[event_store.EVENTS]), "find", spying_find)
+    found = event_store.stored_events(db, [near, far])
+    assert set(found) == {event_store.event_key(near)}
+    ranges = [query["_id"] for query in asked if "$gte" in query.get("_id", {})]
+    assert ranges
+    for window in ranges:
+        assert window["$gte"] > f"{first['site_id']}\x1f"
+        assert window["$lt"] < f"{first['site_id']}\x1f2025-11-17"

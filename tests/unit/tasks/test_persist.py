@@ -12,7 +12,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 from app.queue import counters, ledger
 from app.rollups import compactor
 from app.settings import Settings
-from app.store import dead_letters
+from app.store import dead_letters, rollups
 from app.store import events as event_store
 from tasks import persist
 from tools.factories import make_message
@@ -218,3 +218,41 @@ def test_a_given_up_batch_killed_before_settling_keeps_no_letter_for_what_it_sto
     assert dead_letters.count_dead_letters(db) == 0
     health = reporting.get("/health/pipeline").get_json()["events"]
     assert (health["persisted"], health["dead"], health["unaccounted"]) == (2, 0, 0)
+
+
+def previous_release_stored(db, batch_id, messages, collection=event_store.EVENTS):
+    """What a worker of the release before issue #26 left of a batch it died storing: events
+    keyed by bare event id (or, in `collection` MOVING_EVENTS, set aside by a migration)."""
+    for message in messages:
+        document = event_store.event_document(message, datetime.now(UTC), batch_id)
+        if collection == event_store.EVENTS:
+            document["_id"] = message["event_id"]
+        db[collection].insert_one(document)
+
+
+def day_events(db):
+    return [document.get("events") for document in db[rollups.ROLLUPS].find({"_id": {"$regex": r"\|day\|"}})]
+
+
+@pytest.mark.parametrize("collection", [event_store.EVENTS, event_store.MOVING_EVENTS])
+def test_a_batch_partly_stored_by_the_previous_release_counts_every_event(db, counter_store, collection):
+    """Redelivered to this release's worker before `migrate-store` moved them: the events
+    stored earlier are refused by the (site, event id) index, and belong to this batch."""
+    messages = [make_message(site_id="shop", timestamp="2025-11-16T09:00:00Z") for _ in range(4)]
+    queued(counter_store, "batch-1", messages)
+    previous_release_stored(db, "batch-1", messages[:2], collection)
+    persist.store_batch(db, counter_store, "batch-1", messages)
+    compactor.compact(db, counter_store)
+    assert day_events(db) == [4]
+
+
+@pytest.mark.parametrize("collection", [event_store.EVENTS, event_store.MOVING_EVENTS])
+def test_a_batch_given_up_on_counts_what_the_previous_release_stored(db, counter_store, collection):
+    messages = [make_message(site_id="shop", timestamp="2025-11-16T09:00:00Z") for _ in range(3)]
+    queued(counter_store, "batch-1", messages)
+    previous_release_stored(db, "batch-1", messages[:2], collection)
+    persist.dead_letter_batch(db, counter_store, "batch-1", messages, "MongoDB refused")
+    compactor.compact(db, counter_store)
+    assert day_events(db) == [2]
+    letters = [letter["_id"] for letter in db[dead_letters.DEAD_EVENTS].find()]
+    assert letters == [event_store.event_key(messages[2])]
