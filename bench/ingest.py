@@ -104,7 +104,7 @@ CEILING_ROWS = (
         "wsgi:ingestion",
         "/event",
         1,
-        env={"INGESTION_RATE_LIMIT": "off", "SITE_RATE_LIMIT": "off"},
+        env={"INGESTION_RATE_LIMIT": "off", "INGESTION_EVENT_RATE_LIMIT": "off", "SITE_RATE_LIMIT": "off"},
     ),
 )
 

@@ -166,6 +166,7 @@ def celery_argv(*args: str) -> list[str]:
 # still counted (that cost is part of a request's), but no client of one machine reaches them.
 UNLIMITED_RATES = {
     "INGESTION_RATE_LIMIT": "1000000/second",
+    "INGESTION_EVENT_RATE_LIMIT": "1000000/second",
     "SITE_RATE_LIMIT": "1000000/second",
     "REPORTING_RATE_LIMIT": "1000000/second",
 }
