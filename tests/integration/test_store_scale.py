@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -34,6 +35,9 @@ from tests.integration.client import TIMEOUT, get_stats
 from tests.integration.services import serve
 from tools.local_services import mongo_argv
 from tools.processes import ROOT, ManagedProcess, start_local_server, start_worker, wait_until
+
+# The Redis database of this module's processes (test_redis_transport.py takes 7).
+BIG_REDIS_DB = 8
 
 # Bump when the events' layout or this store's contents change: the cached file is rebuilt.
 STORE_VERSION = "events-by-site-time-1"
@@ -112,7 +116,11 @@ def big_mongo_uri(run_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def big_env(service_env: dict[str, str], big_mongo_uri: str) -> dict[str, str]:
-    return {**service_env, "MONGO_URI": big_mongo_uri}
+    """The session's settings with the big store, and a Redis database of its own: on the
+    session's, the session's worker would take some of this test's messages and rollup
+    deltas and store them in the session's store."""
+    redis_url = urlsplit(service_env["REDIS_URL"])._replace(path=f"/{BIG_REDIS_DB}").geturl()
+    return {**service_env, "MONGO_URI": big_mongo_uri, "REDIS_URL": redis_url}
 
 
 @pytest.fixture(scope="module")
