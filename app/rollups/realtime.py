@@ -83,10 +83,11 @@ def record(
                 users[member] = max(moment, users.get(member, moment))
         if users:
             pipe.zadd(users_key, users, gt=True)
-        trim = pipe.register_script(TRIM_TO_CAP)
         for key in (events_key, users_key):
             pipe.zremrangebyscore(key, "-inf", oldest)
-            trim(keys=[key], args=[now, MAX_PER_SITE], client=pipe)
+            # EVAL, not a registered script: a pipeline with scripts asks SCRIPT EXISTS first,
+            # a round trip more for every batch.
+            pipe.eval(TRIM_TO_CAP, 1, key, now, MAX_PER_SITE)
             pipe.expire(key, _life(now, latest))
 
 
