@@ -224,7 +224,14 @@ class TimeWindow:
         )
 
 
-def to_message(payload: Any, window: TimeWindow | None = None) -> dict[str, Any]:
+# Fills in, in place, what ingestion derives of a valid event from its request
+# (app/ingestion/derivation.py); it may read the visitor's address, which is dropped after.
+Derive = Callable[[dict[str, Any]], None]
+
+
+def to_message(
+    payload: Any, window: TimeWindow | None = None, derive: Derive | None = None
+) -> dict[str, Any]:
     """A client's event as the queue carries it: validated, with an event_id, as plain JSON.
 
     Raises ValidationError for an invalid event, or one outside the window when one is given
@@ -233,14 +240,16 @@ def to_message(payload: Any, window: TimeWindow | None = None) -> dict[str, Any]
     event = event_schema.load(payload)
     if window and event["timestamp"] not in window:
         raise window.refusal()
-    return _as_message(event)
+    return _as_message(event, derive)
 
 
-def _as_message(event: dict[str, Any]) -> dict[str, Any]:
+def _as_message(event: dict[str, Any], derive: Derive | None = None) -> dict[str, Any]:
     # What `event_schema.dump` gives, without a second pass through the schema on the hot
     # path: the two fields JSON cannot carry as loaded, in their ISO and hyphenated forms,
     # and never the visitor's address.
     message = {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
+    if derive:
+        derive(message)
     message.pop("ip", None)
     return message
 
@@ -283,10 +292,11 @@ def load_batch(
     envelope: dict[str, Any],
     window: TimeWindow | None = None,
     gate: Callable[[str], str | None] | None = None,
+    derive: Derive | None = None,
 ) -> Batch:
     """Validate each event of a `POST /events` envelope; a bad envelope raises ValidationError.
     `gate` gives why an event's site is refused (None: admitted); such events are reported
-    with the invalid ones.
+    with the invalid ones; `derive` completes each admitted event.
 
     One `many=True` load rather than one load per event, so the schema's fixed cost is paid
     once a batch (docs/decisions/README.md).
@@ -314,7 +324,7 @@ def load_batch(
             errors[index] = {"site_id": [refusal]}
             batch.refused += 1
         else:
-            batch.messages.append(_as_message(event))
+            batch.messages.append(_as_message(event, derive))
     batch.errors = {str(index): errors[index] for index in sorted(errors)}
     return batch
 

@@ -27,6 +27,7 @@ from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
+from app.ingestion.derivation import request_visitor
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 from app.ingestion.rate_limits import hit_limits, limit_rates
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
@@ -99,7 +100,7 @@ def post_event() -> ResponseReturnValue:
     body = json_body()
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
-    message = to_message(body, accepted_window())
+    message = to_message(body, accepted_window(), request_visitor().derive)
     gate = request_gate()
     refusal = gate(message["site_id"]) if gate else None
     if refusal:
@@ -116,7 +117,9 @@ def post_events() -> ResponseReturnValue:
     """A batch: valid events are accepted with one enqueue, invalid ones reported by index, and
     so are events refused for their site (unknown, or not sent from one of its domains)."""
     request.max_content_length = current_settings().max_batch_bytes
-    batch = load_batch(batch_envelope(json_body()), accepted_window(), request_gate())
+    batch = load_batch(
+        batch_envelope(json_body()), accepted_window(), request_gate(), request_visitor().derive
+    )
     if not batch.messages and batch.refused:
         return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not batch.messages:

@@ -1,0 +1,64 @@
+"""What ingestion adds to each event of a request before it is queued: the visitor's user
+agent, and the visitor's id when the event names no user. The visitor's address is read
+here and dropped: no queued message carries it (docs/visitors.md).
+
+A server sending on a visitor's behalf names them with the body's `ip` and `user_agent`;
+those are believed only from a sender with the site's server key (the gate refuses a key
+of another site), or from any server with `AUTH_MODE=open`. A page's are ignored: it must not
+choose whom it counts as.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import request
+
+from app.access.origins import SERVER, Sender, request_sender
+from app.client_address import CLIENT_ENVIRON_KEY, request_client_address
+from app.extensions import redis_store
+from app.settings import current_settings
+from app.visitors import DailySalt, visitor_id
+
+# One per process: the day's salt, read from Redis once a day.
+daily_salt = DailySalt()
+
+
+@dataclass
+class Visitor:
+    """What a request says of its visitor: the address and user agent it came with, and
+    whether its events may name another visitor (a server sending on their behalf)."""
+
+    address: str
+    user_agent: str | None
+    speaks_for_visitors: bool
+    _salt: Callable[[], bytes]
+
+    def derive(self, event: dict[str, Any]) -> None:
+        address, user_agent = event.pop("ip", None), event.pop("user_agent", None)
+        if not self.speaks_for_visitors:
+            address = user_agent = None
+        address = address or self.address
+        user_agent = user_agent or self.user_agent
+        if user_agent:
+            event["user_agent"] = user_agent
+        if not event.get("user_id"):
+            event["visitor_id"] = visitor_id(self._salt(), event["site_id"], address, user_agent or "")
+
+
+def speaks_for_visitors(sender: Sender, auth_mode: str) -> bool:
+    """Whether a sender may name the visitor its events are of: a server with the site's
+    key, or, when every sender is trusted alike (`AUTH_MODE=open`), any server; never a page."""
+    return sender.key_hash is not None or (auth_mode == "open" and sender.kind == SERVER)
+
+
+def request_visitor() -> Visitor:
+    """The visitor of the current request."""
+    return Visitor(
+        address=request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address(),
+        user_agent=request.headers.get("User-Agent") or None,
+        speaks_for_visitors=speaks_for_visitors(request_sender(), current_settings().auth_mode),
+        _salt=lambda: daily_salt.today(redis_store.client),
+    )
