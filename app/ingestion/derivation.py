@@ -17,6 +17,7 @@ from typing import Any
 from flask import request
 
 from app.access.origins import SERVER, Sender, request_sender
+from app.bots import bot_reason
 from app.client_address import CLIENT_ENVIRON_KEY, request_client_address
 from app.extensions import redis_store
 from app.settings import current_settings
@@ -28,24 +29,41 @@ daily_salt = DailySalt()
 
 @dataclass
 class Visitor:
-    """What a request says of its visitor: the address and user agent it came with, and
-    whether its events may name another visitor (a server sending on their behalf)."""
+    """What a request says of its visitor: the address and user agent it came with, whether
+    a browser sent it, and whether its events may name another visitor (a server sending on
+    their behalf)."""
 
     address: str
     user_agent: str | None
+    from_browser: bool
     speaks_for_visitors: bool
     _salt: Callable[[], bytes]
 
-    def derive(self, event: dict[str, Any]) -> None:
-        address, user_agent = event.pop("ip", None), event.pop("user_agent", None)
+    def derive(self, event: dict[str, Any]) -> str | None:
+        """Complete `event`, or say why it is a bot's (then it is left as it is)."""
+        address, named_agent = event.pop("ip", None), event.pop("user_agent", None)
         if not self.speaks_for_visitors:
-            address = user_agent = None
-        address = address or self.address
-        user_agent = user_agent or self.user_agent
+            address = named_agent = None
+        reason = self._bot_reason(named_agent)
+        if reason:
+            return reason
+        user_agent = named_agent or self.user_agent
         if user_agent:
             event["user_agent"] = user_agent
         if not event.get("user_id"):
-            event["visitor_id"] = visitor_id(self._salt(), event["site_id"], address, user_agent or "")
+            event["visitor_id"] = visitor_id(
+                self._salt(), event["site_id"], address or self.address, user_agent or ""
+            )
+        return None
+
+    def _bot_reason(self, named_agent: str | None) -> str | None:
+        # The visitor's user agent is checked, never a sending library's: a server that
+        # names no visitor (the README's curl example, an SDK) is not checked at all.
+        if named_agent:
+            return bot_reason(named_agent)
+        if self.from_browser:
+            return bot_reason(self.user_agent or "")
+        return None
 
 
 def speaks_for_visitors(sender: Sender, auth_mode: str) -> bool:
@@ -59,6 +77,9 @@ def request_visitor() -> Visitor:
     return Visitor(
         address=request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address(),
         user_agent=request.headers.get("User-Agent") or None,
+        # What every browser sends with a page's request: its page (a POST's `Origin`) or, in
+        # all current browsers, the fetch metadata; a server sends neither.
+        from_browser="Origin" in request.headers or "Sec-Fetch-Site" in request.headers,
         speaks_for_visitors=speaks_for_visitors(request_sender(), current_settings().auth_mode),
         _salt=lambda: daily_salt.today(redis_store.client),
     )

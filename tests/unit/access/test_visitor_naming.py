@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from app import bots
 from app.ingestion import views
 from tools.factories import make_event
 
@@ -59,3 +60,19 @@ def test_a_server_without_a_key_counts_as_itself(keyed_ingestion, server_key, qu
     keyless, itself = queued
     assert keyless["visitor_id"] == itself["visitor_id"]
     assert keyless["user_agent"] == SDK_UA
+
+
+def test_a_bot_s_event_of_an_unknown_site_is_refused_and_not_counted(
+    keyed_ingestion, server_key, counter_store
+):
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    response = post(
+        keyed_ingestion, make_event(site_id="forged"), "10.0.0.5", googlebot, Origin="https://x.test"
+    )
+    assert response.status_code == 403
+    assert bots.dropped_totals(counter_store) == dict.fromkeys(bots.REASONS, 0)
+    registered = post(
+        keyed_ingestion, make_event(site_id="shop"), "10.0.0.5", googlebot, Origin="https://shop.test"
+    )
+    assert registered.status_code == 200
+    assert bots.dropped_on(counter_store, "shop", "2025-11-15")["crawler"] == 1
