@@ -3,7 +3,9 @@
 from datetime import UTC, date, datetime
 
 import fakeredis
+import pytest
 
+from app.client_address import anonymized
 from app.visitors import DailySalt, fetch_salt, identity, salt_key, visitor_id
 
 SALT = b"s" * 32
@@ -64,3 +66,16 @@ def test_a_process_asks_redis_for_the_salt_once_a_day():
     tomorrow = salts.today(client, datetime(2026, 12, 8, 0, 1, tzinfo=UTC))
     assert tomorrow != today
     assert client.get(salt_key(date(2026, 12, 8))) == tomorrow
+
+
+@pytest.mark.parametrize(
+    ("address", "logged"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::"),
+        ("::ffff:203.0.113.77", "203.0.113.0"),
+        ("not an address", "-"),
+    ],
+)
+def test_ingestion_s_log_keeps_only_the_visitor_s_network(address, logged):
+    assert anonymized(address) == logged
