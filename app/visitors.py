@@ -23,6 +23,9 @@ SALT_BYTES = 32
 # A day's salt outlives its day by this much, so that the previous day's is there on the next.
 SALT_KEPT_AFTER_DAY = timedelta(hours=48)
 VISITOR_ID_BYTES = 16
+# A visit ends after this long without an event: for this long after UTC midnight a visitor
+# is also named by the previous day's salt, so that a visit across midnight can go on.
+VISIT_GAP = timedelta(minutes=30)
 SEPARATOR = b"\x1f"
 
 
@@ -57,13 +60,30 @@ def fetch_salt(client: redis.Redis, day: date) -> bytes:
 
 @dataclass
 class DailySalt:
-    """Today's salt as one process remembers it: Redis is asked once a day per process."""
+    """Today's salt and the previous day's as one process remembers them: Redis is asked
+    once a day per process."""
 
     day: date | None = None
     salt: bytes = b""
+    previous_salt: bytes | None = None
 
     def today(self, client: redis.Redis, now: datetime | None = None) -> bytes:
         day = (now or datetime.now(UTC)).date()
         if day != self.day:
-            self.salt, self.day = fetch_salt(client, day), day
+            self.salt = fetch_salt(client, day)
+            # Only read: a salt made now for a past day would name no one.
+            self.previous_salt = client.get(salt_key(day - timedelta(days=1)))
+            self.day = day
         return self.salt
+
+    def visitor_ids(
+        self, client: redis.Redis, site_id: str, address: str, user_agent: str, now: datetime | None = None
+    ) -> tuple[str, str | None]:
+        """The visitor's id of today and, within VISIT_GAP after midnight, of the previous day
+        (None otherwise, or once the previous day's salt is gone)."""
+        now = now or datetime.now(UTC)
+        current = visitor_id(self.today(client, now), site_id, address, user_agent)
+        since_midnight = now - datetime.combine(now.date(), time(), UTC)
+        if self.previous_salt is None or since_midnight >= VISIT_GAP:
+            return current, None
+        return current, visitor_id(self.previous_salt, site_id, address, user_agent)

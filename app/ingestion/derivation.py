@@ -21,7 +21,7 @@ from app.bots import bot_reason
 from app.client_address import CLIENT_ENVIRON_KEY, request_client_address
 from app.extensions import redis_store
 from app.settings import current_settings
-from app.visitors import DailySalt, visitor_id
+from app.visitors import DailySalt
 
 # One per process: the day's salt, read from Redis once a day.
 daily_salt = DailySalt()
@@ -37,7 +37,8 @@ class Visitor:
     user_agent: str | None
     from_browser: bool
     speaks_for_visitors: bool
-    _salt: Callable[[], bytes]
+    # (site, address, user agent) -> the visitor's ids of today and of the previous day.
+    _visitor_ids: Callable[[str, str, str], tuple[str, str | None]]
 
     def derive(self, event: dict[str, Any]) -> str | None:
         """Complete `event`, or say why it is a bot's (then it is left as it is)."""
@@ -51,9 +52,10 @@ class Visitor:
         if user_agent:
             event["user_agent"] = user_agent
         if not event.get("user_id"):
-            event["visitor_id"] = visitor_id(
-                self._salt(), event["site_id"], address or self.address, user_agent or ""
-            )
+            current, previous = self._visitor_ids(event["site_id"], address or self.address, user_agent or "")
+            event["visitor_id"] = current
+            if previous:
+                event["previous_visitor_id"] = previous
         return None
 
     def _bot_reason(self, named_agent: str | None) -> str | None:
@@ -81,5 +83,5 @@ def request_visitor() -> Visitor:
         # all current browsers, the fetch metadata; a server sends neither.
         from_browser="Origin" in request.headers or "Sec-Fetch-Site" in request.headers,
         speaks_for_visitors=speaks_for_visitors(request_sender(), current_settings().auth_mode),
-        _salt=lambda: daily_salt.today(redis_store.client),
+        _visitor_ids=lambda *visitor: daily_salt.visitor_ids(redis_store.client, *visitor),
     )

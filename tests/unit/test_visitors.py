@@ -79,3 +79,21 @@ def test_a_process_asks_redis_for_the_salt_once_a_day():
 )
 def test_ingestion_s_log_keeps_only_the_visitor_s_network(address, logged):
     assert anonymized(address) == logged
+
+
+def test_just_after_midnight_a_visitor_is_also_named_by_the_previous_day_s_id():
+    """So that a visit across midnight can go on: the sessions find it by yesterday's id."""
+    client, salts = fakeredis.FakeRedis(), DailySalt()
+    visitor = ("shop", "203.0.113.9", "Mozilla/5.0 A")
+    before_midnight, _ = salts.visitor_ids(client, *visitor, now=datetime(2026, 12, 7, 23, 50, tzinfo=UTC))
+    after, previous = salts.visitor_ids(client, *visitor, now=datetime(2026, 12, 8, 0, 10, tzinfo=UTC))
+    assert previous == before_midnight != after
+    later = salts.visitor_ids(client, *visitor, now=datetime(2026, 12, 8, 0, 30, tzinfo=UTC))
+    assert later == (after, None)
+
+
+def test_without_the_previous_day_s_salt_there_is_no_previous_id():
+    first_day = DailySalt().visitor_ids(
+        fakeredis.FakeRedis(), "shop", "a", "b", datetime(2026, 12, 8, 0, 1, tzinfo=UTC)
+    )
+    assert first_day[1] is None
