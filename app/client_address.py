@@ -94,14 +94,17 @@ def request_limited_address() -> str:
 
 def anonymized(address: str) -> str:
     """An address with its host part zeroed (`203.0.113.0`, `2001:db8:1::`); "-" for none."""
+    if address.count(".") == 3 and ":" not in address:  # IPv4: the common case, without parsing
+        return address.rpartition(".")[0] + ".0"
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return "-"
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    prefix = LOGGED_IPV4_PREFIX if ip.version == 4 else LOGGED_IPV6_PREFIX
-    return str(ipaddress.ip_network((ip, prefix), strict=False).network_address)
+    # The mask by integers: building an `ip_network` costs several times as much.
+    bits = ip.max_prefixlen - (LOGGED_IPV4_PREFIX if ip.version == 4 else LOGGED_IPV6_PREFIX)
+    return str(type(ip)(int(ip) >> bits << bits))
 
 
 def remember_client() -> None:
