@@ -36,14 +36,15 @@ class Visitor:
     address: str
     user_agent: str | None
     from_browser: bool
-    speaks_for_visitors: bool
+    # Asked only of an event that names a visitor: most name none.
+    speaks_for_visitors: Callable[[], bool]
     # (site, address, user agent) -> the visitor's ids of today and of the previous day.
     _visitor_ids: Callable[[str, str, str], tuple[str, str | None]]
 
     def derive(self, event: dict[str, Any]) -> str | None:
         """Complete `event`, or say why it is a bot's (then it is left as it is)."""
         address, named_agent = event.pop("ip", None), event.pop("user_agent", None)
-        if not self.speaks_for_visitors:
+        if (address or named_agent) and not self.speaks_for_visitors():
             address = named_agent = None
         reason = self._bot_reason(named_agent)
         if reason:
@@ -82,6 +83,6 @@ def request_visitor() -> Visitor:
         # What every browser sends with a page's request: its page (a POST's `Origin`) or, in
         # all current browsers, the fetch metadata; a server sends neither.
         from_browser="Origin" in request.headers or "Sec-Fetch-Site" in request.headers,
-        speaks_for_visitors=speaks_for_visitors(request_sender(), current_settings().auth_mode),
+        speaks_for_visitors=lambda: speaks_for_visitors(request_sender(), current_settings().auth_mode),
         _visitor_ids=lambda *visitor: daily_salt.visitor_ids(redis_store.client, *visitor),
     )
