@@ -1,0 +1,86 @@
+"""`GET /events/export` and `GET /stats/export`: a site's raw events as NDJSON, a page at a
+time, and its statistics as a zip of CSV files."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import Response, abort, request
+from flask.typing import ResponseReturnValue
+from marshmallow import Schema, ValidationError
+
+from app.errors import error_response
+from app.extensions import mongo
+from app.store import events as event_store
+from app.transfer.lines import export_line
+from reporting.schemas import event_export_query_schema
+from reporting.views import bp, within_time_limit
+
+NEXT_CURSOR = "X-Next-Cursor"
+EXPORT_MISSING = "Missing required parameters: site_id, start, end (YYYY-MM-DD)"
+
+
+def load_export_query(schema: Schema, missing: str) -> dict[str, Any]:
+    """The request's parameters loaded by `schema`, or a 400 naming the fields at fault."""
+    try:
+        query: dict[str, Any] = schema.load(request.args)
+    except ValidationError as error:
+        errors = error.normalized_messages()
+        message = missing if {"site_id", "start", "end", "date"} & errors.keys() else "Invalid parameters"
+        abort(error_response(400, f"{message}: {', '.join(sorted(errors))}", errors))
+    return query
+
+
+def encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, site_id: str) -> str:
+    """The key a cursor resumes after; a 400 when it is not one of this site's."""
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        key = ""
+    if not key.startswith(site_id + event_store.KEY_SEPARATOR):
+        message = "Not a cursor of this site's export: pass X-Next-Cursor as it was given."
+        abort(error_response(400, "Invalid parameters: cursor", {"cursor": [message]}))
+    return key
+
+
+def utc_days(first: date, last: date) -> tuple[datetime, datetime]:
+    """The instants from the start of UTC day `first` to the end of `last` (the calendar's
+    end for its last day)."""
+    start = datetime.combine(first, time(), tzinfo=UTC)
+    try:
+        end = datetime.combine(last, time(), tzinfo=UTC) + timedelta(days=1)
+    except OverflowError:
+        end = datetime.max.replace(tzinfo=UTC)
+    return start, end
+
+
+@bp.get("/events/export")
+def events_export() -> ResponseReturnValue:
+    """One page of the site's events of the UTC days `start`..`end`, oldest first; the header
+    `X-Next-Cursor`, present while more remain, asks for the next page (`cursor=`)."""
+    query = load_export_query(event_export_query_schema, EXPORT_MISSING)
+    site_id, limit = query["site_id"], query["limit"]
+    start, end = utc_days(query["start"], query["end"])
+    after = decode_cursor(query["cursor"], site_id) if "cursor" in query else None
+    # One more than the page, to know whether another follows.
+    found = within_time_limit(
+        lambda: {"page": event_store.site_events_page(mongo.db, site_id, start, end, after, limit + 1)}
+    )["page"]
+    page = found[:limit]
+    response = Response(_lines(page), mimetype="application/x-ndjson")
+    if len(found) > limit:
+        response.headers[NEXT_CURSOR] = encode_cursor(page[-1]["_id"])
+    return response
+
+
+def _lines(page: list[dict[str, Any]]) -> Iterator[bytes]:
+    for document in page:
+        yield export_line(document)
