@@ -172,6 +172,19 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/stats/export": {
+        "get": {
+            "summary": "The period's statistics as a zip of CSV files, one per breakdown (docs/export.md)",
+            "parameters": [{"in": "query", "schema": PeriodQuerySchema}],
+            "responses": {
+                200: {
+                    "description": "visitors.csv, pages.csv, event_types.csv, a file per other breakdown",
+                    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                **error_responses(*QUESTION_ERRORS),
+            },
+        }
+    },
     "/stats/realtime": question("Events and users of the last minutes", SiteQuerySchema, RealtimeSchema),
     # Without site_id and date it gives the totals of every site.
     "/health/pipeline": question(

@@ -130,3 +130,4 @@ class EventExportQuerySchema(SiteQuerySchema):
 
 
 event_export_query_schema = EventExportQuerySchema()
+stats_export_query_schema = PeriodQuerySchema()
