@@ -18,7 +18,7 @@ from tools.processes import PYTHON_BIN, wait_until
 DAYS = ("2025-11-14", "2025-11-15", "2025-11-16")
 EVENTS = 600
 PAGE = 250  # events per export page: the export takes several, resumed by cursor
-QUESTIONS = [
+QUESTIONS: list[tuple[str, dict[str, Any]]] = [
     ("/stats", {}),
     ("/stats", {"tz": "America/New_York"}),
     ("/stats/aggregated", {}),
@@ -70,7 +70,7 @@ def answers(reporting: str, site_id: str) -> list[dict[str, Any]]:
 
 def export(reporting: str, site_id: str) -> tuple[bytes, int]:
     """The site's whole export, and how many pages it took."""
-    params = {"site_id": site_id, "start": DAYS[0], "end": DAYS[-1], "limit": PAGE}
+    params: dict[str, Any] = {"site_id": site_id, "start": DAYS[0], "end": DAYS[-1], "limit": PAGE}
     body, pages = b"", 0
     while True:
         response = requests.get(f"{reporting}/events/export", params=params, timeout=TIMEOUT)

@@ -31,7 +31,7 @@ def test_the_zip_holds_the_same_figures_as_the_json_endpoints(reporting, store):
             make_event(site_id=SITE, path="/a", user_id="u1", timestamp="2025-11-14T10:00:00Z"),
             make_event(site_id=SITE, path="/a", user_id="u2", timestamp="2025-11-15T10:00:00Z"),
             make_event(
-                site_id=SITE, path="/b, with a comma", event_type="signup", timestamp="2025-11-15T11:00:00Z"
+                site_id=SITE, path="/b, a comma", event_type="signup", timestamp="2025-11-15T11:00:00Z"
             ),
         ]
     )
@@ -56,7 +56,7 @@ def test_every_breakdown_dimension_gets_a_file(reporting):
     [rule] = breakdown_query_schema.fields["by"].validators
     assert isinstance(rule, validate.OneOf)
     files = csv_files(reporting.get(f"/stats/export?{PERIOD}"))
-    assert len(files) == 1 + len(rule.choices)
+    assert len(files) == 1 + len(list(rule.choices))
 
 
 def test_views_beyond_the_rollups_caps_are_a_last_row(reporting, db, counter_store):
