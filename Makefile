@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb settings-docs test test-unit lint format clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key demo sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb settings-docs test test-unit lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,13 @@ key: install ## Print a new read key of a registered site, or with SERVER=1 a se
 
 operator-key: install ## Print a new operator key (every site, /health/pipeline)
 	@$(FLASK) key create --operator
+
+# Through the running ingestion service, as a server sends for its visitors (docs/operations.md).
+demo: install ## Register SITE (default demo.example) and send DAYS (30) days of demo traffic to the running services; prints a read key
+	@$(FLASK) site add "$(or $(SITE),demo.example)" --domain "$(or $(SITE),demo.example)"
+	@DEMO_SERVER_KEY="$$($(FLASK) key create "$(or $(SITE),demo.example)" --server | tail -n 1)" \
+		$(FLASK) seed-demo "$(or $(SITE),demo.example)" --days "$(or $(DAYS),30)"
+	@$(FLASK) key create "$(or $(SITE),demo.example)"
 
 sites: install ## List the registered sites and the read keys' ids
 	@$(FLASK) site list

@@ -24,7 +24,7 @@ from app.ratelimit import init_reporting_limits
 from app.settings import Settings
 from app.store import sites
 from app.transfer import views as transfer_views
-from app.transfer.commands import events_group
+from app.transfer.commands import events_group, seed_demo_command
 
 Service = Literal["ingestion", "reporting", "worker"]
 # The services that publish or consume Celery tasks.
@@ -99,3 +99,4 @@ def register_commands(app: Flask, service: Service) -> None:
     if service in CELERY_SERVICES:
         app.cli.add_command(replay_dead_command)
         app.cli.add_command(events_group)
+        app.cli.add_command(seed_demo_command)

@@ -1,8 +1,10 @@
-"""The `flask events import` command: events from an NDJSON file through the queue."""
+"""`flask events import` (events from an NDJSON file through the queue) and `flask seed-demo`
+(demo traffic through the ingestion service)."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -11,7 +13,7 @@ from flask.cli import AppGroup
 from app.extensions import redis_store
 from app.queue.publish import enqueue_events
 from app.settings import current_settings
-from app.transfer import imports
+from app.transfer import demo, imports, sender
 
 # How long an import waits between two looks at a queue above its marks.
 OVERLOAD_PAUSE_SECONDS = 1.0
@@ -52,3 +54,44 @@ def import_command(file: Any, site: str | None) -> None:
     if report.refused > len(report.errors):
         click.echo(f"... and {report.refused - len(report.errors)} more lines refused", err=True)
     click.echo(f"Sent {report.sent} events to the queue; refused {report.refused} lines")
+
+
+@click.command("seed-demo")
+@click.argument("site_id")
+@click.option("--days", default=30, show_default=True, help="Days of traffic, today's included.")
+@click.option(
+    "--seed", default=1, show_default=True, help="The same seed on the same day sends the same events."
+)
+@click.option("--visits-per-day", default=150, show_default=True, help="Visits of a weekday at the start.")
+@click.option("--url", help="The ingestion service (default: http://127.0.0.1:$INGESTION_PORT).")
+@click.option("--server-key", envvar="DEMO_SERVER_KEY", help="The site's server key ($DEMO_SERVER_KEY).")
+def seed_demo_command(
+    site_id: str, days: int, seed: int, visits_per_day: int, url: str | None, server_key: str | None
+) -> None:
+    """Send DAYS days of realistic traffic to SITE_ID through the running ingestion service:
+    visits from search, social sites and newsletter links, on desktops, phones and tablets,
+    bounces, single-page-app navigations, custom events with props, and a few bots (which
+    ingestion drops).
+
+    Sent as a server sends on its visitors' behalf (each event carries the visitor's user
+    agent and address), so ingestion does for each what it does for a real visitor's.
+    """
+    settings = current_settings()
+    if not 1 <= days <= settings.event_max_age_days:
+        raise click.BadParameter(
+            f"must be 1 to EVENT_MAX_AGE_DAYS={settings.event_max_age_days}, the live events' window "
+            "(older history goes in with `flask events import`)",
+            param_hint="--days",
+        )
+    events = demo.demo_events(site_id, days, datetime.now(UTC), seed, visits_per_day)
+    target = url or f"http://127.0.0.1:{settings.ingestion_port}"
+    try:
+        sent = sender.send_events(target, events, server_key)
+    except sender.SendError as error:
+        raise click.ClickException(str(error)) from None
+    for errors in sent.errors:
+        click.echo(f"refused: {errors}", err=True)
+    click.echo(
+        f"Sent {days} days of demo traffic to {site_id}: "
+        f"{sent.accepted} events accepted, {sent.rejected} refused"
+    )
