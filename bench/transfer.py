@@ -35,6 +35,7 @@ from tools.processes import (
     stop_all,
     wait_until,
 )
+from tools.transfer import export_site, import_ndjson
 
 DAYS = ("2025-11-14", "2025-11-15", "2025-11-16")
 POST_BATCH = 500
@@ -117,26 +118,13 @@ def measure(
     wait_until(lambda: counted(reporting, source) == count, 600, "the posted events counted", interval=0.2)
 
     started = time.perf_counter()
-    params: dict[str, Any] = {"site_id": source, "start": DAYS[0], "end": DAYS[-1], "limit": page}
-    exported, pages = b"", 0
-    while True:
-        response = requests.get(f"{reporting}/events/export", params=params, timeout=60)
-        response.raise_for_status()
-        exported, pages = exported + response.content, pages + 1
-        if "X-Next-Cursor" not in response.headers:
-            break
-        params["cursor"] = response.headers["X-Next-Cursor"]
+    params = {"site_id": source, "start": DAYS[0], "end": DAYS[-1], "limit": page}
+    exported, pages = export_site(reporting, params)
     export_seconds = time.perf_counter() - started
     lines = exported.count(b"\n")
 
     started = time.perf_counter()
-    response = requests.post(
-        f"{ingestion}/events/import",
-        params={"site_id": by_http},
-        data=exported,
-        headers={"Content-Type": "application/x-ndjson"},
-        timeout=600,
-    )
+    response = import_ndjson(ingestion, exported, by_http)
     response.raise_for_status()
     http_queued = time.perf_counter() - started
     wait_until(lambda: counted(reporting, by_http) == count, 600, "the HTTP import counted", interval=0.2)

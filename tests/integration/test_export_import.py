@@ -14,6 +14,7 @@ import requests
 from tests.integration.client import TIMEOUT
 from tools.factories import make_event, new_site_id
 from tools.processes import PYTHON_BIN, wait_until
+from tools.transfer import export_site, import_ndjson
 
 DAYS = ("2025-11-14", "2025-11-15", "2025-11-16")
 EVENTS = 600
@@ -68,19 +69,6 @@ def answers(reporting: str, site_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def export(reporting: str, site_id: str) -> tuple[bytes, int]:
-    """The site's whole export, and how many pages it took."""
-    params: dict[str, Any] = {"site_id": site_id, "start": DAYS[0], "end": DAYS[-1], "limit": PAGE}
-    body, pages = b"", 0
-    while True:
-        response = requests.get(f"{reporting}/events/export", params=params, timeout=TIMEOUT)
-        response.raise_for_status()
-        body, pages = body + response.content, pages + 1
-        if "X-Next-Cursor" not in response.headers:
-            return body, pages
-        params["cursor"] = response.headers["X-Next-Cursor"]
-
-
 def test_a_site_exported_and_imported_into_a_new_one_answers_the_same(
     pipeline, service_env, tmp_path, figures
 ):
@@ -94,19 +82,14 @@ def test_a_site_exported_and_imported_into_a_new_one_answers_the_same(
     wait_until(lambda: settled(pipeline["reporting"], source), 60, f"{source} settled", interval=0.2)
 
     started = time.monotonic()
-    exported, pages = export(pipeline["reporting"], source)
+    params = {"site_id": source, "start": DAYS[0], "end": DAYS[-1], "limit": PAGE}
+    exported, pages = export_site(pipeline["reporting"], params)
     export_seconds = time.monotonic() - started
     assert exported.count(b"\n") == EVENTS
     assert pages == -(-EVENTS // PAGE)
 
     started = time.monotonic()
-    imported = requests.post(
-        f"{pipeline['ingestion']}/events/import",
-        params={"site_id": copy},
-        data=exported,
-        headers={"Content-Type": "application/x-ndjson"},
-        timeout=60,
-    )
+    imported = import_ndjson(pipeline["ingestion"], exported, copy)
     assert imported.status_code == 200, imported.text
     assert imported.json() == {"status": "accepted", "sent": EVENTS, "refused": 0, "errors": {}}
     wait_until(lambda: settled(pipeline["reporting"], copy), 60, f"{copy} settled", interval=0.2)
