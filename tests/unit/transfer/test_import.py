@@ -127,3 +127,21 @@ def test_export_then_import_into_a_new_site_answers_the_same(reporting, store, r
     assert run_import(exported.get_data(as_text=True), "--site", "copy").exit_code == 0
     assert answers(reporting, "copy", "2025-11-15") == answers(reporting, "source", "2025-11-15")
     assert answers(reporting, "copy", "2025-11-15")["/stats"]["total_views"] == 10
+
+
+def test_a_line_without_an_event_id_counts_once_however_often_imported(run_import, db):
+    lines = ndjson([make_event(site_id="no-ids", timestamp=OLD, path=f"/{n}") for n in range(2)])
+    run_import(lines)
+    run_import(lines)
+    assert len(stored(db, "no-ids")) == 2
+
+
+def test_what_the_worker_derived_travels_with_the_imported_event(ingestion_app, tmp_path, monkeypatch):
+    derived = {"source": "Google", "utm_source": "news", "device": "mobile", "browser": "Safari", "os": "iOS"}
+    queued: list[dict] = []
+    monkeypatch.setattr("app.transfer.commands.enqueue_events", queued.extend)
+    path = tmp_path / "derived.ndjson"
+    path.write_text(ndjson([make_event(site_id="derived", **derived)]))
+    ingestion_app.test_cli_runner().invoke(args=["events", "import", str(path)])
+    [message] = queued
+    assert {name: message[name] for name in derived} == derived
