@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Response, abort, request
 from flask.typing import ResponseReturnValue
-from marshmallow import Schema, ValidationError, validate
+from marshmallow import ValidationError, validate
 
 from app.errors import error_response
 from app.extensions import mongo
@@ -25,19 +25,19 @@ from app.transfer.lines import export_line
 from reporting import queries
 from reporting.periods import Period
 from reporting.schemas import breakdown_query_schema, event_export_query_schema, stats_export_query_schema
-from reporting.views import MISSING_PARAMETERS, bp, within_time_limit
+from reporting.views import bp, load_query, within_time_limit
 
 NEXT_CURSOR = "X-Next-Cursor"
 EXPORT_MISSING = "Missing required parameters: site_id, start, end (YYYY-MM-DD)"
 
 
-def load_export_query(schema: Schema, missing: str) -> dict[str, Any]:
-    """The request's parameters loaded by `schema`, or a 400 naming the fields at fault."""
+def load_export_query() -> dict[str, Any]:
+    """The export's parameters, or a 400 naming the fields at fault."""
     try:
-        query: dict[str, Any] = schema.load(request.args)
+        query: dict[str, Any] = event_export_query_schema.load(request.args)
     except ValidationError as error:
         errors = error.normalized_messages()
-        message = missing if {"site_id", "start", "end", "date"} & errors.keys() else "Invalid parameters"
+        message = EXPORT_MISSING if {"site_id", "start", "end"} & errors.keys() else "Invalid parameters"
         abort(error_response(400, f"{message}: {', '.join(sorted(errors))}", errors))
     return query
 
@@ -73,7 +73,7 @@ def utc_days(first: date, last: date) -> tuple[datetime, datetime]:
 def events_export() -> ResponseReturnValue:
     """One page of the site's events of the UTC days `start`..`end`, oldest first; the header
     `X-Next-Cursor`, present while more remain, asks for the next page (`cursor=`)."""
-    query = load_export_query(event_export_query_schema, EXPORT_MISSING)
+    query = load_export_query()
     site_id, limit = query["site_id"], query["limit"]
     start, end = utc_days(query["start"], query["end"])
     after = decode_cursor(query["cursor"], site_id) if "cursor" in query else None
@@ -112,7 +112,7 @@ def stats_export() -> ResponseReturnValue:
     """The period's statistics as a zip of CSV files: views and users per day
     (`visitors.csv`), and one file per breakdown dimension, every row, most viewed first. The
     same queries as the JSON endpoints."""
-    period: Period = load_export_query(stats_export_query_schema, MISSING_PARAMETERS)["period"]
+    period: Period = load_query(stats_export_query_schema)["period"]
     files = within_time_limit(lambda: stats_files(period))
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
