@@ -97,4 +97,5 @@ def test_the_last_day_of_the_calendar_is_a_period_like_any_other(reporting):
 def test_missing_days_are_a_400_naming_the_parameters(reporting):
     response = reporting.get(f"/events/export?site_id={SITE}&start=2025-11-14")
     assert response.status_code == 400
-    assert response.get_json()["message"] == "Missing required parameters: site_id, start, end (YYYY-MM-DD): end"
+    message = response.get_json()["message"]
+    assert message == "Missing required parameters: site_id, start, end (YYYY-MM-DD): end"
