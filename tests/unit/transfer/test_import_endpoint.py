@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 from app.store import events as event_store
@@ -42,3 +43,11 @@ def test_the_body_is_bounded(ingestion):
 
 def test_another_media_type_is_a_415(ingestion):
     assert ingestion.post("/events/import", data="x", content_type="text/csv").status_code == 415
+
+
+def test_a_gzip_body_is_imported(ingestion, db):
+    body = gzip.compress((json.dumps(make_event(site_id="gzip-import", timestamp=OLD)) + "\n").encode())
+    headers = {"Content-Encoding": "gzip"}
+    response = ingestion.post("/events/import", data=body, content_type="application/x-ndjson", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert db[event_store.EVENTS].count_documents({"site_id": "gzip-import"}) == 1
