@@ -47,7 +47,7 @@ def test_another_media_type_is_a_415(ingestion):
 
 def test_a_gzip_body_is_imported(ingestion, db):
     body = gzip.compress((json.dumps(make_event(site_id="gzip-import", timestamp=OLD)) + "\n").encode())
-    headers = {"Content-Encoding": "gzip"}
-    response = ingestion.post("/events/import", data=body, content_type="application/x-ndjson", headers=headers)
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"}
+    response = ingestion.post("/events/import", data=body, headers=headers)
     assert response.status_code == 200, response.get_json()
     assert db[event_store.EVENTS].count_documents({"site_id": "gzip-import"}) == 1
