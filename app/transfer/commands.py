@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import redis_store
 from app.queue.publish import enqueue_events
@@ -57,6 +57,7 @@ def import_command(file: Any, site: str | None) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext  # for the app's settings when called outside the `flask` command
 @click.argument("site_id")
 @click.option("--days", default=30, show_default=True, help="Days of traffic, today's included.")
 @click.option(

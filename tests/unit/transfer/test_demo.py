@@ -92,3 +92,48 @@ def test_a_rate_limited_batch_is_sent_again_as_it_was(flaky_ingestion):
     sent = sender.send_events(flaky_ingestion, events, batch_size=3, sleep=lambda seconds: None)
     assert (sent.accepted, sent.rejected) == (5, 0)
     assert FlakyIngestion.bodies == [events[:3], events[:3], events[3:]]
+
+
+class RecordingIngestion(BaseHTTPRequestHandler):
+    """Accepts every batch; remembers each request's headers and events."""
+
+    requests: ClassVar[list[tuple[dict[str, str], list[dict]]]] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append((dict(self.headers), body))
+        data = json.dumps({"status": "accepted", "accepted": len(body), "rejected": 0, "errors": {}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_seed_demo_posts_as_a_server_with_the_server_key(ingestion_app):
+    RecordingIngestion.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingIngestion)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        args = ["seed-demo", "demo", "--days", "2", "--visits-per-day", "5", "--url", url]
+        args += ["--server-key", "sk_1"]
+        result = ingestion_app.test_cli_runner().invoke(args=args)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    sent = sum(len(events) for _, events in RecordingIngestion.requests)
+    assert f"{sent} events accepted, 0 refused" in result.output
+    for headers, _ in RecordingIngestion.requests:
+        assert headers["Authorization"] == "Bearer sk_1"
+        assert "Origin" not in headers
+
+
+def test_seed_demo_keeps_within_the_window_of_live_events(ingestion_app):
+    days = ingestion_app.extensions["settings"].event_max_age_days + 1
+    result = ingestion_app.test_cli_runner().invoke(args=["seed-demo", "demo", "--days", str(days)])
+    assert result.exit_code == 2
+    assert "EVENT_MAX_AGE_DAYS" in result.output
