@@ -7,7 +7,14 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
+from app.openapi import (
+    AnswerSchema,
+    build_document,
+    error_responses,
+    health_operation,
+    json_response,
+    metrics_operation,
+)
 from reporting.schemas import (
     BreakdownQuerySchema,
     PeriodQuerySchema,
@@ -161,6 +168,7 @@ PATHS: dict[str, dict[str, Any]] = {
         PeriodQuerySchema(only=("site_id", "date"), partial=True),
         PipelineSchema,
     ),
+    "/metrics": metrics_operation("requests, and the pipeline's gauges"),
     "/health": health_operation("reporting", "MongoDB"),
 }
 

@@ -5,7 +5,8 @@ is closed until someone decides otherwise.
 A site's key reads that site only (the `site_id` parameter); an operator key
 (`flask key create --operator`) reads every site, and alone reads views marked
 `@operators_only` (`/health/pipeline`, whose queue, backlog and lag are every site's).
-A missing or unknown key is a 401, a key of another site a 403.
+A missing or unknown key is a 401, a key of another site a 403. `require_operator_key` is
+the same check for a view of another service (ingestion's `/metrics`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from app.access.keys import bearer_token, key_cache
 from app.errors import error_response
 from app.extensions import mongo
 from app.settings import current_settings
+from app.store.sites import StoredKey
 
 View = TypeVar("View", bound=Callable[..., object])
 PUBLIC_ATTRIBUTE = "access_public"
@@ -43,12 +45,9 @@ def require_read_key() -> Response | None:
     view = current_app.view_functions.get(request.endpoint or "")
     if settings.auth_mode == "open" or view is None or getattr(view, PUBLIC_ATTRIBUTE, False):
         return None
-    secret = bearer_token(request.headers.get("Authorization"))
-    if secret is None:
-        return unauthorized("Missing read key: send Authorization: Bearer <key>", "")
-    key = key_cache.verify(mongo.db, secret, settings.key_cache_seconds)
-    if key is None:
-        return unauthorized("Invalid read key", ', error="invalid_token"')
+    key = presented_key()
+    if not isinstance(key, StoredKey):
+        return key
     if key.site_id is None:  # an operator key
         return None
     site_id = request.args.get("site_id")
@@ -59,6 +58,28 @@ def require_read_key() -> Response | None:
     if site_id != key.site_id:
         return error_response(403, f"This key does not give access to site {site_id}")
     return None
+
+
+def require_operator_key() -> Response | None:
+    """For a view outside reporting's blueprint (ingestion's `/metrics`): None lets an
+    operator key through (or anyone, `AUTH_MODE=open`), a response refuses the request."""
+    if current_settings().auth_mode == "open":
+        return None
+    key = presented_key()
+    if not isinstance(key, StoredKey):
+        return key
+    return None if key.site_id is None else error_response(403, "Only an operator key reads this")
+
+
+def presented_key() -> StoredKey | Response:
+    """The request's read key, or the 401 that refuses a missing or unknown one."""
+    secret = bearer_token(request.headers.get("Authorization"))
+    if secret is None:
+        return unauthorized("Missing read key: send Authorization: Bearer <key>", "")
+    key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds)
+    if key is None:
+        return unauthorized("Invalid read key", ', error="invalid_token"')
+    return key
 
 
 def unauthorized(message: str, challenge_detail: str) -> Response:

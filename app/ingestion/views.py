@@ -12,6 +12,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
+from app.access.guard import require_operator_key
 from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
 from app.errors import (
@@ -22,7 +23,7 @@ from app.errors import (
     outcome_unknown,
 )
 from app.extensions import probe_redis
-from app.ingestion import backpressure, openapi
+from app.ingestion import backpressure, openapi, outcomes
 from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
@@ -30,6 +31,7 @@ from app.ingestion.cors import init_cors
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 from app.ingestion.rate_limits import hit_limits, limit_rates
 from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
+from app.monitoring.exposition import metrics_response
 from app.openapi import serve_document
 from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
@@ -80,6 +82,7 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     committer.submit(
         messages, timeout=timeout, linger=settings.group_commit_linger_ms / 1000, outcome_timeout=timeout
     )
+    outcomes.accepted(len(messages))
 
 
 def site_label(sites: list[str]) -> str:
@@ -96,18 +99,20 @@ def accepted_window() -> TimeWindow:
 
 @bp.post("/event")
 def post_event() -> ResponseReturnValue:
-    body = json_body()
-    if not isinstance(body, dict):
-        raise BadRequest("Request body must be a JSON object")
-    message = to_message(body, accepted_window())
-    gate = request_gate()
-    refusal = gate(message["site_id"]) if gate else None
-    if refusal:
-        return error_response(403, refusal, {"site_id": [refusal]})
-    try:
-        queue_events([message])
-    except OutcomeUnknownError:
-        return outcome_unknown({"event_id": message["event_id"]})
+    with outcomes.counted(1):
+        body = json_body()
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        message = to_message(body, accepted_window())
+        gate = request_gate()
+        refusal = gate(message["site_id"]) if gate else None
+        if refusal:
+            outcomes.refused(1, outcomes.SITE)
+            return error_response(403, refusal, {"site_id": [refusal]})
+        try:
+            queue_events([message])
+        except OutcomeUnknownError:
+            return outcome_unknown({"event_id": message["event_id"]})
     return jsonify(status="accepted")
 
 
@@ -117,12 +122,15 @@ def post_events() -> ResponseReturnValue:
     so are events refused for their site (unknown, or not sent from one of its domains)."""
     request.max_content_length = current_settings().max_batch_bytes
     batch = load_batch(batch_envelope(json_body()), accepted_window(), request_gate())
+    outcomes.refused(batch.refused, outcomes.SITE)
+    outcomes.refused(len(batch.errors) - batch.refused, outcomes.INVALID)
     if not batch.messages and batch.refused:
         return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not batch.messages:
         return error_response(400, "No valid event in the batch", batch.errors)
     try:
-        queue_events(batch.messages)
+        with outcomes.counted(len(batch.messages)):
+            queue_events(batch.messages)
     except OutcomeUnknownError:
         return outcome_unknown({"event_ids": batch.event_ids()})
     return jsonify(
@@ -137,6 +145,12 @@ def batch_envelope(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest('Request body must be a JSON array of events or {"events": [...]}')
     return body
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """Prometheus text of every process of this service; an operator's key (AUTH_MODE=keys)."""
+    return require_operator_key() or metrics_response()
 
 
 @bp.get("/health")
