@@ -9,7 +9,9 @@ variable, so that each gevent greenlet (a request) and each task sees its own.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import uuid
 from collections.abc import Iterable
@@ -29,7 +31,29 @@ def from_header(value: str | None) -> str:
     """The client's id if it is sane, else a new one."""
     if value is not None and SANE.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return new_id()
+
+
+class _Ids:
+    """Unique ids, cheap to make: a random prefix for each process and a count. (A uuid4 for
+    each request reads the system's randomness every time.)"""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.prefix = ""
+        self.count = itertools.count()
+
+    def next(self) -> str:
+        if self.pid != os.getpid():  # a forked worker draws its own prefix
+            self.pid, self.prefix, self.count = os.getpid(), uuid.uuid4().hex[:16], itertools.count()
+        return f"{self.prefix}{next(self.count):x}"
+
+
+_ids = _Ids()
+
+
+def new_id() -> str:
+    return _ids.next()
 
 
 def current() -> tuple[str, ...]:
