@@ -8,7 +8,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import gc  # noqa: E402
-import glob  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
@@ -18,17 +17,15 @@ from typing import Any  # noqa: E402
 
 # prometheus_client picks its multiprocess mode from this variable when the application first
 # imports it, just below, so it is set here, before any import of the application. Each
-# worker writes its metrics' values to files there, which `/metrics` adds up: a directory
-# given is emptied, as values left by an earlier master would count again; without one,
-# each master makes its own and removes it when it exits.
+# worker writes its metrics' values to files there, which `/metrics` adds up. Every master
+# makes a new, empty directory of its own (inside the one PROMETHEUS_MULTIPROC_DIR names, if
+# any, else in the system's temporary directory) and removes it when it exits: values an
+# earlier master left, or another service sharing the setting, never count.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-metrics_dir_made = not os.environ.get(MULTIPROC_DIR)
-if metrics_dir_made:
-    os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="analytics-metrics-")
-else:
-    os.makedirs(os.environ[MULTIPROC_DIR], exist_ok=True)
-    for stale in glob.glob(os.path.join(os.environ[MULTIPROC_DIR], "*.db")):
-        os.remove(stale)
+metrics_parent = os.environ.get(MULTIPROC_DIR) or None
+if metrics_parent:
+    os.makedirs(metrics_parent, exist_ok=True)
+os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="analytics-metrics-", dir=metrics_parent)
 
 from prometheus_client import multiprocess  # noqa: E402
 
@@ -70,8 +67,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if metrics_dir_made:
-        shutil.rmtree(os.environ[MULTIPROC_DIR], ignore_errors=True)
+    """Remove this master's metrics directory."""
+    shutil.rmtree(os.environ[MULTIPROC_DIR], ignore_errors=True)
 
 
 def pre_request(worker: Any, req: Any) -> None:

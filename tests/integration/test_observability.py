@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.services import start_healthy_services
+from tests.metrics import Samples, parse, value
 from tools.factories import make_event, new_site_id
 from tools.processes import ManagedProcess, start_worker, wait_until
 
@@ -30,8 +30,6 @@ BATCH_VALID = 8
 BATCH_INVALID = 2
 INVALID_SINGLES = 5
 INVALID_EVENT = {"site_id": "x", "event_type": "page_view"}
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +49,7 @@ def stack(service_env: dict[str, str], run_dir: Path) -> Iterator[dict[str, str]
 def scrape(url: str) -> Samples:
     response = requests.get(f"{url}/metrics", timeout=10)
     assert response.status_code == 200, response.text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse(response.text)
 
 
 def requests_of(samples: Samples, endpoint: str, status: str) -> float:

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.unit.access.test_reporting_access import bearer
-from tests.unit.monitoring.conftest import scrape
+from tests.unit.monitoring.scrape import scrape
 
 
 @pytest.mark.parametrize("service", ["keyed_ingestion", "keyed_reporting"])

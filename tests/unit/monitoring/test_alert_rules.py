@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.monitoring.conftest import scrape
+from tests.unit.monitoring.scrape import scrape
 from tools.processes import ROOT
 
 MONITORING = ROOT / "docs" / "monitoring"

@@ -7,7 +7,8 @@ from unittest import mock
 
 from kombu.exceptions import OperationalError
 
-from tests.unit.monitoring.conftest import scrape, value
+from tests.metrics import value
+from tests.unit.monitoring.scrape import scrape
 from tools.factories import make_event
 
 ACCEPTED = "analytics_events_accepted_total"
