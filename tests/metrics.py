@@ -16,6 +16,11 @@ def parse(text: str) -> Samples:
     }
 
 
+def total(samples: Samples, name: str) -> float:
+    """The sum of a metric's samples over all their labels."""
+    return sum(found for (sample, _), found in samples.items() if sample == name)
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     """A sample's value; 0 for one not exposed yet (a counter no request has touched)."""
     return samples.get((name, frozenset(labels.items())), 0.0)

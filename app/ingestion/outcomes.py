@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from flask import request
 from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
@@ -45,7 +46,8 @@ def reason_of(error: BaseException) -> str:
 
 
 def accepted(events: int) -> None:
-    EVENTS_ACCEPTED.inc(events)
+    """Count `events` as accepted by this request's endpoint."""
+    EVENTS_ACCEPTED.labels(request.url_rule.rule if request.url_rule else OTHER).inc(events)
 
 
 def refused(events: int, reason: str) -> None:

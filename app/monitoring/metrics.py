@@ -21,7 +21,11 @@ LATENCY = Histogram(
     ["service", "endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-EVENTS_ACCEPTED = Counter("analytics_events_accepted_total", "Events ingestion put on the queue.")
+# By endpoint (`/event`, `/events`): a labelled series shows only once used, so reporting,
+# which imports this module too, exposes no ingestion counter stuck at 0.
+EVENTS_ACCEPTED = Counter(
+    "analytics_events_accepted_total", "Events ingestion put on the queue, by endpoint.", ["endpoint"]
+)
 EVENTS_REFUSED = Counter(
     "analytics_events_refused_total",
     "Events ingestion did not accept, by reason (docs/operations.md lists them).",

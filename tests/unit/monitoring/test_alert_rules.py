@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.unit.monitoring.scrape import scrape
+from tools.factories import make_event
 from tools.processes import ROOT
 
 MONITORING = ROOT / "docs" / "monitoring"
@@ -42,6 +43,7 @@ def expressions() -> list[str]:
 def exposed(ingestion, reporting) -> set[str]:
     """Every metric name the two services expose (a request first, so labelled ones show)."""
     ingestion.post("/event", json={"site_id": "x"})
+    ingestion.post("/event", json=make_event())
     names = {name for name, _ in scrape(ingestion)} | {name for name, _ in scrape(reporting)}
     return names | {name.removesuffix(suffix) for name in names for suffix in HISTOGRAM_SUFFIXES}
 
