@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,10 +67,12 @@ committer = GroupCommitter(
 watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
 
 
-def queue_events(messages: list[dict[str, Any]]) -> None:
-    """Return once the events are in the broker; raise if they could not be queued, or if
-    the client's address or one of their sites is over its rate limit."""
-    site_events = Counter(message["site_id"] for message in messages)
+def queue_events(messages: list[dict[str, Any]], dropped: Collection[BotEventError] = ()) -> None:
+    """Return once the events are in the broker and the bots' events `dropped` are counted;
+    raise if they could not be queued, or if the client's address or one of their sites is
+    over its rate limit. Bots' events meet the same checks as the others: their answers
+    tell nothing apart, and they cannot flood the counts for free."""
+    site_events = Counter(message["site_id"] for message in [*messages, *(bot.message for bot in dropped)])
     sites = sorted(site_events)
     request.environ[SITE_ENVIRON_KEY] = site_label(sites)
     settings = current_settings()
@@ -86,10 +88,12 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     # once sent, Redis's reply within one more timeout (the publish reads it within half of
     # one: celeryconfig.py), or an answer that says the outcome is unknown.
     timeout = settings.broker_timeout_seconds
-    committer.submit(
-        messages, timeout=timeout, linger=settings.group_commit_linger_ms / 1000, outcome_timeout=timeout
-    )
-    outcomes.accepted(len(messages))
+    if messages:
+        committer.submit(
+            messages, timeout=timeout, linger=settings.group_commit_linger_ms / 1000, outcome_timeout=timeout
+        )
+        outcomes.accepted(len(messages))
+    count_bots(dropped)
 
 
 def site_label(sites: list[str]) -> str:
@@ -119,11 +123,8 @@ def post_event() -> ResponseReturnValue:
         if refusal:
             outcomes.refused(1, outcomes.SITE)
             return error_response(403, refusal, {"site_id": [refusal]})
-        if dropped:
-            count_bots([dropped])
-            return jsonify(status="accepted")
         try:
-            queue_events([message])
+            queue_events([] if dropped else [message], [dropped] if dropped else [])
         except OutcomeUnknownError:
             return outcome_unknown({"event_id": message["event_id"]})
     return jsonify(status="accepted")
@@ -144,13 +145,11 @@ def post_events() -> ResponseReturnValue:
         return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not accepted:
         return error_response(400, "No valid event in the batch", batch.errors)
-    if batch.messages:
-        try:
-            with outcomes.counted(len(batch.messages)):
-                queue_events(batch.messages)
-        except OutcomeUnknownError:
-            return outcome_unknown({"event_ids": batch.event_ids()})
-    count_bots(batch.dropped.values())
+    try:
+        with outcomes.counted(len(batch.messages) + len(batch.dropped)):
+            queue_events(batch.messages, list(batch.dropped.values()))
+    except OutcomeUnknownError:
+        return outcome_unknown({"event_ids": batch.event_ids()})
     return jsonify(status="accepted", accepted=accepted, rejected=len(batch.errors), errors=batch.errors)
 
 
