@@ -14,6 +14,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from app.enrichment import DERIVED_FIELDS
 from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
 from app.store import migrations as migration_store
 from app.store.errors import is_transient
@@ -71,12 +72,29 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
     return {"$gte": lower, "$lt": upper}
 
 
+# Fields an event stores only when its message has them: as the page or ingestion sent
+# them, and as the worker derived them (`app.enrichment`); never the user agent.
+OPTIONAL_FIELDS = (
+    "url",
+    "referrer",
+    "title",
+    "screen",
+    "language",
+    "props",
+    "visitor_id",
+    "country",
+    *DERIVED_FIELDS,
+)
+
+
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
-    """The stored form of one queued event message (see `app.schemas.EventSchema`).
+    """The stored form of one queued event message (see `app.schemas.EventSchema`), once
+    enriched (`app.enrichment.enrich`).
 
     `batch_id` records which queued batch stored the event (see `owned_events`).
     """
-    return {
+    optional = {name: message[name] for name in OPTIONAL_FIELDS if message.get(name) is not None}
+    return optional | {
         "_id": event_key(message),
         "event_id": message["event_id"],
         "batch_id": batch_id,
