@@ -72,19 +72,12 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
     return {"$gte": lower, "$lt": upper}
 
 
-# Fields an event stores only when its message has them: as the page or ingestion sent
-# them, and as the worker derived them (`app.enrichment`); never the user agent.
-OPTIONAL_FIELDS = (
-    "url",
-    "referrer",
-    "title",
-    "screen",
-    "language",
-    "props",
-    "visitor_id",
-    "country",
-    *DERIVED_FIELDS,
-)
+# What a page knows, and what ingestion derived, stored as received when present (absent
+# values are left out, not stored as null), and what the worker derived from them
+# (`app.enrichment`). The visitor's user agent is not among them: the worker reads it, and
+# it is not kept.
+PAGE_FIELDS = ("url", "referrer", "title", "screen", "language", "props", "visitor_id", "country")
+STORED_FIELDS = (*PAGE_FIELDS, *DERIVED_FIELDS)
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
@@ -93,8 +86,7 @@ def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | No
 
     `batch_id` records which queued batch stored the event (see `owned_events`).
     """
-    optional = {name: message[name] for name in OPTIONAL_FIELDS if message.get(name) is not None}
-    return optional | {
+    document = {
         "_id": event_key(message),
         "event_id": message["event_id"],
         "batch_id": batch_id,
@@ -106,6 +98,8 @@ def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | No
         "created_at": now,
         "updated_at": now,
     }
+    document.update((name, message[name]) for name in STORED_FIELDS if message.get(name) is not None)
+    return document
 
 
 @dataclass
