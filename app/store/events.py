@@ -15,6 +15,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from app.enrichment import DERIVED_FIELDS
+from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX
 from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
 from app.store import migrations as migration_store
 from app.store.errors import is_transient
@@ -247,7 +248,17 @@ def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[st
 
 # Events a raw read fetches per round trip.
 STREAM_BATCH = 1000
-RAW_FIELDS = ("site_id", "event_type", "path", "user_id", "timestamp", "batch_id", "created_at")
+RAW_FIELDS = (
+    "site_id",
+    "event_type",
+    "path",
+    "user_id",
+    "timestamp",
+    "batch_id",
+    "created_at",
+    "props",
+    *DIMENSIONS,
+)
 
 
 def events_between(db: Database[Any], site_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -284,6 +295,19 @@ def count_by_user_and_path(
     found = db[EVENTS].find(events_filter, {"_id": 0, "user_id": 1, "path": 1}).batch_size(STREAM_BATCH)
     counts = Counter((event.get("user_id"), event.get("path")) for event in found)
     return [{"_id": {"user_id": user, "path": path}, "events": n} for (user, path), n in counts.items()]
+
+
+def field_values(
+    db: Database[Any], site_id: str, start: datetime, end: datetime, event_type: str | None, name: str
+) -> Iterator[dict[str, Any]]:
+    """One field of a site's events with `start <= timestamp < end` (of one type, if given),
+    streamed (`props` for a `prop:<key>`): `/stats/aggregated?by=`'s cross-check of a
+    breakdown, read by `_id` range as `count_by_user_and_path` reads."""
+    events_filter = _site_events_filter(site_id, start, end)
+    if event_type is not None:
+        events_filter["event_type"] = event_type
+    read = "props" if name.startswith(PROP_PREFIX) else name
+    return iter(db[EVENTS].find(events_filter, {"_id": 0, read: 1}).batch_size(STREAM_BATCH))
 
 
 def expired_keys(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:
