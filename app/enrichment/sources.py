@@ -5,7 +5,7 @@ for a referral from the site itself), well-known hosts named by sources.json."""
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,12 +17,14 @@ SOURCES_FILE = Path(__file__).with_name("sources.json")
 # a country code or generic ending (de, com, co.uk, com.br), never another site's domain.
 MAX_ENDING_LABELS = 2
 MAX_ENDING_LABEL = 3
+# Referrer hosts whose names are remembered per worker process.
+HOSTS_CACHE_SIZE = 4096
 
 
 def campaign(url: str | None) -> dict[str, str]:
     """The URL's non-empty `utm_*` parameters (the first of each), and `source`: from them,
     or from `ref` or `source`."""
-    if not url:
+    if not url or "?" not in url:  # most page views: spares the URL's parsing
         return {}
     query = parse_qs(urlsplit(url).query)
     fields = {name: query[name][0].strip() for name in CAMPAIGN_FIELDS if name in query}
@@ -43,8 +45,10 @@ def referral_source(url: str | None, referrer: str | None) -> str | None:
     return known_name(host) or host
 
 
+@lru_cache(maxsize=HOSTS_CACHE_SIZE)
 def known_name(host: str) -> str | None:
-    """The one name sources.json gives a host (lower case, no leading `www.`), if any."""
+    """The one name sources.json gives a host (lower case, no leading `www.`), if any;
+    cached, since a site's referrers come from few hosts."""
     hosts, brands = _known()
     labels = host.split(".")
     for start in range(len(labels) - 1):
