@@ -104,13 +104,17 @@ class CappedTally:
                 into.paths[path] += views
             else:
                 into.other_paths += views
-        into.other_dims.update(other.other_dims)
+        if other.other_dims:
+            into.other_dims.update(other.other_dims)
         for dimension, values in sorted(other.dims.items()):
+            counts = into.dims.get(dimension)
             for value, views in sorted(values.items()):
-                if self._keeps_value(dimension, value):
-                    into.dims.setdefault(dimension, Counter())[value] += views
-                else:
+                if not self._keeps_value(dimension, value):
                     into.other_dims[dimension if dimension in self.kept_values else OTHER_PROPS] += views
+                    continue
+                if counts is None:
+                    counts = into.dims[dimension] = Counter()
+                counts[value] += views
 
     def _keeps(self, path: str) -> bool:
         """Whether the path is kept, keeping it if there is room."""
