@@ -42,6 +42,7 @@ from pyroaring import BitMap
 
 from app.rollups.buckets import floor_to
 from app.rollups.dimensions import OTHER_PROPS, PROP_PREFIX, event_values
+from app.visitors import identity
 
 # zlib's fastest level: the higher ones take several times as long and save little on bitmaps.
 COMPRESSION_LEVEL = 1
@@ -316,8 +317,9 @@ def quarter_documents(
         types = groups.setdefault((event["site_id"], floor_to(event["timestamp"], "quarter")), {})
         number, users, paths, dims = types.setdefault(event["event_type"], ([0], set(), Counter(), {}))
         number[0] += 1
-        if event.get("user_id"):
-            users.add(event["user_id"])
+        user = identity(event)
+        if user:
+            users.add(user)
         if event.get("path"):
             paths[event["path"]] += 1
         _count_values(dims, event)
