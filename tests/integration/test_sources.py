@@ -1,6 +1,7 @@
 """Where visitors came from and what they used, through the real pipeline: events sent with
-a URL, a referrer and a browser's user agent are stored with their source and device, without
-the user agent, and `/stats/breakdown` counts them as sent, as the raw events do."""
+a URL, a referrer, a browser's user agent and an address are stored with their source,
+device and country, without the user agent or the address, and `/stats/breakdown` counts
+them as sent, as the raw events do."""
 
 from collections import Counter
 
@@ -39,6 +40,10 @@ SENT = [
 ]
 
 
+# A server in AUTH_MODE=open names each visitor's address: German, Japanese, private.
+ADDRESSES = ["81.169.145.0", "1.0.16.1", "10.0.0.7"]
+
+
 def breakdown(reporting_url, site_id, by, endpoint="/stats/breakdown"):
     params = {"site_id": site_id, "date": "2025-11-15", "by": by}
     response = requests.get(f"{reporting_url}{endpoint}", params=params, timeout=TIMEOUT)
@@ -50,9 +55,13 @@ def test_breakdowns_by_source_browser_and_device_count_what_was_sent(pipeline, d
     site_id = new_site_id()
     events = [
         make_event(
-            site_id=site_id, url=f"https://example.com/pricing{query}", referrer=referrer, user_agent=agent
+            site_id=site_id,
+            url=f"https://example.com/pricing{query}",
+            referrer=referrer,
+            user_agent=agent,
+            ip=ADDRESSES[n % len(ADDRESSES)],
         )
-        for referrer, query, agent, *_ in SENT
+        for n, (referrer, query, agent, *_) in enumerate(SENT)
     ]
     response = requests.post(f"{pipeline['ingestion']}/events", json={"events": events}, timeout=TIMEOUT)
     assert response.json()["accepted"] == len(SENT)
@@ -61,6 +70,8 @@ def test_breakdowns_by_source_browser_and_device_count_what_was_sent(pipeline, d
         expected = Counter(row[column] for row in SENT if row[column])
         assert breakdown(pipeline["reporting"], site_id, by) == expected, by
         assert breakdown(pipeline["reporting"], site_id, by, "/stats/aggregated") == expected, by
+    expected_countries = Counter(["DE", "JP"] * (len(SENT) // 3))
+    assert breakdown(pipeline["reporting"], site_id, "country") == expected_countries
     stored = list(db.events.find({"site_id": site_id}))
-    assert all("user_agent" not in event for event in stored)
+    assert all("user_agent" not in event and "ip" not in event for event in stored)
     assert {event.get("utm_medium") for event in stored} == {None, "email"}
