@@ -159,6 +159,21 @@ class Settings:
         "Event types one rollup keeps, counted exactly; later types are counted together, apart. "
         "Each type kept holds its own users' bitmap, which grows with the site's users.",
     )
+    rollup_max_dimension_values: int = setting(
+        200,
+        WORKER,
+        "Values of each dimension (source, referrer, a utm field, device, browser, OS, country, each "
+        "prop key) one rollup keeps, counted exactly; the views of later values are counted apart. "
+        "Values kept take at most 256 bytes each on average, so the default keeps a dimension within "
+        "50 KiB.",
+    )
+    rollup_max_prop_keys: int = setting(
+        20,
+        WORKER,
+        "Prop keys one rollup breaks its events down by (each kept to ROLLUP_MAX_DIMENSION_VALUES "
+        "values); the views of later keys are counted together, apart. With the nine other "
+        "dimensions, the default keeps a rollup's values within 1.5 MiB.",
+    )
     rate_limit_storage_url: str = setting(
         "",
         LIMITS,

@@ -36,6 +36,7 @@ from app import create_app
 from app.queue import QUEUE, UNACKED_KEY, ledger
 from app.queue.publish import enqueue_events
 from app.settings import Settings
+from tools.browsing import visitor_fields
 from tools.factories import FIXED_DATES_ENV, make_message
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
@@ -89,7 +90,11 @@ class Run:
 
 
 def event_messages(count: int) -> list[dict[str, Any]]:
-    return [make_message(site_id=f"site-{n % 50}", path=f"/p{n % 200}") for n in range(count)]
+    """Page views as a tracker sends them: with the URL, the referrer and the visitor's user
+    agent, for the worker to derive the source and device from."""
+    return [
+        make_message(site_id=f"site-{n % 50}", path=f"/p{n % 200}") | visitor_fields(n) for n in range(count)
+    ]
 
 
 def process_tree_cpu(pid: int) -> float:

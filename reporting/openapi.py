@@ -17,6 +17,8 @@ from app.openapi import (
     metrics_operation,
 )
 from reporting.schemas import (
+    BREAKDOWNS,
+    AggregatedQuerySchema,
     BreakdownQuerySchema,
     EventExportQuerySchema,
     PeriodQuerySchema,
@@ -84,14 +86,24 @@ class RowSchema(AnswerSchema):
     views = fields.Integer(required=True)
 
 
+BY_DESCRIPTION = f"One of {', '.join(BREAKDOWNS)}, or prop:<key>."
+
+
 class BreakdownSchema(PeriodAnswerSchema):
-    by = fields.String(required=True, validate=validate.OneOf(["path", "event_type"]))
+    by = fields.String(required=True, metadata={"description": BY_DESCRIPTION})
     total = fields.Integer(required=True)
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     results = fields.List(fields.Nested(RowSchema), required=True)
-    other = beyond_caps("views of the paths (by=path) or event types (by=event_type) not kept")
+    other = beyond_caps("views of the paths, event types or values of `by` the rollups did not keep")
     other_event_types = beyond_caps(OTHER_EVENT_TYPES)
+
+
+class AggregatedSchema(StatsSchema):
+    by = fields.String(metadata={"description": "Only when asked: " + BY_DESCRIPTION})
+    results = fields.List(
+        fields.Nested(RowSchema), metadata={"description": "With `by`: the breakdown's first `limit` rows."}
+    )
 
 
 class RealtimeSchema(AnswerSchema):
@@ -164,13 +176,18 @@ PATHS: dict[str, dict[str, Any]] = {
         "Views, users and top paths of a period, from the rollups", StatsQuerySchema, StatsSchema
     ),
     "/stats/aggregated": question(
-        "The same as /stats, computed from the raw events (never cached)", StatsQuerySchema, StatsSchema
+        "The same as /stats (and with `by`, /stats/breakdown's first rows), computed from the raw events "
+        "(never cached)",
+        AggregatedQuerySchema,
+        AggregatedSchema,
     ),
     "/stats/timeseries": question(
         "Views and users per hour or day of a period", TimeseriesQuerySchema, TimeseriesSchema
     ),
     "/stats/breakdown": question(
-        "Views per path or event type, most viewed first, one page", BreakdownQuerySchema, BreakdownSchema
+        "Views per path, event type, source, device, country, prop... most viewed first, one page",
+        BreakdownQuerySchema,
+        BreakdownSchema,
     ),
     "/events/export": {
         "get": {

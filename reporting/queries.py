@@ -19,6 +19,7 @@ from pymongo.database import Database
 from app.rollups import migrations as rollup_migrations
 from app.rollups import user_ids
 from app.rollups.buckets import Bucket, cover
+from app.rollups.dimensions import event_value
 from app.rollups.tally import Tally
 from app.store import events as event_store
 from app.store import rollups as rollup_store
@@ -179,15 +180,18 @@ class Breakdown:
 
 
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
-    """Views per path or per event type, most viewed first, one page of them."""
+    """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
+    most viewed first, one page of them."""
     whole = Interval("", period.start, period.end)
     tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
     chosen = tally.selected(period.event_type)
     if by == "path":
         counts, other = chosen.paths, chosen.other_paths
-    else:
+    elif by == "event_type":
         counts = Counter({name: t.events for name, t in chosen.types.items()})
         other = tally.other_types.events
+    else:
+        counts, other = chosen.dimension(by), chosen.other_of(by)
     rows = ranked(counts)
     page = [Row(value, views) for value, views in rows[offset : offset + limit]]
     return Breakdown(len(rows), page, other, other_event_types(tally, period.event_type))
@@ -206,3 +210,10 @@ def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summ
         if row["_id"].get("path"):
             paths[row["_id"]["path"]] += row["events"]
     return Summary(total, len(users), [PathViews(path, views) for path, views in ranked(paths)[:limit]])
+
+
+def breakdown_from_events(db: Database[Any], period: Period, by: str, limit: int) -> list[Row]:
+    """The first `limit` rows of a breakdown, as the raw events count them."""
+    found = event_store.field_values(db, period.site_id, period.start, period.end, period.event_type, by)
+    counts = Counter(value for event in found if (value := event_value(event, by)) is not None)
+    return [Row(value, views) for value, views in ranked(counts)[:limit]]

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from app.errors import MISSING_MESSAGE
+from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX, is_dimension
 from reporting.periods import Period
 
 MAX_DAYS = 366
@@ -82,8 +83,26 @@ class PeriodQuerySchema(SiteQuerySchema):
         return data
 
 
+BREAKDOWNS = ("path", "event_type", *DIMENSIONS)
+
+
+def breakdown_by(**options: Any) -> fields.String:
+    """What a breakdown counts views by: a path, an event type, a dimension, or a prop's key."""
+
+    def valid(value: str) -> bool:
+        if value in BREAKDOWNS or is_dimension(value):
+            return True
+        raise ValidationError(f"Must be one of {', '.join(BREAKDOWNS)} or {PROP_PREFIX}<key>.")
+
+    return fields.String(validate=valid, **options)
+
+
 class StatsQuerySchema(PeriodQuerySchema):
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
+
+
+class AggregatedQuerySchema(StatsQuerySchema):
+    by = breakdown_by()
 
 
 class TimeseriesQuerySchema(PeriodQuerySchema):
@@ -98,12 +117,13 @@ class TimeseriesQuerySchema(PeriodQuerySchema):
 
 
 class BreakdownQuerySchema(PeriodQuerySchema):
-    by = fields.String(required=True, validate=validate.OneOf(["path", "event_type"]))
+    by = breakdown_by(required=True)
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 stats_query_schema = StatsQuerySchema()
+aggregated_query_schema = AggregatedQuerySchema()
 site_day_schema = PeriodQuerySchema(only=("site_id", "date"))
 timeseries_query_schema = TimeseriesQuerySchema()
 breakdown_query_schema = BreakdownQuerySchema()

@@ -31,6 +31,7 @@ from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period
 from reporting.pipeline import PipelineCollector, lag_seconds
 from reporting.schemas import (
+    aggregated_query_schema,
     breakdown_query_schema,
     site_day_schema,
     site_query_schema,
@@ -126,13 +127,19 @@ def stats() -> ResponseReturnValue:
 
 @bp.get("/stats/aggregated")
 def stats_aggregated() -> ResponseReturnValue:
-    """Computed from the raw events on every call: the cross-check of `/stats`, never cached."""
-    query = load_query(stats_query_schema)
-    period = query["period"]
-    summary = within_time_limit(
-        lambda: queries.summary_from_pipeline(mongo.db, period, query["limit"]).body()
-    )
-    return jsonify(describe(period) | summary)
+    """Computed from the raw events on every call: the cross-check of `/stats`, never cached;
+    with `by`, and of `/stats/breakdown`'s first `limit` rows."""
+    query = load_query(aggregated_query_schema)
+    period, limit, by = query["period"], query["limit"], query.get("by")
+
+    def compute() -> dict[str, Any]:
+        body = queries.summary_from_pipeline(mongo.db, period, limit).body()
+        if by is None:
+            return body
+        rows = queries.breakdown_from_events(mongo.db, period, by, limit)
+        return body | {"by": by, "results": [asdict(row) for row in rows]}
+
+    return jsonify(describe(period) | within_time_limit(compute))
 
 
 @bp.get("/stats/timeseries")

@@ -21,6 +21,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from app.enrichment import enrich
 from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
@@ -57,6 +58,8 @@ def store_batch(
     an earlier delivery dead-lettered events of (`lettered`), also removes the letters of
     the events it finds stored.
     """
+    # Derived once per event, before the insert; the user agent goes no further, nor into a letter.
+    messages = [enrich(message) for message in messages]
     outcome = event_store.insert_events(db, messages, batch_id)
     event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
     if outcome.rejected:
@@ -87,6 +90,7 @@ def dead_letter_batch(
     and settle it with the events an earlier attempt did store handed to the rollups, as
     a successful run would (their replayed copies would belong to this batch, so nothing
     else would ever count them)."""
+    messages = [enrich(message) for message in messages]  # (as stored, for the letters too)
     found = event_store.stored_events(db, messages)
     # Stored under its own key, by this batch; a copy with another timestamp is another's.
     owned = [

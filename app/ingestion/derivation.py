@@ -1,6 +1,6 @@
 """What ingestion adds to each event of a request before it is queued: the visitor's user
-agent, and the visitor's id when the event names no user. The visitor's address is read
-here and dropped: no queued message carries it (docs/visitors.md).
+agent and country, and the visitor's id when the event names no user. The visitor's address
+is read here and dropped: no queued message carries it (docs/visitors.md).
 
 A server sending on a visitor's behalf names them with the body's `ip` and `user_agent`;
 those are believed only from a sender with the site's server key (the gate refuses a key
@@ -20,6 +20,7 @@ from app.access.origins import SERVER, Sender, request_sender
 from app.bots import bot_reason
 from app.client_address import CLIENT_ENVIRON_KEY, request_client_address
 from app.extensions import redis_store
+from app.ingestion.country import country_of
 from app.settings import current_settings
 from app.visitors import DailySalt
 
@@ -52,8 +53,12 @@ class Visitor:
         user_agent = named_agent or self.user_agent
         if user_agent:
             event["user_agent"] = user_agent
+        address = address or self.address
+        country = country_of(address)
+        if country:
+            event["country"] = country
         if not event.get("user_id"):
-            current, previous = self._visitor_ids(event["site_id"], address or self.address, user_agent or "")
+            current, previous = self._visitor_ids(event["site_id"], address, user_agent or "")
             event["visitor_id"] = current
             if previous:
                 event["previous_visitor_id"] = previous

@@ -40,7 +40,6 @@ entries wait); `rebuild` recomputes them from the raw events.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import zlib
@@ -51,6 +50,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any, cast
 
+import orjson
 import redis
 from pymongo.database import Database
 from redis.exceptions import RedisError
@@ -117,7 +117,7 @@ def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Ma
         delta = {"site_id": site_id, "quarter": quarter.isoformat(), "types": types}
         by_shard.setdefault(shard_of(site_id), []).append(delta)
     for shard, deltas in by_shard.items():
-        pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": json.dumps(deltas)})
+        pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": orjson.dumps(deltas)})
 
 
 def backlog(client: redis.Redis) -> int:

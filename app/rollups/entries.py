@@ -15,6 +15,8 @@ from datetime import datetime
 from functools import cached_property, lru_cache
 from typing import Any
 
+import orjson
+
 from app.rollups.buckets import Bucket, containing_buckets
 
 # The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
@@ -48,7 +50,7 @@ class Entry:
 
     @cached_property
     def deltas(self) -> list[dict[str, Any]]:
-        deltas: list[dict[str, Any]] = json.loads(self.raw)
+        deltas: list[dict[str, Any]] = orjson.loads(self.raw)
         return deltas
 
     @cached_property

@@ -14,6 +14,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from app.enrichment import DERIVED_FIELDS
+from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX
 from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
 from app.store import migrations as migration_store
 from app.store.errors import is_transient
@@ -73,13 +75,16 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
 
 
 # What a page knows, and what ingestion derived, stored as received when present (absent
-# values are left out, not stored as null). The visitor's user agent is not among them: the
-# worker reads it, and it is not kept.
+# values are left out, not stored as null), and what the worker derived from them
+# (`app.enrichment`). The visitor's user agent is not among them: the worker reads it, and
+# it is not kept.
 PAGE_FIELDS = ("url", "referrer", "title", "screen", "language", "props", "visitor_id", "country")
+STORED_FIELDS = (*PAGE_FIELDS, *DERIVED_FIELDS)
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
-    """The stored form of one queued event message (see `app.schemas.EventSchema`).
+    """The stored form of one queued event message (see `app.schemas.EventSchema`), once
+    enriched (`app.enrichment.enrich`).
 
     `batch_id` records which queued batch stored the event (see `owned_events`).
     """
@@ -95,7 +100,7 @@ def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | No
         "created_at": now,
         "updated_at": now,
     }
-    document.update((name, message[name]) for name in PAGE_FIELDS if message.get(name) is not None)
+    document.update((name, message[name]) for name in STORED_FIELDS if message.get(name) is not None)
     return document
 
 
@@ -244,7 +249,18 @@ def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[st
 
 # Events a raw read fetches per round trip.
 STREAM_BATCH = 1000
-RAW_FIELDS = ("site_id", "event_type", "path", "user_id", "visitor_id", "timestamp", "batch_id", "created_at")
+RAW_FIELDS = (
+    "site_id",
+    "event_type",
+    "path",
+    "user_id",
+    "visitor_id",
+    "timestamp",
+    "batch_id",
+    "created_at",
+    "props",
+    *DIMENSIONS,
+)
 
 
 def events_between(db: Database[Any], site_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -282,6 +298,19 @@ def count_by_user_and_path(
     found = db[EVENTS].find(events_filter, projection).batch_size(STREAM_BATCH)
     counts = Counter((identity(event), event.get("path")) for event in found)
     return [{"_id": {"user": user, "path": path}, "events": n} for (user, path), n in counts.items()]
+
+
+def field_values(
+    db: Database[Any], site_id: str, start: datetime, end: datetime, event_type: str | None, name: str
+) -> Iterator[dict[str, Any]]:
+    """One field of a site's events with `start <= timestamp < end` (of one type, if given),
+    streamed (`props` for a `prop:<key>`): `/stats/aggregated?by=`'s cross-check of a
+    breakdown, read by `_id` range as `count_by_user_and_path` reads."""
+    events_filter = _site_events_filter(site_id, start, end)
+    if event_type is not None:
+        events_filter["event_type"] = event_type
+    read = "props" if name.startswith(PROP_PREFIX) else name
+    return iter(db[EVENTS].find(events_filter, {"_id": 0, read: 1}).batch_size(STREAM_BATCH))
 
 
 def expired_keys(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:

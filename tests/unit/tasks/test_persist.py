@@ -260,3 +260,30 @@ def test_a_batch_given_up_on_counts_what_the_previous_release_stored(db, counter
     assert day_events(db) == [2]
     letters = [letter["_id"] for letter in db[dead_letters.DEAD_EVENTS].find()]
     assert letters == [event_store.event_key(messages[2])]
+
+
+def test_a_stored_event_holds_its_source_and_device_and_not_the_user_agent(db, counter_store):
+    message = make_message() | {
+        "url": "https://example.com/pricing?utm_medium=social",
+        "referrer": "https://t.co/abc",
+        "language": "de-DE",
+        "user_agent": (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
+        ),
+    }
+    queued(counter_store, "batch-1", [message])
+    persist.store_batch(db, counter_store, "batch-1", [message])
+    stored = db[event_store.EVENTS].find_one({})
+    assert "user_agent" not in stored
+    assert {name: stored.get(name) for name in ("url", "referrer", "language")} == {
+        name: message[name] for name in ("url", "referrer", "language")
+    }
+    assert {name: stored.get(name) for name in ("source", "utm_medium", "device", "browser", "os")} == {
+        "source": "X",
+        "utm_medium": "social",
+        "device": "mobile",
+        "browser": "Mobile Safari",
+        "os": "iOS",
+    }
+    assert "utm_campaign" not in stored

@@ -40,6 +40,7 @@ def test_export_gives_each_event_as_a_client_would_send_it_again(reporting, stor
             "url": "https://shop.example/pricing?x=1",
             "referrer": "https://search.example/",
             "props": {"plan": "pro", "seats": 3},
+            "source": "search.example",  # derived by the worker from the referrer
         }
     ]
     assert "X-Next-Cursor" not in response.headers
