@@ -84,7 +84,7 @@ def seed_demo_command(
             "(older history goes in with `flask events import`)",
             param_hint="--days",
         )
-    events = demo.demo_events(site_id, days, datetime.now(UTC), seed, visits_per_day)
+    events = list(demo.demo_events(site_id, days, datetime.now(UTC), seed, visits_per_day))
     target = url or f"http://127.0.0.1:{settings.ingestion_port}"
     try:
         sent = sender.send_events(target, events, server_key)
@@ -92,7 +92,9 @@ def seed_demo_command(
         raise click.ClickException(str(error)) from None
     for errors in sent.errors:
         click.echo(f"refused: {errors}", err=True)
+    bots = sum(1 for event in events if event["user_agent"] in demo.BOTS)
     click.echo(
         f"Sent {days} days of demo traffic to {site_id}: "
-        f"{sent.accepted} events accepted, {sent.rejected} refused"
+        f"{sent.accepted} events accepted ({bots} of them bots', which ingestion drops), "
+        f"{sent.rejected} refused"
     )

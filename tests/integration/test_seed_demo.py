@@ -27,7 +27,12 @@ def test_the_demo_traffic_is_accepted_and_counted(pipeline, service_env):
         timeout=120,
         check=True,
     )
-    accepted = int(re.search(r"(\d+) events accepted, 0 refused", done.stdout)[1])  # type: ignore[index]
+    sent = re.search(
+        r"(\d+) events accepted \((\d+) of them bots', which ingestion drops\), 0 refused", done.stdout
+    )
+    assert sent, done.stdout
+    accepted, bots = int(sent[1]) - int(sent[2]), int(sent[2])
+    assert bots > 0  # dropped: answered as accepted, never counted
     today = datetime.now(UTC).date()
     params = {"site_id": site_id, "start": str(today - timedelta(days=1)), "end": str(today)}
 

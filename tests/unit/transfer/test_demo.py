@@ -126,7 +126,9 @@ def test_seed_demo_posts_as_a_server_with_the_server_key(ingestion_app):
         server.server_close()
     assert result.exit_code == 0, result.output
     sent = sum(len(events) for _, events in RecordingIngestion.requests)
-    assert f"{sent} events accepted, 0 refused" in result.output
+    bots = sum(event["user_agent"] in BOTS for _, events in RecordingIngestion.requests for event in events)
+    assert bots > 0
+    assert f"{sent} events accepted ({bots} of them bots', which ingestion drops), 0 refused" in result.output
     for headers, _ in RecordingIngestion.requests:
         assert headers["Authorization"] == "Bearer sk_1"
         assert "Origin" not in headers
