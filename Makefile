@@ -65,9 +65,9 @@ run: install local-servers ## Run everything: local servers, ingestion, reportin
 
 FLASK := $(VENV)/bin/flask --app wsgi:ingestion
 
-site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required]
-	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required]'; exit 2; }
-	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)") $(if $(filter required,$(SERVER_KEY)),--require-server-key)
+site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required] [UMAMI_ID=uuid]
+	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required] [UMAMI_ID=uuid]'; exit 2; }
+	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)") $(if $(filter required,$(SERVER_KEY)),--require-server-key) $(if $(UMAMI_ID),--umami-id "$(UMAMI_ID)")
 	@$(FLASK) key create "$(SITE)"
 
 key: install ## Print a new read key of a registered site, or with SERVER=1 a server key: SITE=example.com

@@ -1,5 +1,5 @@
 """The registered sites as ingestion sees them: an in-process snapshot of each site's domains,
-whether its servers need a key, and its server keys' hashes.
+whether its servers need a key, its server keys' hashes and its Umami website id.
 
 Ingestion answers from memory, never waiting for MongoDB (so a flood of made-up server keys
 costs no lookup): each process reloads the whole registry every REGISTRY_REFRESH_SECONDS in a
@@ -36,6 +36,7 @@ class SiteRegistry:
         self._load = load
         self._interval = interval
         self._sites: Mapping[str, RegisteredSite] = {}
+        self._umami_sites: Mapping[str, str] = {}
         self._loaded_at: float | None = None
         # Made on first use in each process, never before a fork: threads do not survive a
         # fork, and gevent patches `threading` only in the forked worker.
@@ -45,14 +46,24 @@ class SiteRegistry:
 
     def site(self, site_id: str) -> RegisteredSite | None:
         """What is registered of `site_id`, or None if it is not registered."""
+        self._wait_loaded()
+        return self._sites.get(site_id)
+
+    def site_by_umami_id(self, umami_id: str) -> str | None:
+        """The id of the site registered with this Umami website id, or None."""
+        self._wait_loaded()
+        return self._umami_sites.get(umami_id)
+
+    def _wait_loaded(self) -> None:
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
-        return self._sites.get(site_id)
 
     def refresh(self) -> None:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""
-        self._sites = self._load()
+        sites = self._load()
+        self._umami_sites = {site.umami_id: site_id for site_id, site in sites.items() if site.umami_id}
+        self._sites = sites
         self._loaded_at = time.monotonic()
         if self._loaded is not None:
             self._loaded.set()

@@ -101,3 +101,13 @@ def test_start_loads_the_snapshot_before_any_lookup():
         assert source.loads == 1
     finally:
         registry.stop()
+
+
+def test_a_site_is_found_by_its_umami_website_id():
+    umami_id = "50429a93-8479-4073-be80-d5d29c09c2ec"
+    registry = SiteRegistry(Source({"a.test": RegisteredSite(("a.test",), umami_id=umami_id)}), interval=60)
+    try:
+        assert registry.site_by_umami_id(umami_id) == "a.test"
+        assert registry.site_by_umami_id("0f6a6bb1-7d36-4c55-9a7e-d5c1f1a0e0b2") is None
+    finally:
+        registry.stop()
