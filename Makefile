@@ -90,7 +90,15 @@ replay-set-aside: install ## Give the compactor again the rollup entries it set 
 rebuild-rollups: install ## Recompute rollups from raw events: SITE_ID=... START=YYYY-MM-DD [END=YYYY-MM-DD]
 	$(VENV)/bin/flask --app wsgi:reporting rebuild-rollups --site-id "$(SITE_ID)" --start "$(START)" $(if $(END),--end "$(END)")
 
-test: install local-servers chromium-bin ## Run the whole test suite (unit, then integration on real servers)
+# The real clients of the drop-in endpoints (tests/integration/test_dropin.py), from npm at
+# the versions tests/clients/package-lock.json pins; installed again only when that changes.
+CLIENTS := tests/clients/node_modules/.installed
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd tests/clients && npm ci --no-audit --no-fund --silent
+	touch $@
+
+test: install local-servers chromium-bin $(CLIENTS) ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest
 
 test-unit: install ## Run only the unit tests (no servers)

@@ -37,6 +37,7 @@ class SiteRegistry:
         self._interval = interval
         self._sites: Mapping[str, RegisteredSite] = {}
         self._umami_sites: Mapping[str, str] = {}
+        self._key_sites: Mapping[str, str] = {}
         self._loaded_at: float | None = None
         # Made on first use in each process, never before a fork: threads do not survive a
         # fork, and gevent patches `threading` only in the forked worker.
@@ -54,6 +55,12 @@ class SiteRegistry:
         self._wait_loaded()
         return self._umami_sites.get(umami_id)
 
+    def site_by_server_key(self, key_hash: str) -> str | None:
+        """The id of the site whose server key has this hash, or None (Segment's SDKs name a
+        site only by its write key)."""
+        self._wait_loaded()
+        return self._key_sites.get(key_hash)
+
     def _wait_loaded(self) -> None:
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
@@ -63,6 +70,7 @@ class SiteRegistry:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""
         sites = self._load()
         self._umami_sites = {site.umami_id: site_id for site_id, site in sites.items() if site.umami_id}
+        self._key_sites = {key: site_id for site_id, site in sites.items() for key in site.server_keys}
         self._sites = sites
         self._loaded_at = time.monotonic()
         if self._loaded is not None:

@@ -111,3 +111,12 @@ def test_a_site_is_found_by_its_umami_website_id():
         assert registry.site_by_umami_id("0f6a6bb1-7d36-4c55-9a7e-d5c1f1a0e0b2") is None
     finally:
         registry.stop()
+
+
+def test_a_site_is_found_by_its_server_keys_hash():
+    registry = SiteRegistry(Source({"a.test": RegisteredSite(("a.test",), server_keys=frozenset({"h"}))}), 60)
+    try:
+        assert registry.site_by_server_key("h") == "a.test"
+        assert registry.site_by_server_key("other") is None
+    finally:
+        registry.stop()
