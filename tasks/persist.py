@@ -24,6 +24,9 @@ from pymongo.errors import PyMongoError
 from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
+from app.sessions import locks
+from app.sessions.assign import assign_visits, unassigned
+from app.sessions.record import record_visits
 from app.settings import Settings, current_settings
 from app.store import dead_letters, event_sites
 from app.store import events as event_store
@@ -46,7 +49,8 @@ def store_batch(
     *,
     lettered: bool = False,
 ) -> int:
-    """Store a batch, dead-letter the events MongoDB refuses, then in one Redis round trip
+    """Store a batch, each event with its visit (app/sessions), dead-letter the events MongoDB
+    refuses, record the stored events in their visits, then in one Redis round trip
     hand the batch's tallies to the rollups, remember its recent events (as far ahead as
     `max_ahead_seconds`, ingestion's EVENT_MAX_AHEAD_SECONDS), count its events and settle
     the batch in the ledger; return how many events were new.
@@ -57,19 +61,25 @@ def store_batch(
     an earlier delivery dead-lettered events of (`lettered`), also removes the letters of
     the events it finds stored.
     """
-    outcome = event_store.insert_events(db, messages, batch_id)
-    event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
-    if outcome.rejected:
-        logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
-    dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)
-    # Duplicates are events stored before (by this batch's earlier delivery, or another batch)
-    # or copies of an event this very insert stored: those are counted once, as inserted.
-    inserted = {document["_id"] for document in outcome.documents}
-    earlier = [message for message in outcome.duplicates if event_key(message) not in inserted]
-    owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
-    elsewhere = {event_key(message) for message in earlier} - {document["_id"] for document in owned}
-    stored = accounting.Stored(owned, elsewhere, dead, held_elsewhere)
-    _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered)
+    with locks.given_back_on_error(client, locks.Held()) as held:
+        # Each event's visit is assigned before the insert, so the stored event carries it.
+        messages = assign_visits(client, messages, held)
+        outcome = event_store.insert_events(db, messages, batch_id)
+        event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
+        if outcome.rejected:
+            logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
+        # A dead letter keeps the event as it was queued: a replay assigns its visit again.
+        refused = [(unassigned(message), error) for message, error in outcome.rejected]
+        dead, held_elsewhere = _dead_letter(db, client, batch_id, refused)
+        # Duplicates are events stored before (by this batch's earlier delivery, or another
+        # batch) or copies of an event this very insert stored: those are counted once, as
+        # inserted.
+        inserted = {document["_id"] for document in outcome.documents}
+        earlier = [message for message in outcome.duplicates if event_key(message) not in inserted]
+        owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
+        elsewhere = {event_key(message) for message in earlier} - {document["_id"] for document in owned}
+        stored = accounting.Stored(owned, elsewhere, dead, held_elsewhere)
+        _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered, held)
     return len(outcome.inserted)
 
 
@@ -95,7 +105,8 @@ def dead_letter_batch(
     unstored = [message for message in messages if event_key(message) not in found]
     dead, held_elsewhere = _dead_letter(db, client, batch_id, [(message, error) for message in unstored])
     stored = accounting.Stored(owned, set(found) - {event["_id"] for event in owned}, dead, held_elsewhere)
-    _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered)
+    with locks.given_back_on_error(client, locks.Held()) as held:
+        _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered, held)
 
 
 def _dead_letter(
@@ -120,8 +131,11 @@ def _settle_stored(
     stored: accounting.Stored,
     max_ahead_seconds: int,
     lettered: bool,
+    held: locks.Held,
 ) -> None:
-    """Remove the letters the stored events leave behind, if any may, then settle the batch."""
+    """Record the stored events in their visits (their locks then `held`'s), remove the
+    letters they leave behind, if any may, then settle the batch, freeing the locks."""
+    record_visits(db, client, stored.owned, held)
     repeats = accounting.remove_letters(db, batch_id, stored) if lettered or is_replay(batch_id) else set()
     settle_batch(
         client,
@@ -129,6 +143,7 @@ def _settle_stored(
         stored.owned,
         accounting.counted(messages, batch_id, stored, repeats),
         max_ahead_seconds,
+        held,
     )
 
 
@@ -138,14 +153,17 @@ def settle_batch(
     owned: Sequence[Mapping[str, Any]],
     counted: Mapping[str, Sequence[Mapping[str, Any]]],
     max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
+    held: locks.Held | None = None,
 ) -> None:
     """In one transaction, so that the ledger never settles a batch whose tallies did not
     reach the stream: hand the events the batch stored (`owned`) to the rollups and the
-    realtime view, count its events, and settle it."""
+    realtime view, count its events, settle it, and free the visits' locks it `held`."""
     pipe = client.pipeline(transaction=True)
     compactor.append_batch(pipe, batch_id, owned)
     realtime.record(pipe, owned, max_ahead_seconds)
     ledger.settle(pipe, batch_id, counters.additions(counted))
+    if held is not None:
+        locks.give_back(pipe, held)
     pipe.execute()
 
 

@@ -75,6 +75,8 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
 # values are left out, not stored as null). The visitor's user agent is not among them: the
 # worker reads it, and it is not kept.
 PAGE_FIELDS = ("url", "referrer", "title", "screen", "language", "props", "visitor_id", "country")
+# What the worker derives before the insert: the event's visit (app/sessions).
+DERIVED_FIELDS = ("visit_id",)
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
@@ -94,7 +96,9 @@ def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | No
         "created_at": now,
         "updated_at": now,
     }
-    document.update((name, message[name]) for name in PAGE_FIELDS if message.get(name) is not None)
+    document.update(
+        (name, message[name]) for name in PAGE_FIELDS + DERIVED_FIELDS if message.get(name) is not None
+    )
     return document
 
 

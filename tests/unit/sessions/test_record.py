@@ -1,0 +1,119 @@
+"""The `visits` collection: one document per visit, kept by idempotent writes keyed by event."""
+
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+import pytest
+
+from app.sessions import locks
+from app.sessions.record import record_visits
+from app.store import visits
+from app.store.events import event_document
+from tasks.persist import store_batch
+from tools.factories import make_message
+
+START = datetime(2025, 11, 15, 10, 0, tzinfo=UTC)
+
+
+def record(db, client, events):
+    """Record as a batch does: the visits' locks taken, then given back."""
+    held = locks.Held()
+    record_visits(db, client, events, held)
+    locks.give_back(client, held)
+
+
+@pytest.fixture
+def client():
+    return fakeredis.FakeRedis()
+
+
+def stored(minutes: float, path: str | None, event_type: str = "page_view", visit: str = "v1", **fields):
+    """A stored event document of visit `visit`."""
+    message = {
+        "site_id": "shop",
+        "event_type": event_type,
+        "path": path,
+        "user_id": "alice",
+        "timestamp": (START + timedelta(minutes=minutes)).isoformat(),
+        "event_id": f"00000000-0000-4000-8000-{int(minutes * 60):012d}",
+        "visit_id": visit,
+        **fields,
+    }
+    return event_document(message, START)
+
+
+def test_a_visit_records_its_pages_entry_exit_and_duration(db, client):
+    record(db, client, [stored(0, "/"), stored(3, "/pricing"), stored(5, None, "signup")])
+    record(db, client, [stored(12, "/docs")])
+    assert visits.find_visit(db, "v1") == {
+        "_id": "v1",
+        "site_id": "shop",
+        "visitor": "alice",
+        "start": START,
+        "end": START + timedelta(minutes=12),
+        "entry_page": "/",
+        "exit_page": "/docs",
+        "page_count": 3,
+        "event_count": 4,
+        "duration": 720,
+    }
+
+
+def test_events_recorded_again_are_counted_once(db, client):
+    batch = [stored(0, "/"), stored(3, "/pricing")]
+    record(db, client, batch)
+    record(db, client, batch)
+    record(db, client, batch[1:])
+    found = visits.find_visit(db, "v1")
+    assert found is not None
+    assert (found["page_count"], found["event_count"], found["duration"]) == (2, 2, 180)
+
+
+def test_an_event_arriving_late_becomes_the_entry(db, client):
+    record(db, client, [stored(5, "/pricing")])
+    record(db, client, [stored(1, "/")])
+    found = visits.find_visit(db, "v1")
+    assert found is not None
+    assert (found["entry_page"], found["exit_page"], found["start"]) == (
+        "/",
+        "/pricing",
+        START + timedelta(minutes=1),
+    )
+
+
+def test_a_visit_of_one_page_is_a_bounce(db, client):
+    record(db, client, [stored(0, "/", visit="v2")])
+    found = visits.find_visit(db, "v2")
+    assert found is not None
+    assert (found["page_count"], found["duration"], found["entry_page"], found["exit_page"]) == (
+        1,
+        0,
+        "/",
+        "/",
+    )
+
+
+def test_events_without_a_visit_are_not_recorded(db, client):
+    document = stored(0, "/")
+    del document["visit_id"]
+    record(db, client, [document])
+    assert db[visits.VISITS].count_documents({}) == 0
+
+
+def test_a_stored_batch_records_its_visits_and_a_redelivery_counts_nothing_twice(db, counter_store):
+    batch = [
+        make_message(user_id="bob", path=path, timestamp=(START + timedelta(minutes=minute)).isoformat())
+        for minute, path in ((0, "/"), (4, "/pricing"), (9, "/signup"))
+    ]
+    for _ in range(2):
+        store_batch(db, counter_store, "batch-1", batch)
+    [event_visit] = {event["visit_id"] for event in db["events"].find()}
+    found = visits.find_visit(db, event_visit)
+    assert found is not None
+    assert (found["page_count"], found["entry_page"], found["exit_page"], found["duration"]) == (
+        3,
+        "/",
+        "/signup",
+        540,
+    )
+    assert not counter_store.keys(locks.LOCK_KEY_SPACE + "*")
