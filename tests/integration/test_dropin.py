@@ -20,6 +20,7 @@ from tests.integration.keyed import flask
 from tools.processes import wait_until
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
+PAGE = ("url", "referrer", "title", "screen", "language")
 
 
 def run_umami_node(host_url: str, website: str, sends: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,6 +70,16 @@ def test_umami_node_events_are_counted_exactly(keyed, db):
         ("signup", None),
         ("page_view", "/docs"),
     ]
+    home, _, signup, _ = events
+    assert {name: home.get(name) for name in PAGE} == {
+        "url": "https://umami.test/",
+        "referrer": "https://search.test/?q=umami",
+        "title": "Home",
+        "screen": "1920x1080",
+        "language": "en-GB",
+    }
+    assert signup["props"] == {"plan": "pro", "seats": 3}
+    assert not any(name in event for event in events for name in ("ip", "user_agent"))
     unknown = run_umami_node(keyed.ingestion, str(uuid.uuid4()), [{"track": {"url": "/"}}])
     assert unknown == [
         {
@@ -122,6 +133,16 @@ def test_segment_python_events_are_counted_exactly(keyed, db):
         ("Upgraded", None, "user-1"),
         ("page_view", "/docs", "user-1"),
     ]
+    page, signed_up, _, _ = events
+    assert {name: page.get(name) for name in PAGE} == {
+        "url": "https://segment.test/pricing?plan=pro",
+        "referrer": "https://search.test/",
+        "title": "Pricing",
+        "screen": None,
+        "language": None,
+    }
+    assert signed_up["props"] == {"plan": "pro", "seats": 3}
+    assert not any(name in event for event in events for name in ("ip", "user_agent"))
     stranger = Client("sk_unknown", host=keyed.ingestion, sync_mode=True)
     with pytest.raises(APIError) as refused:  # in sync mode the SDK raises what it would log
         stranger.track("user-1", "Signed Up")
