@@ -37,12 +37,13 @@ STATE_KEY_PREFIX = "analytics:visit"
 SEPARATOR = "\x1f"
 
 # KEYS[i]: the state of event i's visitor; ARGV: the timeout (ms), the state's TTL (s), the
-# lock prefix, the batch's token, the locks' TTL (ms), then for each event its time (ms) and
-# the id of the visit it would open. The state is the visitor's current visit and the one
-# before (id, first and last times). Worked out on copies of the states first: if another
-# batch holds the lock of a visit found, nothing is written and it returns 0; else the
-# states are written, the locks taken, and it returns each event's visit id. (The lock keys
-# are made in the script: one Redis server, not a cluster, holds them all.)
+# lock prefix, the batch's token, the locks' TTL (ms), then for each event its time (ms), the
+# id of the visit it would open, and the state key of its visitor's previous day's id (or
+# ""). The state is the visitor's current visit and the one before (id, first and last
+# times). Worked out on copies of the states first: if another batch holds the lock of a
+# visit found, nothing is written and it returns 0; else the states are written, the locks
+# taken, and it returns each event's visit id. (The previous days' state keys and the lock
+# keys are not declared in KEYS: one Redis server, not a cluster, holds them all.)
 ASSIGN = (
     LOCK_LUA
     + """
@@ -51,15 +52,22 @@ local states, visits, found = {}, {}, {}
 local function near(t, first, last)
   return first ~= nil and t >= first - timeout and t <= last + timeout
 end
-for i, key in ipairs(KEYS) do
-  local t, opened = tonumber(ARGV[4 + 2 * i]), ARGV[5 + 2 * i]
-  local s = states[key]
-  if not s then
+local function state(key)
+  if not states[key] then
     local v = redis.call('HMGET', key, 'visit', 'first', 'last',
       'previous', 'previous_first', 'previous_last')
-    s = {visit = v[1], first = tonumber(v[2]), last = tonumber(v[3]),
-         previous = v[4], previous_first = tonumber(v[5]), previous_last = tonumber(v[6])}
-    states[key] = s
+    states[key] = {visit = v[1], first = tonumber(v[2]), last = tonumber(v[3]),
+      previous = v[4], previous_first = tonumber(v[5]), previous_last = tonumber(v[6])}
+  end
+  return states[key]
+end
+for i, key in ipairs(KEYS) do
+  local t, opened, yesterday = tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  local s = state(key)
+  if s.first == nil and yesterday ~= '' then
+    -- A visitor's first event under a new day's id goes on with the visit of the day before.
+    local y = state(yesterday)
+    if near(t, y.first, y.last) then s.visit, s.first, s.last = y.visit, y.first, y.last end
   end
   if near(t, s.first, s.last) then
     visits[i], s.first, s.last = s.visit, math.min(s.first, t), math.max(s.last, t)
@@ -93,6 +101,11 @@ take_all(ARGV[3], found, ARGV[4], ARGV[5])
 return visits
 """
 )
+
+
+def state_key(visitor: str) -> str:
+    """The Redis key of a visitor's state (`site \\x1f identity`), its identity hashed."""
+    return f"{STATE_KEY_PREFIX}:" + hashlib.blake2b(visitor.encode(), digest_size=16).hexdigest()
 
 
 def identity(message: Mapping[str, Any]) -> str | None:
@@ -130,9 +143,13 @@ def assign_visits(
     for moment, index in timed:
         message = result[index]
         visitor = SEPARATOR.join((message["site_id"], str(identity(message))))
-        keys.append(f"{STATE_KEY_PREFIX}:" + hashlib.blake2b(visitor.encode(), digest_size=16).hexdigest())
+        keys.append(state_key(visitor))
         opened = uuid.uuid5(uuid.NAMESPACE_URL, SEPARATOR.join((visitor, message["event_id"])))
-        args += [int(moment.timestamp() * 1000), str(opened)]
+        # Just after UTC midnight ingestion also names a cookie-less visitor by the previous
+        # day's id (app/visitors.py), so a visit across midnight goes on.
+        yesterday = None if message.get("user_id") else message.get("previous_visitor_id")
+        previous = state_key(SEPARATOR.join((message["site_id"], yesterday))) if yesterday else ""
+        args += [int(moment.timestamp() * 1000), str(opened), previous]
     assigned = locks.retrying(lambda: client.eval(ASSIGN, len(keys), *keys, *args) or None)
     for (_, index), visit in zip(timed, assigned, strict=True):
         result[index]["visit_id"] = visit.decode() if isinstance(visit, bytes) else visit

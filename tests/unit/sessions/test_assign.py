@@ -105,3 +105,18 @@ def test_the_visits_of_a_failed_batch_are_freed(db, client, monkeypatch):
     with pytest.raises(RuntimeError):
         persist.store_batch(db, client, "batch-1", [at(0)])
     assert not client.keys(locks.LOCK_KEY_SPACE + "*")
+
+
+def test_a_visit_goes_on_across_midnight_under_the_new_days_visitor_id(client):
+    def anonymous(clock, **ids):
+        return {**make_message(user_id=None, timestamp=clock), **ids}
+
+    evening, after_midnight, stranger = visits(
+        client,
+        [anonymous("2025-11-15T23:50:00Z", visitor_id="day-1")],
+        [anonymous("2025-11-16T00:10:00Z", visitor_id="day-2", previous_visitor_id="day-1")],
+        # A previous day's id only lets a visit go on: it names no one beyond it.
+        [anonymous("2025-11-16T00:29:00Z", visitor_id="day-2b", previous_visitor_id="day-0")],
+    )
+    assert after_midnight == evening
+    assert stranger != evening
