@@ -7,6 +7,11 @@ background thread (a greenlet under gunicorn's gevent workers), so a site or key
 changed or removed takes effect within that interval. When MongoDB cannot be read the last
 good snapshot stays in force. Only a process's first requests wait, for its first load, and
 get a 503 if it does not come in time.
+
+A site the snapshot does not know (by id, Umami website id or server key) makes the process
+load the registry again at once, at most once a second: a site registered a moment ago
+(`make site`) has its first event accepted, while made-up site ids or keys cost a process at
+most one load a second.
 """
 
 from __future__ import annotations
@@ -16,15 +21,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from app.store.sites import RegisteredSite
 
 logger = logging.getLogger(__name__)
 
 Load = Callable[[], Mapping[str, RegisteredSite]]
+Found = TypeVar("Found")
 # How long a process's first requests wait for its first snapshot: within the 2 s the
 # contract gives a client to learn that it should retry.
 FIRST_LOAD_WAIT_SECONDS = 1.5
+# The least time between two loads a process makes for sites it did not know.
+UNKNOWN_SITE_RELOAD_SECONDS = 1.0
 
 
 class RegistryUnavailableError(Exception):
@@ -44,27 +53,43 @@ class SiteRegistry:
         self._pid = 0
         self._loaded: threading.Event | None = None
         self._stopped = False
+        self._reloaded_for_unknown = float("-inf")
 
     def site(self, site_id: str) -> RegisteredSite | None:
         """What is registered of `site_id`, or None if it is not registered."""
-        self._wait_loaded()
-        return self._sites.get(site_id)
+        return self._find(lambda: self._sites.get(site_id))
 
     def site_by_umami_id(self, umami_id: str) -> str | None:
         """The id of the site registered with this Umami website id, or None."""
-        self._wait_loaded()
-        return self._umami_sites.get(umami_id)
+        return self._find(lambda: self._umami_sites.get(umami_id))
 
     def site_by_server_key(self, key_hash: str) -> str | None:
         """The id of the site whose server key has this hash, or None (Segment's SDKs name a
         site only by its write key)."""
-        self._wait_loaded()
-        return self._key_sites.get(key_hash)
+        return self._find(lambda: self._key_sites.get(key_hash))
 
-    def _wait_loaded(self) -> None:
+    def _find(self, look: Callable[[], Found | None]) -> Found | None:
+        """`look()` in the snapshot; when it finds nothing, again in a snapshot reloaded now,
+        at most once every UNKNOWN_SITE_RELOAD_SECONDS, so that a site, Umami id or key just
+        registered is known at once."""
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
+        found = look()
+        if found is None and self._may_reload_for_unknown():
+            try:
+                self.refresh()
+            except Exception as error:  # the snapshot in force answers, as when the refresher fails
+                logger.warning("Site registry not reloaded for an unknown site (%s) (%s)", error, self._age())
+            found = look()
+        return found
+
+    def _may_reload_for_unknown(self) -> bool:
+        now = time.monotonic()
+        if now - self._reloaded_for_unknown < UNKNOWN_SITE_RELOAD_SECONDS:
+            return False
+        self._reloaded_for_unknown = now  # before the load: concurrent requests do not load too
+        return True
 
     def refresh(self) -> None:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""

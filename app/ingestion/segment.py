@@ -23,10 +23,11 @@ from app.access.keys import hash_key
 from app.access.origins import Sender, page_host, site_gate
 from app.access.registry import SiteRegistry
 from app.ingestion.bodies import json_body
+from app.ingestion.derivation import request_visitor
 from app.ingestion.dropin import dropin_blueprint
 from app.ingestion.schemas import load_batch
 from app.ingestion.segment_body import PAGE, TRACK, as_object, segment_error, segment_event
-from app.ingestion.views import accepted_window, queue_events
+from app.ingestion.views import accepted_window, count_bots, queue_events
 from app.settings import current_settings
 
 bp = dropin_blueprint("segment", segment_error)
@@ -77,14 +78,17 @@ def store(body: dict[str, Any], messages: list[tuple[dict[str, Any], str]]) -> R
         return jsonify(success=True)
     registry: SiteRegistry | None = current_app.extensions.get("site_registry")
     gate = site_gate(registry, request_write_sender()) if registry else None
-    loaded = load_batch({"events": [event for _, event in events]}, accepted_window(), gate)
+    loaded = load_batch(
+        {"events": [event for _, event in events]}, accepted_window(), gate, request_visitor().derive
+    )
     # Errors by the message's index in the request, not among the events it holds.
     errors = {str(events[int(position)][0]): messages for position, messages in loaded.errors.items()}
-    if not loaded.messages:
-        return jsonify(
-            segment_error(400, "No valid message in the request: see errors", {"errors": errors})
-        ), 400
-    queue_events(loaded.messages)
+    if not loaded.messages and not loaded.dropped:
+        refusal = segment_error(400, "No valid message in the request: see errors", {"errors": errors})
+        return jsonify(refusal), 400
+    if loaded.messages:
+        queue_events(loaded.messages)
+    count_bots(loaded.dropped.values())  # answered as any message: a bot learns nothing
     return jsonify(success=True, **({"rejected": len(errors), "errors": errors} if errors else {}))
 
 

@@ -21,10 +21,11 @@ from flask.typing import ResponseReturnValue
 from app.access.origins import request_gate
 from app.access.registry import SiteRegistry
 from app.ingestion.bodies import json_body
+from app.ingestion.derivation import request_visitor
 from app.ingestion.dropin import dropin_blueprint
-from app.ingestion.schemas import to_message
+from app.ingestion.schemas import BotEventError, to_message
 from app.ingestion.umami_body import EVENT, SendSchema, umami_error, umami_event
-from app.ingestion.views import accepted_window, queue_events
+from app.ingestion.views import accepted_window, count_bots, queue_events
 
 bp = dropin_blueprint("umami", umami_error)
 send_schema = SendSchema()
@@ -42,7 +43,12 @@ def send() -> ResponseReturnValue:
     if refusal:
         return jsonify(umami_error(403, refusal, {})), 403
     if body["type"] == EVENT:
-        queue_events([to_message(umami_event(site_id, payload), accepted_window())])
+        try:
+            message = to_message(umami_event(site_id, payload), accepted_window(), request_visitor().derive)
+        except BotEventError as bot:  # answered as any event: a bot learns nothing
+            count_bots([bot])
+        else:
+            queue_events([message])
     return jsonify(ok=True)
 
 

@@ -28,6 +28,7 @@ import redis
 
 from app.sessions import locks
 from app.sessions.locks import LOCK_LUA
+from app.visitors import identity
 
 VISIT_TIMEOUT_MS = 30 * 60 * 1000
 # How long a visitor's state outlives its last update: beyond the visit's 30 minutes, the
@@ -106,11 +107,6 @@ return visits
 def state_key(visitor: str) -> str:
     """The Redis key of a visitor's state (`site \\x1f identity`), its identity hashed."""
     return f"{STATE_KEY_PREFIX}:" + hashlib.blake2b(visitor.encode(), digest_size=16).hexdigest()
-
-
-def identity(message: Mapping[str, Any]) -> str | None:
-    """Who the event is counted as: its user id, else its visitor id."""
-    return message.get("user_id") or message.get("visitor_id") or None
 
 
 def unassigned(message: Mapping[str, Any]) -> dict[str, Any]:

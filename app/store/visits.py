@@ -15,6 +15,7 @@ from pymongo import ReplaceOne
 from pymongo.database import Database
 
 from app.store import find_by_ids
+from app.visitors import identity
 
 VISITS = "visits"
 PAGE_VIEW = "page_view"
@@ -46,7 +47,7 @@ def merged(visit: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]])
     document = {
         "_id": first["visit_id"],
         "site_id": first["site_id"],
-        "visitor": visit["visitor"] if visit else first.get("user_id") or first.get("visitor_id"),
+        "visitor": visit["visitor"] if visit else identity(first),
         "start": start,
         "end": end,
         "entry_page": pages[0] if pages else None,

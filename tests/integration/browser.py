@@ -14,6 +14,9 @@ from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+PERSON_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 @contextmanager
@@ -28,6 +31,9 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
         "--no-sandbox",  # the tests may run as root, where Chromium's sandbox refuses to start
         "--disable-dev-shm-usage",  # a container's small /dev/shm crashes tabs
         f"--host-resolver-rules={rules}",
+        # Ingestion drops headless browsers' events as bots' (app/bots.py): this one stands
+        # in for a person's browser, so it says what a person's Chromium says.
+        f"--user-agent={PERSON_USER_AGENT}",
     ):
         options.add_argument(argument)
     # The browser's own log of each request: what the page cannot see (a beacon's answer).

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from app import create_app
+from app import bots, create_app
 from app.access import keys
 from app.ingestion.segment_body import event_id
 from app.store import events as event_store
@@ -129,3 +129,25 @@ def test_a_message_id_that_is_a_uuid_is_the_event_id():
     message_id = str(uuid.uuid4())
     assert event_id("shop", message_id) == message_id
     assert event_id("shop", "abc") == event_id("shop", "abc") != event_id("blog", "abc")
+
+
+def test_a_visitor_a_crawler_is_dropped_answered_as_accepted_and_counted(keyed, db, counter_store, write_key):
+    crawler = {"userAgent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
+    response = keyed.post(
+        "/v1/batch", json={"batch": [track(context=crawler), track()]}, headers=basic(write_key)
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {"success": True}
+    assert len(stored(db)) == 1
+    assert bots.dropped_totals(counter_store)["crawler"] == 1
+
+
+def test_the_anonymous_visitor_is_named_by_the_visitor_the_sdk_names(keyed, db, write_key):
+    """Without userId or anonymousId a server's event names its visitor by context.ip and
+    context.userAgent, never by the sending server."""
+    context = {"ip": "203.0.113.9", "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"}
+    body = {"event": "Signed Up", "timestamp": WHEN, "context": context}
+    for ip in ("203.0.113.9", "203.0.113.9", "198.51.100.4"):
+        keyed.post("/v1/track", json={**body, "context": {**context, "ip": ip}}, headers=basic(write_key))
+    first, again, other = stored(db)
+    assert first["visitor_id"] == again["visitor_id"] != other["visitor_id"]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app import create_app
+from app import bots, create_app
 from app.store import events as event_store
 from app.store import sites
 
@@ -99,3 +99,25 @@ def test_a_page_of_a_foreign_host_is_umamis_403(keyed, db):
 def test_in_open_mode_the_website_id_is_the_site_id(ingestion, db):
     assert send(ingestion, {"website": WEBSITE, "url": "https://shop.test/"}).status_code == 200
     assert [event["site_id"] for event in stored(db)] == [WEBSITE]
+
+
+def test_a_headless_browser_is_dropped_answered_as_umami_answers_and_counted(keyed, db, counter_store):
+    headless = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/131.0.0.0 Safari/537.36"
+    )
+    page = {"Origin": "https://shop.test", "User-Agent": headless}
+    response = send(keyed, {"website": WEBSITE, "url": "/"}, **page)
+    assert response.status_code == 200
+    assert response.get_json() == {"ok": True}
+    assert stored(db) == []
+    assert bots.dropped_totals(counter_store)["headless"] == 1
+
+
+def test_a_page_view_without_user_id_gets_the_visitor_id(keyed, db):
+    browser = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    for _ in range(2):
+        send(keyed, {"website": WEBSITE, "url": "/"}, Origin="https://shop.test", **{"User-Agent": browser})
+    first, again = stored(db)
+    assert first["visitor_id"] == again["visitor_id"]
+    assert first["user_id"] is None
