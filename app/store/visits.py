@@ -1,14 +1,18 @@
 """The `visits` collection: one document per visit (app/sessions), by visit id, with its site,
-visitor, first and last times, entry and exit pages, page count, duration, and its events by
-event id, so that writing an event again changes nothing.
+visitor, first and last times, entry and exit pages (with their times), page count, event
+count and duration, and the ids of the events it recorded lately (`recent`: event id -> when
+recorded), so that a batch delivered again adds nothing twice. Event ids are forgotten after
+a while, so that a visit that never pauses does not grow without bound: long after any
+delivery of a batch can come back (app/sessions/record.py).
 
-FerretDB's updates are not atomic, so the documents are written whole by a worker that holds
-the visits' locks (app/sessions/record.py): read, merged here, written back.
+FerretDB's updates are not atomic, so a document is read, worked out here and written whole
+by the one batch that holds its lock (app/sessions/locks.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -27,37 +31,58 @@ def find_visits(db: Database[Any], visit_ids: Iterable[str]) -> dict[str, dict[s
 
 
 def find_visit(db: Database[Any], visit_id: str) -> dict[str, Any] | None:
-    """A visit's summary, without its events."""
-    return db[VISITS].find_one({"_id": visit_id}, projection={"events": 0})
+    """A visit's summary, without its recent event ids."""
+    return db[VISITS].find_one({"_id": visit_id}, projection={"recent": 0})
 
 
-def merged(visit: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A visit's document with these stored events of it added (those it holds stay as they
-    are), and its summary worked out again from all its events."""
-    first = events[0]
-    known = dict(visit["events"]) if visit else {}
-    for event in events:
-        known.setdefault(
-            event["event_id"],
-            {"t": event["timestamp"], "path": event.get("path"), "view": event["event_type"] == PAGE_VIEW},
-        )
-    in_order = sorted(known.values(), key=lambda entry: entry["t"])
-    pages = [entry["path"] for entry in in_order if entry["view"] and entry["path"] is not None]
-    start, end = in_order[0]["t"], in_order[-1]["t"]
-    document = {
-        "_id": first["visit_id"],
-        "site_id": first["site_id"],
-        "visitor": visit["visitor"] if visit else identity(first),
-        "start": start,
-        "end": end,
-        "entry_page": pages[0] if pages else None,
-        "exit_page": pages[-1] if pages else None,
-        "page_count": sum(1 for entry in in_order if entry["view"]),
-        "event_count": len(in_order),
-        "duration": round((end - start).total_seconds()),
-        "events": known,
-    }
-    return {key: value for key, value in document.items() if value is not None}
+def merged(
+    visit: Mapping[str, Any] | None,
+    events: Sequence[Mapping[str, Any]],
+    now: datetime,
+    remember: timedelta,
+) -> dict[str, Any] | None:
+    """A visit's document with these stored events of it added, or None when it has recorded
+    them all already; the event ids recorded before `now - remember` are forgotten."""
+    recent = {key: at for key, at in (visit or {}).get("recent", {}).items() if at >= now - remember}
+    new = []
+    for event in sorted(events, key=lambda event: event["timestamp"]):
+        if event["event_id"] not in recent:
+            recent[event["event_id"]] = now
+            new.append(event)
+    if not new:
+        return None
+    document = (
+        dict(visit)
+        if visit
+        else {
+            "_id": new[0]["visit_id"],
+            "site_id": new[0]["site_id"],
+            "visitor": identity(new[0]),
+            "page_count": 0,
+            "event_count": 0,
+        }
+    )
+    for event in new:
+        _add(document, event)
+    document["duration"] = round((document["end"] - document["start"]).total_seconds())
+    document["recent"] = recent
+    return document
+
+
+def _add(visit: dict[str, Any], event: Mapping[str, Any]) -> None:
+    moment, path = event["timestamp"], event.get("path")
+    visit["start"] = min(visit.get("start", moment), moment)
+    visit["end"] = max(visit.get("end", moment), moment)
+    visit["event_count"] += 1
+    if event["event_type"] != PAGE_VIEW:
+        return
+    visit["page_count"] += 1
+    if path is None:
+        return
+    if "entry_at" not in visit or moment < visit["entry_at"]:
+        visit["entry_page"], visit["entry_at"] = path, moment
+    if "exit_at" not in visit or moment >= visit["exit_at"]:
+        visit["exit_page"], visit["exit_at"] = path, moment
 
 
 def save_visits(db: Database[Any], documents: Iterable[dict[str, Any]]) -> None:

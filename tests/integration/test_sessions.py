@@ -48,7 +48,7 @@ def test_the_worker_assigns_and_records_each_visitors_visits(pipeline, db):
     wait_until(lambda: db["visits"].count_documents({"site_id": site}) == 3, 30, "the visits")
     summaries = {
         (visit["visitor"], visit["entry_page"], visit["exit_page"], visit["page_count"], visit["duration"])
-        for visit in db["visits"].find({"site_id": site}, {"events": 0})
+        for visit in db["visits"].find({"site_id": site}, {"recent": 0})
     }
     assert summaries == {
         ("alice", "/", "/signup", 3, 2400),

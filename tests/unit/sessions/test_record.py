@@ -6,9 +6,11 @@ import fakeredis
 import pytest
 
 from app.sessions import locks
-from app.sessions.record import record_visits
+from app.sessions.record import REMEMBER_EVENT_IDS, record_visits
+from app.settings import Settings
 from app.store import visits
 from app.store.events import event_document
+from tasks.maintenance import settled_memory_seconds
 from tasks.persist import store_batch
 from tools.factories import make_message
 
@@ -52,7 +54,9 @@ def test_a_visit_records_its_pages_entry_exit_and_duration(db, client):
         "start": START,
         "end": START + timedelta(minutes=12),
         "entry_page": "/",
+        "entry_at": START,
         "exit_page": "/docs",
+        "exit_at": START + timedelta(minutes=12),
         "page_count": 3,
         "event_count": 4,
         "duration": 720,
@@ -117,3 +121,18 @@ def test_a_stored_batch_records_its_visits_and_a_redelivery_counts_nothing_twice
         540,
     )
     assert not counter_store.keys(locks.LOCK_KEY_SPACE + "*")
+
+
+def test_a_visit_forgets_the_ids_of_events_recorded_long_ago(db, client):
+    old = stored(0, "/")
+    first = visits.merged(None, [old], START, REMEMBER_EVENT_IDS)
+    assert first is not None
+    assert visits.merged(first, [old], START + REMEMBER_EVENT_IDS, REMEMBER_EVENT_IDS) is None
+    later = visits.merged(first, [stored(5, "/pricing")], START + 2 * REMEMBER_EVENT_IDS, REMEMBER_EVENT_IDS)
+    assert later is not None
+    assert list(later["recent"]) == [stored(5, "/pricing")["event_id"]]
+    assert (later["page_count"], later["entry_page"], later["exit_page"]) == (2, "/", "/pricing")
+
+
+def test_event_ids_are_remembered_longer_than_a_delivery_can_come_back():
+    assert REMEMBER_EVENT_IDS.total_seconds() > settled_memory_seconds(Settings())
