@@ -32,11 +32,9 @@ def dropin_blueprint(name: str, reshape: Reshape) -> Blueprint:
     """A blueprint for one product's endpoints, limited and guarded as ingestion's own, whose
     error answers `reshape` rewrites."""
     bp = Blueprint(name, __name__)
-    limit_rates(bp)
-    bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
-    bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
-    bp.register_error_handler(QueueOverloadedError, handle_queue_overloaded)
 
+    # Registered first, so that it runs last (Flask runs them in reverse): after the rate
+    # limits' hook, which may turn a refusal into a 429 of its own.
     @bp.after_request
     def reshape_errors(response: Response) -> Response:
         body = response.get_json(silent=True) if response.status_code >= 400 else None
@@ -45,6 +43,10 @@ def dropin_blueprint(name: str, reshape: Reshape) -> Blueprint:
             response.set_data(json.dumps(reshape(response.status_code, body.get("message", ""), rest)))
         return response
 
+    limit_rates(bp)
+    bp.register_error_handler(CommitTimeoutError, handle_queue_unavailable)
+    bp.register_error_handler(RegistryUnavailableError, handle_registry_unavailable)
+    bp.register_error_handler(QueueOverloadedError, handle_queue_overloaded)
     return bp
 
 

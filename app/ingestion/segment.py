@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest
 
 from app.access.keys import hash_key
-from app.access.origins import Sender, page_host, site_gate
+from app.access.origins import Sender, page_host, request_gate
 from app.access.registry import SiteRegistry
 from app.ingestion.bodies import json_body
 from app.ingestion.derivation import request_visitor
@@ -40,13 +40,16 @@ def batch() -> ResponseReturnValue:
     messages = body.get("batch")
     if not isinstance(messages, list):
         raise BadRequest('The body must be {"batch": [messages]}')
+    # A batch's own `context` is each of its messages' (theirs wins where both say).
     shared = as_object(body.get("context"))
     return store(
         body,
         [
-            (message, str(message.get("type")))
-            for message in (as_object(item) for item in messages)
-            for message in [{**message, "context": {**shared, **as_object(message.get("context"))}}]
+            (
+                {**message, "context": {**shared, **as_object(message.get("context"))}},
+                str(message.get("type")),
+            )
+            for message in map(as_object, messages)
         ],
     )
 
@@ -76,10 +79,11 @@ def store(body: dict[str, Any], messages: list[tuple[dict[str, Any], str]]) -> R
     events = [(index, event) for index, event in indexed if event is not None]
     if not events:
         return jsonify(success=True)
-    registry: SiteRegistry | None = current_app.extensions.get("site_registry")
-    gate = site_gate(registry, request_write_sender()) if registry else None
     loaded = load_batch(
-        {"events": [event for _, event in events]}, accepted_window(), gate, request_visitor().derive
+        {"events": [event for _, event in events]},
+        accepted_window(),
+        request_gate(),
+        request_visitor().derive,
     )
     # Errors by the message's index in the request, not among the events it holds.
     errors = {str(events[int(position)][0]): messages for position, messages in loaded.errors.items()}
@@ -110,8 +114,3 @@ def write_key_site(body: dict[str, Any]) -> str | None:
     g.sender = Sender(page_host(request.headers.get("Origin"), request.headers.get("Referer")), hash_key(key))
     registry: SiteRegistry | None = current_app.extensions.get("site_registry")
     return key if registry is None else registry.site_by_server_key(g.sender.key_hash)
-
-
-def request_write_sender() -> Sender:
-    sender: Sender = g.sender
-    return sender

@@ -121,3 +121,19 @@ def test_a_page_view_without_user_id_gets_the_visitor_id(keyed, db):
     first, again = stored(db)
     assert first["visitor_id"] == again["visitor_id"]
     assert first["user_id"] is None
+
+
+def test_a_client_over_its_rate_gets_umamis_429_with_the_rate_limit_headers(settings, db, counter_store):
+    app = create_app("ingestion", replace(settings, ingestion_rate_limit="1/minute"))
+    client = app.test_client()
+    try:
+        assert send(client, {"website": "not-a-uuid"}).status_code == 400
+        # Refused for what it carries: the request still counts, and this one is over the rate.
+        response = send(client, {"website": "not-a-uuid"})
+        assert response.status_code == 429
+        assert response.get_json()["error"]["code"] == "too-many-requests"
+        assert response.headers["Retry-After"]
+    finally:
+        local = app.extensions["ingestion_limits"].local
+        if local is not None:
+            local.stop()
