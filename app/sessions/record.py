@@ -40,4 +40,4 @@ def record_visits(
         visits.merged(stored.get(visit_id), events, now, REMEMBER_EVENT_IDS)
         for visit_id, events in by_visit.items()
     )
-    visits.save_visits(db, (document for document in documents if document is not None))
+    visits.save_visits(db, (document for document in documents if document is not None), stored)

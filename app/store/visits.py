@@ -11,7 +11,7 @@ by the one batch that holds its lock (app/sessions/locks.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,8 +85,15 @@ def _add(visit: dict[str, Any], event: Mapping[str, Any]) -> None:
         visit["exit_page"], visit["exit_at"] = path, moment
 
 
-def save_visits(db: Database[Any], documents: Iterable[dict[str, Any]]) -> None:
-    """Write these visits whole (their writer holds their locks)."""
-    writes = [ReplaceOne({"_id": document["_id"]}, document, upsert=True) for document in documents]
-    if writes:
-        db[VISITS].bulk_write(writes, ordered=False)
+def save_visits(db: Database[Any], documents: Iterable[dict[str, Any]], stored: Container[str]) -> None:
+    """Write these visits whole (their writer holds their locks): those not `stored` yet in one
+    insert, the others each replaced; FerretDB writes a batch of new documents in one step,
+    but applies each replacement on its own."""
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for document in documents:
+        (changed if document["_id"] in stored else new).append(document)
+    if new:
+        db[VISITS].insert_many(new, ordered=False)
+    if changed:
+        db[VISITS].bulk_write([ReplaceOne({"_id": visit["_id"]}, visit) for visit in changed], ordered=False)
