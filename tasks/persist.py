@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Task, shared_task
@@ -25,7 +25,7 @@ from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
 from app.sessions import locks
-from app.sessions.assign import assign_visits, unassigned
+from app.sessions.assign import assign_visits, unassign
 from app.sessions.record import record_visits
 from app.settings import Settings, current_settings
 from app.store import dead_letters, event_sites
@@ -62,15 +62,18 @@ def store_batch(
     the events it finds stored.
     """
     with locks.given_back_on_error(client, locks.Held()) as held:
-        # Each event's visit is assigned before the insert, so the stored event carries it.
-        messages = assign_visits(client, messages, held)
-        outcome = event_store.insert_events(db, messages, batch_id)
+        # Each event's visit is assigned before the insert, so the stored event carries it; the
+        # messages (dicts, decoded from JSON) carry it into the insert only, and stay as queued
+        # for the dead letters and the caller.
+        assigned = assign_visits(client, cast(Sequence[dict[str, Any]], messages), held)
+        try:
+            outcome = event_store.insert_events(db, messages, batch_id)
+        finally:
+            unassign(assigned)
         event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
         if outcome.rejected:
             logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
-        # A dead letter keeps the event as it was queued: a replay assigns its visit again.
-        refused = [(unassigned(message), error) for message, error in outcome.rejected]
-        dead, held_elsewhere = _dead_letter(db, client, batch_id, refused)
+        dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)
         # Duplicates are events stored before (by this batch's earlier delivery, or another
         # batch) or copies of an event this very insert stored: those are counted once, as
         # inserted.

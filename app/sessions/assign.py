@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -109,17 +109,20 @@ def state_key(visitor: str) -> str:
     return f"{STATE_KEY_PREFIX}:" + hashlib.blake2b(visitor.encode(), digest_size=16).hexdigest()
 
 
-def unassigned(message: Mapping[str, Any]) -> dict[str, Any]:
-    """The message as it was queued, without the visit `assign_visits` gave it."""
-    return {key: value for key, value in message.items() if key != "visit_id"}
+def unassign(messages: Sequence[dict[str, Any]]) -> None:
+    """Take back the visits `assign_visits` gave the messages: once stored, the messages are
+    again as they were queued (a dead letter's replay assigns its visit anew)."""
+    for message in messages:
+        message.pop("visit_id", None)
 
 
 def assign_visits(
-    client: redis.Redis, messages: Sequence[Mapping[str, Any]], held: locks.Held
-) -> list[dict[str, Any]]:
-    """The messages, each with its `visit_id` when it has an identity, in the batch's order;
-    the locks of their visits are then `held`'s (waiting while another batch holds any)."""
-    result = [dict(message) for message in messages]
+    client: redis.Redis, messages: Sequence[dict[str, Any]], held: locks.Held
+) -> Sequence[dict[str, Any]]:
+    """Give each message its `visit_id` when it has an identity (in place: a batch's messages
+    stay the objects its caller holds); the locks of their visits are then `held`'s
+    (waiting while another batch holds any)."""
+    result = messages
     # In time order, so that a batch's own events never split a visit.
     timed = sorted(
         (datetime.fromisoformat(message["timestamp"]), index)
