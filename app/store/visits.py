@@ -23,6 +23,10 @@ from app.visitors import identity
 
 VISITS = "visits"
 PAGE_VIEW = "page_view"
+# The most event ids a visit remembers: a visit of a flood of events stays small enough to
+# rewrite. A delivery that comes back after its visit recorded this many more events could
+# add its events twice.
+MAX_RECENT = 1000
 
 
 def find_visits(db: Database[Any], visit_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -65,7 +69,7 @@ def merged(
     for event in new:
         _add(document, event)
     document["duration"] = round((document["end"] - document["start"]).total_seconds())
-    document["recent"] = recent
+    document["recent"] = dict(sorted(recent.items(), key=lambda item: item[1])[-MAX_RECENT:])
     return document
 
 

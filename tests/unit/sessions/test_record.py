@@ -136,3 +136,15 @@ def test_a_visit_forgets_the_ids_of_events_recorded_long_ago(db, client):
 
 def test_event_ids_are_remembered_longer_than_a_delivery_can_come_back():
     assert REMEMBER_EVENT_IDS.total_seconds() > settled_memory_seconds(Settings())
+
+
+def test_a_visit_remembers_at_most_its_last_event_ids(monkeypatch):
+    monkeypatch.setattr(visits, "MAX_RECENT", 2)
+    visit = None
+    for minute in range(4):
+        visit = visits.merged(
+            visit, [stored(minute, "/")], START + timedelta(minutes=minute), REMEMBER_EVENT_IDS
+        )
+    assert visit is not None
+    assert list(visit["recent"]) == [stored(2, "/")["event_id"], stored(3, "/")["event_id"]]
+    assert visit["page_count"] == 4
