@@ -65,9 +65,9 @@ run: install local-servers ## Run everything: local servers, ingestion, reportin
 
 FLASK := $(VENV)/bin/flask --app wsgi:ingestion
 
-site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required]
-	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required]'; exit 2; }
-	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)") $(if $(filter required,$(SERVER_KEY)),--require-server-key)
+site: install ## Register a site and print a read key: SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required] [UMAMI_ID=uuid]
+	@test -n "$(SITE)" || { echo 'usage: make site SITE=example.com DOMAIN="example.com www.example.com" [SERVER_KEY=required] [UMAMI_ID=uuid]'; exit 2; }
+	@$(FLASK) site add "$(SITE)" $(foreach domain,$(DOMAIN),--domain "$(domain)") $(if $(filter required,$(SERVER_KEY)),--require-server-key) $(if $(UMAMI_ID),--umami-id "$(UMAMI_ID)")
 	@$(FLASK) key create "$(SITE)"
 
 key: install ## Print a new read key of a registered site, or with SERVER=1 a server key: SITE=example.com
@@ -105,7 +105,16 @@ PROMETHEUS_VERSION := v0.316.0
 $(PROMTOOL):
 	GOBIN=$(CURDIR)/.local/bin go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
 
-test: install local-servers chromium-bin $(PROMTOOL) ## Run the whole test suite (unit, then integration on real servers)
+
+# The real clients of the drop-in endpoints (tests/integration/test_dropin.py), from npm at
+# the versions tests/clients/package-lock.json pins; installed again only when that changes.
+CLIENTS := tests/clients/node_modules/.installed
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd tests/clients && npm ci --no-audit --no-fund --silent
+	touch $@
+
+test: install local-servers chromium-bin $(PROMTOOL) $(CLIENTS) ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest
 
 test-unit: install $(PROMTOOL) ## Run only the unit tests (no servers)

@@ -20,6 +20,7 @@ from app.commands import (
 from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, probe_redis, redis_store
 from app.ingestion import bp as ingestion_bp
+from app.ingestion import segment_bp, umami_bp
 from app.monitoring import requests
 from app.ratelimit import init_reporting_limits
 from app.settings import Settings
@@ -85,6 +86,8 @@ def register_blueprints(app: Flask, service: Service) -> None:
     if service == "ingestion":
         app.register_blueprint(ingestion_bp)
         app.register_blueprint(transfer_views.bp)
+        app.register_blueprint(umami_bp)
+        app.register_blueprint(segment_bp)
     elif service == "reporting":
         from reporting import bp as reporting_bp  # the one import of reporting/ from app/
 

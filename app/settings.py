@@ -108,6 +108,13 @@ class Settings:
         "0 never waits (docs/decisions/adaptive-linger.md).",
     )
     worker_concurrency: int = setting(2, WORKER, "Processes per Celery worker.")
+    visits: int = setting(
+        0,
+        WORKER,
+        "1: workers assign each event its visit and keep the `visits` collection (docs/sessions.md); "
+        "0: off. Off by default: on FerretDB a visit's update costs the worker several times an "
+        "event's insert (docs/performance.md).",
+    )
     broker_visibility_timeout: int = setting(
         300, WORKER, "Seconds until a message taken by a worker that died unacknowledged is delivered again."
     )

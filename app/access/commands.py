@@ -3,6 +3,8 @@ server keys."""
 
 from __future__ import annotations
 
+import uuid
+
 import click
 
 from app.access import keys
@@ -16,6 +18,16 @@ def domain_option(_: click.Context, __: click.Parameter, values: tuple[str, ...]
         return list(dict.fromkeys(domain_name(value) for value in values))
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def umami_id_option(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    """An Umami website id as Umami writes it: a UUID, lower-case, hyphenated."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a UUID (Umami's website ids are)") from None
 
 
 @click.group("site")
@@ -39,22 +51,54 @@ def site_group() -> None:
     help="Refuse events from servers (no Origin or Referer) without one of the site's server keys "
     "(flask key create SITE --server).",
 )
-def add_site_command(site_id: str, domains: list[str], require_server_key: bool) -> None:
+@click.option(
+    "--umami-id",
+    callback=umami_id_option,
+    help="The website id (a UUID) Umami's trackers and SDKs send the site's events with "
+    "(POST /api/send). Without it, a registered site keeps the one it has.",
+)
+def add_site_command(
+    site_id: str, domains: list[str], require_server_key: bool, umami_id: str | None
+) -> None:
     """Register SITE_ID with exactly these domains and this server-key rule (again: replace
-    them)."""
-    new = sites.save_site(mongo.db, site_id, domains, require_server_key)
+    them), and with --umami-id, that Umami website id."""
+    try:
+        new = sites.save_site(mongo.db, site_id, domains, require_server_key, umami_id)
+    except sites.UmamiIdTakenError as error:
+        raise click.ClickException(str(error)) from None
     rule = "; servers need a server key" if require_server_key else ""
+    umami = f"; Umami website id {umami_id}" if umami_id else ""
     click.echo(
-        f"{'Registered' if new else 'Updated'} site {site_id}: domains {', '.join(domains) or '(none)'}{rule}"
+        f"{'Registered' if new else 'Updated'} site {site_id}: "
+        f"domains {', '.join(domains) or '(none)'}{rule}{umami}"
     )
+
+
+@site_group.command("umami-id")
+@click.argument("site_id")
+@click.argument("umami_id", required=False, callback=umami_id_option)
+@click.option("--clear", is_flag=True, help="Remove the site's Umami website id.")
+def umami_id_command(site_id: str, umami_id: str | None, clear: bool) -> None:
+    """Give the registered SITE_ID the Umami website id UMAMI_ID, or with --clear none."""
+    if clear == (umami_id is not None):
+        raise click.UsageError("Give either UMAMI_ID or --clear")
+    try:
+        found = sites.set_umami_id(mongo.db, site_id, umami_id)
+    except sites.UmamiIdTakenError as error:
+        raise click.ClickException(str(error)) from None
+    if not found:
+        raise click.ClickException(f"No site {site_id} is registered")
+    click.echo(f"Site {site_id}: " + (f"Umami website id {umami_id}" if umami_id else "no Umami website id"))
 
 
 @site_group.command("list")
 def list_sites_command() -> None:
-    """The registered sites and their domains, one a line; then whether servers need a key."""
+    """The registered sites and their domains, one a line; then whether servers need a key,
+    and the Umami website id."""
     for site_id, site in sites.registered_sites(mongo.db).items():
         rule = "\tserver key required" if site.require_server_key else ""
-        click.echo(f"{site_id}\t{','.join(site.domains)}{rule}")
+        umami = f"\tumami {site.umami_id}" if site.umami_id else ""
+        click.echo(f"{site_id}\t{','.join(site.domains)}{rule}{umami}")
 
 
 @site_group.command("remove")

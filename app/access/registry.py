@@ -1,5 +1,5 @@
 """The registered sites as ingestion sees them: an in-process snapshot of each site's domains,
-whether its servers need a key, and its server keys' hashes.
+whether its servers need a key, its server keys' hashes and its Umami website id.
 
 Ingestion answers from memory, never waiting for MongoDB (so a flood of made-up server keys
 costs no lookup): each process reloads the whole registry every REGISTRY_REFRESH_SECONDS in a
@@ -8,9 +8,10 @@ changed or removed takes effect within that interval. When MongoDB cannot be rea
 good snapshot stays in force. Only a process's first requests wait, for its first load, and
 get a 503 if it does not come in time.
 
-A site the snapshot does not know makes the process load the registry again at once, at most
-once a second: a site registered a moment ago (`make site`) has its first event accepted,
-while made-up site ids cost a process at most one load a second.
+A site the snapshot does not know (by id, Umami website id or server key) makes the process
+load the registry again at once, at most once a second: a site registered a moment ago
+(`make site`) has its first event accepted, while made-up site ids or keys cost a process at
+most one load a second.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from app.store.sites import RegisteredSite
 
 logger = logging.getLogger(__name__)
 
 Load = Callable[[], Mapping[str, RegisteredSite]]
+Found = TypeVar("Found")
 # How long a process's first requests wait for its first snapshot: within the 2 s the
 # contract gives a client to learn that it should retry.
 FIRST_LOAD_WAIT_SECONDS = 1.5
@@ -42,6 +45,8 @@ class SiteRegistry:
         self._load = load
         self._interval = interval
         self._sites: Mapping[str, RegisteredSite] = {}
+        self._umami_sites: Mapping[str, str] = {}
+        self._key_sites: Mapping[str, str] = {}
         self._loaded_at: float | None = None
         # Made on first use in each process, never before a fork: threads do not survive a
         # fork, and gevent patches `threading` only in the forked worker.
@@ -52,17 +57,32 @@ class SiteRegistry:
 
     def site(self, site_id: str) -> RegisteredSite | None:
         """What is registered of `site_id`, or None if it is not registered."""
+        return self._find(lambda: self._sites.get(site_id))
+
+    def site_by_umami_id(self, umami_id: str) -> str | None:
+        """The id of the site registered with this Umami website id, or None."""
+        return self._find(lambda: self._umami_sites.get(umami_id))
+
+    def site_by_server_key(self, key_hash: str) -> str | None:
+        """The id of the site whose server key has this hash, or None (Segment's SDKs name a
+        site only by its write key)."""
+        return self._find(lambda: self._key_sites.get(key_hash))
+
+    def _find(self, look: Callable[[], Found | None]) -> Found | None:
+        """`look()` in the snapshot; when it finds nothing, again in a snapshot reloaded now,
+        at most once every UNKNOWN_SITE_RELOAD_SECONDS, so that a site, Umami id or key just
+        registered is known at once."""
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
-        site = self._sites.get(site_id)
-        if site is None and self._may_reload_for_unknown():
+        found = look()
+        if found is None and self._may_reload_for_unknown():
             try:
                 self.refresh()
             except Exception as error:  # the snapshot in force answers, as when the refresher fails
                 logger.warning("Site registry not reloaded for an unknown site (%s) (%s)", error, self._age())
-            site = self._sites.get(site_id)
-        return site
+            found = look()
+        return found
 
     def _may_reload_for_unknown(self) -> bool:
         now = time.monotonic()
@@ -73,7 +93,10 @@ class SiteRegistry:
 
     def refresh(self) -> None:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""
-        self._sites = self._load()
+        sites = self._load()
+        self._umami_sites = {site.umami_id: site_id for site_id, site in sites.items() if site.umami_id}
+        self._key_sites = {key: site_id for site_id, site in sites.items() for key in site.server_keys}
+        self._sites = sites
         self._loaded_at = time.monotonic()
         if self._loaded is not None:
             self._loaded.set()

@@ -1,5 +1,7 @@
 """The ingestion service: request bodies in, validated events on the queue, an answer at once."""
 
+from app.ingestion.segment import bp as segment_bp
+from app.ingestion.umami import bp as umami_bp
 from app.ingestion.views import bp
 
-__all__ = ["bp"]
+__all__ = ["bp", "segment_bp", "umami_bp"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from app.ingestion import segment_body, umami_body
 from app.ingestion.schemas import MAX_BATCH_EVENTS, EventSchema
 from app.openapi import (
     AnswerSchema,
@@ -98,6 +99,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/metrics": metrics_operation("requests, and events accepted and refused"),
     "/health": health_operation("ingestion", "the event queue (Redis)"),
+    # Other products' endpoints, in their own shapes (docs/dropin.md).
+    **umami_body.OPENAPI_PATHS,
+    **segment_body.OPENAPI_PATHS,
 }
 
 

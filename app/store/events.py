@@ -79,7 +79,8 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
 # (`app.enrichment`). The visitor's user agent is not among them: the worker reads it, and
 # it is not kept.
 PAGE_FIELDS = ("url", "referrer", "title", "screen", "language", "props", "visitor_id", "country")
-STORED_FIELDS = (*PAGE_FIELDS, *DERIVED_FIELDS)
+# ... and the event's visit, which the worker assigns with VISITS on (app/sessions).
+STORED_FIELDS = (*PAGE_FIELDS, *DERIVED_FIELDS, "visit_id")
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:

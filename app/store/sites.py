@@ -1,5 +1,6 @@
 """The `sites`, `read_keys` and `server_keys` collections: the registered sites with the
-domains their pages are served from and whether their servers need a key, the hashed read
+domains their pages are served from, whether their servers need a key and the Umami website
+id Umami's clients name them by (optional), the hashed read
 keys of each site (or of the operator), and the hashed server keys that servers send events
 with. Read keys and server keys live apart, so that neither can ever pass for the other."""
 
@@ -30,6 +31,7 @@ class RegisteredSite:
     domains: tuple[str, ...]
     require_server_key: bool = False
     server_keys: frozenset[str] = frozenset()
+    umami_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,21 +44,46 @@ class StoredKey:
     kind: str = READ
 
 
+class UmamiIdTakenError(Exception):
+    """The Umami website id names another site already."""
+
+
 def save_site(
-    db: Database[Any], site_id: str, domains: Sequence[str], require_server_key: bool = False
+    db: Database[Any],
+    site_id: str,
+    domains: Sequence[str],
+    require_server_key: bool = False,
+    umami_id: str | None = None,
 ) -> bool:
-    """Register `site_id` with exactly `domains` and this server-key rule; return whether
-    the site is new."""
+    """Register `site_id` with exactly `domains` and this server-key rule, and `umami_id`
+    when one is given (None keeps the site's); return whether the site is new."""
     now = datetime.now(UTC)
+    fields: dict[str, Any] = {"domains": list(domains), "require_server_key": require_server_key}
+    if umami_id is not None:
+        _check_umami_id_free(db, site_id, umami_id)
+        fields["umami_id"] = umami_id
     result = db[SITES].update_one(
         {"_id": site_id},
-        {
-            "$set": {"domains": list(domains), "require_server_key": require_server_key, "updated_at": now},
-            "$setOnInsert": {"created_at": now},
-        },
+        {"$set": {**fields, "updated_at": now}, "$setOnInsert": {"created_at": now}},
         upsert=True,
     )
     return result.upserted_id is not None
+
+
+def set_umami_id(db: Database[Any], site_id: str, umami_id: str | None) -> bool:
+    """Give a registered site this Umami website id, or none; False if it is not registered."""
+    if umami_id is not None:
+        _check_umami_id_free(db, site_id, umami_id)
+    change = {"$set": {"umami_id": umami_id}} if umami_id else {"$unset": {"umami_id": ""}}
+    return db[SITES].update_one({"_id": site_id}, change).matched_count == 1
+
+
+def _check_umami_id_free(db: Database[Any], site_id: str, umami_id: str) -> None:
+    # Checked here rather than by a unique index: FerretDB has no partial or sparse index to
+    # leave the sites without an id out, and only an operator's command writes this field.
+    holder = db[SITES].find_one({"umami_id": umami_id, "_id": {"$ne": site_id}}, projection={"_id": 1})
+    if holder is not None:
+        raise UmamiIdTakenError(f"Umami website id {umami_id} is site {holder['_id']}'s")
 
 
 def remove_site(db: Database[Any], site_id: str) -> bool:
@@ -77,6 +104,7 @@ def registered_sites(db: Database[Any]) -> dict[str, RegisteredSite]:
             tuple(doc.get("domains", ())),
             bool(doc.get("require_server_key", False)),
             frozenset(server_keys.get(doc["_id"], ())),
+            doc.get("umami_id"),
         )
         for doc in db[SITES].find().sort("_id", ASCENDING)
     }

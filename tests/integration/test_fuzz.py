@@ -31,6 +31,29 @@ MAX_EXAMPLES = 30
 REQUEST_TIMEOUT = 15
 
 
+def umami_error_shape(body: dict[str, Any], status: int) -> None:
+    error = body.get("error")
+    assert isinstance(error, dict), f"Umami error body without an error object: {body}"
+    assert error.get("message"), f"no message: {body}"
+    assert isinstance(error["message"], str), f"message not a string: {body}"
+    assert error.get("code"), f"no code: {body}"
+    assert isinstance(error["code"], str), f"code not a string: {body}"
+    assert error.get("status") == status, f"error status is not the answer's: {body}"
+
+
+def segment_error_shape(body: dict[str, Any], _: int) -> None:
+    assert body.get("success") is False, f"Segment error body without success false: {body}"
+    assert body.get("code"), f"no code: {body}"
+    assert isinstance(body.get("message"), str), f"message not a string: {body}"
+
+
+# The drop-in endpoints answer errors in their products' shapes (docs/dropin.md).
+PRODUCT_ERROR_SHAPES = {
+    "/api/send": umami_error_shape,
+    **dict.fromkeys(("/v1/batch", "/v1/track", "/v1/page"), segment_error_shape),
+}
+
+
 def error_body_in_contract_shape(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """Every 4xx and 5xx is JSON `{"status": "error", "message": ...}`, with `errors` an object
     when present."""
@@ -38,6 +61,9 @@ def error_body_in_contract_shape(ctx: CheckContext, response: Response, case: Ca
         return None
     body: Any = response.json()
     assert isinstance(body, dict), f"error body is not a JSON object: {response.text[:200]!r}"
+    if case.path in PRODUCT_ERROR_SHAPES:
+        PRODUCT_ERROR_SHAPES[case.path](body, response.status_code)
+        return True
     assert body.get("status") == "error", f"error body without status 'error': {body}"
     assert isinstance(body.get("message"), str), f"error body without a message: {body}"
     assert body["message"], f"error body with an empty message: {body}"

@@ -84,3 +84,32 @@ def test_a_site_can_require_its_server_key_and_listing_says_so(cli, db):
     assert cli("site", "list") == "shop\tshop.test\n"
     cli("site", "remove", "shop")
     assert list(db[sites.SERVER_KEYS].find()) == []
+
+
+UMAMI_ID = "50429a93-8479-4073-be80-d5d29c09c2ec"
+
+
+def test_a_site_is_registered_with_an_umami_website_id_and_found_by_it(cli, db):
+    assert cli("site", "add", "shop", "--domain", "shop.test", "--umami-id", UMAMI_ID.upper()) == (
+        f"Registered site shop: domains shop.test; Umami website id {UMAMI_ID}\n"
+    )
+    assert cli("site", "list") == f"shop\tshop.test\tumami {UMAMI_ID}\n"
+    assert sites.registered_sites(db)["shop"].umami_id == UMAMI_ID
+    # `site add` again without the option keeps the id; `site umami-id` changes or clears it.
+    cli("site", "add", "shop", "--domain", "shop.test")
+    assert sites.registered_sites(db)["shop"].umami_id == UMAMI_ID
+    other = "0f6a6bb1-7d36-4c55-9a7e-d5c1f1a0e0b2"
+    assert cli("site", "umami-id", "shop", other) == f"Site shop: Umami website id {other}\n"
+    assert sites.registered_sites(db)["shop"].umami_id == other
+    assert cli("site", "umami-id", "shop", "--clear") == "Site shop: no Umami website id\n"
+    assert sites.registered_sites(db)["shop"].umami_id is None
+
+
+def test_an_umami_website_id_is_a_uuid_of_one_site_only(cli):
+    assert "not a UUID" in cli("site", "add", "shop", "--umami-id", "shop", exit_code=2)
+    cli("site", "add", "shop", "--umami-id", UMAMI_ID)
+    assert f"Umami website id {UMAMI_ID} is site shop's" in cli(
+        "site", "add", "blog", "--umami-id", UMAMI_ID, exit_code=1
+    )
+    other = "0f6a6bb1-7d36-4c55-9a7e-d5c1f1a0e0b2"
+    assert "No site nobody is registered" in cli("site", "umami-id", "nobody", other, exit_code=1)

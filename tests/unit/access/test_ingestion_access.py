@@ -184,4 +184,5 @@ def test_a_server_key_is_checked_in_the_registrys_snapshot_with_no_mongodb_round
         for key in [locked] * 5 + [f"sk_made-up-{n}" for n in range(5)]
     ]
     assert statuses == [200] * 5 + [403] * 5
-    assert [name for name in reads if name != "events"] == []
+    # The worker runs eagerly here: its reads of the events and their visits are not ingestion's.
+    assert [name for name in reads if name not in ("events", "visits")] == []

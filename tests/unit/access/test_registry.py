@@ -146,3 +146,27 @@ def test_a_reload_that_fails_keeps_the_snapshot_and_answers():
         source.down = True
         assert registry.site("b.test") is None
         assert registry.site("a.test") == A_TEST
+
+
+UMAMI_ID = "50429a93-8479-4073-be80-d5d29c09c2ec"
+
+
+def test_a_site_is_found_by_its_umami_website_id_and_its_server_keys_hash():
+    site = RegisteredSite(("a.test",), server_keys=frozenset({"h"}), umami_id=UMAMI_ID)
+    with running(Source({"a.test": site})) as registry:
+        assert registry.site_by_umami_id(UMAMI_ID) == "a.test"
+        assert registry.site_by_server_key("h") == "a.test"
+        assert registry.site_by_umami_id("0f6a6bb1-7d36-4c55-9a7e-d5c1f1a0e0b2") is None
+        assert registry.site_by_server_key("other") is None
+
+
+def test_an_umami_id_or_server_key_added_since_the_last_load_is_found_at_once(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(registry_module.time, "monotonic", lambda: clock[0])
+    source = Source({})
+    with running(source) as registry:
+        source.sites = {"a.test": RegisteredSite(("a.test",), umami_id=UMAMI_ID)}
+        assert registry.site_by_umami_id(UMAMI_ID) == "a.test"
+        clock[0] += registry_module.UNKNOWN_SITE_RELOAD_SECONDS
+        source.sites = {"a.test": RegisteredSite(("a.test",), server_keys=frozenset({"h"}))}
+        assert registry.site_by_server_key("h") == "a.test"
