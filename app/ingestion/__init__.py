@@ -1,5 +1,6 @@
 """The ingestion service: request bodies in, validated events on the queue, an answer at once."""
 
+from app.ingestion import tag  # its route, on the blueprint
 from app.ingestion.views import bp
 
-__all__ = ["bp"]
+__all__ = ["bp", "tag"]

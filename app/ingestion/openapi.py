@@ -12,6 +12,7 @@ from app.openapi import AnswerSchema, build_document, error_responses, health_op
 # What a client's event can meet besides a validation error (403 and 429 come with
 # AUTH_MODE=keys and the rate limits; 504: the queue did not confirm in time, docs/api.md).
 EVENT_ERRORS = (400, 403, 413, 415, 429, 503, 504)
+SCRIPT = {"type": "string"}
 EVENT_LIST = {
     "type": "array",
     "items": {"$ref": "#/components/schemas/Event"},
@@ -66,6 +67,15 @@ PATHS: dict[str, dict[str, Any]] = {
         }
     },
     "/health": health_operation("ingestion", "the event queue (Redis)"),
+    "/tracker.js": {
+        "get": {
+            "summary": "The page tag (docs/tracker.md): gzip when accepted, an ETag, a day of caching",
+            "responses": {
+                200: {"description": "The tag", "content": {"text/javascript": {"schema": SCRIPT}}},
+                304: {"description": "The copy named by If-None-Match is current"},
+            },
+        }
+    },
 }
 
 
