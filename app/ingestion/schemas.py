@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from app.errors import MISSING_MESSAGE
 
@@ -56,6 +59,90 @@ def _exists_in_utc(moment: datetime) -> None:
         raise ValidationError("Must be a time that exists in UTC (years 1 to 9999).") from None
 
 
+def _optional_text(max_length: int, *extra: Callable[[str], Any]) -> fields.String:
+    return fields.String(allow_none=True, validate=[validate.Length(max=max_length), *TEXT, *extra])
+
+
+def _web_address(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed IPv6 bracket
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Must be an absolute http(s) URL.")
+
+
+def _ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError("Must be an IPv4 or IPv6 address.") from None
+
+
+# Plausible's bounds on custom properties, which its users already fit in.
+MAX_PROPS = 30
+MAX_PROP_KEY_BYTES = 300
+MAX_PROP_VALUE_BYTES = 2000
+# What BSON stores as a number: a larger integer would fail the insert, not the request.
+INT64 = range(-(2**63), 2**63)
+
+
+class Props(fields.Dict):
+    """An event's custom properties: a flat object of scalars, within Plausible's bounds.
+
+    A refusal names the key at fault (`{"props": {"plan": ["..."]}}`), or the whole when it
+    is not an object or has too many keys (`{"props": ["..."]}`).
+    """
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        if not isinstance(value, dict):
+            raise ValidationError("Must be an object of text, number, boolean or null values.")
+        if len(value) > MAX_PROPS:
+            raise ValidationError(f"Must have at most {MAX_PROPS} keys.")
+        errors = {}
+        for key, item in value.items():
+            problem = _prop_key_problem(key) or _prop_value_problem(item)
+            if problem:
+                errors[key] = [problem]
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+def _text_problem(text: str) -> str | None:
+    for rule in TEXT:
+        try:
+            rule(text)
+        except ValidationError as error:
+            return str(error.messages[0])
+    return None
+
+
+def _prop_key_problem(key: str) -> str | None:
+    if not 1 <= len(key.encode("utf-8", "surrogatepass")) <= MAX_PROP_KEY_BYTES:
+        return f"The key must be 1 to {MAX_PROP_KEY_BYTES} bytes of UTF-8."
+    # MongoDB reads a dot as a path and a leading `$` as an operator; FerretDB refuses both.
+    if "." in key or key.startswith("$"):
+        return "The key must not contain '.' nor begin with '$'."
+    return _text_problem(key)
+
+
+def _prop_value_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if value in INT64 else "A number must fit in 64 bits."
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "A number must be finite."
+    if isinstance(value, str):
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_PROP_VALUE_BYTES:
+            return f"A text value must be at most {MAX_PROP_VALUE_BYTES} bytes of UTF-8."
+        return _text_problem(value)
+    return "Must be text, a number, a boolean or null: nothing nested."
+
+
 class EventSchema(Schema):
     """One analytics event, as `POST /event` receives it and the queue carries it.
 
@@ -78,6 +165,23 @@ class EventSchema(Schema):
     )
     # Optional: a client that retries with the same id is never counted twice.
     event_id = fields.UUID(load_default=uuid.uuid4)
+    # What a page knows (docs/api.md); `path` is taken from `url` when it is not sent.
+    url = _optional_text(2048, _web_address)
+    referrer = _optional_text(2048)
+    title = _optional_text(512)
+    screen = _optional_text(32)
+    language = _optional_text(35)
+    props = Props(allow_none=True)
+    # The visitor's, when a server sends on their behalf; honoured only from a server (see
+    # app/visitors.py). The address never leaves ingestion: `to_message` drops it.
+    user_agent = _optional_text(1024)
+    ip = fields.String(allow_none=True, validate=[validate.Length(max=64), _ip_address])
+
+    @post_load
+    def _path_from_url(self, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if event.get("path") is None and event.get("url"):
+            event["path"] = urlsplit(event["url"]).path or "/"
+        return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +238,11 @@ def to_message(payload: Any, window: TimeWindow | None = None) -> dict[str, Any]
 
 def _as_message(event: dict[str, Any]) -> dict[str, Any]:
     # What `event_schema.dump` gives, without a second pass through the schema on the hot
-    # path: the two fields JSON cannot carry as loaded, in their ISO and hyphenated forms.
-    return {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
+    # path: the two fields JSON cannot carry as loaded, in their ISO and hyphenated forms,
+    # and never the visitor's address.
+    message = {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
+    message.pop("ip", None)
+    return message
 
 
 BATCH_SIZE_MESSAGE = "A batch holds {min} to {max} events."

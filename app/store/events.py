@@ -71,12 +71,18 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
     return {"$gte": lower, "$lt": upper}
 
 
+# What a page knows, and what ingestion derived, stored as received when present (absent
+# values are left out, not stored as null). The visitor's user agent is not among them: the
+# worker reads it, and it is not kept.
+PAGE_FIELDS = ("url", "referrer", "title", "screen", "language", "props", "visitor_id", "country")
+
+
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
     """The stored form of one queued event message (see `app.schemas.EventSchema`).
 
     `batch_id` records which queued batch stored the event (see `owned_events`).
     """
-    return {
+    document = {
         "_id": event_key(message),
         "event_id": message["event_id"],
         "batch_id": batch_id,
@@ -88,6 +94,8 @@ def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | No
         "created_at": now,
         "updated_at": now,
     }
+    document.update((name, message[name]) for name in PAGE_FIELDS if message.get(name) is not None)
+    return document
 
 
 @dataclass

@@ -18,8 +18,19 @@ from tools.factories import make_event
 # Bounded so that the module runs in a few seconds with the unit tests.
 bounded = settings(max_examples=100, deadline=None)
 
-FIELDS = ["site_id", "event_type", "path", "user_id", "timestamp", "event_id"]
-STRING_FIELDS = ["site_id", "event_type", "path", "user_id"]
+PAGE_TEXT_FIELDS = ["url", "referrer", "title", "screen", "language", "user_agent"]
+FIELDS = [
+    "site_id",
+    "event_type",
+    "path",
+    "user_id",
+    "timestamp",
+    "event_id",
+    *PAGE_TEXT_FIELDS,
+    "props",
+    "ip",
+]
+STRING_FIELDS = ["site_id", "event_type", "path", "user_id", *PAGE_TEXT_FIELDS]
 # What broken clients put in strings: C0 controls, DEL, NUL, and halves of surrogate pairs
 # (a JavaScript substring that cut an emoji).
 BAD_CHARACTERS = [chr(code) for code in range(0x20)] + ["\x7f", "\ud83d", "\ude00", "\udfff", "\ud800"]
@@ -47,6 +58,10 @@ field_values = {
     "user_id": any_text | json_values,
     "timestamp": timestamps | json_values,
     "event_id": st.uuids().map(str) | json_values,
+    **dict.fromkeys(PAGE_TEXT_FIELDS, any_text | json_values),
+    "url": st.builds("https://shop.example/{}".format, any_text) | any_text | json_values,
+    "props": st.dictionaries(any_text, scalars | json_values, max_size=5) | json_values,
+    "ip": st.ip_addresses().map(str) | any_text | json_values,
 }
 # Objects shaped like events: each field present or not, with a plausible or any value.
 event_like = st.fixed_dictionaries({}, optional={name: field_values[name] for name in FIELDS})
@@ -75,6 +90,9 @@ def assert_storable(message: dict) -> None:
     for name in STRING_FIELDS:
         value = message.get(name)
         assert value is None or not any(character in value for character in BAD_CHARACTERS)
+    for key, value in (message.get("props") or {}).items():
+        assert not any(character in key + str(value) for character in BAD_CHARACTERS)
+    assert "ip" not in message
     datetime.fromisoformat(message["timestamp"]).astimezone(UTC).date()  # its UTC day exists
 
 

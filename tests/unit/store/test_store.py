@@ -20,6 +20,15 @@ def test_the_event_document_has_the_contract_fields_with_a_utc_date():
     assert {"site_id", "event_type", "path", "user_id", "event_id"} <= set(document)
 
 
+def test_the_event_document_keeps_what_the_page_sent_and_leaves_out_what_it_did_not():
+    page = {"url": "https://shop.example/a", "title": "A", "props": {"plan": "pro"}}
+    message = make_message(**page, referrer=None, user_agent="Mozilla/5.0") | {"screen": None}
+    page["visitor_id"] = message["visitor_id"] = "f" * 32  # derived in ingestion
+    document = event_store.event_document(message, datetime(2025, 11, 15, 12, tzinfo=UTC))
+    assert {name: document[name] for name in page} == page
+    assert not {"referrer", "screen", "language", "country", "user_agent", "ip"} & set(document)
+
+
 def test_inserting_the_same_messages_again_changes_nothing(db):
     first, second, third = make_message(), make_message(), make_message()
     assert event_store.insert_events(db, [first, second]).inserted == [first, second]
