@@ -27,6 +27,19 @@ Load = Callable[[], Mapping[str, RegisteredSite]]
 FIRST_LOAD_WAIT_SECONDS = 1.5
 
 
+def without_www(domain: str) -> str:
+    return domain.removeprefix("www.")
+
+
+def domain_index(sites: Mapping[str, RegisteredSite]) -> dict[str, str]:
+    """Each domain, without its leading `www.`, to the first site id listing it."""
+    index: dict[str, str] = {}
+    for site_id in sorted(sites):
+        for domain in sites[site_id].domains:
+            index.setdefault(without_www(domain), site_id)
+    return index
+
+
 class RegistryUnavailableError(Exception):
     """This process has not loaded the registry yet and MongoDB did not answer in time."""
 
@@ -36,6 +49,7 @@ class SiteRegistry:
         self._load = load
         self._interval = interval
         self._sites: Mapping[str, RegisteredSite] = {}
+        self._by_domain: Mapping[str, str] = {}
         self._loaded_at: float | None = None
         # Made on first use in each process, never before a fork: threads do not survive a
         # fork, and gevent patches `threading` only in the forked worker.
@@ -45,14 +59,25 @@ class SiteRegistry:
 
     def site(self, site_id: str) -> RegisteredSite | None:
         """What is registered of `site_id`, or None if it is not registered."""
+        self._wait_for_first_load()
+        return self._sites.get(site_id)
+
+    def site_for_domain(self, domain: str) -> str | None:
+        """The id of the site one of whose domains is `domain`, a leading `www.` dropped on
+        both sides (as Plausible finds a site); of two such sites, the first by site id."""
+        self._wait_for_first_load()
+        return self._by_domain.get(without_www(domain))
+
+    def _wait_for_first_load(self) -> None:
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
-        return self._sites.get(site_id)
 
     def refresh(self) -> None:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""
-        self._sites = self._load()
+        sites = self._load()
+        self._by_domain = domain_index(sites)
+        self._sites = sites
         self._loaded_at = time.monotonic()
         if self._loaded is not None:
             self._loaded.set()

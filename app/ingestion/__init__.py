@@ -1,6 +1,6 @@
 """The ingestion service: request bodies in, validated events on the queue, an answer at once."""
 
-from app.ingestion import tag  # its route, on the blueprint
+from app.ingestion import plausible, tag  # their routes, on the blueprint
 from app.ingestion.views import bp
 
-__all__ = ["bp", "tag"]
+__all__ = ["bp", "plausible", "tag"]

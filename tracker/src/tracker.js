@@ -58,6 +58,8 @@
       site_id: options.site,
       event_type: type,
       url: here.href.slice(0, 2048),
+      // The page as the tag tells pages apart: with data-hash, its fragment too.
+      path: lastPage,
       referrer: document.referrer.slice(0, 2048) || undefined,
       title: document.title.slice(0, 512) || undefined,
       screen: screen.width + "x" + screen.height,

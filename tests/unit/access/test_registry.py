@@ -101,3 +101,26 @@ def test_start_loads_the_snapshot_before_any_lookup():
         assert source.loads == 1
     finally:
         registry.stop()
+
+
+def test_a_site_is_found_by_its_domain_with_a_leading_www_dropped():
+    """Plausible's clients name a site by domain (`d`), `www.` dropped on either side."""
+    shop = RegisteredSite(domains=("www.shop.test", "shop.example"))
+    registry = SiteRegistry(Source({"shop": shop, "a": A_TEST}), interval=60)
+    try:
+        assert registry.site_for_domain("shop.test") == "shop"
+        assert registry.site_for_domain("www.shop.test") == "shop"
+        assert registry.site_for_domain("shop.example") == "shop"
+        assert registry.site_for_domain("www.a.test") == "a"
+        assert registry.site_for_domain("blog.shop.test") is None
+        assert registry.site_for_domain("elsewhere.test") is None
+    finally:
+        registry.stop()
+
+
+def test_a_domain_two_sites_list_belongs_to_the_first_by_site_id():
+    registry = SiteRegistry(Source({"b": A_TEST, "a": A_TEST}), interval=60)
+    try:
+        assert registry.site_for_domain("a.test") == "a"
+    finally:
+        registry.stop()
