@@ -90,6 +90,9 @@ class RealtimeSchema(AnswerSchema):
     window_seconds = fields.Integer(required=True)
     events = fields.Integer(required=True)
     unique_users = fields.Integer(required=True)
+    capped = fields.Boolean(
+        metadata={"description": "Only when true: the site reached the sets' cap, the counts may be short."}
+    )
 
 
 class QueueSchema(AnswerSchema):

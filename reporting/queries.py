@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pymongo.database import Database
 
+from app.rollups import migrations as rollup_migrations
 from app.rollups import user_ids
 from app.rollups.buckets import Bucket, cover
 from app.rollups.tally import Tally
@@ -62,10 +63,13 @@ class RawTallies:
 
 
 def tallies_for(db: Database[Any], period: Period, intervals: Iterable[Interval]) -> Tallies:
-    """Rollups when they can answer every interval exactly, else raw events."""
+    """Rollups when they can answer every interval exactly, else raw events. Quarter-hour
+    rollups answer only once `migrate-store` has built them for the weeks an earlier release
+    rolled up."""
     covers = {(i.start, i.end): cover(period.site_id, i.start, i.end) for i in intervals}
     exact = {interval: buckets for interval, buckets in covers.items() if buckets is not None}
-    if len(exact) == len(covers):
+    quarters = any(bucket.level == "quarter" for buckets in exact.values() for bucket in buckets)
+    if len(exact) == len(covers) and (not quarters or rollup_migrations.quarter_rollups_built(db)):
         return RollupTallies(db, exact)
     return RawTallies(db, period)
 

@@ -172,6 +172,7 @@ def stats_realtime() -> ResponseReturnValue:
         window_seconds=realtime.WINDOW_SECONDS,
         events=recent.events,
         unique_users=recent.unique_users,
+        **({"capped": True} if recent.capped else {}),
     )
 
 

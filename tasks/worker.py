@@ -24,6 +24,7 @@ def create_indexes(**_: Any) -> None:
     drop the connection before forking."""
     events.ensure_indexes(mongo.db)
     user_numbers.ensure_indexes(mongo.db)
+    migrations.adopt_new_store(mongo.db)
     migrations.migrate(mongo.db, redis_store.client, before_compacting=True)
     mongo.close()
     redis_store.close()

@@ -32,6 +32,13 @@ PAGE = 1000  # a Redis hash's fields read, and user numbers inserted, at a time
 QUARTERS_STEP = "quarter-rollups"
 
 
+def quarter_rollups_built(db: Database[Any]) -> bool:
+    """Whether every week rolled up has its quarter-hour rollups: only then can they answer a
+    zone whose days start on a quarter hour (Asia/Kolkata) without missing the events an
+    earlier release rolled up."""
+    return migration_store.is_done(db, QUARTERS_STEP)
+
+
 def move_user_numbers(db: Database[Any], client: redis.Redis) -> str:
     """Move every site's users' numbers from Redis to MongoDB, then delete them from Redis."""
     user_numbers.ensure_indexes(db)

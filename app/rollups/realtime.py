@@ -12,9 +12,12 @@ expire once the furthest event ahead has left the window.
 
 They are bounded in size too, whatever clients send: members are 8-byte digests (blake2b) of
 the event and user ids, not the ids (a user id may take 256 characters), and each set keeps
-at most MAX_PER_SITE members, the latest. Counts stay exact below the cap but for a digest
-collision: for n members, a chance below n²/2⁶⁵ (under 10⁻¹¹ at the cap). A site with more
-events, or users, in the last KEEP_SECONDS than the cap is answered at most the cap.
+at most MAX_PER_SITE members. Counts stay exact below the cap but for a digest collision: for
+n members, a chance below n²/2⁶⁵ (under 10⁻¹¹ at the cap). A site with more events, or users,
+in the last KEEP_SECONDS than the cap is answered at most the cap, and told so (`capped`).
+Over the cap, members dated ahead of the clock go first, the furthest ahead first, and only
+then the oldest: otherwise a sender of timestamps ahead of the clock would keep the highest
+scores and push every real member out.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ PREFIX = "analytics:realtime"
 # more events in KEEP_SECONDS (17 a second) is answered at most this many.
 MAX_PER_SITE = 10_000
 DIGEST_BYTES = 8
+# KEYS[1] a site's sorted set; ARGV: now, the cap. Trims the set to the cap as the docstring
+# above says.
+TRIM_TO_CAP = """
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if excess <= 0 then return 0 end
+local ahead = math.min(excess, redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf'))
+if ahead > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], -ahead, -1) end
+if excess > ahead then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - ahead - 1) end
+return excess
+"""
 CALENDAR_END = datetime.max.replace(tzinfo=UTC).timestamp()
 
 
@@ -72,7 +85,9 @@ def record(
             pipe.zadd(users_key, users, gt=True)
         for key in (events_key, users_key):
             pipe.zremrangebyscore(key, "-inf", oldest)
-            pipe.zremrangebyrank(key, 0, -MAX_PER_SITE - 1)
+            # EVAL, not a registered script: a pipeline with scripts asks SCRIPT EXISTS first,
+            # a round trip more for every batch.
+            pipe.eval(TRIM_TO_CAP, 1, key, now, MAX_PER_SITE)
             pipe.expire(key, _life(now, latest))
 
 
@@ -91,6 +106,8 @@ def _life(now: float, latest: float) -> int:
 class Recent:
     events: int
     unique_users: int
+    # Either set holds MAX_PER_SITE members: the counts may be short.
+    capped: bool = False
 
 
 def recent(client: redis.Redis, site_id: str, max_ahead_seconds: int, now: float | None = None) -> Recent:
@@ -100,5 +117,6 @@ def recent(client: redis.Redis, site_id: str, max_ahead_seconds: int, now: float
     pipe = client.pipeline(transaction=False)
     for key in _keys(site_id):
         pipe.zcount(key, now - WINDOW_SECONDS, now + max_ahead_seconds)
-    events, users = pipe.execute()
-    return Recent(int(events), int(users))
+        pipe.zcard(key)
+    events, events_kept, users, users_kept = pipe.execute()
+    return Recent(int(events), int(users), capped=max(events_kept, users_kept) >= MAX_PER_SITE)

@@ -19,6 +19,15 @@ def done_steps(db: Database[Any]) -> set[str]:
     return {document["_id"] for document in db[MIGRATIONS].find({}, {"_id": 1})}
 
 
+def hold_nothing(db: Database[Any], collections: Iterable[str]) -> bool:
+    """Whether none of `collections` holds a document."""
+    return all(db[name].find_one({}, {"_id": 1}) is None for name in collections)
+
+
+def is_done(db: Database[Any], name: str) -> bool:
+    return db[MIGRATIONS].find_one({"_id": name}, {"_id": 1}) is not None
+
+
 def record_step(db: Database[Any], name: str, summary: str) -> None:
     """Record step `name` as done, with what it did."""
     db[MIGRATIONS].replace_one(

@@ -9,6 +9,7 @@ from app import migrations
 from app.rollups import compactor
 from app.store import dead_letters
 from app.store import events as event_store
+from app.store import rollups as rollup_store
 from tasks import accounting, persist
 from tests.unit.queue.accepted import accept
 from tools.factories import make_message
@@ -161,3 +162,22 @@ def test_rollups_are_not_rebuilt_before_the_store_is_migrated(ingestion_app, db,
     rebuilt = ingestion_app.test_cli_runner().invoke(args=rebuild)
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "20 events" in rebuilt.output
+
+
+def test_a_new_store_is_recorded_migrated_by_the_first_worker_to_start(db):
+    assert migrations.adopt_new_store(db)
+    assert migrations.pending(db) == []
+    assert not migrations.adopt_new_store(db)
+
+
+@pytest.mark.parametrize("collection", [event_store.EVENTS, dead_letters.DEAD_EVENTS, rollup_store.ROLLUPS])
+def test_a_store_holding_anything_is_never_recorded_migrated_unasked(db, collection):
+    """A store an earlier release wrote keeps its steps pending until `migrate-store` runs them."""
+    db[collection].insert_one({"_id": "written-by-an-earlier-release"})
+    assert not migrations.adopt_new_store(db)
+    assert migrations.pending(db) == migrations.STEPS
+
+
+def test_the_old_store_is_not_adopted(db, old_store):
+    assert not migrations.adopt_new_store(db)
+    assert migrations.pending(db) == migrations.STEPS

@@ -77,4 +77,32 @@ def test_the_sets_keep_digests_of_a_bounded_number_of_ids(counter_store, monkeyp
     users_key = f"{realtime.PREFIX}:site-abc-123:users"
     assert counter_store.zcard(EVENTS_KEY) == counter_store.zcard(users_key) == 50
     assert max(len(member) for member in counter_store.zrange(users_key, 0, -1)) == 8
-    assert realtime.recent(counter_store, "site-abc-123", 60) == realtime.Recent(50, 50)
+    assert realtime.recent(counter_store, "site-abc-123", 60) == realtime.Recent(50, 50, capped=True)
+
+
+def test_timestamps_ahead_of_the_clock_never_push_recent_events_out(counter_store, monkeypatch):
+    """Trimmed by rank alone, the members a sender dated ahead of the clock kept the highest
+    scores, and every real event after them was trimmed at once."""
+    monkeypatch.setattr(realtime, "MAX_PER_SITE", 50)
+    now = datetime.now(UTC)
+    ahead_of_clock = [
+        {**make_event(user_id=f"forged-{n}"), "event_id": f"f{n}", "timestamp": now + timedelta(seconds=50)}
+        for n in range(50)
+    ]
+    real = [{**make_event(user_id=f"real-{n}"), "event_id": f"r{n}", "timestamp": now} for n in range(10)]
+    pipe = counter_store.pipeline()
+    realtime.record(pipe, ahead_of_clock, max_ahead_seconds=60, now=now.timestamp())
+    realtime.record(pipe, real, max_ahead_seconds=60, now=now.timestamp())
+    pipe.execute()
+    for key in (EVENTS_KEY, f"{realtime.PREFIX}:site-abc-123:users"):
+        assert counter_store.zcard(key) == 50
+        assert counter_store.zcount(key, "-inf", now.timestamp()) == 10
+
+
+def test_realtime_says_when_its_counts_reached_the_cap(ingestion, reporting, monkeypatch):
+    monkeypatch.setattr(realtime, "MAX_PER_SITE", 3)
+    for n in range(3):
+        event = make_event(timestamp=datetime.now(UTC).isoformat())
+        assert ingestion.post("/event", json=event).status_code == 200
+        body = reporting.get("/stats/realtime?site_id=site-abc-123").get_json()
+        assert body.get("capped") is (True if n == 2 else None)

@@ -8,6 +8,7 @@ import pytest
 
 from app import migrations
 from app.rollups import user_ids
+from app.store import migrations as migration_store
 from app.store import rollups as rollup_store
 from app.store import user_numbers
 from reporting import queries
@@ -58,6 +59,7 @@ def test_the_quarters_of_an_earlier_release_s_rollups_are_rebuilt(db, store, cou
     """An earlier release's compactor left hour, day and week rollups but no quarter."""
     store([*events_around(date(2025, 11, 15), "site-a"), make_event(site_id="site-b")])
     db[rollup_store.ROLLUPS].delete_many({"level": "quarter"})
+    db[migration_store.MIGRATIONS].delete_many({})  # the earlier release recorded none
     migrations.migrate(db, counter_store, before_compacting=True)
     ran = dict(migrations.migrate(db, counter_store))
     # site-a's events (the 14th to the 16th, one week) and site-b's

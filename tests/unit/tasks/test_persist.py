@@ -65,7 +65,11 @@ def test_storing_a_batch_takes_one_redis_round_trip(db, counter_store, monkeypat
 
     monkeypatch.setattr(redis.Redis, "execute_command", counted(redis.Redis.execute_command))
     monkeypatch.setattr(redis.client.Pipeline, "execute", counted(redis.client.Pipeline.execute))
-    messages = [make_message(user_id="u1"), make_message(user_id="u2", site_id="other")]
+    # What a pipeline sends before its transaction (SCRIPT EXISTS for registered scripts).
+    immediate = redis.client.Pipeline.immediate_execute_command
+    monkeypatch.setattr(redis.client.Pipeline, "immediate_execute_command", counted(immediate))
+    now = datetime.now(UTC).isoformat()  # recent: the realtime view's entries ride along
+    messages = [make_message(user_id="u1", timestamp=now), make_message(user_id="u2", site_id="other")]
     persist.store_batch(db, counter_store, "batch-1", messages)
     assert len(round_trips) == 1
 
