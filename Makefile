@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb settings-docs tracker test test-unit lint format clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb settings-docs tracker test test-unit lint format clean-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -147,5 +147,8 @@ format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-clean: ## Remove the virtualenv, the local FerretDB build and local data
-	rm -rf $(VENV) .local var
+clean-data: ## Remove the local data in var/ (Redis's and MongoDB's files): a fresh store
+	rm -rf var
+
+clean: clean-data ## Remove the local data, the virtualenv and .local (the FerretDB build, vegeta)
+	rm -rf $(VENV) .local
