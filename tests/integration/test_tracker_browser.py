@@ -159,6 +159,8 @@ def visits(keyed, sites, plausible_bundle, db, figures) -> Iterator[Visits]:
         for name, site in (("ours", ours), ("plausible", plausible)):
             wait_until(functools.partial(outbound_stored, db, site.site_id), TIMEOUT, f"{name}'s click")
             stored[name] = list(db.events.find({"site_id": site.site_id}))
+        for body in sent_bodies(browser, keyed.ingestion):
+            print("sent:", body)  # what the trackers sent (pytest -s)
         figures.append(
             f"tracker browser: three pages, {time.monotonic() - started:.1f} s to every event stored"
         )
@@ -202,6 +204,18 @@ def fetch_answers(browser: webdriver.Chrome, ingestion: str) -> set[int]:
             if response["url"].startswith(ingestion) and message["params"]["type"] == "Fetch":
                 statuses.add(response["status"])
     return statuses
+
+
+def sent_bodies(browser: webdriver.Chrome, ingestion: str) -> list[str]:
+    """The bodies of the posts to `ingestion` in the browser's log since the last look."""
+    bodies = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            sent = message["params"]["request"]
+            if sent["url"].startswith(ingestion) and sent["method"] == "POST":
+                bodies.append(sent.get("postData", ""))
+    return bodies
 
 
 def outbound_stored(db: Database[dict[str, Any]], site_id: str) -> bool:
