@@ -18,12 +18,13 @@ What the service says before any event is read (413, 415, 429, 503) is ours, as 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
@@ -42,6 +43,8 @@ NOT_STORED = frozenset({"engagement"})
 # Our fields as Plausible's errors name them.
 PLAUSIBLE_FIELDS = {"event_type": "event_name", "path": "pathname"}
 DROPPED_HEADER = "X-Plausible-Dropped"
+# What an event's `user_agent` holds (app/ingestion/schemas.py): a longer header is cut.
+MAX_USER_AGENT = 1024
 # A request names at most this many domains: each becomes an event of its own.
 MAX_DOMAINS = 10
 
@@ -130,8 +133,22 @@ def page_event(body: dict[str, Any], site_id: str, event_type: str, url: str) ->
         "referrer": body.get("r", body.get("referrer")),
         "props": plausible_props(body),
         "timestamp": datetime.now(UTC).isoformat(),
+        # Plausible's server-side senders name the visitor by these two headers; believed as
+        # a body's `ip` and `user_agent` are, from a server with the site's key (or any, with
+        # AUTH_MODE=open), never from a page (app/ingestion/derivation.py).
+        "ip": forwarded_address(),
+        "user_agent": request.headers.get("User-Agent", "")[:MAX_USER_AGENT] or None,
     }
     return {key: value for key, value in event.items() if value is not None}
+
+
+def forwarded_address() -> str | None:
+    """The first address of `X-Forwarded-For`, if it is one."""
+    first = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    try:
+        return str(ipaddress.ip_address(first))
+    except ValueError:
+        return None
 
 
 def split_url(url: str) -> SplitResult:

@@ -73,6 +73,13 @@ def test_each_of_several_domains_gets_the_event(ingestion: FlaskClient, db):
     assert sorted(event["site_id"] for event in stored(db)) == ["rollup.test", "shop.test"]
 
 
+def test_headers_that_name_no_visitor_well_do_not_fail_the_event(ingestion: FlaskClient, db):
+    headers = {"X-Forwarded-For": "not-an-address", "User-Agent": "Mozilla/5.0 " + "x" * 2000}
+    assert post(ingestion, {"n": "pageview", "u": PAGE, "d": "shop.test"}, **headers).status_code == 202
+    [event] = stored(db)
+    assert "ip" not in event
+
+
 def test_engagement_is_answered_and_not_stored(ingestion: FlaskClient, db):
     body = {"n": "engagement", "u": PAGE, "d": "shop.test", "sd": 80, "e": 4000}
     response = post(ingestion, body)
