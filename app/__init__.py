@@ -59,7 +59,7 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
     if service in CELERY_SERVICES:
         celery_init_app(app, settings, consumes=service == "worker")
     if service in HTTP_SERVICES:
-        client_address.init_app(app, settings)
+        client_address.init_app(app, settings, anonymize_log=service == "ingestion")
     if service == "reporting":  # ingestion's limits are counted by its views
         init_reporting_limits(app, settings)
 

@@ -19,9 +19,15 @@ from flask import Flask, current_app, request
 from app.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-# Where the access log (gunicorn's `%({analytics.client}e)s`) finds the client's address.
+# Where the views find the client's address, and where the access log (gunicorn's
+# `%({analytics.logged_client}e)s`) finds what it writes of it.
 CLIENT_ENVIRON_KEY = "analytics.client"
+LOGGED_CLIENT_ENVIRON_KEY = "analytics.logged_client"
 IPV6_SUBSCRIBER_PREFIX = 64
+# What ingestion's log keeps of a visitor's address (docs/visitors.md): its network, as
+# analytics tools anonymize addresses: an IPv4 address's /24, an IPv6 address's /48.
+LOGGED_IPV4_PREFIX = 24
+LOGGED_IPV6_PREFIX = 48
 
 
 def parse_networks(setting: str) -> tuple[Network, ...]:
@@ -86,11 +92,32 @@ def request_limited_address() -> str:
     return limited_address(request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address())
 
 
+def anonymized(address: str) -> str:
+    """An address with its host part zeroed (`203.0.113.0`, `2001:db8:1::`); "-" for none."""
+    if address.count(".") == 3 and ":" not in address:  # IPv4: the common case, without parsing
+        return address.rpartition(".")[0] + ".0"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "-"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # The mask by integers: building an `ip_network` costs several times as much.
+    bits = ip.max_prefixlen - (LOGGED_IPV4_PREFIX if ip.version == 4 else LOGGED_IPV6_PREFIX)
+    return str(type(ip)(int(ip) >> bits << bits))
+
+
 def remember_client() -> None:
-    request.environ[CLIENT_ENVIRON_KEY] = request_client_address()
+    address = request_client_address()
+    request.environ[CLIENT_ENVIRON_KEY] = address
+    logged = anonymized(address) if current_app.extensions["log_anonymized_clients"] else address
+    request.environ[LOGGED_CLIENT_ENVIRON_KEY] = logged
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Read TRUSTED_PROXIES, and note each request's client for the access log."""
+def init_app(app: Flask, settings: Settings, anonymize_log: bool = False) -> None:
+    """Read TRUSTED_PROXIES, and note each request's client for the views and the access
+    log; `anonymize_log`: the log keeps only the client's network (ingestion's clients are
+    the visitors)."""
     app.extensions["trusted_proxies"] = parse_networks(settings.trusted_proxies)
+    app.extensions["log_anonymized_clients"] = anonymize_log
     app.before_request(remember_client)

@@ -14,10 +14,11 @@ from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 # What the services' access log records of each request: the client (behind trusted
-# proxies, the forwarded one), request line, status, bytes, latency in milliseconds and the
-# site(s) an ingestion request carried events of; never a body, nor a header's value. The
-# views put the client and sites in the WSGI environ, which gunicorn's `{key}e` reads.
-ACCESS_FORMAT = '%({analytics.client}e)s "%(r)s" %(s)s %(B)s %(M)sms site=%({analytics.site}e)s'
+# proxies, the forwarded one; on ingestion only its network), request line, status, bytes,
+# latency in milliseconds and the site(s) an ingestion request carried events of; never a
+# body, nor a header's value. The views put the client and sites in the WSGI environ, which
+# gunicorn's `{key}e` reads.
+ACCESS_FORMAT = '%({analytics.logged_client}e)s "%(r)s" %(s)s %(B)s %(M)sms site=%({analytics.site}e)s'
 # Celery logs each message it receives and each task that succeeds at INFO: two lines per
 # message, more than the work is worth at the default level. At debug they are kept.
 PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")

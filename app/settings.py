@@ -228,8 +228,9 @@ class Settings:
     registry_refresh_seconds: float = setting(
         5.0,
         ACCESS,
-        "How often each ingestion process reloads the registered sites from MongoDB: a site added, "
-        "changed or removed takes effect within this time.",
+        "How often each ingestion process reloads the registered sites from MongoDB: a site changed "
+        "or removed takes effect within this time. A site added is accepted at once: an unknown "
+        "site makes a process reload, at most once a second.",
     )
     key_cache_seconds: float = setting(
         30.0,

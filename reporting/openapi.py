@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from app import bots
 from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
 from reporting.schemas import (
     BreakdownQuerySchema,
@@ -131,6 +132,12 @@ class PipelineSchema(AnswerSchema):
     rollups = fields.Nested(RollupStateSchema, required=True)
     lag_seconds = fields.Float(required=True)
     backpressure = fields.Nested(BackpressureSchema, required=True)
+    bots_dropped = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(bots.REASONS)),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Bots' events dropped by ingestion (answered as accepted), by reason."},
+    )
 
 
 def question(summary: str, query: Schema | type[Schema], answer: type[Schema]) -> dict[str, Any]:

@@ -201,8 +201,8 @@ def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summ
     paths: Counter[str] = Counter()
     for row in rows:
         total += row["events"]
-        if row["_id"].get("user_id"):
-            users.add(row["_id"]["user_id"])
+        if row["_id"].get("user"):
+            users.add(row["_id"]["user"])
         if row["_id"].get("path"):
             paths[row["_id"]["path"]] += row["events"]
     return Summary(total, len(users), [PathViews(path, views) for path, views in ranked(paths)[:limit]])

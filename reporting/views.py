@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
+from app import bots
 from app.access.guard import operators_only, public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
@@ -192,9 +193,11 @@ def pipeline_health() -> ResponseReturnValue:
         day = period.first_day.isoformat()
         counts = counters.for_site_day(client, period.site_id, day)
         dead = dead_letters.count_dead_letters(mongo.db, period.site_id, day)
+        dropped = bots.dropped_on(client, period.site_id, day)
     else:
         counts = counters.totals(client)
         dead = dead_letters.count_dead_letters(mongo.db)
+        dropped = bots.dropped_totals(client)
     queue = snapshot.snapshot(client)
     return jsonify(
         status="ok",
@@ -207,6 +210,8 @@ def pipeline_health() -> ResponseReturnValue:
             # Queued or in flight (see app/queue/counters.py).
             "unaccounted": counts.accepted - counts.persisted - counts.repeated - dead,
         },
+        # Answered as accepted, never queued: not among `events`.
+        bots_dropped=dropped,
         rollups={"backlog": compactor.backlog(client), "set_aside": compactor.set_aside(client)},
         lag_seconds=lag_seconds(client),
         backpressure=ingestion_backpressure(client),

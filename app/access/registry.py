@@ -7,6 +7,10 @@ background thread (a greenlet under gunicorn's gevent workers), so a site or key
 changed or removed takes effect within that interval. When MongoDB cannot be read the last
 good snapshot stays in force. Only a process's first requests wait, for its first load, and
 get a 503 if it does not come in time.
+
+A site the snapshot does not know makes the process load the registry again at once, at most
+once a second: a site registered a moment ago (`make site`) has its first event accepted,
+while made-up site ids cost a process at most one load a second.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from app.store.sites import RegisteredSite
 
 logger = logging.getLogger(__name__)
 
 Load = Callable[[], Mapping[str, RegisteredSite]]
+Found = TypeVar("Found")
 # How long a process's first requests wait for its first snapshot: within the 2 s the
 # contract gives a client to learn that it should retry.
 FIRST_LOAD_WAIT_SECONDS = 1.5
+# The least time between two loads a process makes for sites it did not know.
+UNKNOWN_SITE_RELOAD_SECONDS = 1.0
 
 
 def without_www(domain: str) -> str:
@@ -56,22 +64,38 @@ class SiteRegistry:
         self._pid = 0
         self._loaded: threading.Event | None = None
         self._stopped = False
+        self._reloaded_for_unknown = float("-inf")
 
     def site(self, site_id: str) -> RegisteredSite | None:
         """What is registered of `site_id`, or None if it is not registered."""
-        self._wait_for_first_load()
-        return self._sites.get(site_id)
+        return self._look_up(lambda: self._sites.get(site_id))
 
     def site_for_domain(self, domain: str) -> str | None:
         """The id of the site one of whose domains is `domain`, a leading `www.` dropped on
         both sides (as Plausible finds a site); of two such sites, the first by site id."""
-        self._wait_for_first_load()
-        return self._by_domain.get(without_www(domain))
+        return self._look_up(lambda: self._by_domain.get(without_www(domain)))
 
-    def _wait_for_first_load(self) -> None:
+    def _look_up(self, find: Callable[[], Found | None]) -> Found | None:
+        """What `find` finds in the snapshot, once there is one; if nothing, in a snapshot
+        loaded again for it (at most once a second)."""
         loaded = self.start()
         if not loaded.is_set() and not loaded.wait(FIRST_LOAD_WAIT_SECONDS):
             raise RegistryUnavailableError("The site registry (MongoDB) has not answered yet")
+        found = find()
+        if found is None and self._may_reload_for_unknown():
+            try:
+                self.refresh()
+            except Exception as error:  # the snapshot in force answers, as when the refresher fails
+                logger.warning("Site registry not reloaded for an unknown site (%s) (%s)", error, self._age())
+            found = find()
+        return found
+
+    def _may_reload_for_unknown(self) -> bool:
+        now = time.monotonic()
+        if now - self._reloaded_for_unknown < UNKNOWN_SITE_RELOAD_SECONDS:
+            return False
+        self._reloaded_for_unknown = now  # before the load: concurrent requests do not load too
+        return True
 
     def refresh(self) -> None:
         """Load the registry now; if that fails, the last snapshot stays and the error is raised."""

@@ -9,8 +9,11 @@ event type (`pageview` is our `page_view`), `u` the url (its path, with the frag
 Plausible's filter of empty and nested values. The time is the server's: Plausible's clients
 send none, and no event id either, so one is drawn here.
 
+The visitor is derived as for `/event` (app/ingestion/derivation.py), and a bot's event is
+dropped and counted as there.
+
 Plausible's answers are kept: 202 `ok`, also for what it drops without an error (an unknown
-domain, a page not on the site's domains), with `X-Plausible-Dropped` counting those; 400
+domain, a page not on the site's domains, a bot), with `X-Plausible-Dropped` counting those; 400
 with `{"errors": {field: [message]}}` for a request it cannot use. Engagement events (time on
 page and scroll depth) are answered alike and not stored: the store keeps no engagement yet.
 What the service says before any event is read (413, 415, 429, 503) is ours, as for `/event`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -33,9 +37,10 @@ from app.access.origins import request_gate
 from app.access.registry import SiteRegistry, without_www
 from app.errors import outcome_unknown
 from app.ingestion.bodies import json_body
+from app.ingestion.derivation import request_visitor
 from app.ingestion.group_commit import OutcomeUnknownError
-from app.ingestion.schemas import to_message
-from app.ingestion.views import accepted_window, bp, queue_events
+from app.ingestion.schemas import BotEventError, to_message
+from app.ingestion.views import accepted_window, bp, count_bots, queue_events
 
 # Plausible's event names that are not ours, and those it sends that are not events.
 EVENT_TYPES = {"pageview": "page_view"}
@@ -61,7 +66,7 @@ class PlausibleError(Exception):
 def plausible_event() -> ResponseReturnValue:
     try:
         events = plausible_events(read_request())
-        messages = [to_message(event, accepted_window()) for event in events if event is not None]
+        messages, bots = queue_messages(event for event in events if event is not None)
     except PlausibleError as error:
         return plausible_errors(error.errors)
     except ValidationError as error:
@@ -73,7 +78,21 @@ def plausible_event() -> ResponseReturnValue:
             queue_events(admitted)
         except OutcomeUnknownError:
             return outcome_unknown({"event_ids": [message["event_id"] for message in admitted]})
+    count_bots(bot for bot in bots if gate is None or gate(bot.message["site_id"]) is None)
     return accepted(dropped=len(events) - len(admitted))
+
+
+def queue_messages(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[BotEventError]]:
+    """The queue messages of valid events, with the request's visitor, and the bots' events;
+    raises ValidationError for an invalid one."""
+    derive, window = request_visitor().derive, accepted_window()
+    messages, bots = [], []
+    for event in events:
+        try:
+            messages.append(to_message(event, window, derive))
+        except BotEventError as bot:
+            bots.append(bot)
+    return messages, bots
 
 
 def read_request() -> dict[str, Any]:

@@ -224,24 +224,44 @@ class TimeWindow:
         )
 
 
-def to_message(payload: Any, window: TimeWindow | None = None) -> dict[str, Any]:
+# Fills in, in place, what ingestion derives of a valid event from its request
+# (app/ingestion/derivation.py), or gives why the event is a bot's; it may read the
+# visitor's address, which is dropped after.
+Derive = Callable[[dict[str, Any]], str | None]
+
+
+class BotEventError(Exception):
+    """A valid event of a bot's: dropped, and answered as if accepted."""
+
+    def __init__(self, message: dict[str, Any], reason: str) -> None:
+        super().__init__(reason)
+        self.message, self.reason = message, reason
+
+
+def to_message(
+    payload: Any, window: TimeWindow | None = None, derive: Derive | None = None
+) -> dict[str, Any]:
     """A client's event as the queue carries it: validated, with an event_id, as plain JSON.
 
     Raises ValidationError for an invalid event, or one outside the window when one is given
-    (always, for a client's event; tests and benchmarks build messages of any date without).
+    (always, for a client's event; tests and benchmarks build messages of any date without);
+    BotEventError when `derive` finds it a bot's.
     """
     event = event_schema.load(payload)
     if window and event["timestamp"] not in window:
         raise window.refusal()
-    return _as_message(event)
+    return _as_message(event, derive)
 
 
-def _as_message(event: dict[str, Any]) -> dict[str, Any]:
+def _as_message(event: dict[str, Any], derive: Derive | None = None) -> dict[str, Any]:
     # What `event_schema.dump` gives, without a second pass through the schema on the hot
     # path: the two fields JSON cannot carry as loaded, in their ISO and hyphenated forms,
     # and never the visitor's address.
     message = {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
+    reason = derive(message) if derive else None
     message.pop("ip", None)
+    if reason:
+        raise BotEventError(message, reason)
     return message
 
 
@@ -271,11 +291,13 @@ class Batch:
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     # How many valid events `gate` refused for their site.
     refused: int = 0
+    # Bots' events, dropped (answered as accepted, never queued), by index.
+    dropped: dict[str, BotEventError] = field(default_factory=dict)
 
     def event_ids(self) -> dict[str, str]:
         """The ids of the events queued, by their index in the batch (as `errors`)."""
-        indices = (str(index) for index in range(len(self.messages) + len(self.errors)))
-        queued = (index for index in indices if index not in self.errors)
+        indices = (str(index) for index in range(len(self.messages) + len(self.errors) + len(self.dropped)))
+        queued = (index for index in indices if index not in self.errors and index not in self.dropped)
         return {index: message["event_id"] for index, message in zip(queued, self.messages, strict=True)}
 
 
@@ -283,10 +305,11 @@ def load_batch(
     envelope: dict[str, Any],
     window: TimeWindow | None = None,
     gate: Callable[[str], str | None] | None = None,
+    derive: Derive | None = None,
 ) -> Batch:
     """Validate each event of a `POST /events` envelope; a bad envelope raises ValidationError.
     `gate` gives why an event's site is refused (None: admitted); such events are reported
-    with the invalid ones.
+    with the invalid ones; `derive` completes each admitted event, or drops it as a bot's.
 
     One `many=True` load rather than one load per event, so the schema's fixed cost is paid
     once a batch (docs/decisions/README.md).
@@ -313,8 +336,11 @@ def load_batch(
         if refusal:
             errors[index] = {"site_id": [refusal]}
             batch.refused += 1
-        else:
-            batch.messages.append(_as_message(event))
+            continue
+        try:
+            batch.messages.append(_as_message(event, derive))
+        except BotEventError as dropped:
+            batch.dropped[str(index)] = dropped
     batch.errors = {str(index): errors[index] for index in sorted(errors)}
     return batch
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +14,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
+from app import bots
 from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
 from app.errors import (
@@ -21,16 +24,18 @@ from app.errors import (
     handle_registry_unavailable,
     outcome_unknown,
 )
-from app.extensions import probe_redis
+from app.extensions import probe_redis, redis_store
 from app.ingestion import backpressure, openapi
 from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
 from app.ingestion.cors import init_cors
+from app.ingestion.derivation import request_visitor
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 from app.ingestion.rate_limits import hit_limits, limit_rates
-from app.ingestion.schemas import MAX_BATCH_EVENTS, TimeWindow, load_batch, to_message
+from app.ingestion.schemas import MAX_BATCH_EVENTS, BotEventError, TimeWindow, load_batch, to_message
 from app.openapi import serve_document
+from app.queue.counters import site_day
 from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
 from app.settings import current_settings
@@ -38,6 +43,8 @@ from app.settings import current_settings
 # Where the access log (gunicorn's `%({analytics.site}e)s`) finds a request's sites.
 SITE_ENVIRON_KEY = "analytics.site"
 SITES_LOGGED = 3
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("ingestion", __name__)
 bp.record_once(init_cors)
@@ -99,11 +106,17 @@ def post_event() -> ResponseReturnValue:
     body = json_body()
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
-    message = to_message(body, accepted_window())
+    try:
+        message, dropped = to_message(body, accepted_window(), request_visitor().derive), None
+    except BotEventError as bot:
+        message, dropped = bot.message, bot
     gate = request_gate()
     refusal = gate(message["site_id"]) if gate else None
     if refusal:
         return error_response(403, refusal, {"site_id": [refusal]})
+    if dropped:
+        count_bots([dropped])
+        return jsonify(status="accepted")
     try:
         queue_events([message])
     except OutcomeUnknownError:
@@ -116,18 +129,30 @@ def post_events() -> ResponseReturnValue:
     """A batch: valid events are accepted with one enqueue, invalid ones reported by index, and
     so are events refused for their site (unknown, or not sent from one of its domains)."""
     request.max_content_length = current_settings().max_batch_bytes
-    batch = load_batch(batch_envelope(json_body()), accepted_window(), request_gate())
-    if not batch.messages and batch.refused:
-        return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
-    if not batch.messages:
-        return error_response(400, "No valid event in the batch", batch.errors)
-    try:
-        queue_events(batch.messages)
-    except OutcomeUnknownError:
-        return outcome_unknown({"event_ids": batch.event_ids()})
-    return jsonify(
-        status="accepted", accepted=len(batch.messages), rejected=len(batch.errors), errors=batch.errors
+    batch = load_batch(
+        batch_envelope(json_body()), accepted_window(), request_gate(), request_visitor().derive
     )
+    accepted = len(batch.messages) + len(batch.dropped)
+    if not accepted and batch.refused:
+        return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
+    if not accepted:
+        return error_response(400, "No valid event in the batch", batch.errors)
+    if batch.messages:
+        try:
+            queue_events(batch.messages)
+        except OutcomeUnknownError:
+            return outcome_unknown({"event_ids": batch.event_ids()})
+    count_bots(batch.dropped.values())
+    return jsonify(status="accepted", accepted=accepted, rejected=len(batch.errors), errors=batch.errors)
+
+
+def count_bots(dropped: Iterable[BotEventError]) -> None:
+    """Count bots' events dropped; they are answered as accepted whether counted or not."""
+    counts = Counter((*site_day(bot.message), bot.reason) for bot in dropped)
+    try:
+        bots.count_dropped(redis_store.client, counts)
+    except RedisError:
+        logger.warning("Bots' events dropped but not counted: Redis unreachable", exc_info=True)
 
 
 def batch_envelope(body: Any) -> dict[str, Any]:

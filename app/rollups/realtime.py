@@ -31,6 +31,8 @@ from typing import Any
 
 import redis
 
+from app.visitors import identity
+
 WINDOW_SECONDS = 300
 # Kept a little longer than the window so a late write of a recent event still counts.
 KEEP_SECONDS = 2 * WINDOW_SECONDS
@@ -72,7 +74,7 @@ def record(
     for event in events:
         moment = event["timestamp"].timestamp()
         if oldest <= moment <= latest:
-            by_site.setdefault(event["site_id"], []).append((event["event_id"], event.get("user_id"), moment))
+            by_site.setdefault(event["site_id"], []).append((event["event_id"], identity(event), moment))
     for site_id, recent in by_site.items():
         events_key, users_key = _keys(site_id)
         pipe.zadd(events_key, {_digest(event_id): moment for event_id, _, moment in recent})

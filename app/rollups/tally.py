@@ -37,6 +37,7 @@ from bson import Binary
 from pyroaring import BitMap
 
 from app.rollups.buckets import floor_to
+from app.visitors import identity
 
 # zlib's fastest level: the higher ones take several times as long and save little on bitmaps.
 COMPRESSION_LEVEL = 1
@@ -210,8 +211,9 @@ def quarter_documents(
         types = groups.setdefault((event["site_id"], floor_to(event["timestamp"], "quarter")), {})
         number, users, paths = types.setdefault(event["event_type"], ([0], set(), Counter()))
         number[0] += 1
-        if event.get("user_id"):
-            users.add(event["user_id"])
+        user = identity(event)
+        if user:
+            users.add(user)
         if event.get("path"):
             paths[event["path"]] += 1
     return {

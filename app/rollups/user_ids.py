@@ -18,6 +18,7 @@ from typing import Any
 from pymongo.database import Database
 
 from app.store import user_numbers
+from app.visitors import identity
 
 # Where earlier releases kept the ids: PREFIX:<site id>, a hash user -> id, and the last id
 # given of each site, in a hash. Only the migration reads them any more.
@@ -57,25 +58,26 @@ def _remembered(db: Database[Any]) -> dict[str, int]:
 
 
 def numbered(db: Database[Any], events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The events with each `user_id` replaced by the user's id on the event's site."""
-    events = list(events)
+    """The events with `user_id` set to the id on the event's site of whom the event counts
+    as (`app.visitors.identity`); an event that counts as no one is left alone."""
+    named = [(event, identity(event)) for event in events]
     users_by_site: dict[str, set[str]] = {}
-    for event in events:
-        if event.get("user_id"):
-            users_by_site.setdefault(event["site_id"], set()).add(event["user_id"])
+    for event, user in named:
+        if user:
+            users_by_site.setdefault(event["site_id"], set()).add(user)
     ids = ids_by_site(db, users_by_site)
-    return [
-        {**event, "user_id": ids[event["site_id"]][event["user_id"]]} if event.get("user_id") else dict(event)
-        for event in events
-    ]
+    return [_with_number(event, ids[event["site_id"]][user] if user else None) for event, user in named]
 
 
 def numbered_locally(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The events with user ids numbered for this list alone: enough to count distinct users."""
+    """The events numbered as `numbered` does, for this list alone: enough to count distinct
+    users."""
     ids: dict[str, int] = {}
+    named = [(event, identity(event)) for event in events]
     return [
-        {**event, "user_id": ids.setdefault(event["user_id"], len(ids) + 1)}
-        if event.get("user_id")
-        else dict(event)
-        for event in events
+        _with_number(event, ids.setdefault(user, len(ids) + 1) if user else None) for event, user in named
     ]
+
+
+def _with_number(event: Mapping[str, Any], number: int | None) -> dict[str, Any]:
+    return dict(event) if number is None else {**event, "user_id": number}

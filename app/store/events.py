@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError
 from app.store import DUPLICATE_KEY, find_by_ids, insert_new, raise_unconfirmed
 from app.store import migrations as migration_store
 from app.store.errors import is_transient
+from app.visitors import identity
 
 EVENTS = "events"
 
@@ -243,7 +244,7 @@ def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[st
 
 # Events a raw read fetches per round trip.
 STREAM_BATCH = 1000
-RAW_FIELDS = ("site_id", "event_type", "path", "user_id", "timestamp", "batch_id", "created_at")
+RAW_FIELDS = ("site_id", "event_type", "path", "user_id", "visitor_id", "timestamp", "batch_id", "created_at")
 
 
 def events_between(db: Database[Any], site_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -267,8 +268,8 @@ def count_by_user_and_path(
     db: Database[Any], site_id: str, start: datetime, end: datetime, event_type: str | None
 ) -> list[dict[str, Any]]:
     """A site's events with `start <= timestamp < end` (of one type, if given) counted by
-    (user_id, path), as rows `{"_id": {"user_id", "path"}, "events"}`: `/stats/aggregated`'s
-    cross-check.
+    (user, path), the user as `app.visitors.identity` names them, as rows
+    `{"_id": {"user", "path"}, "events"}`: `/stats/aggregated`'s cross-check.
 
     Counted here, from the events' users and paths read by `_id` range: FerretDB's `$group`
     compares each event with every group found so far, a cost that grows with the square of
@@ -277,9 +278,10 @@ def count_by_user_and_path(
     events_filter = _site_events_filter(site_id, start, end)
     if event_type is not None:
         events_filter["event_type"] = event_type
-    found = db[EVENTS].find(events_filter, {"_id": 0, "user_id": 1, "path": 1}).batch_size(STREAM_BATCH)
-    counts = Counter((event.get("user_id"), event.get("path")) for event in found)
-    return [{"_id": {"user_id": user, "path": path}, "events": n} for (user, path), n in counts.items()]
+    projection = {"_id": 0, "user_id": 1, "visitor_id": 1, "path": 1}
+    found = db[EVENTS].find(events_filter, projection).batch_size(STREAM_BATCH)
+    counts = Counter((identity(event), event.get("path")) for event in found)
+    return [{"_id": {"user": user, "path": path}, "events": n} for (user, path), n in counts.items()]
 
 
 def expired_keys(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:

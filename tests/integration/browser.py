@@ -15,6 +15,9 @@ from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+PERSON_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 @contextmanager
@@ -33,6 +36,9 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
         # nothing from an automated browser. Hidden here rather than through a test switch in
         # the tag, which every crawler could flip: the pages run the tags as a visitor gets them.
         "--disable-blink-features=AutomationControlled",
+        # Ingestion drops headless browsers' events as bots' (app/bots.py): this one stands
+        # in for a person's browser, so it says what a person's Chromium says.
+        f"--user-agent={PERSON_USER_AGENT}",
     ):
         options.add_argument(argument)
     # The browser's own log of each request: what the page cannot see (a beacon's answer).

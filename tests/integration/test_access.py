@@ -14,6 +14,7 @@ import requests
 
 from tests.integration.client import TIMEOUT
 from tests.integration.keyed import KEY_CACHE_SECONDS, REFRESH_SECONDS, flask
+from tests.integration.services import start_healthy
 from tools.factories import make_event
 from tools.processes import wait_until
 
@@ -144,3 +145,18 @@ def test_a_site_added_while_running_is_accepted_within_the_refresh_interval(keye
     wait_until(accepted_twice, 30, f"{site} accepted", interval=0.05)
     # Generous for a loaded machine: the process refreshes every REFRESH_SECONDS.
     assert time.monotonic() - added < REFRESH_SECONDS + 5
+
+
+def test_a_site_s_first_event_is_accepted_at_once_after_it_is_added(keyed, run_dir):
+    """No waiting for the next refresh (here an hour away): an unknown site makes each
+    ingestion process load the registry again, at most once a second."""
+    env = {**keyed.env, "REGISTRY_REFRESH_SECONDS": "3600"}
+    process, ingestion = start_healthy("ingestion", env, run_dir, name="ingestion-slow-refresh")
+    try:
+        site = f"new-{uuid.uuid4().hex[:8]}"
+        flask(keyed.env, "site", "add", site, "--domain", "new.test")
+        # Every answer at once, from whichever of the gunicorn processes takes the request.
+        statuses = [post(ingestion, make_event(site_id=site)).status_code for _ in range(4)]
+        assert statuses == [200] * 4
+    finally:
+        process.stop()

@@ -2,6 +2,8 @@
 
 import random
 
+import requests
+
 from tests.integration.client import get_stats, post_event, wait_for_views
 from tools.factories import SEED_EXAMPLE_STATS, make_event, new_site_id, seed_example_events
 
@@ -33,7 +35,8 @@ def test_stats_and_aggregated_stats_agree_on_a_mixed_day(pipeline, db):
         assert post_event(pipeline["ingestion"], event).status_code == 200
     stats = wait_for_views(pipeline["reporting"], site_id, "2025-11-15", len(events))
     assert stats["total_views"] == len(events)
-    assert stats["unique_users"] == len({e["user_id"] for e in events if e.get("user_id")})
+    # Events without a user count as their visitor: this test, one address and user agent.
+    assert stats["unique_users"] == len({e.get("user_id") or "visitor" for e in events})
     assert get_stats(pipeline["reporting"], site_id, "2025-11-15", "/stats/aggregated") == stats
     assert db.events.count_documents({"site_id": site_id}) == len(events)
 
@@ -90,3 +93,21 @@ def test_both_services_report_healthy(pipeline):
         "status": "ok",
         "service": "reporting-service",
     }
+
+
+def test_visitors_without_user_ids_are_told_apart_by_user_agent(pipeline, db):
+    site_id = new_site_id()
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Version/17.5 Mobile"
+    for user_agent, path in [(firefox, "/"), (firefox, "/pricing"), (safari, "/")]:
+        event = make_event(site_id=site_id, user_id=None, path=path)
+        response = requests.post(
+            f"{pipeline['ingestion']}/event", json=event, headers={"User-Agent": user_agent}, timeout=10
+        )
+        assert response.status_code == 200
+    stats = wait_for_views(pipeline["reporting"], site_id, "2025-11-15", 3)
+    assert (stats["total_views"], stats["unique_users"]) == (3, 2)
+    assert get_stats(pipeline["reporting"], site_id, "2025-11-15", "/stats/aggregated") == stats
+    stored = list(db.events.find({"site_id": site_id}))
+    assert len({event["visitor_id"] for event in stored}) == 2
+    assert not [name for event in stored for name in ("ip", "user_agent") if name in event]

@@ -1,5 +1,6 @@
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
@@ -25,6 +26,15 @@ class Source:
         if self.down:
             raise ServerSelectionTimeoutError("MongoDB away")
         return dict(self.sites)
+
+
+def look_up_at_once(registry, site_ids):
+    """Look up each site in a thread of its own, all at once."""
+    threads = [threading.Thread(target=registry.site, args=(site_id,)) for site_id in site_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_the_first_lookup_waits_for_the_first_load():
@@ -74,17 +84,13 @@ def test_without_a_first_load_a_lookup_fails_fast(monkeypatch):
         registry.stop()
 
 
-def test_lookups_never_call_mongodb_themselves():
+def test_lookups_of_known_sites_never_call_mongodb_themselves():
     source = Source({"a.test": A_TEST})
     registry = SiteRegistry(source, interval=60)
     try:
         registry.site("a.test")
         loads = source.loads
-        threads = [threading.Thread(target=registry.site, args=("a.test",)) for _ in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        look_up_at_once(registry, ["a.test"] * 20)
         assert source.loads == loads
     finally:
         registry.stop()
@@ -103,24 +109,64 @@ def test_start_loads_the_snapshot_before_any_lookup():
         registry.stop()
 
 
+@contextmanager
+def running(source):
+    """A registry of `source` with its first snapshot loaded, refreshed only on demand."""
+    registry = SiteRegistry(source, interval=3600)
+    try:
+        assert registry.start().wait(5)
+        yield registry
+    finally:
+        registry.stop()
+
+
+def test_a_site_added_since_the_last_load_is_found_at_once():
+    source = Source({})
+    with running(source) as registry:
+        source.sites = {"a.test": A_TEST}
+        assert registry.site("a.test") == A_TEST
+
+
+def test_unknown_sites_reload_the_registry_at_most_once_a_second(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(registry_module.time, "monotonic", lambda: clock[0])
+    source = Source({})
+    with running(source) as registry:
+        loads = source.loads
+        look_up_at_once(registry, [f"made-up-{n}" for n in range(20)])
+        assert source.loads == loads + 1
+        clock[0] += registry_module.UNKNOWN_SITE_RELOAD_SECONDS
+        assert registry.site("made-up-again") is None
+        assert source.loads == loads + 2
+
+
+def test_a_reload_that_fails_keeps_the_snapshot_and_answers():
+    source = Source({"a.test": A_TEST})
+    with running(source) as registry:
+        source.down = True
+        assert registry.site("b.test") is None
+        assert registry.site("a.test") == A_TEST
+
+
 def test_a_site_is_found_by_its_domain_with_a_leading_www_dropped():
     """Plausible's clients name a site by domain (`d`), `www.` dropped on either side."""
     shop = RegisteredSite(domains=("www.shop.test", "shop.example"))
-    registry = SiteRegistry(Source({"shop": shop, "a": A_TEST}), interval=60)
-    try:
+    with running(Source({"shop": shop, "a": A_TEST})) as registry:
         assert registry.site_for_domain("shop.test") == "shop"
         assert registry.site_for_domain("www.shop.test") == "shop"
         assert registry.site_for_domain("shop.example") == "shop"
         assert registry.site_for_domain("www.a.test") == "a"
         assert registry.site_for_domain("blog.shop.test") is None
         assert registry.site_for_domain("elsewhere.test") is None
-    finally:
-        registry.stop()
 
 
 def test_a_domain_two_sites_list_belongs_to_the_first_by_site_id():
-    registry = SiteRegistry(Source({"b": A_TEST, "a": A_TEST}), interval=60)
-    try:
+    with running(Source({"b": A_TEST, "a": A_TEST})) as registry:
         assert registry.site_for_domain("a.test") == "a"
-    finally:
-        registry.stop()
+
+
+def test_a_domain_added_since_the_last_load_is_found_at_once():
+    source = Source({})
+    with running(source) as registry:
+        source.sites = {"shop": RegisteredSite(domains=("shop.test",))}
+        assert registry.site_for_domain("www.shop.test") == "shop"

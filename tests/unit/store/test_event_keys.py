@@ -68,20 +68,20 @@ def test_raw_reads_ask_for_the_site_id_range_and_count_without_a_server_group(db
     assert [spec["_id"] for spec in asked] == [bounds] * 3
 
 
-def test_events_are_counted_by_user_and_path(db):
+def test_events_are_counted_by_user_or_visitor_and_path(db):
     messages = [
         make_message(user_id="a", path="/x"),
         make_message(user_id="a", path="/x"),
         make_message(user_id=None, path="/y"),
+        make_message(user_id=None, path="/y") | {"visitor_id": "v"},
         make_message(event_type="click", user_id="b", path="/x"),
     ]
     event_store.insert_events(db, messages)
     rows = event_store.count_by_user_and_path(db, "site-abc-123", *DAY, "page_view")
-    assert sorted(
-        (row["_id"].get("user_id") or "", row["_id"].get("path"), row["events"]) for row in rows
-    ) == [
+    assert sorted((row["_id"].get("user") or "", row["_id"].get("path"), row["events"]) for row in rows) == [
         ("", "/y", 1),
         ("a", "/x", 2),
+        ("v", "/y", 1),
     ]
 
 
