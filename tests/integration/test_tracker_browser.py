@@ -264,6 +264,16 @@ def test_each_event_carries_what_the_page_knows(visits, sites):
         assert {event["title"] for event in visits.stored["ours"]} == {"Our tag"}
 
 
+@pytest.mark.parametrize("tracker", ["ours", "plausible"])
+def test_the_visitor_is_one_without_a_cookie_and_the_address_is_not_stored(visits, tracker):
+    """The same browser on one site is one visitor (a daily hash of site, address and user
+    agent, app/visitors.py); the address never reaches the store."""
+    events = visits.stored[tracker]
+    assert {len(event["visitor_id"]) for event in events} == {32}
+    assert len({event["visitor_id"] for event in events}) == 1
+    assert not any("ip" in event for event in events)
+
+
 def test_the_foreign_page_produced_nothing(visits, db, sites):
     """Its tag's page view was refused (403: not one of the site's domains), and Plausible's
     dropped (202, X-Plausible-Dropped: no site lists the domain): the sites' stored events
@@ -275,21 +285,31 @@ def test_the_foreign_page_produced_nothing(visits, db, sites):
     assert foreign == []
 
 
-def breakdown(keyed: Keyed, site_id: str) -> dict[str, int]:
-    """Today's events of the site by type, as /stats/breakdown counts them."""
+def reporting(keyed: Keyed, path: str, site_id: str, **params: str) -> dict[str, Any]:
+    """Today's answer of a reporting endpoint about the site, read with the operator's key."""
     response = requests.get(
-        f"{keyed.reporting}/stats/breakdown",
-        params={"site_id": site_id, "date": datetime.now(UTC).date().isoformat(), "by": "event_type"},
+        f"{keyed.reporting}{path}",
+        params={"site_id": site_id, "date": datetime.now(UTC).date().isoformat(), **params},
         headers={"Authorization": f"Bearer {keyed.operator_key}"},
         timeout=10,
     )
     response.raise_for_status()
-    return {row["value"]: row["views"] for row in response.json()["results"]}
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def breakdown(keyed: Keyed, site_id: str) -> dict[str, int]:
+    """Today's events of the site by type, as /stats/breakdown counts them."""
+    results = reporting(keyed, "/stats/breakdown", site_id, by="event_type")["results"]
+    return {row["value"]: row["views"] for row in results}
 
 
 @pytest.mark.parametrize("tracker", ["ours", "plausible"])
 def test_the_stored_events_count_in_stats(visits, keyed, sites, tracker):
-    """The rollups trail the store by a moment: /stats/breakdown comes to count them all."""
+    """The rollups trail the store by a moment: /stats/breakdown comes to count them all, and
+    /stats the one visitor."""
     stored = dict(Counter(event["event_type"] for event in visits.stored[tracker]))
     site_id = sites[tracker].site_id
     wait_until(lambda: breakdown(keyed, site_id) == stored, TIMEOUT, f"{tracker}'s events in /stats")
+    stats = reporting(keyed, "/stats", site_id)
+    assert (stats["total_views"], stats["unique_users"]) == (len(visits.stored[tracker]), 1)
