@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run site key operator-key sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb settings-docs tracker test test-unit lint format clean-data clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key demo sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb bench-transfer settings-docs tracker test test-unit lint format clean-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -92,6 +92,13 @@ key: install ## Print a new read key of a registered site, or with SERVER=1 a se
 operator-key: install ## Print a new operator key (every site, /health/pipeline)
 	@$(FLASK) key create --operator
 
+# Through the running ingestion service, as a server sends for its visitors (docs/operations.md).
+demo: install ## Register SITE (default demo.example) and send DAYS (30) days of demo traffic to the running services; prints a read key
+	@$(FLASK) site add "$(or $(SITE),demo.example)" --domain "$(or $(SITE),demo.example)"
+	@DEMO_SERVER_KEY="$$($(FLASK) key create "$(or $(SITE),demo.example)" --server | tail -n 1)" \
+		$(FLASK) seed-demo "$(or $(SITE),demo.example)" --days "$(or $(DAYS),30)"
+	@$(FLASK) key create "$(or $(SITE),demo.example)"
+
 sites: install ## List the registered sites and the read keys' ids
 	@$(FLASK) site list
 	@$(FLASK) key list
@@ -134,6 +141,9 @@ bench-reporting: install redis-server-bin mongo-bin ## Reporting latency over N 
 
 bench-ferretdb: install ## FerretDB's _id pushdown: stock v1.24.2 against the patched build, N events (prints a table; ARGS=options)
 	$(PYTHON) -m bench.ferretdb_pushdown --events $(or $(N),1000000) $(ARGS)
+
+bench-transfer: install redis-server-bin mongo-bin ## The export-import round trip of N events through every process (N=10000, ARGS=options)
+	$(PYTHON) -m bench.transfer --events $(or $(N),10000) $(ARGS)
 
 settings-docs: install ## Regenerate .env.example and docs/configuration.md's table from app/settings.py
 	$(PYTHON) -m tools.settings_doc

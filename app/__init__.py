@@ -23,6 +23,8 @@ from app.ingestion import bp as ingestion_bp
 from app.ratelimit import init_reporting_limits
 from app.settings import Settings
 from app.store import sites
+from app.transfer import views as transfer_views
+from app.transfer.commands import events_group, seed_demo_command
 
 Service = Literal["ingestion", "reporting", "worker"]
 # The services that publish or consume Celery tasks.
@@ -80,6 +82,7 @@ def register_access(app: Flask, settings: Settings, service: Service) -> None:
 def register_blueprints(app: Flask, service: Service) -> None:
     if service == "ingestion":
         app.register_blueprint(ingestion_bp)
+        app.register_blueprint(transfer_views.bp)
     elif service == "reporting":
         from reporting import bp as reporting_bp  # the one import of reporting/ from app/
 
@@ -95,3 +98,5 @@ def register_commands(app: Flask, service: Service) -> None:
     app.cli.add_command(key_group)
     if service in CELERY_SERVICES:
         app.cli.add_command(replay_dead_command)
+        app.cli.add_command(events_group)
+        app.cli.add_command(seed_demo_command)

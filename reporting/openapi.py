@@ -11,6 +11,7 @@ from app import bots
 from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
 from reporting.schemas import (
     BreakdownQuerySchema,
+    EventExportQuerySchema,
     PeriodQuerySchema,
     SiteQuerySchema,
     StatsQuerySchema,
@@ -164,6 +165,33 @@ PATHS: dict[str, dict[str, Any]] = {
     "/stats/breakdown": question(
         "Views per path or event type, most viewed first, one page", BreakdownQuerySchema, BreakdownSchema
     ),
+    "/events/export": {
+        "get": {
+            "summary": "One page of the site's raw events, oldest first, as NDJSON (docs/export.md)",
+            "parameters": [{"in": "query", "schema": EventExportQuerySchema}],
+            "responses": {
+                200: {
+                    "description": "One event per line; the header X-Next-Cursor, while more remain",
+                    "headers": {"X-Next-Cursor": {"schema": {"type": "string"}}},
+                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                },
+                **error_responses(*QUESTION_ERRORS),
+            },
+        }
+    },
+    "/stats/export": {
+        "get": {
+            "summary": "The period's statistics as a zip of CSV files, one per breakdown (docs/export.md)",
+            "parameters": [{"in": "query", "schema": PeriodQuerySchema}],
+            "responses": {
+                200: {
+                    "description": "visitors.csv, pages.csv, event_types.csv, a file per other breakdown",
+                    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                **error_responses(*QUESTION_ERRORS),
+            },
+        }
+    },
     "/stats/realtime": question("Events and users of the last minutes", SiteQuerySchema, RealtimeSchema),
     # Without site_id and date it gives the totals of every site.
     "/health/pipeline": question(

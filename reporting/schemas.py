@@ -108,3 +108,26 @@ site_day_schema = PeriodQuerySchema(only=("site_id", "date"))
 timeseries_query_schema = TimeseriesQuerySchema()
 breakdown_query_schema = BreakdownQuerySchema()
 site_query_schema = SiteQuerySchema()
+
+
+# Events per page of `GET /events/export`: by default, and at most.
+EXPORT_LIMIT = 1000
+MAX_EXPORT_LIMIT = 10000
+
+
+class EventExportQuerySchema(SiteQuerySchema):
+    """The UTC days `start`..`end` (inclusive, any span: a page is bounded by `limit`)."""
+
+    start = fields.Date(format="%Y-%m-%d", required=True, error_messages={"required": MISSING_MESSAGE})
+    end = fields.Date(format="%Y-%m-%d", required=True, error_messages={"required": MISSING_MESSAGE})
+    cursor = fields.String(validate=validate.Length(min=1, max=1024))
+    limit = fields.Integer(load_default=EXPORT_LIMIT, validate=validate.Range(min=1, max=MAX_EXPORT_LIMIT))
+
+    @validates_schema(skip_on_field_errors=True)
+    def _ordered(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["end"] < data["start"]:
+            raise ValidationError("end must not be before start.", "end")
+
+
+event_export_query_schema = EventExportQuerySchema()
+stats_export_query_schema = PeriodQuerySchema()

@@ -19,6 +19,7 @@ from app.access.keys import bearer_token, key_cache
 from app.errors import error_response
 from app.extensions import mongo
 from app.settings import current_settings
+from app.store.sites import StoredKey
 
 View = TypeVar("View", bound=Callable[..., object])
 PUBLIC_ATTRIBUTE = "access_public"
@@ -43,12 +44,9 @@ def require_read_key() -> Response | None:
     view = current_app.view_functions.get(request.endpoint or "")
     if settings.auth_mode == "open" or view is None or getattr(view, PUBLIC_ATTRIBUTE, False):
         return None
-    secret = bearer_token(request.headers.get("Authorization"))
-    if secret is None:
-        return unauthorized("Missing read key: send Authorization: Bearer <key>", "")
-    key = key_cache.verify(mongo.db, secret, settings.key_cache_seconds)
-    if key is None:
-        return unauthorized("Invalid read key", ', error="invalid_token"')
+    key = request_key("read key")
+    if isinstance(key, Response):
+        return key
     if key.site_id is None:  # an operator key
         return None
     site_id = request.args.get("site_id")
@@ -59,6 +57,18 @@ def require_read_key() -> Response | None:
     if site_id != key.site_id:
         return error_response(403, f"This key does not give access to site {site_id}")
     return None
+
+
+def request_key(kind: str) -> StoredKey | Response:
+    """The stored key the request's `Authorization: Bearer` names, or the 401 that refuses a
+    request without one (`kind` names the key it needs)."""
+    secret = bearer_token(request.headers.get("Authorization"))
+    if secret is None:
+        return unauthorized(f"Missing {kind}: send Authorization: Bearer <key>", "")
+    key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds)
+    if key is None:
+        return unauthorized(f"Invalid {kind}", ', error="invalid_token"')
+    return key
 
 
 def unauthorized(message: str, challenge_detail: str) -> Response:

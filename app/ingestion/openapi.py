@@ -21,6 +21,12 @@ EVENT_LIST = {
 }
 
 
+def errors_field(description: str) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(), values=fields.Dict(), required=True, metadata={"description": description}
+    )
+
+
 class AcceptedSchema(AnswerSchema):
     status = fields.String(required=True, validate=validate.OneOf(["accepted"]))
 
@@ -28,12 +34,13 @@ class AcceptedSchema(AnswerSchema):
 class BatchAcceptedSchema(AcceptedSchema):
     accepted = fields.Integer(required=True, metadata={"description": "Events queued."})
     rejected = fields.Integer(required=True, metadata={"description": "Events refused."})
-    errors = fields.Dict(
-        keys=fields.String(),
-        values=fields.Dict(),
-        required=True,
-        metadata={"description": "The refused events' validation messages, by index in the batch."},
-    )
+    errors = errors_field("The refused events' validation messages, by index in the batch.")
+
+
+class ImportedSchema(AcceptedSchema):
+    sent = fields.Integer(required=True, metadata={"description": "Events sent to the queue."})
+    refused = fields.Integer(required=True, metadata={"description": "Lines refused."})
+    errors = errors_field("The first refused lines' messages, by line (or item) number from 1.")
 
 
 class PlausibleErrorsSchema(AnswerSchema):
@@ -91,6 +98,23 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 200: json_response(BatchAcceptedSchema, "The valid events queued"),
                 **error_responses(*EVENT_ERRORS),
+            },
+        }
+    },
+    "/events/import": {
+        "post": {
+            "summary": "An operator's events of any age, NDJSON or a JSON array, through the queue",
+            "parameters": [{"in": "query", "name": "site_id", "schema": {"type": "string"}}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                },
+            },
+            "responses": {
+                200: json_response(ImportedSchema, "The valid events queued, the others reported"),
+                **error_responses(401, *EVENT_ERRORS),
             },
         }
     },

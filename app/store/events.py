@@ -349,3 +349,21 @@ def _delete_by_id(collection: Collection[Any], ids: list[str]) -> None:
     """Delete the documents of these `_id`s: one `$in`, which both servers (FerretDB as the
     project builds it) find by the `_id` index."""
     collection.delete_many({"_id": {"$in": ids}})
+
+
+# What an export leaves out of a stored event: the service's own bookkeeping.
+INTERNAL_FIELDS = ("batch_id", "created_at", "updated_at")
+
+
+def site_events_page(
+    db: Database[Any], site_id: str, start: datetime, end: datetime, after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` of a site's stored events with `start <= timestamp < end`, in `_id` order,
+    after the key `after` when given, each with its `_id` and without INTERNAL_FIELDS: one page
+    of an export, read from the `_id` index."""
+    events_filter = _site_events_filter(site_id, start, end)
+    if after is not None and after >= events_filter["_id"]["$gte"]:
+        events_filter["_id"] = {"$gt": after, "$lt": events_filter["_id"]["$lt"]}
+    projection = dict.fromkeys(INTERNAL_FIELDS, 0)
+    found = db[EVENTS].find(events_filter, projection).sort("_id", ASCENDING).limit(limit)
+    return list(found.batch_size(min(limit, STREAM_BATCH)))

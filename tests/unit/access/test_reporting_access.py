@@ -11,6 +11,8 @@ SITE_ENDPOINTS = [
     "/stats/timeseries?site_id=shop&start=2025-11-15&end=2025-11-16",
     "/stats/breakdown?site_id=shop&date=2025-11-15&by=path",
     "/stats/realtime?site_id=shop",
+    "/events/export?site_id=shop&start=2025-11-15&end=2025-11-16",
+    "/stats/export?site_id=shop&start=2025-11-15&end=2025-11-16",
 ]
 SITE_PIPELINE = "/health/pipeline?site_id=shop&date=2025-11-15"
 
