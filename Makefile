@@ -112,10 +112,18 @@ replay-set-aside: install ## Give the compactor again the rollup entries it set 
 rebuild-rollups: install ## Recompute rollups from raw events: SITE_ID=... START=YYYY-MM-DD [END=YYYY-MM-DD]
 	$(VENV)/bin/flask --app wsgi:reporting rebuild-rollups --site-id "$(SITE_ID)" --start "$(START)" $(if $(END),--end "$(END)")
 
-test: install local-servers chromium-bin $(TRACKER_DEPS) ## Run the whole test suite (unit, then integration on real servers)
+# promtool, which checks docs/monitoring/alerts.yml in the tests: pinned, from the Go module
+# proxy (Prometheus's own module, whose v0.3xx versions are its 3.x releases).
+PROMTOOL := .local/bin/promtool
+PROMETHEUS_VERSION := v0.316.0
+
+$(PROMTOOL):
+	GOBIN=$(CURDIR)/.local/bin go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+
+test: install local-servers chromium-bin $(PROMTOOL) $(TRACKER_DEPS) ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest
 
-test-unit: install ## Run only the unit tests (no servers)
+test-unit: install $(PROMTOOL) $(TRACKER_DEPS) ## Run only the unit tests (no servers)
 	$(PYTHON) -m pytest tests/unit
 
 bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints tables; ARGS=options)
@@ -160,5 +168,5 @@ format: install ## Apply ruff's fixes and formatting
 clean-data: ## Remove the local data in var/ (Redis's and MongoDB's files): a fresh store
 	rm -rf var
 
-clean: clean-data ## Remove the local data, the virtualenv and .local (the FerretDB build, vegeta)
+clean: clean-data ## Remove the local data, the virtualenv and .local (the FerretDB build, vegeta, promtool)
 	rm -rf $(VENV) .local

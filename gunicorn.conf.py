@@ -8,8 +8,26 @@ from gevent import monkey
 monkey.patch_all()
 
 import gc  # noqa: E402
+import logging  # noqa: E402
 import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from typing import Any  # noqa: E402
+
+# prometheus_client picks its multiprocess mode from this variable when the application first
+# imports it, just below, so it is set here, before any import of the application. Each
+# worker writes its metrics' values to files there, which `/metrics` adds up. Every master
+# makes a new, empty directory of its own (inside the one PROMETHEUS_MULTIPROC_DIR names, if
+# any, else in the system's temporary directory) and removes it when it exits: values an
+# earlier master left, or another service sharing the setting, never count.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+metrics_parent = os.environ.get(MULTIPROC_DIR) or None
+if metrics_parent:
+    os.makedirs(metrics_parent, exist_ok=True)
+os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="analytics-metrics-", dir=metrics_parent)
+
+from prometheus_client import multiprocess  # noqa: E402
 
 from app import logs, server_errors  # noqa: E402
 from app.ingestion import connection  # noqa: E402
@@ -32,14 +50,25 @@ keepalive = 5
 # A request costs milliseconds; 30 s only catches a worker that is truly stuck.
 timeout = 30
 graceful_timeout = 10
-logconfig_dict = logs.dict_config(settings.log_level)
+logconfig_dict = logs.dict_config(settings.log_level, settings.log_format)
+logging.captureWarnings(True)  # in the project's format, as every log line
 accesslog = "-"
-access_log_format = logs.ACCESS_FORMAT
+access_log_format = logs.access_format(settings.log_format)
 
 
 def post_fork(server: Any, worker: Any) -> None:
     """Have the worker write gunicorn's own refusals in the contract's error body."""
     server_errors.install()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from `/metrics` (its counters stay: they are totals)."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove this master's metrics directory."""
+    shutil.rmtree(os.environ[MULTIPROC_DIR], ignore_errors=True)
 
 
 def pre_request(worker: Any, req: Any) -> None:

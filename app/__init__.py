@@ -20,6 +20,7 @@ from app.commands import (
 from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, probe_redis, redis_store
 from app.ingestion import bp as ingestion_bp
+from app.monitoring import requests
 from app.ratelimit import init_reporting_limits
 from app.settings import Settings
 from app.store import sites
@@ -62,6 +63,7 @@ def register_extensions(app: Flask, settings: Settings, service: Service) -> Non
         celery_init_app(app, settings, consumes=service == "worker")
     if service in HTTP_SERVICES:
         client_address.init_app(app, settings, anonymize_log=service == "ingestion")
+        requests.init_app(app, service)
     if service == "reporting":  # ingestion's limits are counted by its views
         init_reporting_limits(app, settings)
 

@@ -69,6 +69,20 @@ def health_operation(name: str, dependency: str) -> dict[str, Any]:
     }
 
 
+def metrics_operation(what: str) -> dict[str, Any]:
+    """`GET /metrics`: Prometheus text, for an operator's key (AUTH_MODE=keys)."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return {
+        "get": {
+            "summary": f"Prometheus metrics: {what} (an operator's key)",
+            "responses": {
+                200: {"description": "Prometheus text format", "content": text},
+                **error_responses(401, 403),
+            },
+        }
+    }
+
+
 OPENAPI_OPERATION = {
     "get": {
         "summary": "This document",

@@ -22,6 +22,7 @@ WORKER = "Worker"
 REPORTING = "Reporting"
 ACCESS = "Access"
 AUTH_MODES = ("keys", "open")
+LOG_FORMATS = ("text", "json")
 # The URL schemes REDIS_URL may use: those both redis-py's `from_url` (the ledger, counters,
 # rollup streams) and the project's kombu transport (app/queue/transport.py) serve. Not
 # Sentinel: redis-py has no URL for it, and kombu's needs a master name no setting carries.
@@ -268,6 +269,12 @@ class Settings:
         0, PROCESSES, "Gunicorn (gevent) worker processes per service; 0 means one per CPU core."
     )
     log_level: str = setting("info", PROCESSES, "Log level of every process: debug, info, warning or error.")
+    log_format: str = setting(
+        "text",
+        PROCESSES,
+        "`text`, or `json`: one JSON object a line from every process, with the request id that "
+        "follows an event from its request into the worker (docs/operations.md).",
+    )
     flower_basic_auth: str = setting(
         "",
         PROCESSES,
@@ -294,6 +301,8 @@ class Settings:
             )
         if self.auth_mode not in AUTH_MODES:
             raise ValueError(f"AUTH_MODE={self.auth_mode!r} must be one of: {', '.join(AUTH_MODES)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"LOG_FORMAT={self.log_format!r} must be one of: {', '.join(LOG_FORMATS)}")
         scheme = self.redis_url.partition("://")[0] if "://" in self.redis_url else ""
         if scheme not in REDIS_URL_SCHEMES:
             # Only the scheme is named: the URL may hold a password.

@@ -8,7 +8,14 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from app import bots
-from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
+from app.openapi import (
+    AnswerSchema,
+    build_document,
+    error_responses,
+    health_operation,
+    json_response,
+    metrics_operation,
+)
 from reporting.schemas import (
     BreakdownQuerySchema,
     EventExportQuerySchema,
@@ -199,6 +206,7 @@ PATHS: dict[str, dict[str, Any]] = {
         PeriodQuerySchema(only=("site_id", "date"), partial=True),
         PipelineSchema,
     ),
+    "/metrics": metrics_operation("requests, and the pipeline's gauges"),
     "/health": health_operation("reporting", "MongoDB"),
 }
 

@@ -20,14 +20,16 @@ from app.access.guard import operators_only, public, require_read_key
 from app.errors import error_response
 from app.extensions import mongo, redis_store
 from app.ingestion import backpressure
+from app.monitoring.exposition import metrics_response
 from app.openapi import serve_document
-from app.queue import counters, ledger, snapshot
+from app.queue import counters, snapshot
 from app.rollups import compactor, realtime
 from app.settings import current_settings
 from app.store import dead_letters
 from reporting import openapi, queries
 from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period
+from reporting.pipeline import PipelineCollector, lag_seconds
 from reporting.schemas import (
     breakdown_query_schema,
     site_day_schema,
@@ -224,13 +226,11 @@ def ingestion_backpressure(client: redis.Redis) -> dict[str, object]:
     return backpressure.state(client, settings.queue_high_water, settings.redis_memory_high_water)
 
 
-def lag_seconds(client: redis.Redis) -> float:
-    """Seconds since the oldest accepted event that the rollups do not hold yet was accepted;
-    0 when they hold everything."""
-    pending = [
-        moment for moment in (ledger.oldest_unsettled(client), compactor.oldest_pending(client)) if moment
-    ]
-    return round(max(0.0, time.time() - min(pending)), 3) if pending else 0.0
+@bp.get("/metrics")
+@operators_only
+def metrics() -> Response:
+    """Prometheus text: every process's request metrics and the pipeline's gauges."""
+    return metrics_response([PipelineCollector(lambda: redis_store.client, lambda: mongo.db)])
 
 
 @bp.get("/health")

@@ -176,6 +176,7 @@ def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at:
     if known.settled:
         logger.info("batch %s was settled by an earlier delivery: nothing to store", batch_id)
         return 0
+    logger.debug("batch %s: storing %d events", batch_id, len(messages))
     try:
         return store_batch(
             mongo.db,

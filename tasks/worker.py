@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import import_modules, setup_logging, worker_init
+from celery.signals import (
+    celeryd_init,
+    import_modules,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
 
 from app import create_app, logs, migrations
 from app.extensions import celery_app, mongo, redis_store
+from app.monitoring import request_ids
 from app.store import events, user_numbers
 from tasks.maintenance import LedgerCheck, RetentionSweeper, RollupCompactor
 
@@ -30,10 +38,34 @@ def create_indexes(**_: Any) -> None:
     redis_store.close()
 
 
+@task_prerun.connect
+def enter_request_ids(task: Any, **_: Any) -> None:
+    """The task's lines name the requests whose events its message carries."""
+    task.request.request_ids_token = request_ids.enter(
+        *(getattr(task.request, request_ids.MESSAGE_HEADER, None) or ())
+    )
+
+
+@task_postrun.connect
+def leave_request_ids(task: Any, **_: Any) -> None:
+    token = getattr(task.request, "request_ids_token", None)
+    if token is not None:
+        request_ids.leave(token)
+
+
 @setup_logging.connect
 def configure_logging(**_: Any) -> None:
     """The project's logging (app/logs.py) instead of Celery's, at LOG_LEVEL."""
-    logs.configure(flask_app.extensions["settings"].log_level)
+    settings = flask_app.extensions["settings"]
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@celeryd_init.connect
+def leave_the_banner_out_of_json(instance: Any, **_: Any) -> None:
+    """Celery prints its start-up banner rather than logging it: with LOG_FORMAT=json, whose
+    lines are each one JSON object, the worker starts quiet (its "ready." is still logged)."""
+    if flask_app.extensions["settings"].log_format == "json":
+        instance.quiet = True
 
 
 # Flower (`celery -A tasks.worker flower`) sends no setup_logging: it sets up tornado's

@@ -13,6 +13,13 @@ FIXED_DATES_MAX_AGE_DAYS = 3650
 FIXED_DATES_ENV = {"EVENT_MAX_AGE_DAYS": str(FIXED_DATES_MAX_AGE_DAYS)}
 
 
+# What a person's browser says it is: test pages send it, since ingestion drops the events of
+# the user agents that say they are a script or a headless browser (app/bots.py).
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+
+
 def new_site_id() -> str:
     """A site id no other test uses, so tests never see each other's events."""
     return f"site-{uuid.uuid4().hex[:12]}"

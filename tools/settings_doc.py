@@ -24,6 +24,12 @@ TABLE_START = (
 TABLE_END = "<!-- end of settings table -->"
 
 
+# The variables whose being set stops `make services` from starting a local server (the
+# Makefile's LOCAL_SERVERS): .env.example shows them commented out, so that a copy of it
+# as .env keeps the local servers.
+LOCAL_SERVER_SWITCHES = ("redis_url", "mongo_uri")
+
+
 def _default(item: Field[Any]) -> str:
     return str(item.default)
 
@@ -32,12 +38,14 @@ def env_example() -> str:
     """Every variable with its default and help text, grouped as the fields are."""
     lines = [
         "# Every variable the processes read, with its default. Copy to .env to change any of them.",
+        "# REDIS_URL and MONGO_URI stay commented out: set, they stop `make run` starting local servers.",
         "# Generated from app/settings.py by `make settings-docs`; edit the help text there.",
     ]
     for group, items in groupby(fields(Settings), key=lambda item: item.metadata["group"]):
         lines += ["", f"# --- {group} ---"]
         for item in items:
-            lines += [f"# {item.metadata['help']}", f"{item.name.upper()}={_default(item)}"]
+            commented = "# " if item.name in LOCAL_SERVER_SWITCHES else ""
+            lines += [f"# {item.metadata['help']}", f"{commented}{item.name.upper()}={_default(item)}"]
     return "\n".join(lines) + "\n"
 
 

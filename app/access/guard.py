@@ -5,7 +5,8 @@ is closed until someone decides otherwise.
 A site's key reads that site only (the `site_id` parameter); an operator key
 (`flask key create --operator`) reads every site, and alone reads views marked
 `@operators_only` (`/health/pipeline`, whose queue, backlog and lag are every site's).
-A missing or unknown key is a 401, a key of another site a 403.
+A missing or unknown key is a 401, a key of another site a 403. `require_operator_key` is
+the same check for a view of another service (ingestion's `/metrics`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def require_read_key() -> Response | None:
     if site_id != key.site_id:
         return error_response(403, f"This key does not give access to site {site_id}")
     return None
+
+
+def require_operator_key() -> Response | None:
+    """For a view outside reporting's blueprint (ingestion's `/metrics`): None lets an
+    operator key through (or anyone, `AUTH_MODE=open`), a response refuses the request."""
+    if current_settings().auth_mode == "open":
+        return None
+    key = request_key("operator key")
+    if isinstance(key, Response):
+        return key
+    return None if key.site_id is None else error_response(403, "Only an operator key reads this")
 
 
 def request_key(kind: str) -> StoredKey | Response:

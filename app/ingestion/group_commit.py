@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.monitoring import request_ids
+
 Messages = Sequence[Mapping[str, Any]]
 Clock = Callable[[], float]
 
@@ -98,6 +100,8 @@ class _Ticket:
     taken_at: float | None = None
     # Its request was answered before its outcome came: never send it again.
     abandoned: bool = False
+    # Its request's ids (app/monitoring/request_ids.py), read in the request's own greenlet.
+    request_ids: tuple[str, ...] = field(default_factory=request_ids.current)
 
 
 @dataclass
@@ -220,6 +224,7 @@ class GroupCommitter:
     def _commit(self, group: list[_Ticket]) -> Exception | None:
         """Enqueue the group's events; the failure, if any, as the requests are answered: an
         error of `unknown_errors` as OutcomeUnknownError, any other as it was raised."""
+        token = request_ids.enter(*request_ids.gather(ticket.request_ids for ticket in group))
         try:
             self.enqueue([message for ticket in group for message in ticket.messages])
         except self._unknown_errors as failure:
@@ -228,6 +233,8 @@ class GroupCommitter:
             return unknown
         except Exception as failure:
             return failure
+        finally:
+            request_ids.leave(token)
         return None
 
     @staticmethod

@@ -7,7 +7,14 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from app.ingestion.schemas import MAX_BATCH_EVENTS, EventSchema
-from app.openapi import AnswerSchema, build_document, error_responses, health_operation, json_response
+from app.openapi import (
+    AnswerSchema,
+    build_document,
+    error_responses,
+    health_operation,
+    json_response,
+    metrics_operation,
+)
 
 # What a client's event can meet besides a validation error (403 and 429 come with
 # AUTH_MODE=keys and the rate limits; 504: the queue did not confirm in time, docs/api.md).
@@ -118,6 +125,7 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/metrics": metrics_operation("requests, and events accepted and refused"),
     "/health": health_operation("ingestion", "the event queue (Redis)"),
     "/api/event": {
         "post": {

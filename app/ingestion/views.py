@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
 from app import bots
+from app.access.guard import require_operator_key
 from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
 from app.errors import (
@@ -25,7 +26,7 @@ from app.errors import (
     outcome_unknown,
 )
 from app.extensions import probe_redis, redis_store
-from app.ingestion import backpressure, openapi
+from app.ingestion import backpressure, openapi, outcomes
 from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body
@@ -34,6 +35,7 @@ from app.ingestion.derivation import request_visitor
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 from app.ingestion.rate_limits import hit_limits, limit_rates
 from app.ingestion.schemas import MAX_BATCH_EVENTS, BotEventError, TimeWindow, load_batch, to_message
+from app.monitoring.exposition import metrics_response
 from app.openapi import serve_document
 from app.queue.counters import site_day
 from app.queue.publish import enqueue_events
@@ -65,10 +67,12 @@ committer = GroupCommitter(
 watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
 
 
-def queue_events(messages: list[dict[str, Any]]) -> None:
-    """Return once the events are in the broker; raise if they could not be queued, or if
-    the client's address or one of their sites is over its rate limit."""
-    site_events = Counter(message["site_id"] for message in messages)
+def queue_events(messages: list[dict[str, Any]], dropped: Collection[BotEventError] = ()) -> None:
+    """Return once the events are in the broker and the bots' events `dropped` are counted;
+    raise if they could not be queued, or if the client's address or one of their sites is
+    over its rate limit. Bots' events meet the same checks as the others: their answers
+    tell nothing apart, and they cannot flood the counts for free."""
+    site_events = Counter(message["site_id"] for message in [*messages, *(bot.message for bot in dropped)])
     sites = sorted(site_events)
     request.environ[SITE_ENVIRON_KEY] = site_label(sites)
     settings = current_settings()
@@ -84,9 +88,12 @@ def queue_events(messages: list[dict[str, Any]]) -> None:
     # once sent, Redis's reply within one more timeout (the publish reads it within half of
     # one: celeryconfig.py), or an answer that says the outcome is unknown.
     timeout = settings.broker_timeout_seconds
-    committer.submit(
-        messages, timeout=timeout, linger=settings.group_commit_linger_ms / 1000, outcome_timeout=timeout
-    )
+    if messages:
+        committer.submit(
+            messages, timeout=timeout, linger=settings.group_commit_linger_ms / 1000, outcome_timeout=timeout
+        )
+        outcomes.accepted(len(messages))
+    count_bots(dropped)
 
 
 def site_label(sites: list[str]) -> str:
@@ -103,24 +110,23 @@ def accepted_window() -> TimeWindow:
 
 @bp.post("/event")
 def post_event() -> ResponseReturnValue:
-    body = json_body()
-    if not isinstance(body, dict):
-        raise BadRequest("Request body must be a JSON object")
-    try:
-        message, dropped = to_message(body, accepted_window(), request_visitor().derive), None
-    except BotEventError as bot:
-        message, dropped = bot.message, bot
-    gate = request_gate()
-    refusal = gate(message["site_id"]) if gate else None
-    if refusal:
-        return error_response(403, refusal, {"site_id": [refusal]})
-    if dropped:
-        count_bots([dropped])
-        return jsonify(status="accepted")
-    try:
-        queue_events([message])
-    except OutcomeUnknownError:
-        return outcome_unknown({"event_id": message["event_id"]})
+    with outcomes.counted(1):
+        body = json_body()
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        try:
+            message, dropped = to_message(body, accepted_window(), request_visitor().derive), None
+        except BotEventError as bot:
+            message, dropped = bot.message, bot
+        gate = request_gate()
+        refusal = gate(message["site_id"]) if gate else None
+        if refusal:
+            outcomes.refused(1, outcomes.SITE)
+            return error_response(403, refusal, {"site_id": [refusal]})
+        try:
+            queue_events([] if dropped else [message], [dropped] if dropped else [])
+        except OutcomeUnknownError:
+            return outcome_unknown({"event_id": message["event_id"]})
     return jsonify(status="accepted")
 
 
@@ -132,23 +138,26 @@ def post_events() -> ResponseReturnValue:
     batch = load_batch(
         batch_envelope(json_body()), accepted_window(), request_gate(), request_visitor().derive
     )
+    outcomes.refused(batch.refused, outcomes.SITE)
+    outcomes.refused(len(batch.errors) - batch.refused, outcomes.INVALID)
     accepted = len(batch.messages) + len(batch.dropped)
     if not accepted and batch.refused:
         return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not accepted:
         return error_response(400, "No valid event in the batch", batch.errors)
-    if batch.messages:
-        try:
-            queue_events(batch.messages)
-        except OutcomeUnknownError:
-            return outcome_unknown({"event_ids": batch.event_ids()})
-    count_bots(batch.dropped.values())
+    try:
+        with outcomes.counted(len(batch.messages) + len(batch.dropped)):
+            queue_events(batch.messages, list(batch.dropped.values()))
+    except OutcomeUnknownError:
+        return outcome_unknown({"event_ids": batch.event_ids()})
     return jsonify(status="accepted", accepted=accepted, rejected=len(batch.errors), errors=batch.errors)
 
 
 def count_bots(dropped: Iterable[BotEventError]) -> None:
     """Count bots' events dropped; they are answered as accepted whether counted or not."""
     counts = Counter((*site_day(bot.message), bot.reason) for bot in dropped)
+    for (_, _, reason), events in counts.items():
+        outcomes.bots_dropped(events, reason)
     try:
         bots.count_dropped(redis_store.client, counts)
     except RedisError:
@@ -162,6 +171,12 @@ def batch_envelope(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest('Request body must be a JSON array of events or {"events": [...]}')
     return body
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """Prometheus text of every process of this service; an operator's key (AUTH_MODE=keys)."""
+    return require_operator_key() or metrics_response()
 
 
 @bp.get("/health")

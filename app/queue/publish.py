@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from app.extensions import celery_app, redis_store
+from app.monitoring import request_ids
 from app.queue import ENQUEUED_AT, PERSIST_TASK, REPLAY_PREFIX, counters, ledger, transport
 
 logger = logging.getLogger(__name__)
@@ -24,10 +25,14 @@ def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
     eagerly) calls it through the registry, any other sends the message without the task's code.
     Raises kombu's OperationalError when the broker cannot be reached.
     """
+    headers: dict[str, Any] = {ENQUEUED_AT: time.time()}
+    ids = request_ids.current()
+    if ids:  # the requests whose events these are: the worker's log lines name them
+        headers[request_ids.MESSAGE_HEADER] = list(ids)
     celery_app.signature(PERSIST_TASK).apply_async(
         args=[list(messages)],
         task_id=batch_id,
-        headers={ENQUEUED_AT: time.time()},
+        headers=headers,
         retry=True,
         serializer=transport.ORJSON,
         # Redis needs no declaration to take the message: Celery sends to the queue by name

@@ -13,11 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from tools.factories import BROWSER_USER_AGENT
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-PERSON_USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 
 
 @contextmanager
@@ -38,7 +37,7 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
         "--disable-blink-features=AutomationControlled",
         # Ingestion drops headless browsers' events as bots' (app/bots.py): this one stands
         # in for a person's browser, so it says what a person's Chromium says.
-        f"--user-agent={PERSON_USER_AGENT}",
+        f"--user-agent={BROWSER_USER_AGENT}",
     ):
         options.add_argument(argument)
     # The browser's own log of each request: what the page cannot see (a beacon's answer).

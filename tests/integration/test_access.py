@@ -15,13 +15,16 @@ import requests
 from tests.integration.client import TIMEOUT
 from tests.integration.keyed import KEY_CACHE_SECONDS, REFRESH_SECONDS, flask
 from tests.integration.services import start_healthy
-from tools.factories import make_event
+from tools.factories import BROWSER_USER_AGENT, make_event
 from tools.processes import wait_until
 
 DAY = "2025-11-15"
 
 
 def post(url: str, body: Any, path: str = "/event", **headers: str) -> requests.Response:
+    """Posted as a person's browser would (its user agent), from a page when `Origin` or
+    `Referer` is given, else as a server."""
+    headers = {"User-Agent": BROWSER_USER_AGENT, **headers}
     return requests.post(f"{url}{path}", json=body, headers=headers, timeout=TIMEOUT)
 
 

@@ -16,7 +16,7 @@ import requests
 from tests.integration.client import TIMEOUT
 from tests.integration.keyed import REFRESH_SECONDS, flask
 from tests.integration.services import start_healthy
-from tools.factories import make_event
+from tools.factories import BROWSER_USER_AGENT, make_event
 
 ADDRESS_LIMIT = 5
 SITE_LIMIT = 8
@@ -58,7 +58,7 @@ def post(url: str, site_id: str, client: str, **headers: str) -> requests.Respon
     return requests.post(
         f"{url}/event",
         json=make_event(site_id=site_id),
-        headers={"X-Forwarded-For": client, **headers},
+        headers={"X-Forwarded-For": client, "User-Agent": BROWSER_USER_AGENT, **headers},
         timeout=TIMEOUT,
     )
 

@@ -1,6 +1,12 @@
 """docker-compose.yml cannot run here (no Docker engine), so check it against the code."""
 
+import http.server
 import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
-DOCUMENTED = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+# Listed, or shown commented out (the URLs that would turn off `make run`'s local servers).
+DOCUMENTED = set(re.findall(r"^(?:# )?([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
 FLOWER_SECRETS = {"FLOWER_BASIC_AUTH", "FLOWER_UNAUTHENTICATED_API"}
 PASSWORDS = ("REDIS_PASSWORD", "MONGO_PASSWORD")
 STACK_ENV = {"REDIS_PASSWORD": "redis-s3cret", "MONGO_PASSWORD": "mongo-s3cret"}
@@ -27,7 +34,64 @@ def test_the_stack_has_every_service():
 def test_redis_persists_with_an_append_only_file():
     command = SERVICES["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
-    assert SERVICES["mongo"]["image"] == "mongo:7"
+
+
+def test_every_image_is_pinned_to_a_release():
+    """A floating major tag (`redis:7`) changes under a rebuild; a release tag does not."""
+    images = {name: service["image"] for name, service in SERVICES.items() if "image" in service}
+    assert set(images) == {"redis", "mongo"}
+    for name, image in images.items():
+        assert re.fullmatch(r"[a-z]+:\d+\.\d+\.\d+", image), (name, image)
+
+
+def test_flower_starts_only_when_asked_for_so_the_stack_never_crash_loops():
+    """Without FLOWER_BASIC_AUTH Flower refuses to listen beyond loopback (tasks/flower.py);
+    under `restart: unless-stopped` it would restart for ever. It runs with `--profile flower`."""
+    assert SERVICES["flower"]["profiles"] == ["flower"]
+    assert [name for name, service in SERVICES.items() if "profiles" in service] == ["flower"]
+
+
+@pytest.mark.parametrize(("name", "port"), [("ingestion", 3000), ("reporting", 4000)])
+def test_the_services_healthcheck_asks_their_health_endpoint(name, port):
+    """The check runs in the service's own image, which has Python and no curl: run as the
+    container would, it passes while /health answers 200 and fails on a 503 or no answer."""
+    check = SERVICES[name]["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    with health_server(200) as healthy:
+        assert run_check(check[1:], port, healthy) == 0
+    with health_server(503) as unhealthy:
+        assert run_check(check[1:], port, unhealthy) != 0
+    with health_server(200) as gone:
+        pass
+    assert run_check(check[1:], port, gone) != 0
+
+
+@contextmanager
+def health_server(status: int) -> Iterator[int]:
+    """A loopback HTTP server answering `status` on /health (404 elsewhere); yields its port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def run_check(argv: list[str], port: int, actual_port: int) -> int:
+    """The healthcheck's command with the container's port swapped for the test server's."""
+    swapped = [arg.replace(f":{port}/", f":{actual_port}/") for arg in argv]
+    assert swapped != argv
+    swapped[0] = sys.executable if swapped[0] == "python" else swapped[0]
+    return subprocess.run(swapped, capture_output=True, timeout=30).returncode
 
 
 def test_app_services_pass_every_setting_and_only_documented_variables():

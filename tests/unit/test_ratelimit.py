@@ -72,6 +72,14 @@ def test_an_address_over_its_rate_gets_429_with_the_standard_headers(limited):
     assert post(ingestion, make_event(), address="198.51.100.8").status_code == 200
 
 
+def test_bots_count_against_the_address_limit_like_anyone(limited):
+    """A bot's event is dropped, yet it is answered as anyone's: 429 once over the rate."""
+    ingestion = limited("ingestion", ingestion_rate_limit="2/minute")
+    bot = {"User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1)", "Origin": "https://shop.test"}
+    assert [post(ingestion, make_event(), **bot).status_code for _ in range(2)] == [200, 200]
+    assert_rate_limited(post(ingestion, make_event(), **bot), 2)
+
+
 def test_batches_count_against_the_same_address_limit(limited):
     ingestion = limited("ingestion", ingestion_rate_limit="1/minute")
     assert post(ingestion, [make_event()], path="/events").status_code == 200

@@ -36,11 +36,25 @@ def test_a_malformed_number_names_the_variable():
 
 
 def test_env_example_lists_every_setting_with_its_default():
-    example = dict(re.findall(r"^([A-Z_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    text = (ROOT / ".env.example").read_text()
+    example = dict(re.findall(r"^(?:# )?([A-Z_]+)=(.*)$", text, re.MULTILINE))
     defaults = Settings()
     for name in Settings.variable_names():
         assert name in example, f"{name} missing from .env.example"
         assert example[name] == str(getattr(defaults, name.lower())), name
+
+
+def test_a_copy_of_env_example_turns_off_no_local_server():
+    """The Makefile starts a local Redis or MongoDB only while its URL is unset: the example
+    leaves those variables commented out, so that `cp .env.example .env` keeps them."""
+    makefile = (ROOT / "Makefile").read_text()
+    local_servers = re.search(r"^LOCAL_SERVERS :=(.*)$", makefile, re.MULTILINE)
+    assert local_servers
+    switches = set(re.findall(r"\$\(if \$\((\w+)\),,", local_servers[1]))
+    assert switches == {"REDIS_URL", "MONGO_URI"}
+    active = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert active
+    assert switches & active == set()
 
 
 def test_celery_acknowledges_late_and_requeues_work_of_lost_workers():
