@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run site key operator-key demo sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb bench-transfer settings-docs test test-unit lint format clean-data clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key demo sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb bench-transfer settings-docs tracker test test-unit lint format clean-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 local-servers: $(if $(REDIS_URL),,redis-server-bin) $(if $(MONGO_URI),,mongo-bin)
 
-.PHONY: redis-server-bin mongo-bin local-servers chromium-bin
+.PHONY: redis-server-bin mongo-bin local-servers chromium-bin node-bin
 redis-server-bin:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
@@ -40,6 +40,21 @@ mongo-bin:
 # matching chromedriver; Selenium is not let to download a browser or a driver of its own.
 chromium-bin:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# Node builds the page tag and runs the real JavaScript clients in the tests; the services
+# never need it (the built tag is committed).
+node-bin:
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+
+# The tag's pinned minifier and the real Plausible client, from the npm registry; again only
+# when the lockfile changes.
+TRACKER_DEPS := tracker/node_modules/.installed
+$(TRACKER_DEPS): tracker/package.json tracker/package-lock.json | node-bin
+	cd tracker && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+tracker: $(TRACKER_DEPS) ## Build the page tag app/ingestion/static/tracker.js from tracker/src/ (commit the result)
+	cd tracker && npm run --silent build
 
 # FerretDB's source from the Go module proxy, patched by tools/ferretdb/id-pushdown.patch.
 $(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
@@ -114,10 +129,10 @@ $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	cd tests/clients && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: install local-servers chromium-bin $(PROMTOOL) $(CLIENTS) ## Run the whole test suite (unit, then integration on real servers)
+test: install local-servers chromium-bin $(PROMTOOL) $(CLIENTS) $(TRACKER_DEPS) ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest
 
-test-unit: install $(PROMTOOL) ## Run only the unit tests (no servers)
+test-unit: install $(PROMTOOL) $(TRACKER_DEPS) ## Run only the unit tests (no servers)
 	$(PYTHON) -m pytest tests/unit
 
 bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints tables; ARGS=options)

@@ -36,6 +36,19 @@ FIRST_LOAD_WAIT_SECONDS = 1.5
 UNKNOWN_SITE_RELOAD_SECONDS = 1.0
 
 
+def without_www(domain: str) -> str:
+    return domain.removeprefix("www.")
+
+
+def domain_index(sites: Mapping[str, RegisteredSite]) -> dict[str, str]:
+    """Each domain, without its leading `www.`, to the first site id listing it."""
+    index: dict[str, str] = {}
+    for site_id in sorted(sites):
+        for domain in sites[site_id].domains:
+            index.setdefault(without_www(domain), site_id)
+    return index
+
+
 class RegistryUnavailableError(Exception):
     """This process has not loaded the registry yet and MongoDB did not answer in time."""
 
@@ -47,6 +60,7 @@ class SiteRegistry:
         self._sites: Mapping[str, RegisteredSite] = {}
         self._umami_sites: Mapping[str, str] = {}
         self._key_sites: Mapping[str, str] = {}
+        self._by_domain: Mapping[str, str] = {}
         self._loaded_at: float | None = None
         # Made on first use in each process, never before a fork: threads do not survive a
         # fork, and gevent patches `threading` only in the forked worker.
@@ -58,6 +72,11 @@ class SiteRegistry:
     def site(self, site_id: str) -> RegisteredSite | None:
         """What is registered of `site_id`, or None if it is not registered."""
         return self._find(lambda: self._sites.get(site_id))
+
+    def site_for_domain(self, domain: str) -> str | None:
+        """The id of the site one of whose domains is `domain`, a leading `www.` dropped on
+        both sides (as Plausible finds a site); of two such sites, the first by site id."""
+        return self._find(lambda: self._by_domain.get(without_www(domain)))
 
     def site_by_umami_id(self, umami_id: str) -> str | None:
         """The id of the site registered with this Umami website id, or None."""
@@ -96,6 +115,7 @@ class SiteRegistry:
         sites = self._load()
         self._umami_sites = {site.umami_id: site_id for site_id, site in sites.items() if site.umami_id}
         self._key_sites = {key: site_id for site_id, site in sites.items() for key in site.server_keys}
+        self._by_domain = domain_index(sites)
         self._sites = sites
         self._loaded_at = time.monotonic()
         if self._loaded is not None:

@@ -16,7 +16,7 @@ def init_cors(state: BlueprintSetupState) -> None:
     assert isinstance(app, Flask)  # BlueprintSetupState types it as the sansio App
     CORS(
         app,
-        resources=["/event", "/events", "/api/send"],
+        resources=["/event", "/events", "/api/event", "/api/send"],
         origins=allowed_origins(app.extensions["settings"].cors_allowed_origins),
         methods=["POST"],
         allow_headers=["Content-Type", "Content-Encoding"],

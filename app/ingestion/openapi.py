@@ -20,6 +20,7 @@ from app.openapi import (
 # What a client's event can meet besides a validation error (403 and 429 come with
 # AUTH_MODE=keys and the rate limits; 504: the queue did not confirm in time, docs/api.md).
 EVENT_ERRORS = (400, 403, 413, 415, 429, 503, 504)
+TEXT = {"type": "string"}
 EVENT_LIST = {
     "type": "array",
     "items": {"$ref": "#/components/schemas/Event"},
@@ -48,6 +49,34 @@ class ImportedSchema(AcceptedSchema):
     sent = fields.Integer(required=True, metadata={"description": "Events sent to the queue."})
     refused = fields.Integer(required=True, metadata={"description": "Lines refused."})
     errors = errors_field("The first refused lines' messages, by line (or item) number from 1.")
+
+
+class PlausibleErrorsSchema(AnswerSchema):
+    """Plausible's own 400 body, which its clients expect."""
+
+    errors = fields.Dict(
+        keys=fields.String(),
+        required=True,
+        metadata={"description": "Messages by field, under Plausible's names (event_name, url, domain)."},
+    )
+
+
+# Plausible's Events API body (docs/tracker.md): each field also goes by its long name.
+PLAUSIBLE_SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True}
+PLAUSIBLE_EVENT = {
+    "type": "object",
+    "properties": {
+        "n": {"type": "string", "description": "The event name; `pageview` is a page view (name)"},
+        "u": {"type": "string", "format": "uri", "description": "The page's URL (url)"},
+        "d": {"type": "string", "description": "The site's domain, or several comma-separated (domain)"},
+        "r": {"type": "string", "nullable": True, "description": "The referrer (referrer)"},
+        "p": {
+            "oneOf": [{"type": "object", "additionalProperties": PLAUSIBLE_SCALAR}, {"type": "string"}],
+            "description": "Custom properties, or a JSON text of them (props)",
+        },
+        "h": {"type": "integer", "description": "1: hash-based routing, the fragment is part of the path"},
+    },
+}
 
 
 def json_body(schema: dict[str, Any] | type[Schema]) -> dict[str, Any]:
@@ -99,6 +128,29 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/metrics": metrics_operation("requests, and events accepted and refused"),
     "/health": health_operation("ingestion", "the event queue (Redis)"),
+    "/api/event": {
+        "post": {
+            "summary": "Plausible's Events API: its events mapped onto ours, with its answers",
+            "requestBody": json_body(PLAUSIBLE_EVENT),
+            "responses": {
+                202: {
+                    "description": "Taken (or dropped: X-Plausible-Dropped)",
+                    "content": {"text/plain": {"schema": TEXT}},
+                },
+                400: json_response(PlausibleErrorsSchema, "Plausible's refusal"),
+                **error_responses(413, 415, 429, 503, 504),
+            },
+        }
+    },
+    "/tracker.js": {
+        "get": {
+            "summary": "The page tag (docs/tracker.md): gzip when accepted, an ETag, a day of caching",
+            "responses": {
+                200: {"description": "The tag", "content": {"text/javascript": {"schema": TEXT}}},
+                304: {"description": "The copy named by If-None-Match is current"},
+            },
+        }
+    },
     # Other products' endpoints, in their own shapes (docs/dropin.md).
     **umami_body.OPENAPI_PATHS,
     **segment_body.OPENAPI_PATHS,

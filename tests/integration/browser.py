@@ -4,6 +4,7 @@ loads."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,10 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
         "--no-sandbox",  # the tests may run as root, where Chromium's sandbox refuses to start
         "--disable-dev-shm-usage",  # a container's small /dev/shm crashes tabs
         f"--host-resolver-rules={rules}",
+        # Without it navigator.webdriver is true, and trackers, ours and Plausible's, send
+        # nothing from an automated browser. Hidden here rather than through a test switch in
+        # the tag, which every crawler could flip: the pages run the tags as a visitor gets them.
+        "--disable-blink-features=AutomationControlled",
         # Ingestion drops headless browsers' events as bots' (app/bots.py): this one stands
         # in for a person's browser, so it says what a person's Chromium says.
         f"--user-agent={BROWSER_USER_AGENT}",
@@ -47,15 +52,17 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
 
 class PageServer:
     """Serves one HTML page, whatever the path, on a free port of 127.0.0.1; set `html`
-    before each load."""
+    before each load, or a page per host name in `pages`."""
 
     def __init__(self) -> None:
         self.html = ""
+        self.pages: dict[str, str] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = server.html.encode()
+                host = self.headers.get("Host", "").rsplit(":", 1)[0]
+                body = server.pages.get(host, server.html).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -76,3 +83,14 @@ class PageServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def answers(driver: webdriver.Chrome, url: str) -> dict[str, int]:
+    """The status of each answer from `url` in the browser's log since the last call, by the
+    request's type: Preflight, Fetch, Ping (a beacon)."""
+    seen = {}
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.responseReceived" and message["params"]["response"]["url"] == url:
+            seen[message["params"]["type"]] = message["params"]["response"]["status"]
+    return seen

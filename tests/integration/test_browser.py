@@ -17,7 +17,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.integration.browser import PageServer, chromium
+from tests.integration.browser import PageServer, answers, chromium
 from tests.integration.keyed import Keyed, keyed_services
 from tools.factories import make_event
 from tools.processes import wait_until
@@ -125,17 +125,6 @@ def load_tracker(browser: webdriver.Chrome, pages: PageServer, host: str, keyed:
     # The beacon's answer may come after the page is done: poll the log until it is there.
     wait_until(beacon_answered, PAGE_TIMEOUT, f"the beacon's answer on {host}", interval=0.2)
     return Visit(keyed.shop, user, json.loads(result), network)
-
-
-def answers(browser: webdriver.Chrome, url: str) -> dict[str, int]:
-    """The status of each answer from `url` in the browser's log since the last call, by the
-    request's type: Preflight, Fetch, Ping (a beacon)."""
-    seen = {}
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.responseReceived" and message["params"]["response"]["url"] == url:
-            seen[message["params"]["type"]] = message["params"]["response"]["status"]
-    return seen
 
 
 def stored_paths(db: Database[dict[str, Any]], user: str) -> list[str]:

@@ -170,3 +170,27 @@ def test_an_umami_id_or_server_key_added_since_the_last_load_is_found_at_once(mo
         clock[0] += registry_module.UNKNOWN_SITE_RELOAD_SECONDS
         source.sites = {"a.test": RegisteredSite(("a.test",), server_keys=frozenset({"h"}))}
         assert registry.site_by_server_key("h") == "a.test"
+
+
+def test_a_site_is_found_by_its_domain_with_a_leading_www_dropped():
+    """Plausible's clients name a site by domain (`d`), `www.` dropped on either side."""
+    shop = RegisteredSite(domains=("www.shop.test", "shop.example"))
+    with running(Source({"shop": shop, "a": A_TEST})) as registry:
+        assert registry.site_for_domain("shop.test") == "shop"
+        assert registry.site_for_domain("www.shop.test") == "shop"
+        assert registry.site_for_domain("shop.example") == "shop"
+        assert registry.site_for_domain("www.a.test") == "a"
+        assert registry.site_for_domain("blog.shop.test") is None
+        assert registry.site_for_domain("elsewhere.test") is None
+
+
+def test_a_domain_two_sites_list_belongs_to_the_first_by_site_id():
+    with running(Source({"b": A_TEST, "a": A_TEST})) as registry:
+        assert registry.site_for_domain("a.test") == "a"
+
+
+def test_a_domain_added_since_the_last_load_is_found_at_once():
+    source = Source({})
+    with running(source) as registry:
+        source.sites = {"shop": RegisteredSite(domains=("shop.test",))}
+        assert registry.site_for_domain("www.shop.test") == "shop"
