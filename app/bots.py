@@ -36,6 +36,10 @@ AUTOMATION_MARKERS = re.compile(r"Selenium|WebDriver|Puppeteer|Playwright|Cypres
 # Distinct user agents remembered with their verdict: the checks cost a regular expression
 # over hundreds of alternatives, and a site's visitors use a few thousand agents.
 CACHE_SIZE = 8192
+# How much of a user agent the crawler list reads: its patterns take time that grows with the
+# square of the length, and a browser's agent, with the marks a crawler puts in it, fits well
+# within this.
+CHECKED_LENGTH = 256
 
 PREFIX = "analytics:bots"
 # A site-day's counts are kept as long as the event counters' (app/queue/counters.py).
@@ -54,7 +58,7 @@ def bot_reason(user_agent: str) -> str | None:
         return HEADLESS
     if AUTOMATION_MARKERS.search(user_agent):
         return AUTOMATION
-    if _crawlers.isCrawler(user_agent):
+    if _crawlers.isCrawler(user_agent[:CHECKED_LENGTH]):
         return CRAWLER
     return None
 

@@ -80,11 +80,16 @@ def speaks_for_visitors(sender: Sender, auth_mode: str) -> bool:
     return sender.key_hash is not None or (auth_mode == "open" and sender.kind == SERVER)
 
 
+# The longest user agent an event carries (the event field's bound).
+MAX_USER_AGENT = 1024
+
+
 def request_visitor() -> Visitor:
     """The visitor of the current request."""
     return Visitor(
         address=request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address(),
-        user_agent=request.headers.get("User-Agent") or None,
+        # Bounded as the body's `user_agent` is: each event of a batch carries it to the queue.
+        user_agent=request.headers.get("User-Agent", "")[:MAX_USER_AGENT] or None,
         # What every browser sends with a page's request: its page (a POST's `Origin`) or, in
         # all current browsers, the fetch metadata; a server sends neither.
         from_browser="Origin" in request.headers or "Sec-Fetch-Site" in request.headers,

@@ -37,7 +37,7 @@ from app.access.origins import request_gate
 from app.access.registry import SiteRegistry, without_www
 from app.errors import outcome_unknown
 from app.ingestion.bodies import json_body
-from app.ingestion.derivation import request_visitor
+from app.ingestion.derivation import MAX_USER_AGENT, request_visitor
 from app.ingestion.group_commit import OutcomeUnknownError
 from app.ingestion.schemas import BotEventError, to_message
 from app.ingestion.views import accepted_window, bp, count_bots, queue_events
@@ -49,7 +49,6 @@ NOT_STORED = frozenset({"engagement"})
 PLAUSIBLE_FIELDS = {"event_type": "event_name", "path": "pathname"}
 DROPPED_HEADER = "X-Plausible-Dropped"
 # What an event's `user_agent` holds (app/ingestion/schemas.py): a longer header is cut.
-MAX_USER_AGENT = 1024
 # A request names at most this many domains: each becomes an event of its own.
 MAX_DOMAINS = 10
 

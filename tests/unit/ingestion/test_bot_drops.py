@@ -104,3 +104,29 @@ def test_pipeline_health_shows_the_bots_dropped(ingestion, reporting, queued):
     }
     site_day = reporting.get("/health/pipeline?site_id=site-abc-123&date=2025-11-15").get_json()
     assert site_day["bots_dropped"]["crawler"] == 1
+
+
+def test_the_crawler_list_reads_a_bounded_prefix_of_a_long_user_agent(monkeypatch):
+    """crawlerdetect's patterns take time that grows with the square of the agent's length:
+    an 8 KB User-Agent header held a gevent worker (and every request behind it) for
+    seconds, before any rate limit."""
+    read = []
+
+    def is_crawler(agent):
+        read.append(len(agent))
+        return False
+
+    monkeypatch.setattr(bots._crawlers, "isCrawler", is_crawler)
+    bots.bot_reason.cache_clear()
+    assert bots.bot_reason(FIREFOX + " x" * 4000) is None
+    assert read == [bots.CHECKED_LENGTH]
+
+
+def test_a_long_user_agent_header_is_queued_cut_to_the_fields_bound(ingestion, queued):
+    """Copied whole into each event of a batch, an 8 KB header made a 56 KB request queue
+    73 times its size: the address's event rate bounds events, not bytes."""
+    agent = FIREFOX + " x" * 4000
+    events = [make_event(path=f"/{n}") for n in range(5)]
+    assert post(ingestion, events, path="/events", user_agent=agent, **PAGE).status_code == 200
+    assert len(queued) == 5
+    assert all(len(message["user_agent"]) == 1024 for message in queued)
