@@ -15,6 +15,7 @@ stored once. `context.ip` and `context.userAgent` are the visitor's address and 
 
 from __future__ import annotations
 
+import json
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from marshmallow import fields
 
 from app.ingestion.dropin import now_iso, present, url_path
+from app.ingestion.schemas import MAX_PROP_VALUE_BYTES
 from app.openapi import AnswerSchema, json_response
 
 TRACK = "track"
@@ -61,12 +63,9 @@ def segment_event(site_id: str, message: dict[str, Any], kind: str) -> dict[str,
         timestamp=message.get("timestamp") or now_iso(),
         event_id=event_id(site_id, message_id) if isinstance(message_id, str) and message_id else None,
         user_id=message.get("userId") or message.get("anonymousId"),
-        props=(
-            properties
-            if kind == TRACK
-            else {key: value for key, value in properties.items() if key not in PAGE_FIELDS}
-        )
-        or None,
+        props=flat_props(
+            properties if kind == TRACK else {k: v for k, v in properties.items() if k not in PAGE_FIELDS}
+        ),
         ip=context.get("ip"),
         user_agent=context.get("userAgent"),
         language=context.get("locale"),
@@ -76,6 +75,21 @@ def segment_event(site_id: str, message: dict[str, Any], kind: str) -> dict[str,
         referrer=page.get("referrer"),
         title=page.get("title"),
     )
+
+
+def flat_props(properties: dict[str, Any]) -> dict[str, Any] | None:
+    """Segment's properties as our flat props: a nested value (the e-commerce spec's
+    `products: [...]`) as its compact JSON text when that fits a prop's bound, else left out,
+    so that the event is kept rather than refused (the SDK, answered `success`, never sends
+    it again)."""
+    flat = {}
+    for key, value in properties.items():
+        if isinstance(value, dict | list):
+            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_PROP_VALUE_BYTES:
+                continue
+        flat[key] = value
+    return flat or None
 
 
 def as_object(value: Any) -> dict[str, Any]:

@@ -151,3 +151,21 @@ def test_the_anonymous_visitor_is_named_by_the_visitor_the_sdk_names(keyed, db, 
         keyed.post("/v1/track", json={**body, "context": {**context, "ip": ip}}, headers=basic(write_key))
     first, again, other = stored(db)
     assert first["visitor_id"] == again["visitor_id"] != other["visitor_id"]
+
+
+def test_nested_properties_are_kept_as_json_text_and_the_event_stored(keyed, db, write_key):
+    """Segment's e-commerce spec sends `products: [...]`: refused by the props' bounds, the
+    message was answered `success` (so the SDK never sent it again) and lost."""
+    products = [{"product_id": "p-1", "price": 19.5}, {"product_id": "p-2", "price": 5}]
+    huge = {"notes": "x" * 3000}
+    properties = {"order_id": "o-1", "products": products, "extra": huge}
+    response = keyed.post(
+        "/v1/track", json=track(event="Order Completed", properties=properties), headers=basic(write_key)
+    )
+    assert response.get_json() == {"success": True}
+    (order,) = stored(db)
+    assert order["event_type"] == "Order Completed"
+    assert order["props"] == {
+        "order_id": "o-1",
+        "products": '[{"product_id":"p-1","price":19.5},{"product_id":"p-2","price":5}]',
+    }
