@@ -40,7 +40,7 @@ from app.ingestion.bodies import json_body
 from app.ingestion.derivation import MAX_USER_AGENT, request_visitor
 from app.ingestion.group_commit import OutcomeUnknownError
 from app.ingestion.schemas import BotEventError, to_message
-from app.ingestion.views import accepted_window, bp, count_bots, queue_events
+from app.ingestion.views import accepted_window, bp, queue_events
 
 # Plausible's event names that are not ours, and those it sends that are not events.
 EVENT_TYPES = {"pageview": "page_view"}
@@ -72,12 +72,11 @@ def plausible_event() -> ResponseReturnValue:
         return plausible_errors(plausible_names(error.normalized_messages()))
     gate = request_gate()
     admitted = [message for message in messages if gate is None or gate(message["site_id"]) is None]
-    if admitted:
-        try:
-            queue_events(admitted)
-        except OutcomeUnknownError:
-            return outcome_unknown({"event_ids": [message["event_id"] for message in admitted]})
-    count_bots(bot for bot in bots if gate is None or gate(bot.message["site_id"]) is None)
+    admitted_bots = [bot for bot in bots if gate is None or gate(bot.message["site_id"]) is None]
+    try:  # bots' events charged to the same limits as the others: a bot learns nothing
+        queue_events(admitted, admitted_bots)
+    except OutcomeUnknownError:
+        return outcome_unknown({"event_ids": [message["event_id"] for message in admitted]})
     return accepted(dropped=len(events) - len(admitted))
 
 

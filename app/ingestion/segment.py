@@ -27,7 +27,7 @@ from app.ingestion.derivation import request_visitor
 from app.ingestion.dropin import dropin_blueprint
 from app.ingestion.schemas import load_batch
 from app.ingestion.segment_body import PAGE, TRACK, as_object, segment_error, segment_event
-from app.ingestion.views import accepted_window, count_bots, queue_events
+from app.ingestion.views import accepted_window, queue_events
 from app.settings import current_settings
 
 bp = dropin_blueprint("segment", segment_error)
@@ -90,9 +90,8 @@ def store(body: dict[str, Any], messages: list[tuple[dict[str, Any], str]]) -> R
     if not loaded.messages and not loaded.dropped:
         refusal = segment_error(400, "No valid message in the request: see errors", {"errors": errors})
         return jsonify(refusal), 400
-    if loaded.messages:
-        queue_events(loaded.messages)
-    count_bots(loaded.dropped.values())  # answered as any message: a bot learns nothing
+    # Bots' messages are answered as any, and charged to the same limits: a bot learns nothing.
+    queue_events(loaded.messages, list(loaded.dropped.values()))
     return jsonify(success=True, **({"rejected": len(errors), "errors": errors} if errors else {}))
 
 

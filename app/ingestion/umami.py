@@ -25,7 +25,7 @@ from app.ingestion.derivation import request_visitor
 from app.ingestion.dropin import dropin_blueprint
 from app.ingestion.schemas import BotEventError, to_message
 from app.ingestion.umami_body import EVENT, SendSchema, umami_error, umami_event
-from app.ingestion.views import accepted_window, count_bots, queue_events
+from app.ingestion.views import accepted_window, queue_events
 
 bp = dropin_blueprint("umami", umami_error)
 send_schema = SendSchema()
@@ -45,8 +45,8 @@ def send() -> ResponseReturnValue:
     if body["type"] == EVENT:
         try:
             message = to_message(umami_event(site_id, payload), accepted_window(), request_visitor().derive)
-        except BotEventError as bot:  # answered as any event: a bot learns nothing
-            count_bots([bot])
+        except BotEventError as bot:  # answered as any event, and charged to the same limits
+            queue_events([], [bot])
         else:
             queue_events([message])
     return jsonify(ok=True)

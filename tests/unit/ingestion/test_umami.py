@@ -137,3 +137,23 @@ def test_a_client_over_its_rate_gets_umamis_429_with_the_rate_limit_headers(sett
         local = app.extensions["ingestion_limits"].local
         if local is not None:
             local.stop()
+
+
+def test_a_crawler_meets_the_address_rate_limit_as_a_person_does(settings, db, counter_store, monkeypatch):
+    """Bots' events went to the counts alone, past every limit: a crawler's user agent was a
+    free pass to write to Redis (#28 review)."""
+    sites.save_site(db, "shop", ["shop.test"], umami_id=WEBSITE)
+    app = create_app("ingestion", replace(settings, auth_mode="keys", ingestion_rate_limit="2/minute"))
+    monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", True)
+    client = app.test_client()
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    payload = {"website": WEBSITE, "hostname": "shop.test", "url": "/"}
+    headers = {"Origin": "https://shop.test", "User-Agent": googlebot}
+    try:
+        statuses = [
+            client.post("/api/send", json={"type": "event", "payload": payload}, headers=headers).status_code
+            for _ in range(5)
+        ]
+    finally:
+        app.extensions["site_registry"].stop()
+    assert statuses == [200, 200, 429, 429, 429]
