@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import sys
 from pathlib import Path
 
 from app.settings import Settings
@@ -47,6 +49,27 @@ def mongo_argv(port: int, data_dir: Path) -> list[str]:
 
 
 ARGV_BUILDERS = {"redis": redis_argv, "mongo": mongo_argv}
+# What a server already listening is likely to be, and the setting that uses it instead.
+PACKAGED = {
+    "redis": ("a packaged redis-server", "REDIS_URL=redis://127.0.0.1:{port}/0"),
+    "mongo": ("a packaged mongod", "MONGO_URI=mongodb://127.0.0.1:{port}/analytics"),
+}
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def refuse_taken_port(server: str, port: int) -> None:
+    """Say plainly what to do when the port is taken, rather than let the server fail among its
+    start-up lines (and honcho stop every process)."""
+    likely, setting = PACKAGED[server]
+    sys.exit(
+        f"127.0.0.1:{port} is already in use, perhaps by {likely}. Stop it, or have make run use "
+        f"it: put {setting.format(port=port)} in .env, and no local {server} is started."
+    )
 
 
 def main() -> None:
@@ -55,9 +78,12 @@ def main() -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
+    port = args.port or DEFAULT_PORTS[args.server]
+    if port_taken(port):
+        refuse_taken_port(args.server, port)
     data_dir = args.data_dir / args.server
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = ARGV_BUILDERS[args.server](args.port or DEFAULT_PORTS[args.server], data_dir)
+    argv = ARGV_BUILDERS[args.server](port, data_dir)
     os.execvp(argv[0], argv)
 
 
