@@ -50,7 +50,7 @@ def celery_config(settings: Settings, consumes: bool = True) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_concurrency": settings.worker_concurrency,
+        "worker_concurrency": settings.worker_processes,
         # No task events unless someone watches: Flower turns them on in the workers while it
         # runs (its enable_events), so they cost nothing per message otherwise.
         "worker_send_task_events": False,

@@ -9,7 +9,6 @@ monkey.patch_all()
 
 import gc  # noqa: E402
 import logging  # noqa: E402
-import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -34,12 +33,12 @@ from app.ingestion import connection  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()
-# gevent, one process per core (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery
+# gevent, one process per CPU it may use (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery
 # enqueue, and group commit (app/ingestion/group_commit.py) shares one enqueue among the
 # requests waiting in a process; gevent lets a process hold hundreds of them, where gthread
 # holds only its thread count. More processes split the same clients into smaller groups,
 # but a process saturates its core first (docs/decisions/single-gunicorn-process.md).
-workers = settings.web_concurrency or multiprocessing.cpu_count()
+workers = settings.web_processes
 worker_class = "gevent"
 worker_connections = 1000
 # A browser's next beacon usually comes within seconds; behind a load balancer, set this

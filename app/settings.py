@@ -8,9 +8,11 @@ they drift.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
@@ -107,7 +109,11 @@ class Settings:
         "which the worker stores with less CPU per event, at the cost of that wait in each answer. "
         "0 never waits (docs/decisions/adaptive-linger.md).",
     )
-    worker_concurrency: int = setting(2, WORKER, "Processes per Celery worker.")
+    worker_concurrency: int = setting(
+        0,
+        WORKER,
+        "Processes per Celery worker; 0 means one per CPU the worker may use (a container's CPU limit).",
+    )
     visits: int = setting(
         0,
         WORKER,
@@ -288,7 +294,10 @@ class Settings:
     reporting_port: int = setting(4000, PROCESSES, "Port of the reporting service.")
     flower_port: int = setting(5555, PROCESSES, "Port of Flower.")
     web_concurrency: int = setting(
-        0, PROCESSES, "Gunicorn (gevent) worker processes per service; 0 means one per CPU core."
+        0,
+        PROCESSES,
+        "Gunicorn (gevent) worker processes per service; 0 means one per CPU the service may use "
+        "(a container's CPU limit).",
     )
     log_level: str = setting("info", PROCESSES, "Log level of every process: debug, info, warning or error.")
     log_format: str = setting(
@@ -352,10 +361,35 @@ class Settings:
                 raise ValueError(f"{item.name.upper()}={raw!r} is not a valid {kind.__name__}") from error
         return cls(**values)  # type: ignore[arg-type]
 
+    @property
+    def worker_processes(self) -> int:
+        return self.worker_concurrency or available_cpus()
+
+    @property
+    def web_processes(self) -> int:
+        return self.web_concurrency or available_cpus()
+
     @staticmethod
     def variable_names() -> list[str]:
         """The environment variable names, in declaration order."""
         return [item.name.upper() for item in fields(Settings)]
+
+
+# cgroup v2's CPU quota of the process's group: "<quota> <period>" in microseconds, or "max".
+CPU_QUOTA_FILE = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: those it may run on, bounded by its cgroup's quota (a
+    container's `cpus:` limit), rounded up. `multiprocessing.cpu_count()` counts the host's."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = CPU_QUOTA_FILE.read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 def current_settings() -> Settings:

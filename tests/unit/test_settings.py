@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from app import settings as settings_module
 from app.settings import Settings
 from celeryconfig import celery_config
 from tools.settings_doc import expected_files
@@ -98,3 +99,27 @@ def test_retention_beyond_the_accepted_age_and_margin_is_kept():
     settings = Settings.from_env({"EVENT_RETENTION_DAYS": "38", "EVENT_MAX_AGE_DAYS": "30"})
     assert settings.event_retention_days == 38
     assert Settings.from_env({"EVENT_RETENTION_DAYS": "0"}).event_retention_days == 0
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "affinity", "expected"),
+    [
+        ("max 100000\n", 8, 8),  # no quota: every CPU the process may run on
+        ("150000 100000\n", 8, 2),  # `cpus: 1.5` in compose: rounded up
+        ("50000 100000\n", 8, 1),  # half a CPU still gets one process
+        ("400000 100000\n", 2, 2),  # a quota above the CPUs it may run on
+        (None, 3, 3),  # no cgroup v2 file: outside a container
+    ],
+)
+def test_process_counts_follow_a_container_s_cpu_limit(tmp_path, monkeypatch, cpu_max, affinity, expected):
+    """`multiprocessing.cpu_count()` counts the host's CPUs: a container limited to 1.5 of
+    a 64-core host's started 64 gunicorn processes, and Celery 64 children."""
+    quota_file = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        quota_file.write_text(cpu_max)
+    monkeypatch.setattr(settings_module, "CPU_QUOTA_FILE", quota_file)
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda _: set(range(affinity)))
+    assert settings_module.available_cpus() == expected
+    assert Settings(worker_concurrency=0).worker_processes == expected
+    assert Settings(worker_concurrency=3).worker_processes == 3
+    assert Settings(web_concurrency=0).web_processes == expected
