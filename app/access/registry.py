@@ -17,6 +17,7 @@ most one load a second.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -100,6 +101,8 @@ class SiteRegistry:
                 self.refresh()
             except Exception as error:  # the snapshot in force answers, as when the refresher fails
                 logger.warning("Site registry not reloaded for an unknown site (%s) (%s)", error, self._age())
+            finally:  # the next one a full interval after this one's end: a slow store never piles loads
+                self._reloaded_for_unknown = time.monotonic()
             found = look()
         return found
 
@@ -107,7 +110,7 @@ class SiteRegistry:
         now = time.monotonic()
         if now - self._reloaded_for_unknown < UNKNOWN_SITE_RELOAD_SECONDS:
             return False
-        self._reloaded_for_unknown = now  # before the load: concurrent requests do not load too
+        self._reloaded_for_unknown = math.inf  # until this load ends, no other request loads
         return True
 
     def refresh(self) -> None:

@@ -194,3 +194,33 @@ def test_a_domain_added_since_the_last_load_is_found_at_once():
     with running(source) as registry:
         source.sites = {"shop": RegisteredSite(domains=("shop.test",))}
         assert registry.site_for_domain("www.shop.test") == "shop"
+
+
+def test_reloads_for_unknown_sites_never_overlap(monkeypatch):
+    """Counted from a load's start, the once-a-second limit let made-up site ids start a full
+    load every second while slower ones still ran, piling loads on a store already slow."""
+    monkeypatch.setattr(registry_module, "UNKNOWN_SITE_RELOAD_SECONDS", 0.1)
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_load():
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.5)  # five times the reload interval
+        with lock:
+            running -= 1
+        return {"a": RegisteredSite(domains=("a.test",))}
+
+    registry = SiteRegistry(slow_load, interval=3600)
+    registry.refresh()
+    registry.start().set()
+    threads = [threading.Thread(target=registry.site, args=(f"forged-{n}",)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.03)
+    for thread in threads:
+        thread.join()
+    registry.stop()
+    assert most <= 2  # the background refresher's load and one for unknown sites
