@@ -124,8 +124,7 @@ $(PROMTOOL):
 # The real clients of the drop-in endpoints (tests/integration/test_dropin.py), from npm at
 # the versions tests/clients/package-lock.json pins; installed again only when that changes.
 CLIENTS := tests/clients/node_modules/.installed
-$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
-	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json | node-bin
 	cd tests/clients && npm ci --no-audit --no-fund --silent
 	touch $@
 
