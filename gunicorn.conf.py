@@ -28,9 +28,10 @@ os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="analytics-metrics-", dir=me
 
 from prometheus_client import multiprocess  # noqa: E402
 
-from app import logs, server_errors  # noqa: E402
+from app import logs  # noqa: E402
 from app.ingestion import connection  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from app.web import server_errors  # noqa: E402
 
 settings = Settings.from_env()
 # gevent, one process per CPU it may use (WEB_CONCURRENCY overrides). Ingestion's cost is the Celery

@@ -7,7 +7,6 @@ from typing import Literal
 
 from flask import Flask
 
-from app import client_address
 from app.access.commands import key_group, site_group
 from app.access.registry import SiteRegistry
 from app.commands import (
@@ -17,16 +16,17 @@ from app.commands import (
     replay_dead_command,
     replay_set_aside_command,
 )
-from app.errors import register_errorhandlers
 from app.extensions import celery_init_app, mongo, probe_redis, redis_store
 from app.ingestion import bp as ingestion_bp
 from app.ingestion import segment_bp, umami_bp
 from app.monitoring import requests
-from app.ratelimit import init_reporting_limits
 from app.settings import Settings
 from app.store import sites
 from app.transfer import views as transfer_views
 from app.transfer.commands import events_group, seed_demo_command
+from app.web import client_address
+from app.web.errors import register_errorhandlers
+from app.web.ratelimit import init_reporting_limits
 
 Service = Literal["ingestion", "reporting", "worker"]
 # The services that publish or consume Celery tasks.

@@ -22,10 +22,10 @@ import redis
 from flask import Response, request
 from redis.exceptions import RedisError
 
-from app.errors import error_response
 from app.extensions import redis_store
 from app.rollups import generations
 from app.settings import current_settings
+from app.web.errors import error_response
 from reporting.periods import Period
 
 logger = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from flask import Response, abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 
-from app.errors import error_response
 from app.extensions import mongo
 from app.store import events as event_store
 from app.transfer.lines import export_line
+from app.web.errors import error_response
 from reporting import queries
 from reporting.periods import Period
 from reporting.schemas import BREAKDOWNS, event_export_query_schema, stats_export_query_schema

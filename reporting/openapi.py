@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from app import bots
-from app.openapi import (
+from app.web.openapi import (
     AnswerSchema,
     build_document,
     error_responses,

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from app.errors import MISSING_MESSAGE
 from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX, is_dimension
+from app.web.errors import MISSING_MESSAGE
 from reporting.periods import Period
 
 MAX_DAYS = 366

@@ -17,15 +17,15 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from app import bots
 from app.access.guard import operators_only, public, require_read_key
-from app.errors import error_response
 from app.extensions import mongo, redis_store
 from app.ingestion import backpressure
 from app.monitoring.exposition import metrics_response
-from app.openapi import serve_document
 from app.queue import counters, snapshot
 from app.rollups import compactor, realtime
 from app.settings import current_settings
 from app.store import dead_letters
+from app.web.errors import error_response
+from app.web.openapi import serve_document
 from reporting import openapi, queries
 from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period

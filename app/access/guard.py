@@ -17,10 +17,10 @@ from typing import TypeVar
 from flask import Response, current_app, request
 
 from app.access.keys import bearer_token, key_cache
-from app.errors import error_response
 from app.extensions import mongo
 from app.settings import current_settings
 from app.store.sites import StoredKey
+from app.web.errors import error_response
 
 View = TypeVar("View", bound=Callable[..., object])
 PUBLIC_ATTRIBUTE = "access_public"

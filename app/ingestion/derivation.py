@@ -18,11 +18,11 @@ from flask import request
 
 from app.access.origins import SERVER, Sender, request_sender
 from app.bots import bot_reason
-from app.client_address import CLIENT_ENVIRON_KEY, request_client_address
 from app.extensions import redis_store
 from app.ingestion.country import country_of
 from app.settings import current_settings
 from app.visitors import DailySalt
+from app.web.client_address import CLIENT_ENVIRON_KEY, request_client_address
 
 # One per process: the day's salt, read from Redis once a day.
 daily_salt = DailySalt()

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, json
 
 from app.access.registry import RegistryUnavailableError
-from app.errors import handle_queue_overloaded, handle_queue_unavailable, handle_registry_unavailable
 from app.ingestion.backpressure import QueueOverloadedError
 from app.ingestion.group_commit import CommitTimeoutError
 from app.ingestion.rate_limits import limit_rates
+from app.web.errors import handle_queue_overloaded, handle_queue_unavailable, handle_registry_unavailable
 
 # A product's error body, from the status, the contract's message and the rest of its body
 # (`errors` by field, event ids of an unknown outcome).

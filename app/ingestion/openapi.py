@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from app.ingestion import segment_body, umami_body
 from app.ingestion.schemas import MAX_BATCH_EVENTS, EventSchema
-from app.openapi import (
+from app.web.openapi import (
     AnswerSchema,
     build_document,
     error_responses,

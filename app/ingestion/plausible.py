@@ -35,12 +35,12 @@ from werkzeug.exceptions import BadRequest
 
 from app.access.origins import request_gate
 from app.access.registry import SiteRegistry, without_www
-from app.errors import outcome_unknown
 from app.ingestion.bodies import json_body
 from app.ingestion.derivation import MAX_USER_AGENT, request_visitor
 from app.ingestion.group_commit import OutcomeUnknownError
 from app.ingestion.schemas import BotEventError, to_message
 from app.ingestion.views import accepted_window, bp, queue_events
+from app.web.errors import outcome_unknown
 
 # Plausible's event names that are not ours, and those it sends that are not events.
 EVENT_TYPES = {"pageview": "page_view"}

@@ -60,11 +60,11 @@ from limits.strategies import FixedWindowRateLimiter
 from redis.commands.core import Script
 
 from app.access.origins import request_sender
-from app.client_address import request_limited_address
 from app.ingestion import local_counts
 from app.ingestion.local_counts import LocalCounts
 from app.ingestion.schemas import MAX_BATCH_EVENTS
-from app.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
+from app.web.client_address import request_limited_address
+from app.web.ratelimit import parse_limits, storage_options, storage_uri, too_many_requests
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class IngestionLimits:
             )
 
     def pause(self, error: Exception) -> None:
-        """Fail open for a while: see app/ratelimit.py."""
+        """Fail open for a while: see app/web/ratelimit.py."""
         self.paused_until = time.monotonic() + PAUSE_SECONDS
         logger.warning("ingestion rate limits paused: their storage failed: %s", error)
 
@@ -158,7 +158,7 @@ class IngestionLimits:
                     return None
                 item, identifiers, _ = over
                 reset_at = self.strategy.get_window_stats(item, *identifiers).reset_time
-            except Exception as error:  # fail open: see app/ratelimit.py
+            except Exception as error:  # fail open: see app/web/ratelimit.py
                 self.pause(error)
                 return None
         if identifiers[0] == "address":

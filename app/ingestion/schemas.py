@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from app.errors import MISSING_MESSAGE
+from app.web.errors import MISSING_MESSAGE
 
 # The most events one `POST /events` may carry (the contract's figure, not a setting).
 MAX_BATCH_EVENTS = 500

@@ -24,7 +24,7 @@ from marshmallow import fields
 
 from app.ingestion.dropin import now_iso, present, url_path
 from app.ingestion.schemas import MAX_PROP_VALUE_BYTES
-from app.openapi import AnswerSchema, json_response
+from app.web.openapi import AnswerSchema, json_response
 
 TRACK = "track"
 PAGE = "page"

@@ -9,9 +9,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from app.errors import MISSING_MESSAGE
 from app.ingestion.dropin import now_iso, present, url_path
-from app.openapi import AnswerSchema, json_response
+from app.web.errors import MISSING_MESSAGE
+from app.web.openapi import AnswerSchema, json_response
 
 EVENT = "event"
 TYPES = (EVENT, "identify", "performance")

@@ -18,13 +18,6 @@ from app import bots
 from app.access.guard import require_operator_key
 from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
-from app.errors import (
-    error_response,
-    handle_queue_overloaded,
-    handle_queue_unavailable,
-    handle_registry_unavailable,
-    outcome_unknown,
-)
 from app.extensions import probe_redis, redis_store
 from app.ingestion import backpressure, openapi, outcomes
 from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
@@ -36,11 +29,18 @@ from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, Outco
 from app.ingestion.rate_limits import hit_limits, limit_rates
 from app.ingestion.schemas import MAX_BATCH_EVENTS, BotEventError, TimeWindow, load_batch, to_message
 from app.monitoring.exposition import metrics_response
-from app.openapi import serve_document
 from app.queue.counters import site_day
 from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
 from app.settings import current_settings
+from app.web.errors import (
+    error_response,
+    handle_queue_overloaded,
+    handle_queue_unavailable,
+    handle_registry_unavailable,
+    outcome_unknown,
+)
+from app.web.openapi import serve_document
 
 # Where the access log (gunicorn's `%({analytics.site}e)s`) finds a request's sites.
 SITE_ENVIRON_KEY = "analytics.site"

@@ -10,7 +10,6 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import UnsupportedMediaType
 
 from app.access.guard import request_key
-from app.errors import error_response, handle_queue_overloaded, handle_queue_unavailable
 from app.extensions import redis_store
 from app.ingestion.backpressure import QueueOverloadedError
 from app.ingestion.bodies import decode_content
@@ -20,6 +19,7 @@ from app.queue.publish import enqueue_events
 from app.queue.transport import PublishOutcomeUnknownError
 from app.settings import current_settings
 from app.transfer import imports
+from app.web.errors import error_response, handle_queue_overloaded, handle_queue_unavailable
 
 # The largest import body, in bytes, before and after gzip: some tens of thousands of events.
 MAX_IMPORT_BYTES = 16 * 1024 * 1024

@@ -5,8 +5,8 @@ from datetime import UTC, date, datetime
 import fakeredis
 import pytest
 
-from app.client_address import anonymized
 from app.visitors import DailySalt, fetch_salt, identity, salt_key, visitor_id
+from app.web.client_address import anonymized
 
 SALT = b"s" * 32
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from marshmallow import ValidationError
 
-from app.errors import validation_message
 from app.ingestion.schemas import MAX_PROPS, event_schema, load_batch, to_message
+from app.web.errors import validation_message
 from tools.factories import make_event
 
 PAGE = {

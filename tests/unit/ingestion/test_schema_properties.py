@@ -11,8 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from app.errors import handle_validation_error
 from app.ingestion.schemas import MAX_BATCH_EVENTS, load_batch, to_message
+from app.web.errors import handle_validation_error
 from tools.factories import make_event
 
 # Bounded so that the module runs in a few seconds with the unit tests.

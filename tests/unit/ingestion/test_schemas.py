@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from app.errors import validation_message
 from app.ingestion.schemas import Batch, TimeWindow, event_schema, load_batch, to_message
+from app.web.errors import validation_message
 from tools.factories import make_event
 
 ABSENT = object()  # a field left out of the payload

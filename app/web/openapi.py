@@ -92,7 +92,7 @@ OPENAPI_OPERATION = {
 
 
 # Gunicorn answers these itself, before the application sees the request (a malformed request,
-# a request line or header beyond its limits), in the same error body (app/server_errors.py).
+# a request line or header beyond its limits), in the same error body (app/web/server_errors.py).
 SERVER_REFUSALS = (400, 414, 431)
 
 

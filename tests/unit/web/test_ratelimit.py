@@ -1,4 +1,4 @@
-"""Rate limits (app/ratelimit.py): per address and per site on ingestion, per key on reporting."""
+"""Rate limits (app/web/ratelimit.py): per address and per site on ingestion, per key on reporting."""
 
 import json
 from dataclasses import replace
@@ -7,13 +7,13 @@ import pytest
 
 from app import create_app
 from app.access import keys
-from app.client_address import client_address, limited_address, parse_networks
 from app.ingestion import bodies, local_counts
 from app.ingestion.rate_limits import COUNT_WINDOWS
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.queue import publish as queue_publish
-from app.ratelimit import KEY_PREFIX
+from app.web.client_address import client_address, limited_address, parse_networks
+from app.web.ratelimit import KEY_PREFIX
 from tools.factories import make_event
 
 NO_LIMITS = {

@@ -1,11 +1,11 @@
-"""Gunicorn's own refusals are written in the contract's error body (app/server_errors.py)."""
+"""Gunicorn's own refusals are written in the contract's error body (app/web/server_errors.py)."""
 
 import socket
 
 import orjson
 from gunicorn import util
 
-from app import server_errors
+from app.web import server_errors
 
 
 def test_a_refusal_is_written_as_the_contract_error_body():

@@ -25,9 +25,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.access.keys import bearer_token, hash_key, key_cache
-from app.client_address import request_limited_address
-from app.errors import error_response
 from app.settings import Settings, current_settings
+from app.web.client_address import request_limited_address
+from app.web.errors import error_response
 
 OFF = "off"
 KEY_PREFIX = "analytics:ratelimit"
