@@ -52,6 +52,12 @@ def test_the_code_map_names_every_module(package):
     assert modules - named == set()
 
 
+def test_the_code_map_has_one_row_per_module():
+    """A module described twice drifts: one row gets updated, the other goes stale."""
+    rows = re.findall(r"^\| `([\w/.]+)` \|", code_map(), re.MULTILINE)
+    assert sorted({row for row in rows if rows.count(row) > 1}) == []
+
+
 def test_every_module_the_code_map_names_exists():
     named = set(re.findall(r"`([\w/.]+\.py)`", code_map()))
     assert {path for path in named if not (ROOT / path).is_file()} == set()
