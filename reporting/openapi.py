@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from app import bots
+from app.ingestion import bots
 from app.web.openapi import (
     AnswerSchema,
     build_document,

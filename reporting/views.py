@@ -15,10 +15,9 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
-from app import bots
 from app.access.guard import operators_only, public, require_read_key
 from app.extensions import mongo, redis_store
-from app.ingestion import backpressure
+from app.ingestion import backpressure, bots
 from app.monitoring.exposition import metrics_response
 from app.queue import counters, snapshot
 from app.rollups import compactor, realtime

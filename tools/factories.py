@@ -14,7 +14,7 @@ FIXED_DATES_ENV = {"EVENT_MAX_AGE_DAYS": str(FIXED_DATES_MAX_AGE_DAYS)}
 
 
 # What a person's browser says it is: test pages send it, since ingestion drops the events of
-# the user agents that say they are a script or a headless browser (app/bots.py).
+# the user agents that say they are a script or a headless browser (app/ingestion/bots.py).
 BROWSER_USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )

@@ -17,8 +17,8 @@ from typing import Any
 from flask import request
 
 from app.access.origins import SERVER, Sender, request_sender
-from app.bots import bot_reason
 from app.extensions import redis_store
+from app.ingestion.bots import bot_reason
 from app.ingestion.country import country_of
 from app.settings import current_settings
 from app.visitors import DailySalt

@@ -14,12 +14,11 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
-from app import bots
 from app.access.guard import require_operator_key
 from app.access.origins import request_gate
 from app.access.registry import RegistryUnavailableError
 from app.extensions import probe_redis, redis_store
-from app.ingestion import backpressure, openapi, outcomes
+from app.ingestion import backpressure, bots, openapi, outcomes
 from app.ingestion.backpressure import QueueOverloadedError, QueueWatch
 from app.ingestion.bodies import json_body
 from app.ingestion.body_reader import finish_body

@@ -35,7 +35,7 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
         # nothing from an automated browser. Hidden here rather than through a test switch in
         # the tag, which every crawler could flip: the pages run the tags as a visitor gets them.
         "--disable-blink-features=AutomationControlled",
-        # Ingestion drops headless browsers' events as bots' (app/bots.py): this one stands
+        # Ingestion drops headless browsers' events as bots' (app/ingestion/bots.py): this one stands
         # in for a person's browser, so it says what a person's Chromium says.
         f"--user-agent={BROWSER_USER_AGENT}",
     ):

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from app import bots
-from app.ingestion import views
+from app.ingestion import bots, views
 from tools.factories import make_event
 
 SDK_UA = "analytics-python/2.3.3"

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from app import bots
-from app.ingestion import views
+from app.ingestion import bots, views
 from tools.factories import make_event
 
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

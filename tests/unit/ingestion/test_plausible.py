@@ -12,7 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
-from app import bots, create_app
+from app import create_app
+from app.ingestion import bots
 from app.settings import Settings
 from app.store import events as event_store
 from app.store import sites

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from app import bots, create_app
+from app import create_app
 from app.access import keys
+from app.ingestion import bots
 from app.ingestion.segment_body import event_id
 from app.store import events as event_store
 from app.store import sites

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app import bots, create_app
+from app import create_app
+from app.ingestion import bots
 from app.store import events as event_store
 from app.store import sites
 

@@ -1,11 +1,11 @@
-"""Bots: a corpus of real user agents (tests/unit/data), the reasons, and the counts."""
+"""Bots: a corpus of real user agents (tests/unit/ingestion/data), the reasons, and the counts."""
 
 from pathlib import Path
 
 import fakeredis
 import pytest
 
-from app import bots
+from app.ingestion import bots
 
 DATA = Path(__file__).parent / "data"
 
