@@ -121,7 +121,7 @@ def test_service_answers_any_input_without_5xx_and_in_the_contract_shape(
     schema = schemathesis.openapi.from_url(f"{pipeline[service]}/openapi.json", timeout=REQUEST_TIMEOUT)
     counts = case_counts[service]
     for result in schema.get_all_operations():
-        assert isinstance(result, Ok), result.err()  # the document is valid: tests/unit/test_openapi.py
+        assert isinstance(result, Ok), result.err()  # the document is valid: tests/unit/web/test_openapi.py
         operation = result.ok()
         if mode is GenerationMode.NEGATIVE and not (len(operation.query) or len(operation.body)):
             continue  # nothing to break
