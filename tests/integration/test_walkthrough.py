@@ -33,8 +33,9 @@ WALKTHROUGH = section((ROOT / "README.md").read_text(), "First event and its sta
 # Where `make run` serves, and so where the README's commands send (the Procfile's defaults).
 README_PORTS = {"ingestion": 3000, "reporting": 4000}
 PARENT_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
-# The rollups that /stats reads trail the stored events by about half a second when idle.
-ROLLUPS_TIMEOUT = 15
+# The rollups that /stats reads trail the stored events by about half a second when idle,
+# longer while the session's worker still works through earlier tests' events.
+ROLLUPS_TIMEOUT = 30
 
 
 @pytest.fixture
