@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.queue import QUEUE, UNACKED_KEY
+from tests.markdown import section
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -37,8 +38,7 @@ def test_relative_links_lead_to_files_that_exist(page):
 
 
 def architecture_section(heading: str) -> str:
-    text = (ROOT / "docs" / "architecture.md").read_text()
-    return text[text.index(f"## {heading}\n") :].split("\n## ", 1)[0]
+    return section((ROOT / "docs" / "architecture.md").read_text(), heading)
 
 
 def code_map() -> str:
