@@ -61,7 +61,9 @@
       // The page as the tag tells pages apart: with data-hash, its fragment too.
       path: lastPage,
       referrer: document.referrer.slice(0, 2048) || undefined,
-      title: document.title.slice(0, 512) || undefined,
+      // At most 512 characters as the server counts them, code points: a UTF-16 slice could
+      // leave half of an emoji, which the server refuses.
+      title: document.title.match(/.{0,512}/u)[0] || undefined,
       screen: screen.width + "x" + screen.height,
       language: navigator.language,
       props,
