@@ -53,6 +53,7 @@
   const send = (type, props) => {
     if (ignored()) return;
     const id = eventId();
+    const now = new Date().toISOString();
     // Absent values (undefined) are left out of the JSON.
     const body = JSON.stringify({
       site_id: options.site,
@@ -68,7 +69,10 @@
       language: navigator.language,
       props,
       event_id: id,
-      timestamp: new Date().toISOString(),
+      // The event happens as it is sent: with the browser's clock as `sent_at` too, the
+      // server dates it on its own clock, however wrong the browser's is.
+      timestamp: now,
+      sent_at: now,
     });
     pending[id] = body;
     // A string body goes as text/plain: no CORS preflight. keepalive lets the request
