@@ -223,6 +223,14 @@ class Settings:
         "Comma-separated addresses or CIDRs of your reverse proxies. Only then is the client "
         "address read from `X-Forwarded-For` (its rightmost address not in this set).",
     )
+    address_key: str = setting(
+        "",
+        LIMITS,
+        "A secret, the same for every ingestion and reporting process (`openssl rand -hex 32`): "
+        "rate limits count a client under a hash of its address keyed with it, so Redis never "
+        "holds an address. Empty: the hash is unkeyed, and whoever reads Redis's files can find "
+        "an IPv4 address by trying every one.",
+    )
     queue_high_water: int = setting(
         50000,
         LIMITS,

@@ -163,6 +163,10 @@ class EventSchema(Schema):
         validate=_exists_in_utc,
         error_messages={"required": MISSING_MESSAGE, "null": MISSING_MESSAGE},
     )
+    # Optional: the client's clock when it sent the event. With it, `timestamp` is moved by
+    # that clock's error (the receipt time minus `sent_at`), so a wrong clock dates nothing
+    # wrong; it is not queued.
+    sent_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC, validate=_exists_in_utc)
     # Optional: a client that retries with the same id is never counted twice.
     event_id = fields.UUID(load_default=uuid.uuid4)
     # What a page knows (docs/api.md); `path` is taken from `url` when it is not sent.
@@ -197,6 +201,7 @@ class TimeWindow:
     latest: datetime
     max_age_days: int
     max_ahead_seconds: int
+    now: datetime
 
     @classmethod
     def around(cls, now: datetime, max_age_days: int, max_ahead_seconds: int) -> TimeWindow:
@@ -209,10 +214,23 @@ class TimeWindow:
             latest = now + timedelta(seconds=max_ahead_seconds)
         except OverflowError:
             latest = datetime.max.replace(tzinfo=UTC)
-        return cls(earliest, latest, max_age_days, max_ahead_seconds)
+        return cls(earliest, latest, max_age_days, max_ahead_seconds, now)
 
     def __contains__(self, moment: datetime) -> bool:
         return self.earliest <= moment <= self.latest
+
+    def dated(self, event: dict[str, Any]) -> datetime:
+        """The event's time on the server's clock: its `timestamp`, moved by the client's clock
+        error when it sent `sent_at`. Raises the refusal when that is outside the window."""
+        moment = event["timestamp"]
+        if event.get("sent_at"):
+            try:
+                moment += self.now - event["sent_at"]
+            except OverflowError:
+                raise self.refusal() from None
+        if moment not in self:
+            raise self.refusal()
+        return moment
 
     def refusal(self) -> ValidationError:
         """The error of a timestamp outside the window, naming the window."""
@@ -248,8 +266,8 @@ def to_message(
     BotEventError when `derive` finds it a bot's.
     """
     event = event_schema.load(payload)
-    if window and event["timestamp"] not in window:
-        raise window.refusal()
+    if window:
+        event["timestamp"] = window.dated(event)
     return _as_message(event, derive)
 
 
@@ -260,6 +278,7 @@ def _as_message(event: dict[str, Any], derive: Derive | None = None) -> dict[str
     message = {**event, "timestamp": event["timestamp"].isoformat(), "event_id": str(event["event_id"])}
     reason = derive(message) if derive else None
     message.pop("ip", None)
+    message.pop("sent_at", None)
     if reason:
         raise BotEventError(message, reason)
     return message
@@ -329,9 +348,12 @@ def load_batch(
     for index, event in enumerate(loaded):
         if index in errors:
             continue
-        if window and event["timestamp"] not in window:
-            errors[index] = window.refusal().normalized_messages()
-            continue
+        if window:
+            try:
+                event["timestamp"] = window.dated(event)
+            except ValidationError as outside:
+                errors[index] = outside.normalized_messages()
+                continue
         refusal = gate(event["site_id"]) if gate else None
         if refusal:
             errors[index] = {"site_id": [refusal]}

@@ -11,6 +11,7 @@ rotate through as many budgets as it likes.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Sequence
 
@@ -88,8 +89,15 @@ def request_client_address() -> str:
 
 def request_limited_address() -> str:
     """What rate limits count for the client of the current request (whose address
-    `remember_client` noted first)."""
-    return limited_address(request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address())
+    `remember_client` noted first), under ADDRESS_KEY's hash: the address never reaches Redis."""
+    address = limited_address(request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address())
+    return keyed_hash(address, current_app.extensions["address_key"])
+
+
+def keyed_hash(address: str, key: bytes) -> str:
+    """BLAKE2b of `address` keyed with `key`, in hex: the same for every process of a deployment,
+    and for every day, so that a limit's count goes on across midnight."""
+    return hashlib.blake2b(address.encode(), key=key, digest_size=16).hexdigest()
 
 
 def anonymized(address: str) -> str:
@@ -119,5 +127,7 @@ def init_app(app: Flask, settings: Settings, anonymize_log: bool = False) -> Non
     log; `anonymize_log`: the log keeps only the client's network (ingestion's clients are
     the visitors)."""
     app.extensions["trusted_proxies"] = parse_networks(settings.trusted_proxies)
+    # BLAKE2b takes a key of at most 64 bytes: a longer secret is hashed down to that.
+    app.extensions["address_key"] = hashlib.blake2b(settings.address_key.encode()).digest()
     app.extensions["log_anonymized_clients"] = anonymize_log
     app.before_request(remember_client)

@@ -1,16 +1,22 @@
 """Rate limits on the real services, counted in the real Redis across gunicorn's workers."""
 
+import hashlib
+import random
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+import redis
 import requests
 
+from app.web.client_address import keyed_hash
 from tests.integration.client import TIMEOUT, post_event
 from tests.integration.services import start_healthy, start_healthy_services
 from tools.factories import make_event, new_site_id
 from tools.processes import stop_all
 
 LIMIT = 5
+ADDRESS_KEY = "test-address-key"
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +28,7 @@ def limited(service_env, run_dir):
         "SITE_RATE_LIMIT": f"{LIMIT}/minute",
         "REPORTING_RATE_LIMIT": f"{LIMIT}/minute",
         "TRUSTED_PROXIES": "127.0.0.1",
+        "ADDRESS_KEY": ADDRESS_KEY,
     }
     services = start_healthy_services(
         {"ingestion": "ingestion-limited", "reporting": "reporting-limited"}, env, run_dir
@@ -115,3 +122,59 @@ def test_one_reporting_key_however_spelt_has_one_bucket(limited):
 
     assert [ask(spellings[n % 4]).status_code for n in range(LIMIT)] == [200] * LIMIT
     assert_rate_limited(ask(spellings[LIMIT % 4]))
+
+
+def redis_contents(client: redis.Redis) -> bytes:
+    """Every key of the Redis and every value in it, of whatever type, as one text."""
+    readers = {
+        b"string": lambda key: [client.get(key)],
+        b"hash": lambda key: [item for pair in client.hgetall(key).items() for item in pair],
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"set": lambda key: list(client.smembers(key)),
+        b"zset": lambda key: client.zrange(key, 0, -1),
+        b"stream": lambda key: [repr(entry).encode() for entry in client.xrange(key)],
+    }
+    parts = []
+    for key in client.scan_iter(count=1000):
+        parts.append(key)
+        parts += [value or b"" for value in readers.get(client.type(key), lambda _: [])(key)]
+    return b"\n".join(parts)
+
+
+def append_only_files(client: redis.Redis) -> bytes:
+    """What Redis's append-only files hold (the base and each increment), as one text."""
+    directory = Path(client.config_get("dir")["dir"]) / client.config_get("appenddirname")["appenddirname"]
+    return b"".join(path.read_bytes() for path in sorted(directory.iterdir()))
+
+
+def test_the_client_address_reaches_neither_redis_nor_its_files(limited, service_env):
+    """Each limit counts a client under a keyed hash of its address (an IPv6 client's /64):
+    its keys are there, while no key, no value and no line of the append-only file holds the
+    address, nor the /64, after requests to both services, one of them over the limit."""
+    ipv4 = f"198.18.{random.randrange(256)}.{random.randrange(1, 255)}"
+    block = f"2001:db8:{random.randrange(1, 0xFFFF):x}"
+    ipv6, network = f"{block}::7", f"{block}::/64"
+    for client in (ipv4, ipv6):
+        headers = {"X-Forwarded-For": client}
+        for _ in range(LIMIT + 1):
+            requests.post(
+                f"{limited['ingestion']}/event",
+                json=make_event(site_id=new_site_id()),
+                headers=headers,
+                timeout=TIMEOUT,
+            )
+        asked = requests.get(
+            f"{limited['reporting']}/stats",
+            params={"site_id": new_site_id(), "date": "2025-11-15"},
+            headers=headers,
+            timeout=TIMEOUT,
+        )
+        assert asked.status_code == 200
+    store = redis.Redis.from_url(service_env["REDIS_URL"])
+    contents, files = redis_contents(store), append_only_files(store)
+    key = hashlib.blake2b(ADDRESS_KEY.encode()).digest()
+    for written in (ipv4, ipv6, network, block):
+        assert written.encode() not in contents, written
+        assert written.encode() not in files, written
+    for counted in (ipv4, network):
+        assert keyed_hash(counted, key).encode() in contents  # counted, under the hash

@@ -2,10 +2,16 @@
 with our tag, one with Plausible's real npm tracker pointed at `/api/event`, and one on a
 domain no site lists, with both. On the first two, a visitor's page view, single-page
 navigations, a custom event with props and a click on an outbound link reach MongoDB and
-count in `/stats`; the third sends, and nothing of it is stored.
+count in `/stats`; the third sends, and nothing of it is stored. The visitor's clock runs two
+hours fast, and our page's title is cut by the tag inside an emoji's reach.
 
-One browser for the three pages, the session's services in AUTH_MODE=keys (`keyed`), and two
-sites registered for the test, seen by ingestion within its registry refresh.
+Then the same browser says it is Googlebot and loads both trackers' pages again, and plain
+requests with a crawler's and a headless browser's user agents post to `/event` and
+`/api/event`: each is answered as accepted, counted by reason in `/health/pipeline` and
+`analytics_bots_dropped_total`, and nothing of it is stored.
+
+One browser for it all, the session's services in AUTH_MODE=keys (`keyed`), and two sites
+registered for the test, seen by ingestion within its registry refresh.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.browser import PageServer, chromium
 from tests.integration.keyed import REFRESH_SECONDS, Keyed, flask
+from tests.metrics import parse, value
 from tools.processes import wait_until
 
 TRACKER = Path(__file__).resolve().parents[2] / "tracker"
@@ -44,6 +51,31 @@ init(window.plausibleConfig);
 window.plausibleTrack = track;
 """
 LINK = '<title>{title}</title><a id="out" href="{landing}">Elsewhere</a>'
+# 512 characters with the emoji last, which takes the 512th and 513th UTF-16 units: a cut by
+# units would leave half of it, which ingestion refuses.
+OUR_TITLE = "Our tag" + "." * 504 + "\N{GRINNING FACE}"
+# The visitor's clock: two hours fast, past the five minutes ingestion's window allows ahead.
+CLOCK_AHEAD = timedelta(hours=2)
+FAST_CLOCK = f"""
+(() => {{
+  const Real = Date, ahead = {CLOCK_AHEAD.total_seconds() * 1000};
+  Date = class extends Real {{
+    constructor(...args) {{ super(...(args.length ? args : [Real.now() + ahead])); }}
+    static now() {{ return Real.now() + ahead; }}
+  }};
+}})();
+"""
+# Google's smartphone crawler, which runs a Chromium and so the pages' scripts.
+GOOGLEBOT = (
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.6778.204 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+)
+BINGBOT = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
+HEADLESS_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/131.0.0.0 Safari/537.36"
+)
+CRAWLED = "/crawled"
 OUR_TAG = '<script defer src="{ingestion}/tracker.js" data-site="{site}" data-hash data-outbound></script>'
 PLAUSIBLE = "<script>window.plausibleConfig = {config}</script><script>{bundle}</script>"
 
@@ -86,9 +118,21 @@ class Site:
 
 
 @dataclass
+class Crawl:
+    """What the bots got: the answers, the drops counted, and the events stored of them."""
+
+    answers: list[tuple[int, Any]]  # the plain requests' statuses and bodies
+    dropped: dict[str, dict[str, int]]  # each tracker's site's bots_dropped today
+    metric: dict[str, float]  # analytics_bots_dropped_total's increase, by reason
+    stored: int  # events of the crawled pages stored, once a later event is
+
+
+@dataclass
 class Visits:
     landing: str  # where the outbound link goes
     stored: dict[str, list[dict[str, Any]]]  # each tracker's site's stored events
+    sent: dict[str, dict[str, Any]]  # what our tag sent, by event id
+    crawl: Crawl
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +169,7 @@ def visits(keyed, sites, plausible_bundle, db, figures) -> Iterator[Visits]:
     each site once the tracker's last event (the outbound click) is stored."""
     started = time.monotonic()
     with PageServer() as pages, chromium("*.test") as browser:
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAST_CLOCK})
         landing = f"http://elsewhere.test:{pages.port}/landing"
         ours, plausible, foreign = sites["ours"], sites["plausible"], sites["foreign"]
 
@@ -133,7 +178,7 @@ def visits(keyed, sites, plausible_bundle, db, figures) -> Iterator[Visits]:
             return PLAUSIBLE.format(config=json.dumps(config), bundle=plausible_bundle)
 
         pages.pages = {
-            ours.domain: LINK.format(title="Our tag", landing=landing)
+            ours.domain: LINK.format(title=OUR_TITLE + " and more", landing=landing)
             + OUR_TAG.format(ingestion=keyed.ingestion, site=ours.site_id),
             plausible.domain: LINK.format(title="Plausible's", landing=landing)
             + plausible_tag(plausible.domain.removeprefix("www.")),
@@ -159,12 +204,98 @@ def visits(keyed, sites, plausible_bundle, db, figures) -> Iterator[Visits]:
         for name, site in (("ours", ours), ("plausible", plausible)):
             wait_until(functools.partial(outbound_stored, db, site.site_id), TIMEOUT, f"{name}'s click")
             stored[name] = list(db.events.find({"site_id": site.site_id}))
+        sent = {}
         for body in sent_bodies(browser, keyed.ingestion):
             print("sent:", body)  # what the trackers sent (pytest -s)
+            if body.startswith("{") and "event_id" in body:
+                event = json.loads(body)
+                sent[event["event_id"]] = event
         figures.append(
             f"tracker browser: three pages, {time.monotonic() - started:.1f} s to every event stored"
         )
-        yield Visits(landing, stored)
+        started = time.monotonic()
+        crawled = crawl(keyed, db, browser, pages, ours, plausible)
+        figures.append(f"tracker browser: the bots' visits, {time.monotonic() - started:.1f} s to counted")
+        yield Visits(landing, stored, sent, crawled)
+
+
+def crawl(
+    keyed: Keyed,
+    db: Database[dict[str, Any]],
+    browser: webdriver.Chrome,
+    pages: PageServer,
+    ours: Site,
+    plausible: Site,
+) -> Crawl:
+    """The browser says it is Googlebot and loads Plausible's page, then ours (left open, so
+    that our tag has no event to send again when the page goes); then plain requests of a
+    crawler and of a headless browser to each endpoint. Counted once a later event of a
+    person's is stored."""
+    before = bots_metric(keyed)
+    browser.execute_cdp_cmd("Emulation.setUserAgentOverride", {"userAgent": GOOGLEBOT})
+    for site in (plausible, ours):
+        browser.get(f"http://{site.domain}:{pages.port}{CRAWLED}")
+    answers = []
+    for user_agent in (BINGBOT, HEADLESS_CHROME):
+        answered = post_as(keyed, ours, user_agent)
+        answers.append((answered.status_code, answered.json()))
+        answered = post_as(keyed, plausible, user_agent, plausibles=True)
+        answers.append((answered.status_code, answered.text))
+    expected = {"ours": {"crawler": 2, "headless": 1}, "plausible": {"crawler": 2, "headless": 1}}
+    dropped: dict[str, dict[str, int]] = {}
+
+    def counted() -> bool:
+        for name, site in (("ours", ours), ("plausible", plausible)):
+            dropped[name] = reporting(keyed, "/health/pipeline", site.site_id)["bots_dropped"]
+        return all(
+            dropped[name][reason] >= least for name in expected for reason, least in expected[name].items()
+        )
+
+    wait_until(counted, TIMEOUT, "the bots' events counted")
+    after = bots_metric(keyed)
+    # A person's event, sent after the bots': once it is stored, so would theirs be.
+    person = {"site_id": keyed.shop, "event_type": "page_view", "path": CRAWLED, "timestamp": now()}
+    marker = requests.post(f"{keyed.ingestion}/event", json=person, timeout=10).json()
+    assert marker["status"] == "accepted", marker
+    wait_until(
+        lambda: db.events.count_documents({"site_id": keyed.shop, "path": CRAWLED}) >= 1,
+        TIMEOUT,
+        "a person's event",
+    )
+    crawled = db.events.count_documents(
+        {"site_id": {"$in": [ours.site_id, plausible.site_id]}, "path": CRAWLED}
+    )
+    metric = {reason: after.get(reason, 0.0) - before.get(reason, 0.0) for reason in after}
+    return Crawl(answers, dropped, metric, crawled)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def post_as(keyed: Keyed, site: Site, user_agent: str, plausibles: bool = False) -> requests.Response:
+    """A page view of the site's crawled page, as a browser there posts it: to `/event` as our
+    tag does, or to `/api/event` as Plausible's tracker does."""
+    url = f"http://{site.domain}{CRAWLED}"
+    headers = {"User-Agent": user_agent, "Origin": f"http://{site.domain}", "Content-Type": "text/plain"}
+    if plausibles:
+        body = {"n": "pageview", "u": url, "d": site.domain.removeprefix("www.")}
+        return requests.post(f"{keyed.ingestion}/api/event", json=body, headers=headers, timeout=10)
+    body = {"site_id": site.site_id, "event_type": "page_view", "url": url, "timestamp": now()}
+    return requests.post(f"{keyed.ingestion}/event", data=json.dumps(body), headers=headers, timeout=10)
+
+
+def bots_metric(keyed: Keyed) -> dict[str, float]:
+    """analytics_bots_dropped_total of ingestion's processes, by reason."""
+    response = requests.get(
+        f"{keyed.ingestion}/metrics", headers={"Authorization": f"Bearer {keyed.operator_key}"}, timeout=10
+    )
+    response.raise_for_status()
+    samples = parse(response.text)
+    return {
+        reason: value(samples, "analytics_bots_dropped_total", reason=reason)
+        for reason in ("crawler", "headless")
+    }
 
 
 def registered(keyed: Keyed, site_id: str) -> bool:
@@ -261,7 +392,7 @@ def test_each_event_carries_what_the_page_knows(visits, sites):
             assert event["url"].startswith(f"http://{sites[name].domain}:"), event
             assert event["referrer"] == referrer, event
             assert known <= set(event), event
-        assert {event["title"] for event in visits.stored["ours"]} == {"Our tag"}
+        assert {event["title"] for event in visits.stored["ours"]} == {OUR_TITLE}
 
 
 @pytest.mark.parametrize("tracker", ["ours", "plausible"])
@@ -272,6 +403,31 @@ def test_the_visitor_is_one_without_a_cookie_and_the_address_is_not_stored(visit
     assert {len(event["visitor_id"]) for event in events} == {32}
     assert len({event["visitor_id"] for event in events}) == 1
     assert not any("ip" in event for event in events)
+
+
+def test_a_visitor_whose_clock_runs_fast_is_counted_at_the_server_s_time(visits):
+    """Our tag sent its clock, two hours fast, as `timestamp` and `sent_at`: each event is
+    stored at the time ingestion received it, which the stored `created_at` follows closely."""
+    for event in visits.stored["ours"]:
+        sent = datetime.fromisoformat(visits.sent[event["event_id"]]["timestamp"])
+        stored = event["timestamp"].replace(tzinfo=UTC)
+        assert abs(sent - stored - CLOCK_AHEAD) < timedelta(minutes=1), event
+        assert abs(event["created_at"].replace(tzinfo=UTC) - stored) < timedelta(minutes=1), event
+
+
+def test_a_crawler_s_and_a_headless_browser_s_events_are_answered_as_accepted(visits):
+    assert visits.crawl.answers == [(200, {"status": "accepted"}), (202, "ok")] * 2
+
+
+def test_the_bots_events_are_counted_by_reason_and_not_stored(visits):
+    """Each site: Googlebot's page view, with our tag or Plausible's (which may add its
+    engagement event when the page is left), and one from each plain request."""
+    ours, plausible = visits.crawl.dropped["ours"], visits.crawl.dropped["plausible"]
+    assert ours == {"crawler": 2, "headless": 1, "automation": 0, "no_user_agent": 0}
+    assert (plausible["crawler"] >= 2, plausible["headless"], plausible["automation"]) == (True, 1, 0)
+    assert visits.crawl.metric["headless"] == 2
+    assert visits.crawl.metric["crawler"] == ours["crawler"] + plausible["crawler"]
+    assert visits.crawl.stored == 0
 
 
 def test_the_foreign_page_produced_nothing(visits, db, sites):

@@ -53,6 +53,7 @@
   const send = (type, props) => {
     if (ignored()) return;
     const id = eventId();
+    const now = new Date().toISOString();
     // Absent values (undefined) are left out of the JSON.
     const body = JSON.stringify({
       site_id: options.site,
@@ -61,12 +62,17 @@
       // The page as the tag tells pages apart: with data-hash, its fragment too.
       path: lastPage,
       referrer: document.referrer.slice(0, 2048) || undefined,
-      title: document.title.slice(0, 512) || undefined,
+      // At most 512 characters as the server counts them, code points: a UTF-16 slice could
+      // leave half of an emoji, which the server refuses.
+      title: document.title.match(/.{0,512}/u)[0] || undefined,
       screen: screen.width + "x" + screen.height,
       language: navigator.language,
       props,
       event_id: id,
-      timestamp: new Date().toISOString(),
+      // The event happens as it is sent: with the browser's clock as `sent_at` too, the
+      // server dates it on its own clock, however wrong the browser's is.
+      timestamp: now,
+      sent_at: now,
     });
     pending[id] = body;
     // A string body goes as text/plain: no CORS preflight. keepalive lets the request

@@ -88,6 +88,48 @@ def test_a_batch_event_with_other_faults_keeps_its_own_errors():
     assert len(batch.messages) == 1
 
 
+# -- a client's clock that is wrong: `sent_at` -------------------------------------------------
+
+FAST = timedelta(hours=2)  # far beyond what the window allows ahead
+
+
+def test_an_event_sent_from_a_fast_clock_is_dated_on_the_server_s_clock():
+    """The page tag's case: `timestamp` and `sent_at` both read from a clock two hours fast."""
+    message = to_message(at(NOW + FAST, sent_at=(NOW + FAST).isoformat()), WINDOW)
+    assert datetime.fromisoformat(message["timestamp"]) == NOW
+    assert "sent_at" not in message
+
+
+def test_sent_at_keeps_the_time_between_the_event_and_its_sending():
+    """An event queued on the client a day before it was sent, by a clock an hour slow."""
+    sent = NOW - timedelta(hours=1)
+    message = to_message(at(sent - timedelta(days=1), sent_at=sent.isoformat()), WINDOW)
+    assert datetime.fromisoformat(message["timestamp"]) == NOW - timedelta(days=1)
+
+
+def test_a_time_still_outside_the_window_after_the_correction_is_refused():
+    with pytest.raises(ValidationError) as caught:
+        to_message(at(NEWEST + JUST + FAST, sent_at=(NOW + FAST).isoformat()), WINDOW)
+    assert caught.value.normalized_messages() == {"timestamp": [OUTSIDE_MESSAGE]}
+
+
+def test_a_correction_past_the_calendar_is_refused_as_outside_the_window():
+    with pytest.raises(ValidationError) as caught:
+        to_message(at(datetime(9999, 12, 31, tzinfo=UTC), sent_at="0001-01-02T00:00:00Z"), WINDOW)
+    assert caught.value.normalized_messages() == {"timestamp": [OUTSIDE_MESSAGE]}
+
+
+def test_an_invalid_sent_at_is_refused_under_its_name():
+    with pytest.raises(ValidationError) as caught:
+        to_message(at(NOW, sent_at="yesterday"), WINDOW)
+    assert list(caught.value.normalized_messages()) == ["sent_at"]
+
+
+def test_a_batch_event_with_sent_at_is_dated_on_the_server_s_clock():
+    batch = load_batch({"events": [at(NOW + FAST, sent_at=(NOW + FAST).isoformat())]}, WINDOW)
+    assert [datetime.fromisoformat(message["timestamp"]) for message in batch.messages] == [NOW]
+
+
 # -- over HTTP, with the default window (the other unit tests run with a wide one) ------------
 
 
@@ -125,6 +167,15 @@ def test_an_event_outside_the_window_is_a_400_naming_it(ingestion, db, offset):
     [message] = body["errors"]["timestamp"]
     assert message.endswith(RULE)
     assert db[event_store.EVENTS].count_documents({"site_id": site_id}) == 0
+
+
+def test_a_browser_whose_clock_runs_an_hour_fast_is_counted_now(ingestion, db):
+    site_id = new_site_id()
+    fast = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = post(ingestion, "/event", make_event(site_id=site_id, timestamp=fast, sent_at=fast))
+    assert response.status_code == 200
+    [stored] = db[event_store.EVENTS].find({"site_id": site_id})
+    assert abs(stored["timestamp"].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 def test_a_batch_keeps_its_events_inside_the_window(ingestion, db):

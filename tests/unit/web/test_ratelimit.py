@@ -7,6 +7,7 @@ import pytest
 
 from app import create_app
 from app.access import keys
+from app.web.client_address import client_address, keyed_hash, limited_address, parse_networks
 from app.ingestion import bodies, local_counts
 from app.ingestion.rate_limits import COUNT_WINDOWS
 from app.ingestion.views import watch
@@ -232,6 +233,17 @@ def test_the_client_is_the_rightmost_forwarded_address_not_a_trusted_proxy(
 )
 def test_rate_limits_count_an_ipv6_client_by_its_64(address, counted):
     assert limited_address(address) == counted
+
+
+def test_a_client_is_counted_under_its_deployment_s_keyed_hash_of_its_address():
+    """The same for every process of a deployment (one key), another for another key, and
+    never the address."""
+    ours, theirs = b"k" * 64, b"t" * 64
+    counted = keyed_hash("203.0.113.9", ours)
+    assert counted == keyed_hash("203.0.113.9", ours) != keyed_hash("203.0.113.9", theirs)
+    assert counted != keyed_hash("203.0.113.10", ours)
+    assert "203.0.113" not in counted
+    assert len(counted) == 32
 
 
 def test_a_malformed_trusted_proxy_names_the_setting():
