@@ -7,13 +7,12 @@ import pytest
 
 from app import create_app
 from app.access import keys
-from app.web.client_address import client_address, keyed_hash, limited_address, parse_networks
 from app.ingestion import bodies, local_counts
 from app.ingestion.rate_limits import COUNT_WINDOWS
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.queue import publish as queue_publish
-from app.web.client_address import client_address, limited_address, parse_networks
+from app.web.client_address import client_address, keyed_hash, limited_address, parse_networks
 from app.web.ratelimit import KEY_PREFIX
 from tools.factories import make_event
 
