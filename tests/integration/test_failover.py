@@ -23,7 +23,7 @@ from tools.factories import new_site_id
 BATCH = 100
 QUEUED = 6  # batches queued before the worker starts; the third is cut
 DURING = 2  # batches sent while no server answers
-DOWN_SECONDS = 5
+DOWN_SECONDS = 8  # room for the checks below on a loaded machine
 # Celery's retry waits at most TASK_RETRY_BACKOFF_MAX (2 s in the stack) after the outage;
 # the rest is the worker storing, the compactor adding and a loaded machine.
 RECOVERY_WAIT = 90
