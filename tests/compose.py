@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 COMPOSE_FILE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
-# `$$` (a dollar sign), `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`,
-# `${NAME?error}`; with the colon, an empty value counts as unset.
-VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?)([-?])([^}]*))?\})")
+# `$$` (a dollar sign), `$NAME`, `${NAME}`, `${NAME:-default}`, `${NAME-default}`,
+# `${NAME:?error}`, `${NAME?error}`; with the colon, an empty value counts as unset.
+VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?)([-?])([^}]*))?\}|([A-Za-z_]\w*))")
 
 
 class MissingVariableError(Exception):
@@ -24,7 +24,7 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
     def value(match: re.Match[str]) -> str:
         if match[1]:
             return "$"
-        name, colon, operator, argument = match[2], match[3], match[4], match[5]
+        name, colon, operator, argument = match[2] or match[6], match[3], match[4], match[5]
         current = environ.get(name)
         unset = current is None or (colon == ":" and current == "")
         if operator == "?" and unset:
@@ -50,3 +50,13 @@ def load(environ: Mapping[str, str]) -> dict[str, Any]:
     """The compose file as Compose would run it with these variables set."""
     compose: dict[str, Any] = interpolated(yaml.safe_load(COMPOSE_FILE.read_text()), environ)
     return compose
+
+
+def enabled(compose: dict[str, Any], *profiles: str) -> dict[str, Any]:
+    """The services `docker compose --profile P ... up` runs: those without profiles, and
+    those with one of `profiles`."""
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }

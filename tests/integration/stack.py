@@ -4,7 +4,7 @@ test may kill, stop and restart without disturbing any other test."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from redis import Redis
 
 from tests.integration.client import TIMEOUT, post_event
-from tools.factories import FIXED_DATES_ENV
+from tools.factories import FIXED_DATES_ENV, make_event
 from tools.local_services import mongo_argv, redis_argv
 from tools.processes import (
     UNLIMITED_RATES,
@@ -42,6 +42,22 @@ FAULT_SETTINGS = {
     **FIXED_DATES_ENV,  # tests post fixed 2025 dates
 }
 
+# The day the fault tests' events fall on (their processes accept it: FIXED_DATES_ENV).
+DAY = "2025-11-15"
+
+
+def distinct_events(site_id: str, count: int) -> list[dict[str, Any]]:
+    """`count` events of a site on DAY, each with an event id of its own."""
+    return [
+        make_event(
+            site_id=site_id,
+            event_id=str(uuid.uuid4()),
+            path=f"/p{n % 7}",
+            timestamp=f"{DAY}T{n % 24:02d}:{n % 60:02d}:00Z",
+        )
+        for n in range(count)
+    ]
+
 
 @dataclass
 class Sent:
@@ -62,9 +78,16 @@ class Stack:
 
     @classmethod
     def start(
-        cls, root: Path, redis_maxmemory: str | None = None, redis_password: str = "", **settings: str
+        cls,
+        root: Path,
+        redis_maxmemory: str | None = None,
+        redis_password: str = "",
+        mongo_front: Callable[[int], int] | None = None,
+        **settings: str,
     ) -> Stack:
-        """`settings`: environment variables of the stack's processes, beyond FAULT_SETTINGS."""
+        """`settings`: environment variables of the stack's processes, beyond FAULT_SETTINGS.
+        `mongo_front`: given MongoDB's port, the port the processes reach it on (a relay of
+        the test's); the test's own reads go to the server itself."""
         root.mkdir(parents=True, exist_ok=True)
 
         def redis_server(port: int, data_dir: Path) -> list[str]:
@@ -74,11 +97,12 @@ class Stack:
         redis = start_local_server("redis", redis_server, root)
         mongo = start_local_server("mongo", mongo_argv, root)
         credentials = f":{redis_password}@" if redis_password else ""
+        mongo_port = mongo_front(mongo.port) if mongo_front else mongo.port
         env = {
             **FAULT_SETTINGS,
             **settings,
             "REDIS_URL": f"redis://{credentials}127.0.0.1:{redis.port}/0",
-            "MONGO_URI": f"mongodb://127.0.0.1:{mongo.port}/faults",
+            "MONGO_URI": f"mongodb://127.0.0.1:{mongo_port}/faults",
         }
         stack = cls(root, redis, mongo, env)
         for app, (process, url) in start_services(
@@ -114,7 +138,7 @@ class Stack:
     def stored_counts(self, event_ids: list[str]) -> dict[str, int]:
         """How many documents each event id has in MongoDB."""
         client: MongoClient[dict[str, Any]]
-        with MongoClient(self.env["MONGO_URI"], serverSelectionTimeoutMS=2000) as client:
+        with MongoClient(self.mongo_uri, serverSelectionTimeoutMS=2000) as client:
             rows: Iterable[dict[str, Any]] = client.get_default_database().events.aggregate(
                 [
                     {"$match": {"event_id": {"$in": event_ids}}},
@@ -133,6 +157,11 @@ class Stack:
 
         wait_until(all_stored, timeout, f"{len(event_ids)} events stored", interval=0.5)
         return self.stored_counts(event_ids)
+
+    @property
+    def mongo_uri(self) -> str:
+        """The stack's database on the server itself, past any relay."""
+        return f"mongodb://127.0.0.1:{self.mongo.port}/faults"
 
     def redis_client(self) -> Redis:
         return Redis.from_url(self.env["REDIS_URL"])

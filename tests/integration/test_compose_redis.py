@@ -30,9 +30,13 @@ def health_check(redis: dict[str, Any], port: int, password: str) -> int:
     return subprocess.run(local_command, shell=True, env=env, check=False).returncode
 
 
-def test_composes_redis_asks_for_the_password_that_its_health_check_and_the_services_send(tmp_path: Path):
+@pytest.mark.parametrize(("name", "client"), [("redis", "ingestion"), ("redis-scale", "ingestion-1")])
+def test_composes_redis_asks_for_the_password_that_its_health_check_and_the_services_send(
+    tmp_path: Path, name: str, client: str
+):
+    """The default stack's Redis, and the `scale` profile's, each with a service of its own."""
     stack = compose.load({"REDIS_PASSWORD": PASSWORD, "MONGO_PASSWORD": "unused"})
-    redis = stack["services"]["redis"]
+    redis = stack["services"][name]
     [config] = redis["configs"]
     config_file = tmp_path / "auth.conf"
     config_file.write_text(stack["configs"][config["source"]]["content"])
@@ -49,7 +53,9 @@ def test_composes_redis_asks_for_the_password_that_its_health_check_and_the_serv
             Redis(port=port, retry=Retry(NoBackoff(), 0)).ping()
         assert health_check(redis, port, redis["environment"]["REDISCLI_AUTH"]) == 0
         assert health_check(redis, port, "not-the-password") != 0
-        url = stack["services"]["ingestion"]["environment"]["REDIS_URL"]
-        assert Redis.from_url(url.replace("@redis:6379", f"@127.0.0.1:{port}")).ping()
+        url = stack["services"][client]["environment"]["REDIS_URL"]
+        local_url = url.replace(f"@{name}:6379", f"@127.0.0.1:{port}")
+        assert local_url != url
+        assert Redis.from_url(local_url).ping()
     finally:
         server.stop()

@@ -16,11 +16,10 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from tests.integration.client import get_stats, post_event, wait_for_views
-from tests.integration.stack import Stack
+from tests.integration.stack import DAY, Stack, distinct_events
 from tools.factories import make_event, new_site_id
 from tools.processes import wait_until
 
-DAY = "2025-11-15"
 # Kombu's Redis transport gives back a dead worker's unacknowledged messages only on every
 # tenth of its 10-second checks (`QoS.restore_visible`): up to about 100 s after the
 # visibility timeout. A batch whose events a killed worker stored before handing its tallies
@@ -33,18 +32,6 @@ def stack(run_dir):
     stack = Stack.start(run_dir / f"faults-{uuid.uuid4().hex[:8]}")
     yield stack
     stack.stop()
-
-
-def distinct_events(site_id, count):
-    return [
-        make_event(
-            site_id=site_id,
-            event_id=str(uuid.uuid4()),
-            path=f"/p{n % 7}",
-            timestamp=f"{DAY}T{n % 24:02d}:{n % 60:02d}:00Z",
-        )
-        for n in range(count)
-    ]
 
 
 def assert_each_stored_once(stack, site_id, accepted):

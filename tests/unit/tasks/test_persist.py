@@ -169,13 +169,24 @@ def test_events_stored_before_the_retries_ran_out_stay_counted_and_only_the_rest
 
 
 @pytest.mark.parametrize(
-    "code", [1, 24, 112, 262], ids=["InternalError", "LockTimeout", "WriteConflict", "ExceededTimeLimit"]
+    "code",
+    [1, 24, 112, 262, 10107, 189, 11602],
+    ids=[
+        "InternalError",
+        "LockTimeout",
+        "WriteConflict",
+        "ExceededTimeLimit",
+        "NotWritablePrimary",
+        "PrimarySteppedDown",
+        "InterruptedDueToReplStateChange",
+    ],
 )
 def test_a_server_condition_the_store_calls_transient_is_retried_by_the_persist_task(
     worker_app, counter_store, monkeypatch, code
 ):
     """FerretDB answers InternalError when SQLite is busy; MongoDB a write conflict or a time
-    limit: conditions that pass, so the batch is retried within its window, not failed."""
+    limit, and a replica set's member that is not (or no longer) the primary one of the last
+    three: conditions that pass, so the batch is retried within its window, not failed."""
 
     def server_condition(*args, **kwargs):
         raise OperationFailure("database is locked", code=code)
