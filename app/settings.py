@@ -252,6 +252,13 @@ class Settings:
         "Longest time one reporting request may spend in MongoDB (sent as maxTimeMS); beyond it "
         "the answer is a 503 saying so, and the worker is free again.",
     )
+    reporting_filter_max_events: int = setting(
+        200000,
+        REPORTING,
+        "Most events a filtered question (or a `POST /api/v2/query` the rollups cannot answer) may "
+        "read from the raw events of its period; a period holding more is refused with a 400 "
+        "asking for a shorter one.",
+    )
     cache_past_seconds: int = setting(
         300, REPORTING, "Longest life of a cached answer about past days only; 0: no caching."
     )

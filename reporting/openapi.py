@@ -32,7 +32,8 @@ QUESTION_ERRORS = (400, 401, 403, 429, 503)
 
 
 class PeriodAnswerSchema(AnswerSchema):
-    """The question echoed: `date`, or `start` and `end`; `tz` and `event_type` when asked."""
+    """The question echoed: `date`, or `start` and `end`; `tz`, `event_type` and `filters`
+    when asked."""
 
     site_id = fields.String(required=True)
     date = fields.Date()
@@ -40,6 +41,12 @@ class PeriodAnswerSchema(AnswerSchema):
     end = fields.Date()
     tz = fields.String()
     event_type = fields.String()
+    filters = fields.String()
+    source = fields.String(
+        data_key="from",
+        validate=validate.OneOf(["rollups", "events"]),
+        metadata={"description": "Only with filters: whether the rollups or the raw events answered."},
+    )
 
 
 class PathViewsSchema(AnswerSchema):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from reporting.filters import Filters
+
 HOUR = timedelta(hours=1)
 
 
@@ -21,13 +23,15 @@ class Interval:
 
 @dataclass(frozen=True)
 class Period:
-    """A site's days `first_day`..`last_day` (inclusive) in `tz`, optionally one event type."""
+    """A site's days `first_day`..`last_day` (inclusive) in `tz`, optionally one event type,
+    and the events that `filters` match."""
 
     site_id: str
     first_day: date
     last_day: date
     tz: ZoneInfo
     event_type: str | None = None
+    filters: Filters = ()
 
     def day_start(self, day: date) -> datetime:
         """The first instant of a local day, in UTC (a day may have 23 or 25 hours)."""

@@ -1,15 +1,16 @@
 """The statistics questions. Answers come from the rollups (`RollupTallies`), or from raw
-events when a time zone's offset does not fall on a UTC quarter hour (`RawTallies`: a few
-offsets before 1980); `/stats/aggregated` asks MongoDB to count the raw events instead, as a
-cross-check of both.
+events (`RawTallies`) when a time zone's offset does not fall on a UTC quarter hour (a few
+offsets before 1980) or when filters choose events (a rollup keeps each dimension's counts
+apart, so it cannot tell which events of one value had another); `/stats/aggregated` asks
+MongoDB to count the raw events instead, as a cross-check of both.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, Protocol
@@ -21,18 +22,37 @@ from app.rollups import user_ids
 from app.rollups.buckets import Bucket, cover
 from app.rollups.dimensions import event_value
 from app.rollups.tally import Tally
+from app.settings import current_settings
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from reporting.filters import matches_all
 from reporting.periods import Interval, Period
+
+ROLLUPS, EVENTS = "rollups", "events"
 
 
 class Tallies(Protocol):
+    # Where the tallies come from: ROLLUPS or EVENTS.
+    source: str
+
     def tally(self, start: datetime, end: datetime) -> Tally: ...
+
+
+class TooManyEventsError(Exception):
+    """A filtered question's period holds more events than REPORTING_FILTER_MAX_EVENTS."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The period holds more than {limit} events, more than a filtered question reads "
+            "(REPORTING_FILTER_MAX_EVENTS): ask about a shorter period"
+        )
 
 
 class RollupTallies:
     """Tallies of a site's UTC intervals from the fewest rollups covering them,
     all fetched at once when it is made."""
+
+    source = ROLLUPS
 
     def __init__(self, db: Database[Any], covers: dict[tuple[datetime, datetime], list[Bucket]]) -> None:
         self.covers = covers
@@ -50,12 +70,21 @@ class RollupTallies:
 class RawTallies:
     """Tallies of a site's intervals from its raw events, read once for the whole period and
     sorted by time once, so that an interval's events are found by binary search rather than
-    by a scan of the period for each interval (an hourly month has 744)."""
+    by a scan of the period for each interval (an hourly month has 744). Only the events that
+    the period's filters match count; with filters, reading more than `max_events` raises
+    TooManyEventsError."""
 
-    def __init__(self, db: Database[Any], period: Period) -> None:
-        events = user_ids.numbered_locally(
-            event_store.events_between(db, period.site_id, period.start, period.end)
-        )
+    source = EVENTS
+
+    def __init__(self, db: Database[Any], period: Period, max_events: int | None = None) -> None:
+        read: Iterable[dict[str, Any]]
+        if max_events is None:
+            read = event_store.events_between(db, period.site_id, period.start, period.end)
+        else:
+            read = at_most(
+                event_store.iter_site_events(db, period.site_id, period.start, period.end), max_events
+            )
+        events = user_ids.numbered_locally(event for event in read if matches_all(period.filters, event))
         self.events = sorted(events, key=itemgetter("timestamp"))
         self.times = [event["timestamp"] for event in self.events]
 
@@ -63,16 +92,43 @@ class RawTallies:
         return Tally.of(self.events[bisect_left(self.times, start) : bisect_left(self.times, end)])
 
 
+def at_most(events: Iterator[dict[str, Any]], limit: int) -> Iterator[dict[str, Any]]:
+    """The events, raising TooManyEventsError once there are more than `limit`."""
+    for number, event in enumerate(events, start=1):
+        if number > limit:
+            raise TooManyEventsError(limit)
+        yield event
+
+
 def tallies_for(db: Database[Any], period: Period, intervals: Iterable[Interval]) -> Tallies:
-    """Rollups when they can answer every interval exactly, else raw events. Quarter-hour
-    rollups answer only once `migrate-store` has built them for the weeks an earlier release
-    rolled up."""
-    covers = {(i.start, i.end): cover(period.site_id, i.start, i.end) for i in intervals}
+    """Rollups when they can answer every interval exactly, else raw events; raw events
+    always when the period has filters. Quarter-hour rollups answer only once `migrate-store`
+    has built them for the weeks an earlier release rolled up."""
+    if period.filters:
+        return filtered_tallies(db, period)
+    return rollup_tallies(db, period.site_id, intervals) or RawTallies(db, period)
+
+
+def rollup_tallies(db: Database[Any], site_id: str, intervals: Iterable[Interval]) -> RollupTallies | None:
+    """The rollups' tallies of the intervals, if the rollups answer each exactly."""
+    covers = {(i.start, i.end): cover(site_id, i.start, i.end) for i in intervals}
     exact = {interval: buckets for interval, buckets in covers.items() if buckets is not None}
     quarters = any(bucket.level == "quarter" for buckets in exact.values() for bucket in buckets)
     if len(exact) == len(covers) and (not quarters or rollup_migrations.quarter_rollups_built(db)):
         return RollupTallies(db, exact)
-    return RawTallies(db, period)
+    return None
+
+
+def filtered_tallies(db: Database[Any], period: Period) -> RawTallies:
+    """The tallies of the events the period's filters match, refused at once when the rollups
+    count more events in the period than a filtered question may read (and, as the rollups
+    may trail the events, also once it has read that many)."""
+    limit = current_settings().reporting_filter_max_events
+    whole = Interval("", period.start, period.end)
+    rollups = rollup_tallies(db, period.site_id, [whole])
+    if rollups is not None and rollups.tally(whole.start, whole.end).events > limit:
+        raise TooManyEventsError(limit)
+    return RawTallies(db, period, limit)
 
 
 @dataclass(frozen=True)
@@ -90,6 +146,8 @@ class Summary:
     # question is about one event type, the events of types not kept, which may include it.
     other_paths: int = 0
     other_event_types: int = 0
+    # Where it came from: told with filters, never part of a comparison of the figures.
+    source: str = field(default=ROLLUPS, compare=False)
 
     def body(self) -> dict[str, Any]:
         """As `/stats` answers it: the contract's fields, then what lies beyond the caps only
@@ -121,18 +179,18 @@ def other_event_types(tally: Tally, event_type: str | None) -> int:
     return 0 if event_type is None else tally.other_types.events
 
 
-def summarise(tally: Tally, limit: int, event_type: str | None = None) -> Summary:
+def summarise(tally: Tally, limit: int, event_type: str | None = None, source: str = ROLLUPS) -> Summary:
     """The summary of a tally, or of its `event_type` part."""
     chosen = tally.selected(event_type)
     top = [PathViews(path, views) for path, views in ranked(chosen.paths)[:limit]]
     others = other_event_types(tally, event_type)
-    return Summary(chosen.events, chosen.unique_users, top, chosen.other_paths, others)
+    return Summary(chosen.events, chosen.unique_users, top, chosen.other_paths, others, source)
 
 
 def summary(db: Database[Any], period: Period, limit: int) -> Summary:
     whole = Interval("", period.start, period.end)
-    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
-    return summarise(tally, limit, period.event_type)
+    tallies = tallies_for(db, period, [whole])
+    return summarise(tallies.tally(whole.start, whole.end), limit, period.event_type, tallies.source)
 
 
 @dataclass(frozen=True)
@@ -147,6 +205,8 @@ class Series:
     points: list[Point]
     # As in a `Summary`: with one event type asked for, the events of types not kept.
     other_event_types: int = 0
+    # Where it came from: told with filters, never part of a comparison of the figures.
+    source: str = field(default=ROLLUPS, compare=False)
 
 
 def timeseries(db: Database[Any], period: Period, interval: str) -> Series:
@@ -160,7 +220,7 @@ def timeseries(db: Database[Any], period: Period, interval: str) -> Series:
         chosen = tally.selected(period.event_type)
         points.append(Point(bucket.label, chosen.events, chosen.unique_users))
         beyond_caps += other_event_types(tally, period.event_type)
-    return Series(points, beyond_caps)
+    return Series(points, beyond_caps, tallies.source)
 
 
 @dataclass(frozen=True)
@@ -177,13 +237,40 @@ class Breakdown:
     # `Summary`, when the question is about one event type, the events of types not kept.
     other: int = 0
     other_event_types: int = 0
+    # Where it came from: told with filters, never part of a comparison of the figures.
+    source: str = field(default=ROLLUPS, compare=False)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A breakdown's views per value, before its page is cut."""
+
+    views: Counter[str]
+    other: int
+    other_event_types: int
+    source: str
 
 
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
     """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
     most viewed first, one page of them."""
-    whole = Interval("", period.start, period.end)
-    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
+    found = breakdown_counts(db, period, by)
+    rows = ranked(found.views)
+    page = [Row(value, views) for value, views in rows[offset : offset + limit]]
+    return Breakdown(len(rows), page, found.other, found.other_event_types, found.source)
+
+
+def breakdown_counts(db: Database[Any], period: Period, by: str) -> Counts:
+    """The views per value of `by`. Filters only on `by` itself choose among the rollups'
+    values, when the rollups kept them all; any other filter needs the raw events."""
+    if period.filters and all(one.dimension == by for one in period.filters):
+        whole = breakdown_counts(db, replace(period, filters=()), by)
+        if whole.source == ROLLUPS and not whole.other and not whole.other_event_types:
+            kept = {value: views for value, views in whole.views.items() if admitted(period, value)}
+            return Counts(Counter(kept), 0, 0, ROLLUPS)
+    whole_period = Interval("", period.start, period.end)
+    tallies = tallies_for(db, period, [whole_period])
+    tally = tallies.tally(whole_period.start, whole_period.end)
     chosen = tally.selected(period.event_type)
     if by == "path":
         counts, other = chosen.paths, chosen.other_paths
@@ -192,13 +279,20 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
         other = tally.other_types.events
     else:
         counts, other = chosen.dimension(by), chosen.other_of(by)
-    rows = ranked(counts)
-    page = [Row(value, views) for value, views in rows[offset : offset + limit]]
-    return Breakdown(len(rows), page, other, other_event_types(tally, period.event_type))
+    return Counts(counts, other, other_event_types(tally, period.event_type), tallies.source)
+
+
+def admitted(period: Period, value: str) -> bool:
+    return all(one.admits(value) for one in period.filters)
 
 
 def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summary:
-    """The summary as one aggregation pipeline over the raw events computes it."""
+    """The summary as one aggregation pipeline over the raw events computes it; with filters,
+    as the events they match count in Python."""
+    if period.filters:
+        whole = Interval("", period.start, period.end)
+        raw = RawTallies(db, period, current_settings().reporting_filter_max_events)
+        return summarise(raw.tally(whole.start, whole.end), limit, period.event_type, EVENTS)
     rows = event_store.count_by_user_and_path(db, period.site_id, period.start, period.end, period.event_type)
     total = 0
     users: set[str] = set()
@@ -209,11 +303,17 @@ def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summ
             users.add(row["_id"]["user"])
         if row["_id"].get("path"):
             paths[row["_id"]["path"]] += row["events"]
-    return Summary(total, len(users), [PathViews(path, views) for path, views in ranked(paths)[:limit]])
+    top = [PathViews(path, views) for path, views in ranked(paths)[:limit]]
+    return Summary(total, len(users), top, source=EVENTS)
 
 
 def breakdown_from_events(db: Database[Any], period: Period, by: str, limit: int) -> list[Row]:
     """The first `limit` rows of a breakdown, as the raw events count them."""
-    found = event_store.field_values(db, period.site_id, period.start, period.end, period.event_type, by)
+    found: Iterable[Mapping[str, Any]]
+    if period.filters:
+        raw = RawTallies(db, period, current_settings().reporting_filter_max_events)
+        found = (e for e in raw.events if period.event_type in (None, e["event_type"]))
+    else:
+        found = event_store.field_values(db, period.site_id, period.start, period.end, period.event_type, by)
     counts = Counter(value for event in found if (value := event_value(event, by)) is not None)
     return [Row(value, views) for value, views in ranked(counts)[:limit]]

@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX, is_dimension
 from app.web.errors import MISSING_MESSAGE
+from reporting import filters
 from reporting.periods import Period
 
 MAX_DAYS = 366
@@ -79,8 +80,29 @@ class PeriodQuerySchema(SiteQuerySchema):
         first: date = data.pop("date", None) or data.pop("start")
         last: date = data.pop("end", first)
         zone = data.pop("tz", UTC_ZONE)
-        data["period"] = Period(data.pop("site_id"), first, last, zone, data.pop("event_type", None))
+        site_id, event_type = data.pop("site_id"), data.pop("event_type", None)
+        data["period"] = Period(site_id, first, last, zone, event_type, data.pop("filters", ()))
         return data
+
+
+class Filters(fields.Field):
+    """Filters as Plausible's Stats API v1 writes them (`reporting/filters.py`)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> filters.Filters:
+        try:
+            return filters.parse(str(value))
+        except filters.FilterError as error:
+            raise ValidationError(str(error)) from None
+
+
+class FilteredQuerySchema(PeriodQuerySchema):
+    filters = Filters(
+        metadata={
+            "type": "string",
+            "description": "Count only the events these filters match (docs/api.md#filters).",
+            "example": "source==Google|Bing;path!=/admin;prop:plan~pro",
+        }
+    )
 
 
 BREAKDOWNS = ("path", "event_type", *DIMENSIONS)
@@ -97,7 +119,7 @@ def breakdown_by(**options: Any) -> fields.String:
     return fields.String(validate=valid, **options)
 
 
-class StatsQuerySchema(PeriodQuerySchema):
+class StatsQuerySchema(FilteredQuerySchema):
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
 
 
@@ -105,7 +127,7 @@ class AggregatedQuerySchema(StatsQuerySchema):
     by = breakdown_by()
 
 
-class TimeseriesQuerySchema(PeriodQuerySchema):
+class TimeseriesQuerySchema(FilteredQuerySchema):
     interval = fields.String(load_default="day", validate=validate.OneOf(["hour", "day"]))
 
     @validates_schema
@@ -116,7 +138,7 @@ class TimeseriesQuerySchema(PeriodQuerySchema):
             raise ValidationError(f"An hourly series spans at most {MAX_HOURLY_DAYS} days.", "end")
 
 
-class BreakdownQuerySchema(PeriodQuerySchema):
+class BreakdownQuerySchema(FilteredQuerySchema):
     by = breakdown_by(required=True)
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))

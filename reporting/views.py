@@ -76,7 +76,14 @@ def describe(period: Period) -> dict[str, Any]:
         body["tz"] = period.tz.key
     if period.event_type is not None:
         body["event_type"] = period.event_type
+    if period.filters:
+        body["filters"] = request.args["filters"]
     return body
+
+
+def origin(period: Period, source: str) -> dict[str, str]:
+    """Where a filtered answer came from (`rollups` or `events`); nothing for another."""
+    return {"from": source} if period.filters else {}
 
 
 class QueryTimeLimitError(Exception):
@@ -103,6 +110,11 @@ def within_time_limit(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         raise
 
 
+@bp.errorhandler(queries.TooManyEventsError)
+def too_many_events(error: queries.TooManyEventsError) -> Response:
+    return error_response(400, str(error), {"filters": [str(error)]})
+
+
 @bp.errorhandler(QueryTimeLimitError)
 def query_time_limit_exceeded(_: QueryTimeLimitError) -> Response:
     return error_response(503, "The question took longer than its time limit: ask about a shorter period")
@@ -119,9 +131,12 @@ def cached_response(period: Period, compute: Callable[[], dict[str, Any]]) -> Re
 def stats() -> ResponseReturnValue:
     query = load_query(stats_query_schema)
     period = query["period"]
-    return cached_response(
-        period, lambda: describe(period) | queries.summary(mongo.db, period, query["limit"]).body()
-    )
+
+    def compute() -> dict[str, Any]:
+        found = queries.summary(mongo.db, period, query["limit"])
+        return describe(period) | found.body() | origin(period, found.source)
+
+    return cached_response(period, compute)
 
 
 @bp.get("/stats/aggregated")
@@ -132,7 +147,7 @@ def stats_aggregated() -> ResponseReturnValue:
     period, limit, by = query["period"], query["limit"], query.get("by")
 
     def compute() -> dict[str, Any]:
-        body = queries.summary_from_pipeline(mongo.db, period, limit).body()
+        body = queries.summary_from_pipeline(mongo.db, period, limit).body() | origin(period, queries.EVENTS)
         if by is None:
             return body
         rows = queries.breakdown_from_events(mongo.db, period, by, limit)
@@ -149,7 +164,8 @@ def stats_timeseries() -> ResponseReturnValue:
     def compute() -> dict[str, Any]:
         found = queries.timeseries(mongo.db, period, interval)
         series = {"interval": interval, "series": [asdict(point) for point in found.points]}
-        return describe(period) | series | queries.others("other_event_types", found.other_event_types)
+        beyond_caps = queries.others("other_event_types", found.other_event_types)
+        return describe(period) | series | beyond_caps | origin(period, found.source)
 
     return cached_response(period, compute)
 
@@ -166,7 +182,7 @@ def stats_breakdown() -> ResponseReturnValue:
         beyond_caps = queries.others("other", found.other) | queries.others(
             "other_event_types", found.other_event_types
         )
-        return describe(period) | page | results | beyond_caps
+        return describe(period) | page | results | beyond_caps | origin(period, found.source)
 
     return cached_response(period, compute)
 

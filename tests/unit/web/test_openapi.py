@@ -95,6 +95,7 @@ def test_reporting_documents_each_query_parameter_its_schema_loads(reporting: Fl
         "end",
         "tz",
         "event_type",
+        "filters",
         "by",
         "limit",
         "offset",
