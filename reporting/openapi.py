@@ -16,6 +16,7 @@ from app.web.openapi import (
     json_response,
     metrics_operation,
 )
+from reporting import plausible_query
 from reporting.schemas import (
     BREAKDOWNS,
     AggregatedQuerySchema,
@@ -167,6 +168,52 @@ class PipelineSchema(AnswerSchema):
     )
 
 
+STRINGS = {"type": "array", "items": {"type": "string"}}
+QUERY_REQUEST = {
+    "type": "object",
+    "required": ["site_id", "metrics", "date_range"],
+    "properties": {
+        "site_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "metrics": {**STRINGS, "minItems": 1, "example": ["visitors", "pageviews"]},
+        "date_range": {
+            "oneOf": [
+                {"type": "string", "enum": [*plausible_query.PRESETS, "all"]},
+                {**STRINGS, "minItems": 2, "maxItems": 2, "example": ["2025-11-01", "2025-11-30"]},
+            ]
+        },
+        "dimensions": {**STRINGS, "example": ["visit:source"]},
+        "filters": {"type": "array", "items": {"type": "array"}, "example": [["is", "event:page", ["/"]]]},
+        "order_by": {"type": "array", "items": STRINGS, "example": [["visitors", "desc"]]},
+        "pagination": {
+            "type": "object",
+            "properties": {
+                "limit": {"type": "integer", "minimum": 1, "maximum": plausible_query.MAX_LIMIT},
+                "offset": {"type": "integer", "minimum": 0},
+            },
+        },
+        "include": {"type": "object", "additionalProperties": {"type": "boolean"}},
+    },
+}
+QUERY_ANSWER = {
+    "type": "object",
+    "required": ["results", "meta", "query"],
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "metrics": {"type": "array", "items": {"type": "number"}},
+                    "dimensions": STRINGS,
+                },
+            },
+        },
+        "meta": {"type": "object", "properties": {"from": {"type": "string", "enum": ["rollups", "events"]}}},
+        "query": {"type": "object"},
+    },
+}
+
+
 def question(summary: str, query: Schema | type[Schema], answer: type[Schema]) -> dict[str, Any]:
     """A GET whose parameters `query` loads and whose answer `answer` describes."""
     return {
@@ -219,6 +266,16 @@ PATHS: dict[str, dict[str, Any]] = {
                     "description": "visitors.csv, pages.csv, event_types.csv, a file per other breakdown",
                     "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
                 },
+                **error_responses(*QUESTION_ERRORS),
+            },
+        }
+    },
+    "/api/v2/query": {
+        "post": {
+            "summary": "A subset of Plausible's Stats API v2 (docs/query-api.md)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": QUERY_REQUEST}}},
+            "responses": {
+                200: json_response(QUERY_ANSWER, "The answer"),
                 **error_responses(*QUESTION_ERRORS),
             },
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pymongo
@@ -15,7 +16,7 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import ServiceUnavailable
 
-from app.access.guard import operators_only, public, require_read_key
+from app.access.guard import operators_only, public, require_read_key, site_in_body
 from app.extensions import mongo, redis_store
 from app.ingestion import backpressure, bots
 from app.monitoring.exposition import metrics_response
@@ -23,9 +24,10 @@ from app.queue import counters, snapshot
 from app.rollups import compactor, realtime
 from app.settings import current_settings
 from app.store import dead_letters
+from app.store import events as event_store
 from app.web.errors import error_response
 from app.web.openapi import serve_document
-from reporting import openapi, queries
+from reporting import openapi, plausible_answers, plausible_query, queries
 from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period
 from reporting.pipeline import PipelineCollector, lag_seconds
@@ -185,6 +187,28 @@ def stats_breakdown() -> ResponseReturnValue:
         return describe(period) | page | results | beyond_caps | origin(period, found.source)
 
     return cached_response(period, compute)
+
+
+@bp.post("/api/v2/query")
+@site_in_body
+def query_api() -> ResponseReturnValue:
+    """A subset of Plausible's Stats API v2 (docs/query-api.md); never cached."""
+    request_body = request.get_json(silent=True)
+    today = datetime.now(UTC).date()
+
+    def first_day(site_id: str) -> date:
+        first = event_store.first_event_time(mongo.db, site_id)
+        return today if first is None else first.astimezone(UTC).date()
+
+    try:
+        query = plausible_query.read_query(request_body, plausible_answers.METRICS, today, first_day)
+    except plausible_query.QueryError as error:
+        return error_response(400, str(error), {error.key: [str(error)]})
+
+    def compute() -> dict[str, Any]:
+        return plausible_answers.body(query, plausible_answers.answer(mongo.db, query))
+
+    return jsonify(within_time_limit(compute))
 
 
 @bp.get("/stats/realtime")

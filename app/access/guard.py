@@ -2,7 +2,8 @@
 `Authorization: Bearer <key>` unless its view is marked `@public`, so an endpoint added later
 is closed until someone decides otherwise.
 
-A site's key reads that site only (the `site_id` parameter); an operator key
+A site's key reads that site only (the `site_id` parameter, or for a view marked
+`@site_in_body`, the JSON body's `site_id`); an operator key
 (`flask key create --operator`) reads every site, and alone reads views marked
 `@operators_only` (`/health/pipeline`, whose queue, backlog and lag are every site's).
 A missing or unknown key is a 401, a key of another site a 403. `require_operator_key` is
@@ -25,6 +26,7 @@ from app.web.errors import error_response
 View = TypeVar("View", bound=Callable[..., object])
 PUBLIC_ATTRIBUTE = "access_public"
 OPERATORS_ATTRIBUTE = "access_operators_only"
+SITE_IN_BODY_ATTRIBUTE = "access_site_in_body"
 
 
 def public(view: View) -> View:
@@ -39,6 +41,21 @@ def operators_only(view: View) -> View:
     return view
 
 
+def site_in_body(view: View) -> View:
+    """Mark a view whose site is the `site_id` of its JSON body (Plausible's `POST /api/v2/query`)."""
+    setattr(view, SITE_IN_BODY_ATTRIBUTE, True)
+    return view
+
+
+def requested_site(view: object) -> str | None:
+    """The site a request asks about: its `site_id` parameter, or its body's."""
+    if not getattr(view, SITE_IN_BODY_ATTRIBUTE, False):
+        return request.args.get("site_id")
+    body = request.get_json(silent=True)
+    site_id = body.get("site_id") if isinstance(body, dict) else None
+    return site_id if isinstance(site_id, str) else None
+
+
 def require_read_key() -> Response | None:
     """A `before_request` hook: None lets the request through, a response refuses it."""
     settings = current_settings()
@@ -50,7 +67,7 @@ def require_read_key() -> Response | None:
         return key
     if key.site_id is None:  # an operator key
         return None
-    site_id = request.args.get("site_id")
+    site_id = requested_site(view)
     if not site_id:
         return error_response(403, "Without site_id this needs an operator key")
     if getattr(view, OPERATORS_ATTRIBUTE, False):

@@ -281,6 +281,12 @@ def iter_site_events(
     return iter(cursor.sort("_id", ASCENDING).batch_size(batch_size))
 
 
+def first_event_time(db: Database[Any], site_id: str) -> datetime | None:
+    """The time of a site's oldest stored event (the first of its `_id` range), if any."""
+    found = db[EVENTS].find_one({"_id": site_range(site_id)}, {"timestamp": 1}, sort=[("_id", ASCENDING)])
+    return None if found is None else found["timestamp"]
+
+
 def count_by_user_and_path(
     db: Database[Any], site_id: str, start: datetime, end: datetime, event_type: str | None
 ) -> list[dict[str, Any]]:

@@ -116,3 +116,38 @@ def test_a_sites_key_cannot_read_another_sites_cached_answer_by_repeating_site_i
     blog_asks = keyed_reporting.get(url.format("blog", "shop"), headers=bearer(blog_key))
     assert (shop_asks.status_code, blog_asks.status_code) == (400, 400)
     assert "/secret" not in blog_asks.get_data(as_text=True)
+
+
+QUERY = {"site_id": "shop", "metrics": ["visitors"], "date_range": ["2025-11-15", "2025-11-15"]}
+
+
+def test_the_query_api_takes_the_sites_key_for_the_site_its_body_names(keyed_reporting, site_key):
+    key = site_key("shop")
+    response = keyed_reporting.post("/api/v2/query", json=QUERY, headers=bearer(key))
+    assert response.status_code == 200, response.get_json()
+    assert keyed_reporting.post("/api/v2/query", json=QUERY).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (QUERY, "This key does not give access to site shop"),
+        ({**QUERY, "site_id": None}, "Without site_id this needs an operator key"),
+        ("not an object", "Without site_id this needs an operator key"),
+    ],
+)
+def test_the_query_api_refuses_a_key_for_another_site_than_its_body_names(
+    keyed_reporting, site_key, body, message
+):
+    site_key("shop")
+    response = keyed_reporting.post("/api/v2/query", json=body, headers=bearer(site_key("other")))
+    assert response.status_code == 403
+    assert response.get_json() == {"status": "error", "message": message}
+
+
+def test_the_query_api_ignores_a_site_id_parameter_for_the_bodys(keyed_reporting, site_key):
+    site_key("shop")
+    response = keyed_reporting.post(
+        "/api/v2/query?site_id=other", json=QUERY, headers=bearer(site_key("other"))
+    )
+    assert response.status_code == 403
