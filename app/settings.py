@@ -253,11 +253,12 @@ class Settings:
         "the answer is a 503 saying so, and the worker is free again.",
     )
     reporting_filter_max_events: int = setting(
-        200000,
+        20000,
         REPORTING,
         "Most events a filtered question (or a `POST /api/v2/query` the rollups cannot answer) may "
         "read from the raw events of its period; a period holding more is refused with a 400 "
-        "asking for a shorter one.",
+        "asking for a shorter one. Keep reading this many well within REPORTING_QUERY_SECONDS "
+        "(docs/performance.md).",
     )
     cache_past_seconds: int = setting(
         300, REPORTING, "Longest life of a cached answer about past days only; 0: no caching."
