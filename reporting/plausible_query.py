@@ -181,6 +181,8 @@ def read_date_range(value: Any, today: date, first_day: Callable[[], date]) -> t
         raise QueryError("date_range", "The range must not end before it starts")
     if last - first >= timedelta(days=MAX_DAYS):
         raise QueryError("date_range", f"A range spans at most {MAX_DAYS} days")
+    if not Period("", first, last, UTC_ZONE).computable():
+        raise QueryError("date_range", "This period reaches past the ends of the calendar")
     return first, last
 
 

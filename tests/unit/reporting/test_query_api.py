@@ -248,6 +248,7 @@ UNSUPPORTED = [
     ),
     ({"date_range": ["2024-01-01", "2025-11-14"]}, "date_range", "A range spans at most 366 days"),
     ({"dimensions": ["time:hour"], "date_range": "year"}, "date_range", "time:hour spans at most 31 days"),
+    ({"date_range": ["9999-12-31", "9999-12-31"]}, "date_range", "past the ends of the calendar"),
     (
         {"include": {"comparisons": {"mode": "previous_period"}}},
         "include",
