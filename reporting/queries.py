@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pymongo.database import Database
 
@@ -25,7 +25,7 @@ from app.rollups.tally import Tally
 from app.settings import current_settings
 from app.store import events as event_store
 from app.store import rollups as rollup_store
-from reporting.filters import matches_all
+from reporting.filters import IS, Filter, matches_all
 from reporting.periods import Interval, Period
 
 ROLLUPS, EVENTS = "rollups", "events"
@@ -187,10 +187,37 @@ def summarise(tally: Tally, limit: int, event_type: str | None = None, source: s
     return Summary(chosen.events, chosen.unique_users, top, chosen.other_paths, others, source)
 
 
+class Exactness(Protocol):
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def other_event_types(self) -> int: ...
+
+
+Found = TypeVar("Found", bound=Exactness)
+
+
+def of_one_type(compute: Callable[[Period], Found], period: Period) -> Found:
+    """`compute(period)`; but a period filtered on one event type alone is first asked of the
+    rollups as `event_type` asks it, and their answer kept when no type lay beyond their caps."""
+    only = period.filters[0] if len(period.filters) == 1 else None
+    if only is not None and only == Filter("event_type", IS, only.values[:1]):
+        event_type = only.values[0]
+        if period.event_type in (None, event_type):
+            found = compute(replace(period, event_type=event_type, filters=()))
+            if found.source == ROLLUPS and not found.other_event_types:
+                return found
+    return compute(period)
+
+
 def summary(db: Database[Any], period: Period, limit: int) -> Summary:
-    whole = Interval("", period.start, period.end)
-    tallies = tallies_for(db, period, [whole])
-    return summarise(tallies.tally(whole.start, whole.end), limit, period.event_type, tallies.source)
+    def compute(period: Period) -> Summary:
+        whole = Interval("", period.start, period.end)
+        tallies = tallies_for(db, period, [whole])
+        return summarise(tallies.tally(whole.start, whole.end), limit, period.event_type, tallies.source)
+
+    return of_one_type(compute, period)
 
 
 @dataclass(frozen=True)
@@ -211,16 +238,20 @@ class Series:
 
 def timeseries(db: Database[Any], period: Period, interval: str) -> Series:
     """Views and distinct users per hour or day of the period, empty buckets included."""
-    buckets = list(period.hours() if interval == "hour" else period.days())
-    tallies = tallies_for(db, period, buckets)
-    points = []
-    beyond_caps = 0
-    for bucket in buckets:
-        tally = tallies.tally(bucket.start, bucket.end)
-        chosen = tally.selected(period.event_type)
-        points.append(Point(bucket.label, chosen.events, chosen.unique_users))
-        beyond_caps += other_event_types(tally, period.event_type)
-    return Series(points, beyond_caps, tallies.source)
+
+    def compute(period: Period) -> Series:
+        buckets = list(period.hours() if interval == "hour" else period.days())
+        tallies = tallies_for(db, period, buckets)
+        points = []
+        beyond_caps = 0
+        for bucket in buckets:
+            tally = tallies.tally(bucket.start, bucket.end)
+            chosen = tally.selected(period.event_type)
+            points.append(Point(bucket.label, chosen.events, chosen.unique_users))
+            beyond_caps += other_event_types(tally, period.event_type)
+        return Series(points, beyond_caps, tallies.source)
+
+    return of_one_type(compute, period)
 
 
 @dataclass(frozen=True)
@@ -254,7 +285,7 @@ class Counts:
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
     """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
     most viewed first, one page of them."""
-    found = breakdown_counts(db, period, by)
+    found = of_one_type(lambda period: breakdown_counts(db, period, by), period)
     rows = ranked(found.views)
     page = [Row(value, views) for value, views in rows[offset : offset + limit]]
     return Breakdown(len(rows), page, found.other, found.other_event_types, found.source)
