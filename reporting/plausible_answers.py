@@ -158,7 +158,10 @@ def ordered(query: Query, rows: list[Row]) -> list[Row]:
     """By `order_by`, then by time ascending when there is a time dimension, else by the first
     metric descending; ties by the dimensions' values."""
     rows = sorted(rows, key=lambda row: row[0])
-    if not query.time_dimension:
+    if query.time_dimension:
+        at = query.dimensions.index(query.time_dimension)
+        rows.sort(key=lambda row: row[0][at])
+    else:
         rows.sort(key=lambda row: row[1][0], reverse=True)
     for name, direction in reversed(query.order_by):
         if name in query.metrics:

@@ -127,12 +127,14 @@ def test_weeks_and_months_are_labelled_by_their_first_day_in_the_range(reporting
 
 @pytest.mark.parametrize(("metrics", "source"), [(["events"], "rollups"), (["events", "visitors"], "events")])
 def test_a_time_dimension_and_another_count_as_the_events_do(reporting, traffic_stored, db, metrics, source):
-    body = ask(reporting, metrics=metrics, date_range=RANGE, dimensions=["time:day", "visit:browser"])
+    body = ask(reporting, metrics=metrics, date_range=RANGE, dimensions=["visit:browser", "time:day"])
     groups: dict[tuple[str, str], list[dict]] = {}
     for event in brute_force(db, SITE, []):
-        groups.setdefault((f"{event['timestamp']:%Y-%m-%d}", event["browser"]), []).append(event)
+        groups.setdefault((event["browser"], f"{event['timestamp']:%Y-%m-%d}"), []).append(event)
     expected = {row: [len(events), users(events)][: len(metrics)] for row, events in groups.items()}
     assert rows(body) == expected
+    days = [row["dimensions"][1] for row in body["results"]]
+    assert days == sorted(days), "time ascending first"
     assert body["meta"]["from"] == source
 
 
