@@ -96,11 +96,14 @@ def from_rollups(db: Database[Any], query: Query, buckets: list[Interval]) -> li
     rows: list[Row] = []
     for bucket in buckets:
         tally = tallies.tally(bucket.start, bucket.end)
+        # Events of types not kept may be page views, or of a type asked for.
+        if tally.other_types.events:
+            return None
         if not chosen:
             if tally.events or not query.dimensions:
                 rows.append((key(query, bucket.label, ()), of_tally(query, tally)))
             continue
-        if tally.other_types.events or (chosen[0] != "event_type" and beyond_caps(tally, chosen[0])):
+        if chosen[0] != "event_type" and beyond_caps(tally, chosen[0]):
             return None
         rows.extend(
             (key(query, bucket.label, (value,)), numbers)

@@ -3,6 +3,7 @@ Plausible's published JSON schema) answer what our `/stats` endpoints answer; an
 not support is a 400 naming it."""
 
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -10,6 +11,10 @@ from urllib.parse import quote
 import pytest
 from jsonschema import Draft7Validator
 
+from app.ingestion.schemas import to_message
+from app.rollups import compactor
+from app.rollups.caps import Caps
+from tasks.persist import store_batch
 from tests.unit.reporting.test_filters import SITE, brute_force, traffic, users, value
 from tools.factories import make_event
 
@@ -102,6 +107,15 @@ def test_a_time_dimension_counts_as_the_timeseries_does(reporting, traffic_store
         assert [row["dimensions"] for row in body["results"]] == [["2025-11-14"], ["2025-11-15"]]
     else:
         assert body["results"][0]["dimensions"][0].startswith("2025-11-14 ")
+
+
+def test_page_views_beyond_the_rollups_caps_are_counted_from_the_events(reporting, db, counter_store):
+    """With one event type kept per rollup, page views may lie beyond the caps: exact still."""
+    store_batch(db, counter_store, uuid.uuid4().hex, [to_message(event) for event in traffic()])
+    compactor.compact(db, counter_store, Caps(paths=1000, event_types=1))
+    body = ask(reporting, metrics=["pageviews"], date_range=RANGE)
+    page_views = brute_force(db, SITE, [("event_type", "is", ["page_view"])])
+    assert (body["results"][0]["metrics"], body["meta"]["from"]) == ([len(page_views)], "events")
 
 
 @pytest.mark.parametrize(
