@@ -66,7 +66,8 @@ def secure(response: Response) -> Response:
 @bp.errorhandler(QueryTimeLimitError)
 def too_long(_: QueryTimeLimitError) -> ResponseReturnValue:
     message = "These figures took longer than their time limit: choose a shorter period."
-    return render_template("dashboard/message.html", message=message), 503
+    site_id = (request.view_args or {}).get("site_id")
+    return render_template("dashboard/message.html", site_id=site_id, message=message), 503
 
 
 def today_in(zone_name: str) -> date:
@@ -165,7 +166,8 @@ def sign_in_or_out(site_id: str) -> ResponseReturnValue:
     secret = request.form.get("key", "").strip()
     key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds) if secret else None
     if key is None:
-        return sign_in_page(site_id, "This is not a read key.", 401)
+        # 403, not 401: a form is no HTTP authentication scheme to challenge with.
+        return sign_in_page(site_id, "This is not a read key.", 403)
     if not access.reads(key, site_id):
         return sign_in_page(site_id, f"This key does not read site {site_id}.", 403)
     access.sign_in(secret)

@@ -17,6 +17,8 @@ from pymongo.database import Database
 
 from app import bots, create_app
 from app.settings import Settings
+from reporting.dashboard import panels
+from reporting.views import QueryTimeLimitError
 from tools.factories import make_event, seed_example_events
 
 SITE, OTHER = "site-a", "site-b"
@@ -155,7 +157,9 @@ def test_a_sign_in_without_the_sessions_form_token_is_refused(browser, keys):
 
 
 def test_a_wrong_key_is_refused(browser, keys):
-    assert sign_in(browser, SITE, "ak_not-a-key").status_code == 401
+    refused = sign_in(browser, SITE, "ak_not-a-key")
+    assert refused.status_code == 403
+    assert "This is not a read key" in refused.text
 
 
 def test_signing_out_ends_the_session(browser, keys):
@@ -269,3 +273,23 @@ def test_bots_dropped_are_the_sites_over_the_periods_days(browser, counter_store
     sign_in(browser, SITE, keys[SITE])
     page = browser.get(f"/dashboard/{SITE}", query_string=DAY).text
     assert dict(table(page, "bots")) == {"crawler": 2, "headless": 0, "automation": 0, "no user agent": 0}
+
+
+def test_a_period_over_its_time_limit_gets_a_page_saying_so(browser, keys, monkeypatch):
+    def too_slow(*args: Any) -> None:
+        raise QueryTimeLimitError("took longer than 10 s")
+
+    monkeypatch.setattr(panels, "build", too_slow)
+    sign_in(browser, SITE, keys[SITE])
+    page = browser.get(f"/dashboard/{SITE}")
+    assert page.status_code == 503
+    assert "took longer than their time limit" in page.text
+
+
+def test_with_open_access_the_dashboard_needs_no_key(reporting, store):
+    """AUTH_MODE=open, as the API: anyone reads any site."""
+    store(seed_example_events(SITE))
+    page = reporting.get(f"/dashboard/{SITE}", query_string=DAY)
+    assert page.status_code == 200
+    assert figure(page.text, "events") == 4
+    assert "Sign out" not in page.text
