@@ -59,7 +59,9 @@ def count(number: int) -> str:
 
 @bp.after_request
 def secure(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
+    """The pages' headers; static files keep Flask's (revalidated by ETag)."""
+    if request.endpoint != "dashboard.static":
+        response.headers.update(SECURITY_HEADERS)
     return response
 
 

@@ -21,6 +21,7 @@ def test_the_static_files_are_served(reporting: FlaskClient, name: str) -> None:
     response = reporting.get(f"/static/dashboard/{name}")
     assert response.status_code == 200
     assert response.data == (STATIC / name).read_bytes()
+    assert "no-store" not in response.headers.get("Cache-Control", "")
 
 
 def test_the_committed_chart_is_the_build_of_the_current_source(tmp_path: Path) -> None:
