@@ -12,6 +12,16 @@ function size() {
 }
 
 const hourly = data.interval === "hour";
+const HOUR = 3600;
+const DAY = 24 * HOUR;
+// The time axis' labels, 24-hour and year-month-day as the page writes them, in uPlot's
+// form: tick spacing, label, then the label where a year, month, day or hour begins.
+const timeLabels = [
+  [365 * DAY, "{YYYY}", null, null, null, null, null, null, 1],
+  [28 * DAY, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+  [DAY, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+  [HOUR, "{HH}:00", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+];
 const chart = new uPlot(
   {
     ...size(),
@@ -22,7 +32,7 @@ const chart = new uPlot(
       { label: "Events", stroke: "#2563eb", fill: "rgba(37, 99, 235, 0.08)", width: 2 },
       { label: "Visitors", stroke: "#15803d", width: 2 },
     ],
-    axes: [{}, { size: 60 }],
+    axes: [{ values: timeLabels }, { size: 60 }],
   },
   [data.times, data.events, data.visitors],
   panel,
