@@ -293,3 +293,12 @@ def test_with_open_access_the_dashboard_needs_no_key(reporting, store):
     assert page.status_code == 200
     assert figure(page.text, "events") == 4
     assert "Sign out" not in page.text
+
+
+def test_a_site_id_with_a_slash_has_a_dashboard_too(browser, store, cli):
+    cli("site", "add", "shop/eu")
+    store(seed_example_events("shop/eu"))
+    link = cli("site", "share", "shop/eu").splitlines()[-1]
+    page = browser.get(f"{link}&start={DAY['start']}&end={DAY['end']}")
+    assert page.status_code == 200
+    assert figure(page.text, "events") == 4
