@@ -1,5 +1,5 @@
 """The dashboard in a real browser against the real processes (AUTH_MODE=keys): a site seeded
-by `flask seed-demo` and an event whose path and prop are markup, signed in with the site's
+by `flask seed-demo` and events whose path and prop are markup, signed in with the site's
 read key, the range and time zone changed through the form. Every figure and table the page
 shows equals the API's answer, the chart is drawn, markup shows as text, and the browser
 logs no JavaScript error. Full-page screenshots at a desktop's and a phone's width are saved
@@ -35,6 +35,7 @@ MARKUP_PATH = "/<script>alert(1)</script>"
 MARKUP_PROP = '<img src=x onerror="alert(2)">'
 # Views of the markup path: enough to rank among the top pages the page shows.
 MARKUP_VIEWS = 40
+PUBLIC_ADDRESS = "8.8.8.8"
 TIME_ZONE = "Asia/Tokyo"
 WIDTHS = {"desktop": (1280, False), "phone": (390, True)}
 # Each table on the page as (breakdown, [(value, views as shown)]), read in one script.
@@ -53,8 +54,8 @@ def count(text: str) -> int:
 
 
 def seed(keyed: Keyed, site: str) -> int:
-    """Register `site`, send it two days of demo traffic and one event of markup; return the
-    events /stats is to count (the demo's bots are dropped)."""
+    """Register `site`, send it two days of demo traffic and events whose path and prop are
+    markup; return the events /stats is to count (the demo's bots are dropped)."""
     flask(keyed.env, "site", "add", site, "--domain", "localhost")
     # As `make demo` sends it: with a server key, which lets an event name its visitor's user
     # agent and address (so bots are told apart, and countries found).
@@ -67,10 +68,16 @@ def seed(keyed: Keyed, site: str) -> int:
     sent = re.search(r"(\d+) events accepted \((\d+) of them bots', which ingestion drops\), 0 refused", out)
     assert sent, out
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    markup = [
-        make_event(site_id=site, path=MARKUP_PATH, props={"note": MARKUP_PROP}, timestamp=now)
-    ] * MARKUP_VIEWS
-    answer = requests.post(f"{keyed.ingestion}/events", json=markup, timeout=TIMEOUT)
+    # From a visitor at a public address (the demo's are documentation ones, of no country).
+    event = make_event(
+        site_id=site, path=MARKUP_PATH, props={"note": MARKUP_PROP}, timestamp=now, ip=PUBLIC_ADDRESS
+    )
+    answer = requests.post(
+        f"{keyed.ingestion}/events",
+        json=[event] * MARKUP_VIEWS,
+        headers={"Authorization": f"Bearer {server_key}"},
+        timeout=TIMEOUT,
+    )
     assert answer.json()["accepted"] == MARKUP_VIEWS, answer.text
     return int(sent[1]) - int(sent[2]) + MARKUP_VIEWS
 
@@ -169,6 +176,7 @@ def test_the_dashboard_shows_what_the_api_answers(keyed, site, browser):
         assert tables[by] == [(row["value"], row["views"]) for row in answer["results"]], by
     assert tables["path"][0] == (MARKUP_PATH, MARKUP_VIEWS)
     assert tables["prop:note"] == [(MARKUP_PROP, MARKUP_VIEWS)]
+    assert tables["country"] == [("US", MARKUP_VIEWS)]
     assert sum(views for _, views in tables["bots"]) == dropped_bots(keyed, site_id, today)
 
     assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas"), "the chart was not drawn"
