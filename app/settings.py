@@ -275,6 +275,13 @@ class Settings:
         "How long a reporting process trusts a read key it has verified: a revoked key stops "
         "working within this time.",
     )
+    secret_key: str = setting(
+        "",
+        ACCESS,
+        "Signs the dashboard's session cookie (its sign-in with a read key); `make` writes a random "
+        "one into `.env` when none is set. Every reporting process must have the same; changing it "
+        "signs everyone out. Empty: the dashboard's sign-in is off (share links still work).",
+    )
     ingestion_host: str = setting(
         "0.0.0.0",
         PROCESSES,

@@ -129,10 +129,14 @@ def summarise(tally: Tally, limit: int, event_type: str | None = None) -> Summar
     return Summary(chosen.events, chosen.unique_users, top, chosen.other_paths, others)
 
 
-def summary(db: Database[Any], period: Period, limit: int) -> Summary:
+def period_tally(db: Database[Any], period: Period) -> Tally:
+    """The tally of the whole period, every event type's."""
     whole = Interval("", period.start, period.end)
-    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
-    return summarise(tally, limit, period.event_type)
+    return tallies_for(db, period, [whole]).tally(whole.start, whole.end)
+
+
+def summary(db: Database[Any], period: Period, limit: int) -> Summary:
+    return summarise(period_tally(db, period), limit, period.event_type)
 
 
 @dataclass(frozen=True)
@@ -182,9 +186,12 @@ class Breakdown:
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
     """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
     most viewed first, one page of them."""
-    whole = Interval("", period.start, period.end)
-    tally = tallies_for(db, period, [whole]).tally(whole.start, whole.end)
-    chosen = tally.selected(period.event_type)
+    return break_down(period_tally(db, period), by, limit, offset, period.event_type)
+
+
+def break_down(tally: Tally, by: str, limit: int, offset: int, event_type: str | None = None) -> Breakdown:
+    """One page of a tally's breakdown, as `breakdown` answers it."""
+    chosen = tally.selected(event_type)
     if by == "path":
         counts, other = chosen.paths, chosen.other_paths
     elif by == "event_type":
@@ -194,7 +201,7 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
         counts, other = chosen.dimension(by), chosen.other_of(by)
     rows = ranked(counts)
     page = [Row(value, views) for value, views in rows[offset : offset + limit]]
-    return Breakdown(len(rows), page, other, other_event_types(tally, period.event_type))
+    return Breakdown(len(rows), page, other, other_event_types(tally, event_type))
 
 
 def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summary:

@@ -30,6 +30,7 @@ SESSION_SETTINGS = {
     "LOG_LEVEL": "info",
     **ROLLUP_CAPS,
     **FIXED_DATES_ENV,  # tests post fixed 2025 dates
+    "SECRET_KEY": "integration-tests",  # signs the dashboard's sessions
 }
 
 
