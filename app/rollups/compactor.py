@@ -61,7 +61,7 @@ from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
 from app.rollups.tally import Tally, quarter_documents
 from app.store import events as event_store
-from app.store import expired
+from app.store import expired, fenced
 from app.store import rollups as rollup_store
 from app.store.errors import is_transient
 
@@ -179,7 +179,7 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
 def _passes(error: Exception) -> bool:
     """Whether a round failed on the servers (away, busy, the lock lost), not on its entries:
     it is then tried again whole, nothing set aside."""
-    return isinstance(error, RedisError | rollup_store.StaleWriteError) or is_transient(error)
+    return isinstance(error, RedisError | fenced.StaleWriteError) or is_transient(error)
 
 
 def _drain(
@@ -378,7 +378,7 @@ def _write(db: Database[Any], hold: lease.Lease, rollups: list[Rollup], through:
         try:
             rollup_store.save_rollups(db, documents, new, before_each_write=hold.check)
             return
-        except rollup_store.StaleWriteError as error:
+        except fenced.StaleWriteError as error:
             if error.fence < hold.fence:
                 raise  # not refused for a fence
             hold.raise_fence_above(error.fence)  # LostLockError if a newer holder wrote them
