@@ -5,10 +5,11 @@ workers update a counting document safely. So:
 
 1. A worker that stored a batch appends the batch's tallies per quarter hour to Redis streams, in the
    same round trip that settles the batch (`append_batch`), users by name: the compactor
-   gives them their ids (`user_ids`) once a round. It counts only the events that
-   batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta
-   again. Sites are spread over SHARDS streams by a stable hash of the site id, and a batch
-   appends one entry to each shard its events fall in.
+   gives them their ids (`user_ids`) once a round; and a row per stored event for the
+   visits, which the compactor folds before the tallies (app/sessions/fold.py). It counts
+   only the events that batch itself stored (`event_store.owned_events`), so a redelivery
+   appends the same delta again. Sites are spread over SHARDS streams by a stable hash of
+   the site id, and a batch appends one entry to each shard its events fall in.
 2. One compactor per shard at a time (a Redis lock per shard) reads that shard's stream in
    order and adds each delta into its site's quarter, hour, day and week rollups, which only it writes
    (`compact`). So every worker's compactor can work at once, on different shards, and no
@@ -464,6 +465,9 @@ def rebuild(
     batches are left to their own deltas, still to come. A rebuild writes no marker itself:
     one it wrote, then stalled past its lock's expiry before its rollups were, would name a
     batch no rollup counts, and a newer holder would skip the batch's late delta.
+
+    The visits are left as they are: the batches appended again carry their rows for the
+    visits (their entries, lost, never folded them), so their visits are folded then.
     """
     shard = shard_of(site_id)
     with _holding(client, shard, wait=2 * LOCK_SECONDS) as hold:
