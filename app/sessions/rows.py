@@ -57,7 +57,8 @@ def rows_of(
     by_site: dict[str, list[list[Any]]] = {}
     for event in events:
         visitor = identity(event)
-        if not visitor:
+        # (An event the previous release stored under its bare event id may lack the field.)
+        if not visitor or not event.get("event_id"):
             continue
         previous = None if event.get("user_id") else previous_ids.get((event["site_id"], event["event_id"]))
         row = [
