@@ -8,6 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.rollups import compactor
 from app.sessions import fold
+from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store import visits as visit_store
 from tasks.persist import store_batch
@@ -212,3 +213,13 @@ def test_a_rebuild_leaves_the_visits_as_they_are(db, counter_store):
     before = summaries(db)
     compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
     assert summaries(db) == before
+
+
+def test_a_rebuild_folds_the_visits_of_a_batch_whose_entry_was_lost(db, counter_store):
+    lost = [at(0, "/"), at(4, "/pricing")]
+    event_store.insert_events(db, lost, "lost-batch")  # stored, but its entry never appended
+    db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
+    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
+    store_batch(db, counter_store, "lost-batch", lost)  # a late redelivery: skipped by its marker
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
