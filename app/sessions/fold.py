@@ -60,16 +60,14 @@ def fold_visits(
         assigned.append((order, row, assign(state(row.key), row.moment, opened, yesterday)))
     if not assigned:
         return
-    visits = _summaries(db, assigned)
-    changed_states = {row.key for _, row, _ in assigned}
-    sites = {row.site_id for _, row, _ in assigned}
-    with generations.writing(client, shard, sites):
-        _save(db, hold, visit_store.VISITS, visits, through)
-        state_documents = {
-            key: visit_store.state_document(key, _spans(states[key])) for key in sorted(changed_states)
-        }
-        new_states = changed_states - stored_states.keys()
-        _save(db, hold, visit_store.VISIT_STATES, (state_documents, new_states), through)
+    visits, new_visits = _summaries(db, assigned)
+    changed = sorted({row.key for _, row, _ in assigned})
+    state_documents = [visit_store.state_document(key, _spans(states[key])) for key in changed]
+    with generations.writing(client, shard, {row.site_id for _, row, _ in assigned}):
+        _save(db, hold, visit_store.VISITS, list(visits.values()), new_visits, through)
+        _save(
+            db, hold, visit_store.VISIT_STATES, state_documents, set(changed) - stored_states.keys(), through
+        )
 
 
 def _summaries(
@@ -83,10 +81,15 @@ def _summaries(
         found = stored.get(visit_id)
         if _holds(found, order):
             continue
-        if visit_id not in visits:
-            opened = visit_store.new_visit(visit_id, row.site_id, row.visitor)
-            visits[visit_id] = dict(found) if found else opened
-        visit_store.add_event(visits[visit_id], row.moment, row.event_type, row.path)
+        visit = visits.get(visit_id)
+        if visit is None:
+            visit = (
+                dict(found)
+                if found is not None
+                else visit_store.new_visit(visit_id, row.site_id, row.visitor)
+            )
+            visits[visit_id] = visit
+        visit_store.add_event(visit, row.moment, row.event_type, row.path)
     return visits, visits.keys() - stored.keys()
 
 
@@ -94,17 +97,18 @@ def _save(
     db: Database[Any],
     hold: Lease,
     collection: str,
-    changed: tuple[dict[str, dict[str, Any]], set[str]],
+    documents: list[dict[str, Any]],
+    new: set[str],
     through: str,
 ) -> None:
-    documents, new = changed
+    """Write the documents holding `through`, with the hold's fence."""
     if not documents:
         return
 
     def write() -> None:
         fenced = [
             {**document, "through": through, "fence": hold.fence, "holder": hold.token}
-            for document in documents.values()
+            for document in documents
         ]
         visit_store.save(db, collection, fenced, new, before_each_write=hold.check)
 
