@@ -18,11 +18,10 @@ from typing import Any
 import orjson
 
 from app.store.events import key_time
+from app.store.user_numbers import user_key
 from app.visitors import identity
 
 logger = logging.getLogger(__name__)
-
-SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -37,16 +36,13 @@ class VisitRow:
 
     @property
     def key(self) -> str:
-        """The `_id` of the visitor's state: its site and identity."""
-        return visitor_key(self.site_id, self.visitor)
+        """The `_id` of the visitor's state: its site and identity, keyed as a user's number
+        is (a long identity by its hash, so the key stays short whatever clients send)."""
+        return user_key(self.site_id, self.visitor)
 
     @property
     def previous_key(self) -> str | None:
-        return None if self.previous_visitor is None else visitor_key(self.site_id, self.previous_visitor)
-
-
-def visitor_key(site_id: str, visitor: str) -> str:
-    return f"{site_id}{SEPARATOR}{visitor}"
+        return None if self.previous_visitor is None else user_key(self.site_id, self.previous_visitor)
 
 
 def rows_of(

@@ -223,3 +223,11 @@ def test_a_rebuild_folds_the_visits_of_a_batch_whose_entry_was_lost(db, counter_
     store_batch(db, counter_store, "lost-batch", lost)  # a late redelivery: skipped by its marker
     compactor.compact(db, counter_store)
     assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_a_long_identity_keys_its_state_by_its_hash(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0, user="u" * 256), at(5, user="u" * 256)])
+    compactor.compact(db, counter_store)
+    [state] = db[visit_store.VISIT_STATES].find()
+    assert len(state["_id"]) == len(SITE) + 1 + 64
+    assert summaries(db) == [("u" * 256, "/", "/", 2, 2, 300)]
