@@ -47,13 +47,6 @@ class Span:
     def widened(self, moment: datetime) -> Span:
         return replace(self, first=min(self.first, moment), last=max(self.last, moment))
 
-    def document(self) -> dict[str, Any]:
-        return {"visit": self.visit, "first": self.first, "last": self.last}
-
-    @classmethod
-    def load(cls, document: dict[str, Any] | None) -> Span | None:
-        return None if document is None else cls(document["visit"], document["first"], document["last"])
-
 
 @dataclass
 class VisitorState:

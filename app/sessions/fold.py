@@ -5,14 +5,23 @@ reads its stream in order).
 For a round's fresh entries (`app.rollups.compactor._apply`, after its skips), their rows
 (`app/sessions/rows.py`) are taken in stream order, each entry's in time order:
 1. the states of the rows' visitors (and of their previous day's ids) are read by `_id`, a
-   slice at a time; a row of an entry at or before its visitor's `through` was folded
-   already and is skipped;
+   slice at a time, then the visits they follow (a state names its current visit and the
+   one before; their first and last times are the visits' own `start` and `end`); a row of
+   an entry at or before its visitor's `through` was folded already and is skipped;
 2. each other row is given its visit (`assign.assign`), its visitor's state updated;
-3. the visits found are read by `_id`, and each row is added to its visit's summary, unless
-   the visit's own `through` holds its entry (a round that died after saving the visits
-   and before the states assigns them the same visits again, and adds nothing twice);
-4. the visits are written, then the states, each with the round's last entry as `through`
-   and the hold's fence: new documents in one insert, changed ones replaced in bulk.
+3. the visits the rows open are read too, and each row is added to its visit's summary,
+   unless the visit's own `through` holds its entry;
+4. the visits are written, then the states whose visits changed (a visit opened, or a new
+   day's id taking up the previous day's visit), each with the round's last entry as
+   `through` and the hold's fence: new documents in one insert, changed ones replaced in
+   bulk. A state is not rewritten for a row that only widened one of its visits: on
+   FerretDB each replacement is a transaction of its own, and a visitor seen again costs
+   its visit's replacement alone.
+
+Folded again after a round died, before its markers, a row gets the visit it got: its
+state's visits hold every row the round folded, so they are only wider, and a row that
+finds another visit now finds one the round wrote, whose `through` holds the row's entry;
+while a state whose visits changed was written with the round's `through` and skips it.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from app.store import visits as visit_store
 
 # Ids read in one query: a round's visitors, then their visits, a slice at a time.
 IDS_PER_SLICE = 1000
+# The visits a visitor's state follows: its current one and the one before.
+FOLLOWED = ("current", "previous")
 
 
 def fold_visits(
@@ -44,11 +55,12 @@ def fold_visits(
         return
     keys = {row.key for _, row in rows} | {row.previous_key for _, row in rows if row.previous_key}
     stored_states = _read(db, visit_store.find_states, keys)
+    stored_visits = _read(db, visit_store.find_visits, _followed(stored_states.values()))
     states: dict[str, VisitorState] = {}
 
     def state(key: str) -> VisitorState:
         if key not in states:
-            states[key] = _loaded(stored_states.get(key))
+            states[key] = _loaded(stored_states.get(key), stored_visits)
         return states[key]
 
     assigned: list[tuple[tuple[int, int], VisitRow, str]] = []
@@ -60,22 +72,28 @@ def fold_visits(
         assigned.append((order, row, assign(state(row.key), row.moment, opened, yesterday)))
     if not assigned:
         return
-    visits, new_visits = _summaries(db, assigned)
-    changed = sorted({row.key for _, row, _ in assigned})
-    state_documents = [visit_store.state_document(key, _spans(states[key])) for key in changed]
+    visits, new_visits = _summaries(db, assigned, stored_visits)
+    moved = [
+        key
+        for key in sorted({row.key for _, row, _ in assigned})
+        if _moved(states[key], stored_states.get(key))
+    ]
+    state_documents = [visit_store.state_document(key, _followed_ids(states[key])) for key in moved]
     with generations.writing(client, shard, {row.site_id for _, row, _ in assigned}):
         _save(db, hold, visit_store.VISITS, list(visits.values()), new_visits, through)
-        _save(
-            db, hold, visit_store.VISIT_STATES, state_documents, set(changed) - stored_states.keys(), through
-        )
+        new_states = set(moved) - stored_states.keys()
+        _save(db, hold, visit_store.VISIT_STATES, state_documents, new_states, through)
 
 
 def _summaries(
-    db: Database[Any], assigned: list[tuple[tuple[int, int], VisitRow, str]]
+    db: Database[Any],
+    assigned: list[tuple[tuple[int, int], VisitRow, str]],
+    followed: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """The visits the rows change, each row added unless its visit holds it; and which of
-    them are new."""
-    stored = _read(db, visit_store.find_visits, {visit for _, _, visit in assigned})
+    them are new. `followed`: the stored visits the states follow, read already."""
+    opened = {visit for _, _, visit in assigned} - followed.keys()
+    stored = {**followed, **_read(db, visit_store.find_visits, opened)}
     visits: dict[str, dict[str, Any]] = {}
     for order, row, visit_id in assigned:
         found = stored.get(visit_id)
@@ -120,17 +138,33 @@ def _holds(document: dict[str, Any] | None, order: tuple[int, int]) -> bool:
     return document is not None and stream_order(document["through"]) >= order
 
 
-def _loaded(document: dict[str, Any] | None) -> VisitorState:
+def _followed(states: Iterable[dict[str, Any]]) -> set[str]:
+    """The ids of the visits stored states follow."""
+    return {state[name] for state in states for name in FOLLOWED if state.get(name)}
+
+
+def _loaded(document: dict[str, Any] | None, visits: dict[str, dict[str, Any]]) -> VisitorState:
+    """A stored state, its visits' times read from the visits themselves."""
     if document is None:
         return VisitorState()
-    return VisitorState(Span.load(document.get("current")), Span.load(document.get("previous")))
+    current, previous = (_span(document.get(name), visits) for name in FOLLOWED)
+    return VisitorState(current, previous)
 
 
-def _spans(state: VisitorState) -> dict[str, Any]:
-    return {
-        "current": None if state.current is None else state.current.document(),
-        "previous": None if state.previous is None else state.previous.document(),
-    }
+def _span(visit_id: str | None, visits: dict[str, dict[str, Any]]) -> Span | None:
+    visit = visits.get(visit_id) if visit_id else None
+    return None if visit is None else Span(visit["_id"], visit["start"], visit["end"])
+
+
+def _followed_ids(state: VisitorState) -> dict[str, str | None]:
+    spans = (state.current, state.previous)
+    return {name: None if span is None else span.visit for name, span in zip(FOLLOWED, spans, strict=True)}
+
+
+def _moved(state: VisitorState, stored: dict[str, Any] | None) -> bool:
+    """Whether the visits a state follows changed since it was stored."""
+    before = {name: (stored or {}).get(name) for name in FOLLOWED}
+    return _followed_ids(state) != before
 
 
 def _read(

@@ -156,12 +156,9 @@ def test_a_round_that_dies_while_writing_the_visits_adds_nothing_twice(
     assert compactor.backlog(counter_store) == 0
 
 
-def test_a_round_that_dies_before_marking_its_batches_adds_nothing_twice(db, counter_store, monkeypatch):
-    """The states were saved: folded again, the round's first event would find its visitor's
-    state moved two visits on and open a visit of its own; its visitor's `through` skips it."""
-    store_batch(db, counter_store, "b0", [at(10, "/pricing")])
-    compactor.compact(db, counter_store)
-    store_batch(db, counter_store, "b1", [at(0, "/"), at(100, "/"), at(200, "/")])
+def compact_dying_before_the_markers(db, counter_store, monkeypatch):
+    """A round that dies after saving the visits and the rollups, before its markers (Redis
+    away: a server's condition, so the round is tried again whole), then the next round."""
     away = RedisConnectionError("Redis away")
     monkeypatch.setattr(
         rollup_store, "mark_batches_applied", failing_once(rollup_store.mark_batches_applied, away)
@@ -169,11 +166,33 @@ def test_a_round_that_dies_before_marking_its_batches_adds_nothing_twice(db, cou
     with pytest.raises(RedisConnectionError):
         compactor.compact(db, counter_store)
     compactor.compact(db, counter_store)
+
+
+def test_a_round_that_dies_before_marking_its_batches_adds_nothing_twice(db, counter_store, monkeypatch):
+    """The states were saved: folded again, the round's first event would find its visitor's
+    state moved two visits on and open a visit of its own; its visitor's `through` skips it."""
+    store_batch(db, counter_store, "b0", [at(10, "/pricing")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(100, "/"), at(200, "/")])
+    compact_dying_before_the_markers(db, counter_store, monkeypatch)
     assert summaries(db) == [
         ("alice", "/", "/", 1, 1, 0),
         ("alice", "/", "/", 1, 1, 0),
         ("alice", "/", "/pricing", 2, 2, 600),
     ]
+
+
+def test_a_round_that_only_widened_its_visits_and_died_before_its_markers_adds_nothing_twice(
+    db, counter_store, monkeypatch
+):
+    """No visit opened, so the state was not rewritten: folded again, 20 now lies within 30
+    minutes of the visit 35 widened (the current one), which holds the round's entries."""
+    store_batch(db, counter_store, "b0", [at(0, "/"), at(60, "/later")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b1", [at(20, "/a"), at(35, "/b")])
+    compact_dying_before_the_markers(db, counter_store, monkeypatch)
+    assert summaries(db) == [("alice", "/", "/a", 2, 2, 1200), ("alice", "/b", "/later", 2, 2, 1500)]
+    assert db[visit_store.VISIT_STATES].count_documents({}) == 1
 
 
 def test_an_entry_set_aside_and_replayed_folds_its_visits_once(db, counter_store, monkeypatch):
