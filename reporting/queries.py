@@ -1,16 +1,17 @@
 """The statistics questions. Answers come from the rollups (`RollupTallies`), or from raw
 events when a time zone's offset does not fall on a UTC quarter hour (`RawTallies`: a few
 offsets before 1980); `/stats/aggregated` asks MongoDB to count the raw events instead, as a
-cross-check of both.
+cross-check of both. Breakdowns by a visit's entry or exit page read the visits (`visits`
+collection), and their cross-check assigns the period's raw events their visits afresh.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -21,8 +22,10 @@ from app.rollups import user_ids
 from app.rollups.buckets import Bucket, cover
 from app.rollups.dimensions import event_value
 from app.rollups.tally import Tally
+from app.sessions.assign import visits_of
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store import visits as visit_store
 from reporting.periods import Interval, Period
 
 
@@ -183,14 +186,32 @@ class Breakdown:
     other_event_types: int = 0
 
 
+# What a breakdown by visits counts: the visits by their first or last page view's path.
+VISIT_BREAKDOWNS = ("entry_page", "exit_page")
+# A visit's start moves before the event that opened it (and keys it) when earlier events of
+# it arrive later: a period's visits are those opened up to this long after its end too.
+LATE_START = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class VisitsRow(Row):
+    """A page's visits (`views`) and their distinct visitors."""
+
+    unique_users: int
+
+
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
     """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
-    most viewed first, one page of them."""
+    most viewed first, one page of them; or visits per entry or exit page (`VISIT_BREAKDOWNS`)."""
+    if by in VISIT_BREAKDOWNS:
+        opened = visit_store.visits_opened_between(db, period.site_id, period.start, period.end + LATE_START)
+        pages = visit_rows((visit for visit in opened if period.start <= visit["start"] < period.end), by)
+        return Breakdown(len(pages), list(pages[offset : offset + limit]))
     return break_down(period_tally(db, period), by, limit, offset, period.event_type)
 
 
 def break_down(tally: Tally, by: str, limit: int, offset: int, event_type: str | None = None) -> Breakdown:
-    """One page of a tally's breakdown, as `breakdown` answers it."""
+    """One page of a tally's breakdown, as `breakdown` answers it (not by visits)."""
     chosen = tally.selected(event_type)
     if by == "path":
         counts, other = chosen.paths, chosen.other_paths
@@ -219,8 +240,25 @@ def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summ
     return Summary(total, len(users), [PathViews(path, views) for path, views in ranked(paths)[:limit]])
 
 
+def visit_rows(visits: Iterable[Mapping[str, Any]], by: str) -> list[VisitsRow]:
+    """Visits and distinct visitors per entry or exit page (`by`), most visits first; a visit
+    without a page view with a path is left out."""
+    views: Counter[str] = Counter()
+    visitors: defaultdict[str, set[str]] = defaultdict(set)
+    for visit in visits:
+        page = visit.get(by)
+        if page is not None:
+            views[page] += 1
+            visitors[page].add(visit["visitor"])
+    return [VisitsRow(page, count, len(visitors[page])) for page, count in ranked(views)]
+
+
 def breakdown_from_events(db: Database[Any], period: Period, by: str, limit: int) -> list[Row]:
-    """The first `limit` rows of a breakdown, as the raw events count them."""
+    """The first `limit` rows of a breakdown, as the raw events count them (by entry or exit
+    page: the period's events given their visits afresh)."""
+    if by in VISIT_BREAKDOWNS:
+        events = event_store.events_between(db, period.site_id, period.start, period.end)
+        return list(visit_rows(visits_of(events), by)[:limit])
     found = event_store.field_values(db, period.site_id, period.start, period.end, period.event_type, by)
     counts = Counter(value for event in found if (value := event_value(event, by)) is not None)
     return [Row(value, views) for value, views in ranked(counts)[:limit]]

@@ -83,7 +83,7 @@ class PeriodQuerySchema(SiteQuerySchema):
         return data
 
 
-BREAKDOWNS = ("path", "event_type", *DIMENSIONS)
+BREAKDOWNS = ("path", "event_type", "entry_page", "exit_page", *DIMENSIONS)
 
 
 def breakdown_by(**options: Any) -> fields.String:
