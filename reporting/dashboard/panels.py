@@ -29,7 +29,7 @@ PAGE_VIEW = "page_view"
 
 # Each panel's tables: the breakdown (as `/stats/breakdown?by=` names it) and its heading.
 PANELS = {
-    "Pages": {"path": "Page"},
+    "Pages": {"path": "Page", "entry_page": "Entry page", "exit_page": "Exit page"},
     "Sources": {"source": "Source", "referrer": "Referrer"},
     "Campaigns": {"utm_campaign": "Campaign", "utm_source": "UTM source", "utm_medium": "UTM medium"},
     "Devices": {"device": "Device", "browser": "Browser", "os": "OS"},
@@ -58,6 +58,11 @@ class Table:
     by: str
     heading: str
     breakdown: queries.Breakdown
+
+    @property
+    def counts(self) -> str:
+        """What the table's numbers count: visits by their entry or exit page, else views."""
+        return "Visits" if self.by in queries.VISIT_BREAKDOWNS else "Views"
 
 
 @dataclass(frozen=True)
@@ -139,11 +144,19 @@ def freshness(client: redis.Redis) -> Freshness:
     return Freshness(lag_seconds(client), snapshot.snapshot(client).depth, compactor.backlog(client))
 
 
+def table(db: Database[Any], period: Period, tally: Tally, by: str, heading: str) -> Table:
+    """A breakdown's table: from the period's tally, but for the visits' pages, read from the
+    period's visits as `/stats/breakdown` reads them."""
+    if by in queries.VISIT_BREAKDOWNS:
+        return Table(by, heading, queries.breakdown(db, period, by, ROWS, 0))
+    return Table(by, heading, queries.break_down(tally, by, ROWS, 0))
+
+
 def build(db: Database[Any], client: redis.Redis, period: Period, max_ahead_seconds: int) -> Dashboard:
     tally = queries.period_tally(db, period)
     previous = period_before(period)
     panels = {
-        title: [Table(by, heading, queries.break_down(tally, by, ROWS, 0)) for by, heading in tables.items()]
+        title: [table(db, period, tally, by, heading) for by, heading in tables.items()]
         for title, tables in PANELS.items()
     }
     return Dashboard(

@@ -113,12 +113,13 @@ def test_signed_in_with_the_sites_key_the_figures_are_the_apis(browser, store, k
     assert figure(page.text, "events") == stats["total_views"] == 5
     assert figure(page.text, "visitors") == stats["unique_users"]
     assert figure(page.text, "page_views") == views["total_views"] == 4
-    for by in ("path", "event_type", "prop:plan"):
+    for by in ("path", "entry_page", "exit_page", "event_type", "prop:plan"):
         answer = browser.get(
             "/stats/breakdown", query_string={"site_id": SITE, "by": by, **DAY}, headers=headers
         ).get_json()
         assert table(page.text, by) == [(row["value"], row["views"]) for row in answer["results"]]
     assert table(page.text, "prop:plan") == [("pro", 1)]
+    assert sum(visits for _, visits in table(page.text, "entry_page")) > 0
 
 
 def test_the_chart_carries_the_timeseries_answer(browser, store, keys):
