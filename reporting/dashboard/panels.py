@@ -5,12 +5,15 @@ the changes), the chart's once more, and a few Redis reads for realtime, bots an
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from typing import Any
 
+import pymongo
 import redis
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from app.ingestion import bots
 from app.queue import snapshot
@@ -23,6 +26,9 @@ from reporting.pipeline import lag_seconds
 
 # Rows of each table: as `/stats/breakdown` answers by default.
 ROWS = 10
+# How long the visits' tables may read for: a busy site's long period holds more visits than
+# the page can read in time, and those two tables then say so rather than fail the page.
+VISIT_TABLES_SECONDS = 1.0
 # A period of this many days or fewer is charted by the hour, a longer one by the day.
 HOURLY_DAYS = 2
 PAGE_VIEW = "page_view"
@@ -57,7 +63,7 @@ class Figure:
 class Table:
     by: str
     heading: str
-    breakdown: queries.Breakdown
+    breakdown: queries.Breakdown | None  # None: not read within its time (VISIT_TABLES_SECONDS)
 
     @property
     def counts(self) -> str:
@@ -147,9 +153,16 @@ def freshness(client: redis.Redis) -> Freshness:
 def table(db: Database[Any], period: Period, tally: Tally, by: str, heading: str) -> Table:
     """A breakdown's table: from the period's tally, but for the visits' pages, read from the
     period's visits as `/stats/breakdown` reads them."""
-    if by in queries.VISIT_BREAKDOWNS:
-        return Table(by, heading, queries.breakdown(db, period, by, ROWS, 0))
-    return Table(by, heading, queries.break_down(tally, by, ROWS, 0))
+    if by not in queries.VISIT_BREAKDOWNS:
+        return Table(by, heading, queries.break_down(tally, by, ROWS, 0))
+    started = time.monotonic()
+    try:
+        with pymongo.timeout(VISIT_TABLES_SECONDS):
+            return Table(by, heading, queries.breakdown(db, period, by, ROWS, 0))
+    except PyMongoError as error:
+        if not (error.timeout and time.monotonic() - started >= VISIT_TABLES_SECONDS):
+            raise  # the server away, or the page's own time limit: not this table's
+        return Table(by, heading, None)
 
 
 def build(db: Database[Any], client: redis.Redis, period: Period, max_ahead_seconds: int) -> Dashboard:

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pymongo.database import Database
+from pymongo.errors import ExecutionTimeout
 
 from app import create_app
 from app.ingestion import bots
@@ -304,3 +305,20 @@ def test_a_site_id_with_a_slash_has_a_dashboard_too(browser, store, cli):
     page = browser.get(f"{link}&start={DAY['start']}&end={DAY['end']}")
     assert page.status_code == 200
     assert figure(page.text, "events") == 4
+
+
+def test_visits_too_many_to_read_in_time_leave_the_rest_of_the_page(browser, store, keys, monkeypatch):
+    store(seed_example_events(SITE))
+    sign_in(browser, SITE, keys[SITE])
+    monkeypatch.setattr(panels, "VISIT_TABLES_SECONDS", 0.0)
+
+    def outlasting(*args: Any) -> Any:
+        raise ExecutionTimeout("operation exceeded time limit", 50)
+
+    monkeypatch.setattr(panels.queries, "breakdown", outlasting)
+    page = browser.get(f"/dashboard/{SITE}", query_string=DAY)
+    assert page.status_code == 200
+    assert figure(page.text, "events") == 4
+    assert table(page.text, "path")
+    for by in ("entry_page", "exit_page"):
+        assert f'<p class="note" data-by="{by}">' in page.text
