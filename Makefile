@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 LOCAL_SERVERS := $(if $(REDIS_URL),,redis) $(if $(MONGO_URI),,mongo)
 APP_PROCESSES := ingestion reporting worker flower
 
-.PHONY: help install services ingestion reporting worker flower run site key operator-key demo sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb bench-transfer settings-docs tracker test test-unit lint format clean-data clean
+.PHONY: help install services ingestion reporting worker flower run site key operator-key demo sites replay-dead replay-set-aside rebuild-rollups bench-ingest bench-pipeline bench-worker bench-reporting bench-ferretdb bench-transfer settings-docs tracker dashboard test test-unit lint format clean-data clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 local-servers: $(if $(REDIS_URL),,redis-server-bin) $(if $(MONGO_URI),,mongo-bin)
 
-.PHONY: redis-server-bin mongo-bin local-servers chromium-bin node-bin
+.PHONY: redis-server-bin mongo-bin local-servers chromium-bin node-bin secret-key
 redis-server-bin:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
@@ -56,6 +56,23 @@ $(TRACKER_DEPS): tracker/package.json tracker/package-lock.json | node-bin
 tracker: $(TRACKER_DEPS) ## Build the page tag app/ingestion/static/tracker.js from tracker/src/ (commit the result)
 	cd tracker && npm run --silent build
 
+# The dashboard's pinned chart library (uPlot) and bundler, again only when the lockfile changes.
+DASHBOARD_DEPS := dashboard/node_modules/.installed
+$(DASHBOARD_DEPS): dashboard/package.json dashboard/package-lock.json | node-bin
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+dashboard: $(DASHBOARD_DEPS) ## Build the dashboard's chart reporting/dashboard/static/chart.js (and uPlot's CSS) from dashboard/src/ (commit the result)
+	cd dashboard && npm run --silent build
+
+# The dashboard's session cookies are signed with SECRET_KEY: when neither the environment
+# nor .env sets one, a random one is written into .env (git-ignored) once, for every later run.
+secret-key:
+	@test -n "$(SECRET_KEY)" || { \
+		printf '\n# Drawn by make: signs the dashboard sessions (docs/dashboard.md).\nSECRET_KEY=%s\n' \
+			"$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env; \
+		echo "make: wrote a new SECRET_KEY into .env"; }
+
 # FerretDB's source from the Go module proxy, patched by tools/ferretdb/id-pushdown.patch.
 $(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
 	tools/ferretdb/build.sh $(FERRETDB)
@@ -66,7 +83,7 @@ services: install local-servers ## Run the local Redis and MongoDB servers (thos
 ingestion: install ## Run the ingestion service (port $INGESTION_PORT, default 3000)
 	$(HONCHO) start ingestion
 
-reporting: install ## Run the reporting service (port $REPORTING_PORT, default 4000)
+reporting: install secret-key ## Run the reporting service (port $REPORTING_PORT, default 4000)
 	$(HONCHO) start reporting
 
 worker: install ## Run a Celery worker
@@ -75,7 +92,7 @@ worker: install ## Run a Celery worker
 flower: install ## Run Flower (port $FLOWER_PORT, default 5555)
 	$(HONCHO) start flower
 
-run: install local-servers ## Run everything: local servers, ingestion, reporting, worker, Flower
+run: install local-servers secret-key ## Run everything: local servers, ingestion, reporting, worker, Flower
 	$(HONCHO) start $(LOCAL_SERVERS) $(APP_PROCESSES)
 
 FLASK := $(VENV)/bin/flask --app wsgi:ingestion
@@ -128,10 +145,10 @@ $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json | node-bi
 	cd tests/clients && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: install local-servers chromium-bin $(PROMTOOL) $(CLIENTS) $(TRACKER_DEPS) ## Run the whole test suite (unit, then integration on real servers)
+test: install local-servers chromium-bin $(PROMTOOL) $(CLIENTS) $(TRACKER_DEPS) $(DASHBOARD_DEPS) ## Run the whole test suite (unit, then integration on real servers)
 	$(PYTHON) -m pytest
 
-test-unit: install $(PROMTOOL) $(TRACKER_DEPS) ## Run only the unit tests (no servers)
+test-unit: install $(PROMTOOL) $(TRACKER_DEPS) $(DASHBOARD_DEPS) ## Run only the unit tests (no servers)
 	$(PYTHON) -m pytest tests/unit
 
 bench-ingest: install redis-server-bin ## Ingestion throughput and latency against a bare Flask endpoint (prints tables; ARGS=options)

@@ -90,8 +90,10 @@ def register_blueprints(app: Flask, service: Service) -> None:
         app.register_blueprint(segment_bp)
     elif service == "reporting":
         from reporting import bp as reporting_bp  # the one import of reporting/ from app/
+        from reporting import dashboard_bp
 
         app.register_blueprint(reporting_bp)
+        app.register_blueprint(dashboard_bp)
 
 
 def register_commands(app: Flask, service: Service) -> None:

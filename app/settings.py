@@ -115,11 +115,10 @@ class Settings:
         "Processes per Celery worker; 0 means one per CPU the worker may use (a container's CPU limit).",
     )
     visits: int = setting(
-        0,
+        1,
         WORKER,
-        "1: workers assign each event its visit and keep the `visits` collection (docs/sessions.md); "
-        "0: off. Off by default: on FerretDB a visit's update costs the worker several times an "
-        "event's insert (docs/performance.md).",
+        "1: workers hand each stored event to the compactor, which keeps the `visits` collection "
+        "(docs/sessions.md); 0: off, no visits are kept for the events a worker stores.",
     )
     broker_visibility_timeout: int = setting(
         300, WORKER, "Seconds until a message taken by a worker that died unacknowledged is delivered again."
@@ -282,6 +281,13 @@ class Settings:
         ACCESS,
         "How long a reporting process trusts a read key it has verified: a revoked key stops "
         "working within this time.",
+    )
+    secret_key: str = setting(
+        "",
+        ACCESS,
+        "Signs the dashboard's session cookie (its sign-in with a read key); `make` writes a random "
+        "one into `.env` when none is set. Every reporting process must have the same; changing it "
+        "signs everyone out. Empty: the dashboard's sign-in is off (share links still work).",
     )
     ingestion_host: str = setting(
         "0.0.0.0",

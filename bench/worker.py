@@ -1,6 +1,7 @@
 """Worker throughput: the batch design against a naive one-task-per-event baseline.
 
     .venv/bin/python -m bench.worker [--events 3000] [--batch-sizes 10 100] [--profile]
+                                     [--visits 0 1] [--visitors N] [--no-baselines]
 
 For each design and worker size (1 and 2 processes) it starts a fresh Redis and MongoDB
 server on loopback, enqueues N events (10 N for all but the naive design, which is that
@@ -8,7 +9,10 @@ much slower) with no worker running, starts one worker, and times
 from the worker's first take from the queue until the queue is drained and nothing is left
 unacknowledged; then it checks MongoDB holds exactly N events. It also prints the CPU
 seconds the worker and the MongoDB server used, and with --profile where the worker's time
-went (py-spy).
+went (py-spy). With --visits, each batch design runs once per VISITS value given, one after
+the other, and the time until the worker's compactor has also folded every batch into the
+rollups and the visits is printed too; the events are of 50 sites, one user each (the worst
+case for visits: 50 visits that grow long), or of VISITORS users with --visitors.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pymongo import MongoClient
 from app import create_app
 from app.queue import QUEUE, UNACKED_KEY, ledger
 from app.queue.publish import enqueue_events
+from app.rollups import compactor
 from app.settings import Settings
 from tools.browsing import visitor_fields
 from tools.factories import FIXED_DATES_ENV, make_message
@@ -58,6 +63,7 @@ class Design:
     batch_size: int  # events per queued message
     task: str = ""  # a baseline task of bench/baseline_tasks.py; "" for the project's own
     worker_options: tuple[str, ...] = ()
+    visits: str = ""  # the worker's VISITS setting, if given
 
     @property
     def is_naive(self) -> bool:
@@ -83,17 +89,22 @@ class Run:
     seconds: float
     worker_cpu: float
     mongo_cpu: float
+    folded_seconds: float  # until the compactor had added every batch too
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
 
 
-def event_messages(count: int) -> list[dict[str, Any]]:
+def event_messages(count: int, visitors: int = 0) -> list[dict[str, Any]]:
     """Page views as a tracker sends them: with the URL, the referrer and the visitor's user
-    agent, for the worker to derive the source and device from."""
+    agent, for the worker to derive the source and device from; of one user a site, or of
+    `visitors` users."""
     return [
-        make_message(site_id=f"site-{n % 50}", path=f"/p{n % 200}") | visitor_fields(n) for n in range(count)
+        make_message(site_id=f"site-{n % 50}", path=f"/p{n % 200}")
+        | visitor_fields(n)
+        | ({"user_id": f"user-{n % visitors}"} if visitors else {})
+        for n in range(count)
     ]
 
 
@@ -161,6 +172,8 @@ def measure(design: Design, processes: int, events: list[dict[str, Any]], profil
             broker = redis.Redis.from_url(env["REDIS_URL"])
             queued = broker.llen(QUEUE)
             worker_env = {**env, "WORKER_CONCURRENCY": str(processes)}
+            if design.visits:
+                worker_env["VISITS"] = design.visits
             argv = celery_argv(
                 "worker", "--loglevel=warning", "-I", "bench.baseline_tasks", *design.worker_options
             )
@@ -171,6 +184,11 @@ def measure(design: Design, processes: int, events: list[dict[str, Any]], profil
                 started = time.monotonic()
                 wait_until(lambda: drained(broker), DRAIN_TIMEOUT, "the queue to drain", interval=0.02)
                 seconds = time.monotonic() - started
+            if not design.task:
+                wait_until(
+                    lambda: compactor.backlog(broker) == 0, DRAIN_TIMEOUT, "the compactor", interval=0.02
+                )
+            folded_seconds = time.monotonic() - started
             worker_cpu = process_tree_cpu(pid_of(worker)) - worker_cpu
             mongo_cpu = process_tree_cpu(pid_of(mongo)) - mongo_cpu
             worker.stop()
@@ -180,7 +198,7 @@ def measure(design: Design, processes: int, events: list[dict[str, Any]], profil
             assert stored == len(events), f"{design.name}: {stored} of {len(events)} events stored"
             if profile:
                 print_profile(design, processes, root / "profile.txt")
-        return Run(design, processes, len(events), seconds, worker_cpu, mongo_cpu)
+        return Run(design, processes, len(events), seconds, worker_cpu, mongo_cpu, folded_seconds)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -229,13 +247,14 @@ def print_profile(design: Design, processes: int, collapsed: Path, top: int = 12
 
 def print_table(runs: list[Run]) -> None:
     naive = {run.processes: run for run in runs if run.design.is_naive}
-    header = f"{'design':<34} {'procs':>5} {'events':>7} {'seconds':>8} {'events/s':>9} {'x naive':>8}"
-    print(f"\n{header}  worker CPU s  MongoDB CPU s")
+    header = f"{'design':<52} {'procs':>5} {'events':>7} {'seconds':>8} {'events/s':>9} {'x naive':>8}"
+    print(f"\n{header}  worker CPU s  MongoDB CPU s  folded s")
     for run in runs:
-        ratio = run.rate / naive[run.processes].rate
+        ratio = f"{run.rate / naive[run.processes].rate:>8.1f}" if run.processes in naive else f"{'-':>8}"
         print(
-            f"{run.design.name:<34} {run.processes:>5} {run.events:>7} {run.seconds:>8.2f} "
-            f"{run.rate:>9.0f} {ratio:>8.1f}  {run.worker_cpu:>12.1f}  {run.mongo_cpu:>13.1f}"
+            f"{run.design.name:<52} {run.processes:>5} {run.events:>7} {run.seconds:>8.2f} "
+            f"{run.rate:>9.0f} {ratio}  {run.worker_cpu:>12.1f}  {run.mongo_cpu:>13.1f}"
+            f"  {run.folded_seconds:>8.2f}"
         )
 
 
@@ -246,11 +265,21 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--profile", action="store_true", help="profile the worker with py-spy")
+    parser.add_argument("--visits", nargs="+", choices=["0", "1"], default=[], help="VISITS values to run")
+    parser.add_argument("--visitors", type=int, default=0, help="distinct users (0: one per site)")
+    parser.add_argument("--no-baselines", action="store_true", help="only the batch designs")
     args = parser.parse_args()
-    designs = [NAIVE, CELERY_BATCHES] + [
-        Design(f"batch: {size} events a message, insert_many", size) for size in args.batch_sizes
+    baselines = [] if args.no_baselines else [NAIVE, CELERY_BATCHES]
+    designs = baselines + [
+        Design(
+            f"batch: {size} events a message, insert_many{f', VISITS={visits}' if visits else ''}",
+            size,
+            visits=visits,
+        )
+        for size in args.batch_sizes
+        for visits in args.visits or [""]
     ]
-    events = event_messages(args.events * args.batch_factor)
+    events = event_messages(args.events * args.batch_factor, args.visitors)
     print(f"{os.cpu_count()} cores; MongoDB server: {mongo_argv(0, Path())[0]}")
     runs = []
     for processes in args.processes:

@@ -91,7 +91,10 @@ class TimeseriesSchema(PeriodAnswerSchema):
 
 class RowSchema(AnswerSchema):
     value = fields.String(required=True)
-    views = fields.Integer(required=True)
+    views = fields.Integer(required=True, metadata={"description": "By entry_page or exit_page: visits."})
+    unique_users = fields.Integer(
+        metadata={"description": "Only by entry_page or exit_page: the distinct visitors of those visits."}
+    )
 
 
 BY_DESCRIPTION = f"One of {', '.join(BREAKDOWNS)}, or prop:<key>."

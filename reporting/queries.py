@@ -2,16 +2,18 @@
 events (`RawTallies`) when a time zone's offset does not fall on a UTC quarter hour (a few
 offsets before 1980) or when filters choose events (a rollup keeps each dimension's counts
 apart, so it cannot tell which events of one value had another); `/stats/aggregated` asks
-MongoDB to count the raw events instead, as a cross-check of both.
+MongoDB to count the raw events instead, as a cross-check of both. Breakdowns by a visit's
+entry or exit page read the visits (`visits` collection), and their cross-check assigns the
+period's raw events their visits afresh.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
@@ -22,9 +24,11 @@ from app.rollups import user_ids
 from app.rollups.buckets import Bucket, cover
 from app.rollups.dimensions import event_value
 from app.rollups.tally import Tally
+from app.sessions.assign import visits_of
 from app.settings import current_settings
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store import visits as visit_store
 from reporting.filters import IS, Filter, matches_all
 from reporting.periods import Interval, Period
 
@@ -211,6 +215,12 @@ def of_one_type(compute: Callable[[Period], Found], period: Period) -> Found:
     return compute(period)
 
 
+def period_tally(db: Database[Any], period: Period) -> Tally:
+    """The tally of the whole period, every event type's (of the events its filters match)."""
+    whole = Interval("", period.start, period.end)
+    return tallies_for(db, period, [whole]).tally(whole.start, whole.end)
+
+
 def summary(db: Database[Any], period: Period, limit: int) -> Summary:
     def compute(period: Period) -> Summary:
         whole = Interval("", period.start, period.end)
@@ -282,10 +292,38 @@ class Counts:
     source: str
 
 
+# What a breakdown by visits counts: the visits by their first or last page view's path.
+VISIT_BREAKDOWNS = ("entry_page", "exit_page")
+# A visit's start moves before the event that opened it (and keys it) when earlier events of
+# it arrive later: a period's visits are those opened up to this long after its end too.
+LATE_START = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class VisitsRow(Row):
+    """A page's visits (`views`) and their distinct visitors."""
+
+    unique_users: int
+
+
 def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: int) -> Breakdown:
     """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
-    most viewed first, one page of them."""
-    found = of_one_type(lambda period: breakdown_counts(db, period, by), period)
+    most viewed first, one page of them; or visits per entry or exit page (`VISIT_BREAKDOWNS`,
+    never filtered: the schemas refuse filters with them)."""
+    if by in VISIT_BREAKDOWNS:
+        opened = visit_store.visits_opened_between(db, period.site_id, period.start, period.end + LATE_START)
+        pages = visit_rows((visit for visit in opened if period.start <= visit["start"] < period.end), by)
+        return Breakdown(len(pages), list(pages[offset : offset + limit]))
+    return paged(of_one_type(lambda period: breakdown_counts(db, period, by), period), limit, offset)
+
+
+def break_down(tally: Tally, by: str, limit: int, offset: int, event_type: str | None = None) -> Breakdown:
+    """One page of a tally's breakdown, as `breakdown` answers it (not by visits)."""
+    views, other = views_by(tally, by, event_type)
+    return paged(Counts(views, other, other_event_types(tally, event_type), ROLLUPS), limit, offset)
+
+
+def paged(found: Counts, limit: int, offset: int) -> Breakdown:
     rows = ranked(found.views)
     page = [Row(value, views) for value, views in rows[offset : offset + limit]]
     return Breakdown(len(rows), page, found.other, found.other_event_types, found.source)
@@ -302,7 +340,14 @@ def breakdown_counts(db: Database[Any], period: Period, by: str) -> Counts:
     whole_period = Interval("", period.start, period.end)
     tallies = tallies_for(db, period, [whole_period])
     tally = tallies.tally(whole_period.start, whole_period.end)
-    chosen = tally.selected(period.event_type)
+    views, other = views_by(tally, by, period.event_type)
+    return Counts(views, other, other_event_types(tally, period.event_type), tallies.source)
+
+
+def views_by(tally: Tally, by: str, event_type: str | None) -> tuple[Counter[str], int]:
+    """A tally's (or its `event_type` part's) views per value of `by`, and the views beyond
+    the rollups' caps."""
+    chosen = tally.selected(event_type)
     if by == "path":
         counts, other = chosen.paths, chosen.other_paths
     elif by == "event_type":
@@ -310,7 +355,7 @@ def breakdown_counts(db: Database[Any], period: Period, by: str) -> Counts:
         other = tally.other_types.events
     else:
         counts, other = chosen.dimension(by), chosen.other_of(by)
-    return Counts(counts, other, other_event_types(tally, period.event_type), tallies.source)
+    return counts, other
 
 
 def admitted(period: Period, value: str) -> bool:
@@ -338,8 +383,25 @@ def summary_from_pipeline(db: Database[Any], period: Period, limit: int) -> Summ
     return Summary(total, len(users), top, source=EVENTS)
 
 
+def visit_rows(visits: Iterable[Mapping[str, Any]], by: str) -> list[VisitsRow]:
+    """Visits and distinct visitors per entry or exit page (`by`), most visits first; a visit
+    without a page view with a path is left out."""
+    views: Counter[str] = Counter()
+    visitors: defaultdict[str, set[str]] = defaultdict(set)
+    for visit in visits:
+        page = visit.get(by)
+        if page is not None:
+            views[page] += 1
+            visitors[page].add(visit["visitor"])
+    return [VisitsRow(page, count, len(visitors[page])) for page, count in ranked(views)]
+
+
 def breakdown_from_events(db: Database[Any], period: Period, by: str, limit: int) -> list[Row]:
-    """The first `limit` rows of a breakdown, as the raw events count them."""
+    """The first `limit` rows of a breakdown, as the raw events count them (by entry or exit
+    page: the period's events given their visits afresh)."""
+    if by in VISIT_BREAKDOWNS:
+        events = event_store.events_between(db, period.site_id, period.start, period.end)
+        return list(visit_rows(visits_of(events), by)[:limit])
     found: Iterable[Mapping[str, Any]]
     if period.filters:
         raw = RawTallies(db, period, current_settings().reporting_filter_max_events)

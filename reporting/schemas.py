@@ -12,6 +12,7 @@ from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX, is_dimension
 from app.web.errors import MISSING_MESSAGE
 from reporting import filters
 from reporting.periods import Period
+from reporting.queries import VISIT_BREAKDOWNS
 
 MAX_DAYS = 366
 MAX_HOURLY_DAYS = 31
@@ -99,13 +100,20 @@ class FilteredQuerySchema(PeriodQuerySchema):
     filters = Filters(
         metadata={
             "type": "string",
-            "description": "Count only the events these filters match (docs/api.md#filters).",
+            "description": "Count only the events these filters match (docs/query-api.md#filters).",
             "example": "source==Google|Bing;path!=/admin;prop:plan~pro",
         }
     )
 
+    @validates_schema(skip_on_field_errors=True)
+    def _filterable(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Filters choose events; a breakdown by entry or exit page counts visits, which
+        carry no event's dimensions."""
+        if data.get("filters") and data.get("by") in VISIT_BREAKDOWNS:
+            raise ValidationError(f"Filters do not apply to a breakdown by {data['by']}.", "filters")
 
-BREAKDOWNS = ("path", "event_type", *DIMENSIONS)
+
+BREAKDOWNS = ("path", "event_type", "entry_page", "exit_page", *DIMENSIONS)
 
 
 def breakdown_by(**options: Any) -> fields.String:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pymongo
 import redis
@@ -39,6 +39,8 @@ from reporting.schemas import (
     stats_query_schema,
     timeseries_query_schema,
 )
+
+Answer = TypeVar("Answer")
 
 bp = Blueprint("reporting", __name__)
 # Every endpoint needs a read key (AUTH_MODE=keys) unless marked @public.
@@ -92,7 +94,7 @@ class QueryTimeLimitError(Exception):
     """A question's MongoDB operations outlasted REPORTING_QUERY_SECONDS."""
 
 
-def within_time_limit(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def within_time_limit(compute: Callable[[], Answer]) -> Answer:
     """`compute()`, its MongoDB operations bounded together by REPORTING_QUERY_SECONDS (sent to
     the server as maxTimeMS), so that no question holds a worker for long."""
     if not mongo.client.topology_description.has_readable_server():

@@ -27,7 +27,7 @@ from app.queue.publish import publish
 from app.rollups import compactor
 from app.rollups.caps import Caps
 from app.settings import Settings, current_settings
-from app.store.rollups import StaleWriteError
+from app.store.fenced import StaleWriteError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import redis
 from celery import Task, shared_task
@@ -25,9 +25,7 @@ from app.enrichment import enrich
 from app.extensions import mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
 from app.rollups import compactor, realtime
-from app.sessions import locks
-from app.sessions.assign import assign_visits, unassign
-from app.sessions.record import record_visits
+from app.sessions.rows import rows_of
 from app.settings import Settings, current_settings
 from app.store import dead_letters, event_sites
 from app.store import events as event_store
@@ -49,13 +47,13 @@ def store_batch(
     max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
     *,
     lettered: bool = False,
-    visits: bool = False,
+    visits: bool = True,
 ) -> int:
-    """Store a batch, each event with its visit (app/sessions), dead-letter the events MongoDB
-    refuses, record the stored events in their visits, then in one Redis round trip
-    hand the batch's tallies to the rollups, remember its recent events (as far ahead as
-    `max_ahead_seconds`, ingestion's EVENT_MAX_AHEAD_SECONDS), count its events and settle
-    the batch in the ledger; return how many events were new.
+    """Store a batch, dead-letter the events MongoDB refuses, then in one Redis round trip
+    hand the batch's tallies (and with `visits`, its rows for the visits: app/sessions) to
+    the rollups' compactor, remember its recent events (as far ahead as `max_ahead_seconds`,
+    ingestion's EVENT_MAX_AHEAD_SECONDS), count its events and settle the batch in the
+    ledger; return how many events were new.
 
     Safe to run again for the same batch: stored events and dead letters are keyed by event,
     the tallies cover the events this batch stored, whichever run stored them, and the
@@ -65,27 +63,20 @@ def store_batch(
     """
     # Derived once per event, before the insert; the user agent goes no further, nor into a letter.
     messages = [enrich(message) for message in messages]
-    with locks.given_back_on_error(client, locks.Held()) as held:
-        # With visits on, each event's visit is assigned before the insert, so the stored
-        # event carries it (on the enriched copies only: the caller's messages stay as queued).
-        assigned = assign_visits(client, cast(list[dict[str, Any]], messages), held) if visits else []
-        try:
-            outcome = event_store.insert_events(db, messages, batch_id)
-        finally:
-            unassign(assigned)
-        event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
-        if outcome.rejected:
-            logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
-        dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)
-        # Duplicates are events stored before (by this batch's earlier delivery, or another
-        # batch) or copies of an event this very insert stored: those are counted once, as
-        # inserted.
-        inserted = {document["_id"] for document in outcome.documents}
-        earlier = [message for message in outcome.duplicates if event_key(message) not in inserted]
-        owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
-        elsewhere = {event_key(message) for message in earlier} - {document["_id"] for document in owned}
-        stored = accounting.Stored(owned, elsewhere, dead, held_elsewhere)
-        _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered, held, visits)
+    outcome = event_store.insert_events(db, messages, batch_id)
+    event_sites.note_sites(db, (document["site_id"] for document in outcome.documents))
+    if outcome.rejected:
+        logger.warning("dead-lettering %d events MongoDB refused", len(outcome.rejected))
+    dead, held_elsewhere = _dead_letter(db, client, batch_id, outcome.rejected)
+    # Duplicates are events stored before (by this batch's earlier delivery, or another
+    # batch) or copies of an event this very insert stored: those are counted once, as
+    # inserted.
+    inserted = {document["_id"] for document in outcome.documents}
+    earlier = [message for message in outcome.duplicates if event_key(message) not in inserted]
+    owned = outcome.documents + event_store.owned_events(db, batch_id, earlier)
+    elsewhere = {event_key(message) for message in earlier} - {document["_id"] for document in owned}
+    stored = accounting.Stored(owned, elsewhere, dead, held_elsewhere)
+    _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered, visits)
     return len(outcome.inserted)
 
 
@@ -98,7 +89,7 @@ def dead_letter_batch(
     max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
     *,
     lettered: bool = False,
-    visits: bool = False,
+    visits: bool = True,
 ) -> None:
     """Give up on a batch whose retries ran out: dead-letter the events no attempt stored,
     and settle it with the events an earlier attempt did store handed to the rollups, as
@@ -113,8 +104,7 @@ def dead_letter_batch(
     unstored = [message for message in messages if event_key(message) not in found]
     dead, held_elsewhere = _dead_letter(db, client, batch_id, [(message, error) for message in unstored])
     stored = accounting.Stored(owned, set(found) - {event["_id"] for event in owned}, dead, held_elsewhere)
-    with locks.given_back_on_error(client, locks.Held()) as held:
-        _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered, held, visits)
+    _settle_stored(db, client, batch_id, messages, stored, max_ahead_seconds, lettered, visits)
 
 
 def _dead_letter(
@@ -139,22 +129,30 @@ def _settle_stored(
     stored: accounting.Stored,
     max_ahead_seconds: int,
     lettered: bool,
-    held: locks.Held,
     visits: bool,
 ) -> None:
-    """Record the stored events in their visits if `visits` (their locks then `held`'s),
-    remove the letters they leave behind, if any may, then settle the batch, freeing the locks."""
-    if visits:
-        record_visits(db, client, stored.owned, held)
+    """Remove the letters the stored events leave behind, if any may, then settle the batch,
+    with its rows for the visits if `visits`."""
     repeats = accounting.remove_letters(db, batch_id, stored) if lettered or is_replay(batch_id) else set()
+    rows = rows_of(stored.owned, _previous_visitor_ids(messages)) if visits else None
     settle_batch(
         client,
         batch_id,
         stored.owned,
         accounting.counted(messages, batch_id, stored, repeats),
         max_ahead_seconds,
-        held,
+        rows,
     )
+
+
+def _previous_visitor_ids(messages: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """The previous day's visitor ids the messages came with (just after UTC midnight,
+    app/visitors.py), by site and event id: they are not stored, and let a visit go on."""
+    return {
+        (message["site_id"], message["event_id"]): message["previous_visitor_id"]
+        for message in messages
+        if message.get("previous_visitor_id")
+    }
 
 
 def settle_batch(
@@ -163,17 +161,15 @@ def settle_batch(
     owned: Sequence[Mapping[str, Any]],
     counted: Mapping[str, Sequence[Mapping[str, Any]]],
     max_ahead_seconds: int = DEFAULT_MAX_AHEAD_SECONDS,
-    held: locks.Held | None = None,
+    visit_rows: Mapping[str, list[list[Any]]] | None = None,
 ) -> None:
     """In one transaction, so that the ledger never settles a batch whose tallies did not
-    reach the stream: hand the events the batch stored (`owned`) to the rollups and the
-    realtime view, count its events, settle it, and free the visits' locks it `held`."""
+    reach the stream: hand the events the batch stored (`owned`) and their `visit_rows` to
+    the rollups' compactor and the realtime view, count its events and settle it."""
     pipe = client.pipeline(transaction=True)
-    compactor.append_batch(pipe, batch_id, owned)
+    compactor.append_batch(pipe, batch_id, owned, visit_rows)
     realtime.record(pipe, owned, max_ahead_seconds)
     ledger.settle(pipe, batch_id, counters.additions(counted))
-    if held is not None:
-        locks.give_back(pipe, held)
     pipe.execute()
 
 

@@ -1,13 +1,14 @@
-"""`flask site ...` and `flask key ...`: the operator's commands for sites, read keys and
-server keys."""
+"""`flask site ...` and `flask key ...`: the operator's commands for sites, their dashboard
+links, read keys and server keys."""
 
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote, urlencode
 
 import click
 
-from app.access import keys
+from app.access import keys, shares
 from app.access.origins import domain_name
 from app.extensions import mongo
 from app.store import sites
@@ -28,6 +29,10 @@ def umami_id_option(_: click.Context, __: click.Parameter, value: str | None) ->
         return str(uuid.UUID(value))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a UUID (Umami's website ids are)") from None
+
+
+def not_registered(site_id: str) -> click.ClickException:
+    return click.ClickException(f"No site {site_id} is registered")
 
 
 @click.group("site")
@@ -87,7 +92,7 @@ def umami_id_command(site_id: str, umami_id: str | None, clear: bool) -> None:
     except sites.UmamiIdTakenError as error:
         raise click.ClickException(str(error)) from None
     if not found:
-        raise click.ClickException(f"No site {site_id} is registered")
+        raise not_registered(site_id)
     click.echo(f"Site {site_id}: " + (f"Umami website id {umami_id}" if umami_id else "no Umami website id"))
 
 
@@ -106,8 +111,32 @@ def list_sites_command() -> None:
 def remove_site_command(site_id: str) -> None:
     """Unregister SITE_ID and revoke its keys (its stored events stay)."""
     if not sites.remove_site(mongo.db, site_id):
-        raise click.ClickException(f"No site {site_id} is registered")
+        raise not_registered(site_id)
     click.echo(f"Removed site {site_id} and its keys")
+
+
+@site_group.command("share")
+@click.argument("site_id")
+def share_site_command(site_id: str) -> None:
+    """Make a read-only link to SITE_ID's dashboard; print it once, as the last line. The
+    site has one link at a time: a new one revokes the last."""
+    token = shares.share(mongo.db, site_id)
+    if token is None:
+        raise not_registered(site_id)
+    click.echo(
+        f"Read-only dashboard link of site {site_id}, on the reporting service; "
+        f"`flask site unshare {site_id}` revokes it:"
+    )
+    click.echo(f"/dashboard/{quote(site_id)}?{urlencode({'share': token})}")
+
+
+@site_group.command("unshare")
+@click.argument("site_id")
+def unshare_site_command(site_id: str) -> None:
+    """Revoke SITE_ID's dashboard link at once."""
+    if not shares.unshare(mongo.db, site_id):
+        raise not_registered(site_id)
+    click.echo(f"Site {site_id} has no dashboard link now")
 
 
 @click.group("key")

@@ -78,7 +78,11 @@ class KeyCache:
 
     def verify(self, db: Database[Any], secret: str, ttl: float) -> StoredKey | None:
         """The read key whose secret is `secret`, or None if there is none."""
-        digest = hash_key(secret)
+        return self.verify_hash(db, hash_key(secret), ttl)
+
+    def verify_hash(self, db: Database[Any], digest: str, ttl: float) -> StoredKey | None:
+        """The read key whose secret hashes to `digest` (what the dashboard's session keeps,
+        never the secret), or None if there is none."""
         now = time.monotonic()
         cached = self._known.get(digest)
         if cached is not None and cached[1] > now:

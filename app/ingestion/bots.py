@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import redis
@@ -91,11 +91,19 @@ def dropped_totals(client: redis.Redis) -> dict[str, int]:
 
 def dropped_on(client: redis.Redis, site_id: str, day: str) -> dict[str, int]:
     """A site's events of a UTC day dropped as bots, by reason."""
+    return dropped_during(client, site_id, [day])
+
+
+def dropped_during(client: redis.Redis, site_id: str, days: Iterable[str]) -> dict[str, int]:
+    """A site's events of these UTC days dropped as bots, by reason: one round trip."""
     fields = [f"{site_id}{SEPARATOR}{reason}" for reason in REASONS]
-    values = client.hmget(_site_day_key(day), fields)
-    return _by_reason(
-        Counter({reason: int(value or 0) for reason, value in zip(REASONS, values, strict=True)})
-    )
+    pipe = client.pipeline(transaction=False)
+    for day in days:
+        pipe.hmget(_site_day_key(day), fields)
+    counts: Counter[str] = Counter()
+    for values in pipe.execute():
+        counts.update({reason: int(value or 0) for reason, value in zip(REASONS, values, strict=True)})
+    return _by_reason(counts)
 
 
 def _by_reason(counts: Counter[str]) -> dict[str, int]:

@@ -8,7 +8,7 @@ Mapped onto our event: `name` is the event type (none: `page_view`), `data` its 
 `id` (Umami's distinct id) its user id, `timestamp` (Unix seconds) its time or else now,
 `url` (a path, or a URL) with `hostname` its URL and path. An `identify` or `performance`
 body is answered as Umami answers it and stores nothing: we keep no session data or web
-vitals. Umami's answers: 200 on success (no session token: visits are assigned by the worker,
+vitals. Umami's answers: 200 on success (no session token: visits are assigned once stored,
 so there is none to give), and `{"error": {message, code, status}}` for errors, `400 Website
 not found.` for an unknown website id among them.
 """

@@ -5,10 +5,11 @@ workers update a counting document safely. So:
 
 1. A worker that stored a batch appends the batch's tallies per quarter hour to Redis streams, in the
    same round trip that settles the batch (`append_batch`), users by name: the compactor
-   gives them their ids (`user_ids`) once a round. It counts only the events that
-   batch itself stored (`event_store.owned_events`), so a redelivery appends the same delta
-   again. Sites are spread over SHARDS streams by a stable hash of the site id, and a batch
-   appends one entry to each shard its events fall in.
+   gives them their ids (`user_ids`) once a round; and a row per stored event for the
+   visits, which the compactor folds before the tallies (app/sessions/fold.py). It counts
+   only the events that batch itself stored (`event_store.owned_events`), so a redelivery
+   appends the same delta again. Sites are spread over SHARDS streams by a stable hash of
+   the site id, and a batch appends one entry to each shard its events fall in.
 2. One compactor per shard at a time (a Redis lock per shard) reads that shard's stream in
    order and adds each delta into its site's quarter, hour, day and week rollups, which only it writes
    (`compact`). So every worker's compactor can work at once, on different shards, and no
@@ -60,8 +61,10 @@ from app.rollups.buckets import QUARTER, WEEK, Bucket, containing_buckets, floor
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
 from app.rollups.tally import Tally, quarter_documents
+from app.sessions.fold import fold_visits
+from app.sessions.rows import rows_of
 from app.store import events as event_store
-from app.store import expired
+from app.store import expired, fenced
 from app.store import rollups as rollup_store
 from app.store.errors import is_transient
 
@@ -108,16 +111,28 @@ def marker(batch_id: str, shard: int) -> str:
     return f"{batch_id}@{shard}"
 
 
-def append_batch(pipe: redis.client.Pipeline, batch_id: str, events: Iterable[Mapping[str, Any]]) -> None:
-    """Add 'append this batch's tallies per quarter hour to the streams of their shards' to
-    the pipeline's commands. The users go by name: the compactor gives them their ids
-    (`user_ids`) once a round, which spares every batch a round trip of its own."""
+def append_batch(
+    pipe: redis.client.Pipeline,
+    batch_id: str,
+    events: Iterable[Mapping[str, Any]],
+    visit_rows: Mapping[str, list[list[Any]]] | None = None,
+) -> None:
+    """Add 'append this batch's tallies per quarter hour, and its `visit_rows` (by site,
+    `app.sessions.rows.rows_of`), to the streams of their shards' to the pipeline's commands.
+    The users go by name: the compactor gives them their ids (`user_ids`) once a round,
+    which spares every batch a round trip of its own."""
     by_shard: dict[int, list[dict[str, Any]]] = {}
     for (site_id, quarter), types in quarter_documents(events).items():
         delta = {"site_id": site_id, "quarter": quarter.isoformat(), "types": types}
         by_shard.setdefault(shard_of(site_id), []).append(delta)
-    for shard, deltas in by_shard.items():
-        pipe.xadd(stream_key(shard), {"batch": marker(batch_id, shard), "deltas": orjson.dumps(deltas)})
+    rows_by_shard: dict[int, list[list[Any]]] = {}
+    for site_id, rows in (visit_rows or {}).items():
+        rows_by_shard.setdefault(shard_of(site_id), []).extend(rows)
+    for shard in sorted(by_shard.keys() | rows_by_shard.keys()):
+        fields = {"batch": marker(batch_id, shard), "deltas": orjson.dumps(by_shard.get(shard, []))}
+        if shard in rows_by_shard:
+            fields["visits"] = orjson.dumps(rows_by_shard[shard])
+        pipe.xadd(stream_key(shard), fields)
 
 
 def backlog(client: redis.Redis) -> int:
@@ -179,7 +194,7 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
 def _passes(error: Exception) -> bool:
     """Whether a round failed on the servers (away, busy, the lock lost), not on its entries:
     it is then tried again whole, nothing set aside."""
-    return isinstance(error, RedisError | rollup_store.StaleWriteError) or is_transient(error)
+    return isinstance(error, RedisError | fenced.StaleWriteError) or is_transient(error)
 
 
 def _drain(
@@ -292,11 +307,12 @@ def _apply(
     entries_read: list[Entry],
     caps: Caps,
 ) -> None:
-    """Add the entries' deltas into the rollups, BUCKETS_PER_ROUND rollups at a time, skipping
-    batches already added, entries of batches with a share set aside (the rest of them is in)
-    and entries a rollup already holds (an earlier round that stopped halfway), then mark the
-    batches. Each rollup is read and written once, however many of the entries touch it. An
-    entry that cannot be read fails the round, to be set aside when the round is isolated."""
+    """Fold the entries' rows into the visits (`fold_visits`), then add their deltas into the
+    rollups, BUCKETS_PER_ROUND rollups at a time, skipping batches already added, entries of
+    batches with a share set aside (the rest of them is in) and entries a rollup (or a visit)
+    already holds (an earlier round that stopped halfway), then mark the batches. Each rollup
+    is read and written once, however many of the entries touch it. An entry that cannot be
+    read fails the round, to be set aside when the round is isolated."""
     for entry in entries_read:
         if entry.malformed is not None:
             raise entries.UnreadableEntryError(f"entry {entry.stream_id} cannot be read: {entry.malformed}")
@@ -305,6 +321,7 @@ def _apply(
     unmarked = [entry for entry in first_of_batch.values() if entry.batch_id not in applied]
     withheld = shares.withheld(client, shard, (entry.of for entry in unmarked))
     fresh = sorted((entry for entry in unmarked if entry.of not in withheld), key=lambda entry: entry.order)
+    fold_visits(db, client, hold, shard, fresh, entries_read[-1].stream_id)
     numbers = _user_ids(db, fresh)
     buckets = sorted(set().union(*(entry.buckets for entry in fresh)), key=lambda bucket: bucket.id)
     for start in range(0, len(buckets), BUCKETS_PER_ROUND):
@@ -368,20 +385,14 @@ def _save(
 
 
 def _write(db: Database[Any], hold: lease.Lease, rollups: list[Rollup], through: str) -> None:
-    """Write the rollups with the hold's fence. A write refused for a stored fence while the
-    lock is still this holder's means the fence counter went back (Redis lost its data, or
-    failed over): the hold takes a fence above the one refused, and the write is sent again.
-    Each time the hold's fence passes a stored one, so it ends."""
+    """Write the rollups with the hold's fence (`lease.Lease.write_fenced`)."""
     new = {rollup.bucket.id for rollup in rollups if rollup.new}
-    while True:
+
+    def write() -> None:
         documents = [rollup.document(through, hold.fence, hold.token) for rollup in rollups]
-        try:
-            rollup_store.save_rollups(db, documents, new, before_each_write=hold.check)
-            return
-        except rollup_store.StaleWriteError as error:
-            if error.fence < hold.fence:
-                raise  # not refused for a fence
-            hold.raise_fence_above(error.fence)  # LostLockError if a newer holder wrote them
+        rollup_store.save_rollups(db, documents, new, before_each_write=hold.check)
+
+    hold.write_fenced(write)
 
 
 @dataclass
@@ -454,6 +465,9 @@ def rebuild(
     batches are left to their own deltas, still to come. A rebuild writes no marker itself:
     one it wrote, then stalled past its lock's expiry before its rollups were, would name a
     batch no rollup counts, and a newer holder would skip the batch's late delta.
+
+    The visits are left as they are: the batches appended again carry their rows for the
+    visits (their entries, lost, never folded them), so their visits are folded then.
     """
     shard = shard_of(site_id)
     with _holding(client, shard, wait=2 * LOCK_SECONDS) as hold:
@@ -526,13 +540,14 @@ def _countable(
 
 
 def _append_again(client: redis.Redis, events: list[dict[str, Any]]) -> str:
-    """Append the deltas of the batches of `events` (one site's) again; return the last
-    entry's id."""
+    """Append the deltas of the batches of `events` (one site's) again, with their rows for
+    the visits (the previous day's visitor ids are not stored: a cookie-less visit across
+    midnight of such a batch is split); return the last entry's id."""
     by_batch: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_batch.setdefault(event["batch_id"], []).append(event)
     pipe = client.pipeline(transaction=True)
     for batch_id, batch_events in by_batch.items():
-        append_batch(pipe, batch_id, batch_events)
+        append_batch(pipe, batch_id, batch_events, rows_of(batch_events, {}))
     appended = cast(list[bytes], pipe.execute())
     return appended[-1].decode()

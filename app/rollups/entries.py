@@ -1,5 +1,6 @@
 """An entry of a shard's stream of deltas, as the compactor reads it: a batch's tallies of the
-shard's sites per quarter hour, or a share of one set aside and replayed (`shares`).
+shard's sites per quarter hour with its rows for the visits (`app/sessions/rows.py`), or a
+share of one set aside and replayed (`shares`), which carries no rows.
 
 Reading an entry never fails: one that cannot be read (not JSON, a delta without its site or
 hour, a field missing) is `malformed`, and the compactor sets it aside whole, so that no entry
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 
 from app.rollups.buckets import Bucket, containing_buckets
+from app.sessions.rows import VisitRow, read_rows
 
 # The `through` of a rollup that holds no stream entry (Redis's smallest stream id).
 NO_ENTRY = "0-0"
@@ -47,11 +49,16 @@ class Entry:
     of: str  # the marker of the batch the entry belongs to (its own, but for a share)
     only: frozenset[str] | None = None  # the ids of the rollups a share goes into
     malformed: str | None = None  # why the entry cannot be read, if it cannot
+    visit_rows: bytes = b""  # the rows for the visits as appended (none in a share)
 
     @cached_property
     def deltas(self) -> list[dict[str, Any]]:
         deltas: list[dict[str, Any]] = orjson.loads(self.raw)
         return deltas
+
+    @cached_property
+    def visits(self) -> list[VisitRow]:
+        return read_rows(self.visit_rows)
 
     @cached_property
     def order(self) -> tuple[int, int]:
@@ -87,14 +94,15 @@ def _entry(stream_id: str, fields: Mapping[bytes, bytes]) -> Entry:
     batch = fields[b"batch"].decode()
     only = frozenset(json.loads(fields[b"only"])) if b"only" in fields else None
     of = fields[b"of"].decode() if b"of" in fields else batch
-    return Entry(stream_id, batch, fields[b"deltas"], of, only)
+    return Entry(stream_id, batch, fields[b"deltas"], of, only, visit_rows=fields.get(b"visits", b""))
 
 
 def _malformed(stream_id: str, fields: Mapping[bytes, bytes], error: Exception) -> Entry:
     """An entry that cannot be read, named as far as its fields allow."""
     named = fields.get(b"of") or fields.get(b"batch") or b"unnamed"
     batch = named.decode(errors="replace")
-    return Entry(stream_id, batch, fields.get(b"deltas", b""), batch, malformed=f"{error!r}"[:200])
+    deltas, rows = fields.get(b"deltas", b""), fields.get(b"visits", b"")
+    return Entry(stream_id, batch, deltas, batch, None, f"{error!r}"[:200], rows)
 
 
 def _moment(delta: Mapping[str, Any]) -> tuple[str, str]:

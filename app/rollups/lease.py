@@ -23,13 +23,15 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
 
 import redis
 from redis.exceptions import LockNotOwnedError, RedisError
+
+from app.store.fenced import StaleWriteError
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,20 @@ class Lease:
             fence,
         )
         self.fence = int(cast(int, fence))
+
+    def write_fenced(self, write: Callable[[], None]) -> None:
+        """Run `write`, which writes documents with this hold's fence. A write refused for a
+        stored fence while the lock is still this holder's means the fence counter went back
+        (Redis lost its data, or failed over): the hold takes a fence above the one refused,
+        and `write` runs again. Each time the hold's fence passes a stored one, so it ends."""
+        while True:
+            try:
+                write()
+                return
+            except StaleWriteError as error:
+                if error.fence < self.fence:
+                    raise  # not refused for a fence
+                self.raise_fence_above(error.fence)  # LostLockError if a newer holder wrote them
 
     def _extend(self) -> bool:
         milliseconds = int(self.seconds * 1000)

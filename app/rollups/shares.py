@@ -13,7 +13,11 @@ back into its shard's stream and deletes the field, again in one script under th
 once the entry the share came from is marked. Markers alone could not do this: they are in
 MongoDB, and nothing writes a MongoDB document and a Redis stream entry at once.
 
-An entry that cannot be read is set aside whole, with no field: nothing of it was added.
+An entry that cannot be read is set aside whole, with no field: nothing of it was added, its
+visits' rows included, which it keeps. A share of an entry that was read carries no rows, so
+that a replay never folds them twice: they are folded before the rollups are added
+(app/sessions/fold.py), and only an entry whose folding fails for a reason of its own loses
+its visits.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ from app.rollups.lease import Lease, LostLockError
 
 # Stream: the shares set aside, each with its shard, its own marker (`batch`), the marker of its
 # batch (`of`) and of the entry it came from (`entry`), its deltas, the rollups it goes into
-# (`only`; none for an entry set aside whole) and the error.
+# (`only`; none for an entry set aside whole), the visits' rows of an entry set aside whole
+# (`visits`) and the error.
 SET_ASIDE_KEY = "analytics:rollups:set-aside"
 # Hash per shard: the marker of each batch with a share set aside -> the ids of its rollups.
 WITHHELD_PREFIX = "analytics:rollups:withheld"
 # The fields of a share that go back into its shard's stream when replayed.
-REPLAYED_FIELDS = (b"batch", b"of", b"deltas", b"only")
+REPLAYED_FIELDS = (b"batch", b"of", b"deltas", b"only", b"visits")
 # Shares a replay holds in memory at once.
 SHARES_PER_PAGE = 500
 # KEYS: the lock, the set-aside stream, the shard's withheld hash. ARGV: the holder's token,
@@ -99,6 +104,8 @@ def put(hold: Lease, shard: int, entry: Entry, error: Exception, only: Collectio
         "error": f"{error!r}"[:1000],
     }
     withholding = ["", ""]
+    if only is None and entry.visit_rows:
+        fields["visits"] = entry.visit_rows  # nothing of it was folded either
     if only is not None:
         rollups = json.dumps(sorted(only))
         fields["only"] = rollups

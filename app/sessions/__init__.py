@@ -1,8 +1,9 @@
-"""Visits (sessions), assigned and recorded by the worker: a visit is a visitor's events with
-no pause of 30 minutes or more between them (docs/sessions.md).
+"""Visits (sessions): a visit is a visitor's events with no pause of 30 minutes or more
+between them (docs/sessions.md).
 
-1. `assign.assign_visits`: before a batch is stored, each event gets its visit id from one
-   Redis script over its visitor's last-seen state (app/sessions/assign.py).
-2. `app.store.visits.record_visits`: once the batch is stored, each visit's document gains
-   the batch's events, keyed by event id, so a batch stored again changes nothing.
+1. `rows.rows_of`: the worker appends a row per stored event with an identity to the batch's
+   entry in the rollups' stream (`app.rollups.compactor.append_batch`).
+2. `fold.fold_visits`: the shard's compactor folds the rows, in stream order, into the
+   visitors' states and the visits' documents in MongoDB, exactly once.
+3. `assign.assign`: the pure rule that gives an event its visit from its visitor's state.
 """

@@ -24,7 +24,7 @@ from pymongo.errors import BulkWriteError
 from app.queue import counters
 from app.store import CONCURRENT_LOOKUPS, find_by_ids, insert_new, only_duplicates, raise_unconfirmed
 from app.store.events import PREVIOUS_LAYOUT, event_key
-from app.store.rollups import WRITES_PER_COMMAND
+from app.store.fenced import WRITES_PER_COMMAND
 
 DEAD_EVENTS = "dead_events"
 

@@ -57,10 +57,12 @@ def event_key(message: Mapping[str, Any]) -> str:
     that says how an event is keyed): its site, its UTC time and its event id, so that a
     site's events of a period are one range of `_id`, in time order, which both servers read
     from an index."""
-    return _key(message["site_id"], datetime.fromisoformat(message["timestamp"]), message["event_id"])
+    return stored_key(message["site_id"], datetime.fromisoformat(message["timestamp"]), message["event_id"])
 
 
-def _key(site_id: str, moment: datetime, event_id: str) -> str:
+def stored_key(site_id: str, moment: datetime, event_id: str) -> str:
+    """The key of a site's event at `moment`: an event's `_id`, and its visit's when it
+    opened one (app/sessions/assign.py)."""
     return KEY_SEPARATOR.join((site_id, key_time(moment), event_id))
 
 
@@ -79,8 +81,7 @@ def site_range(site_id: str, start: datetime | None = None, end: datetime | None
 # (`app.enrichment`). The visitor's user agent is not among them: the worker reads it, and
 # it is not kept.
 PAGE_FIELDS = ("url", "referrer", "title", "screen", "language", "props", "visitor_id", "country")
-# ... and the event's visit, which the worker assigns with VISITS on (app/sessions).
-STORED_FIELDS = (*PAGE_FIELDS, *DERIVED_FIELDS, "visit_id")
+STORED_FIELDS = (*PAGE_FIELDS, *DERIVED_FIELDS)
 
 
 def event_document(message: Mapping[str, Any], now: datetime, batch_id: str | None = None) -> dict[str, Any]:
@@ -238,7 +239,7 @@ def _unmoved_events(db: Database[Any], messages: Sequence[Mapping[str, Any]]) ->
         event_id = event.get("event_id") or event["_id"]
         key = by_event.get((event["site_id"], event_id))
         if key is not None:
-            found[key] = {**event, "_id": _key(event["site_id"], event["timestamp"], event_id)}
+            found[key] = {**event, "_id": stored_key(event["site_id"], event["timestamp"], event_id)}
     return found
 
 
@@ -252,6 +253,7 @@ def _site_events_filter(site_id: str, start: datetime, end: datetime) -> dict[st
 STREAM_BATCH = 1000
 RAW_FIELDS = (
     "site_id",
+    "event_id",
     "event_type",
     "path",
     "user_id",
@@ -355,7 +357,7 @@ def rekey_events(db: Database[Any], documents: Sequence[dict[str, Any]]) -> int:
     copies = [
         {
             **document,
-            "_id": _key(
+            "_id": stored_key(
                 document["site_id"], document["timestamp"], document.get("event_id") or document["_id"]
             ),
         }
@@ -387,8 +389,9 @@ def _delete_by_id(collection: Collection[Any], ids: list[str]) -> None:
     collection.delete_many({"_id": {"$in": ids}})
 
 
-# What an export leaves out of a stored event: the service's own bookkeeping.
-INTERNAL_FIELDS = ("batch_id", "created_at", "updated_at")
+# What an export leaves out of a stored event: the service's own bookkeeping, and the visit
+# that events stored by earlier versions with VISITS=1 name (visits are assigned anew).
+INTERNAL_FIELDS = ("batch_id", "created_at", "updated_at", "visit_id")
 
 
 def site_events_page(

@@ -1,8 +1,8 @@
 """The `sites`, `read_keys` and `server_keys` collections: the registered sites with the
-domains their pages are served from, whether their servers need a key and the Umami website
-id Umami's clients name them by (optional), the hashed read
-keys of each site (or of the operator), and the hashed server keys that servers send events
-with. Read keys and server keys live apart, so that neither can ever pass for the other."""
+domains their pages are served from, whether their servers need a key, the Umami website id
+Umami's clients name them by and the hash of their dashboard share token (both optional), the
+hashed read keys of each site (or of the operator), and the hashed server keys that servers
+send events with. Read keys and server keys live apart, so that neither can ever pass for the other."""
 
 from __future__ import annotations
 
@@ -108,6 +108,19 @@ def registered_sites(db: Database[Any]) -> dict[str, RegisteredSite]:
         )
         for doc in db[SITES].find().sort("_id", ASCENDING)
     }
+
+
+def set_share_hash(db: Database[Any], site_id: str, share_hash: str | None) -> bool:
+    """Keep the hash of the site's dashboard share token (one at a time), or with None none;
+    False if the site is not registered."""
+    change = {"$set": {"share_hash": share_hash}} if share_hash else {"$unset": {"share_hash": ""}}
+    return db[SITES].update_one({"_id": site_id}, change).matched_count == 1
+
+
+def share_hash(db: Database[Any], site_id: str) -> str | None:
+    """The hash of the site's dashboard share token, if it has one: a read by `_id`."""
+    doc = db[SITES].find_one({"_id": site_id}, projection={"share_hash": 1})
+    return doc.get("share_hash") if doc else None
 
 
 def is_registered(db: Database[Any], site_id: str) -> bool:

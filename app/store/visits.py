@@ -1,32 +1,31 @@
-"""The `visits` collection: one document per visit (app/sessions), by visit id, with its site,
-visitor, first and last times, entry and exit pages (with their times), page count, event
-count and duration, and the ids of the events it recorded lately (`recent`: event id -> when
-recorded), so that a batch delivered again adds nothing twice. Event ids are forgotten after
-a while, so that a visit that never pauses does not grow without bound: long after any
-delivery of a batch can come back (app/sessions/record.py).
+"""The `visits` collection, one document per visit, and `visit_states`, one per visitor: the
+visits the compactor folds a shard's events into (app/sessions/fold.py), their only writer.
 
-FerretDB's updates are not atomic, so a document is read, worked out here and written whole
-by the one batch that holds its lock (app/sessions/locks.py).
+A visit's `_id` is the key of the event that opened it (site, time, event id), so that a
+site's visits of a period are one `_id` range. It holds its site, visitor, first and last
+times, entry and exit pages (with their times), page count, event count and duration. A
+visitor's state (`_id`: site and identity) names its current visit and the one before
+(`app.sessions.assign`). Both hold the last stream entry folded into them (`through`) and the
+compactor's fence (`app/store/fenced.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from pymongo import ReplaceOne
 from pymongo.database import Database
 
 from app.store import find_by_ids
-from app.visitors import identity
+from app.store.events import site_range
+from app.store.fenced import nothing, save_fenced
 
 VISITS = "visits"
+VISIT_STATES = "visit_states"
 PAGE_VIEW = "page_view"
-# The most event ids a visit remembers: a visit of a flood of events stays small enough to
-# rewrite. A delivery that comes back after its visit recorded this many more events could
-# add its events twice.
-MAX_RECENT = 1000
+# What the compactor keeps for itself, left out of what the reporting reads.
+WRITERS_FIELDS = {"through": 0, "fence": 0, "holder": 0}
 
 
 def find_visits(db: Database[Any], visit_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -34,51 +33,34 @@ def find_visits(db: Database[Any], visit_ids: Iterable[str]) -> dict[str, dict[s
     return find_by_ids(db[VISITS], visit_ids)
 
 
+def find_states(db: Database[Any], keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored states among those of these visitors' keys, by key."""
+    return find_by_ids(db[VISIT_STATES], keys)
+
+
 def find_visit(db: Database[Any], visit_id: str) -> dict[str, Any] | None:
-    """A visit's summary, without its recent event ids."""
-    return db[VISITS].find_one({"_id": visit_id}, projection={"recent": 0})
+    """A visit's summary."""
+    return db[VISITS].find_one({"_id": visit_id}, projection=WRITERS_FIELDS)
 
 
-def merged(
-    visit: Mapping[str, Any] | None,
-    events: Sequence[Mapping[str, Any]],
-    now: datetime,
-    remember: timedelta,
-) -> dict[str, Any] | None:
-    """A visit's document with these stored events of it added, or None when it has recorded
-    them all already; the event ids recorded before `now - remember` are forgotten."""
-    recent = {key: at for key, at in (visit or {}).get("recent", {}).items() if at >= now - remember}
-    new = []
-    for event in sorted(events, key=lambda event: event["timestamp"]):
-        if event["event_id"] not in recent:
-            recent[event["event_id"]] = now
-            new.append(event)
-    if not new:
-        return None
-    document = (
-        dict(visit)
-        if visit
-        else {
-            "_id": new[0]["visit_id"],
-            "site_id": new[0]["site_id"],
-            "visitor": identity(new[0]),
-            "page_count": 0,
-            "event_count": 0,
-        }
-    )
-    for event in new:
-        _add(document, event)
-    document["duration"] = round((document["end"] - document["start"]).total_seconds())
-    document["recent"] = dict(sorted(recent.items(), key=lambda item: item[1])[-MAX_RECENT:])
-    return document
+def visits_opened_between(
+    db: Database[Any], site_id: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The site's visits whose opening event lies in `start`..`end` (one `_id` range)."""
+    return list(db[VISITS].find({"_id": site_range(site_id, start, end)}, projection=WRITERS_FIELDS))
 
 
-def _add(visit: dict[str, Any], event: Mapping[str, Any]) -> None:
-    moment, path = event["timestamp"], event.get("path")
+def new_visit(visit_id: str, site_id: str, visitor: str) -> dict[str, Any]:
+    return {"_id": visit_id, "site_id": site_id, "visitor": visitor, "page_count": 0, "event_count": 0}
+
+
+def add_event(visit: dict[str, Any], moment: datetime, event_type: str, path: str | None) -> None:
+    """Add an event to a visit's summary, in whatever order its events come."""
     visit["start"] = min(visit.get("start", moment), moment)
     visit["end"] = max(visit.get("end", moment), moment)
+    visit["duration"] = round((visit["end"] - visit["start"]).total_seconds())
     visit["event_count"] += 1
-    if event["event_type"] != PAGE_VIEW:
+    if event_type != PAGE_VIEW:
         return
     visit["page_count"] += 1
     if path is None:
@@ -89,15 +71,19 @@ def _add(visit: dict[str, Any], event: Mapping[str, Any]) -> None:
         visit["exit_page"], visit["exit_at"] = path, moment
 
 
-def save_visits(db: Database[Any], documents: Iterable[dict[str, Any]], stored: Container[str]) -> None:
-    """Write these visits whole (their writer holds their locks): those not `stored` yet in one
-    insert, the others each replaced; FerretDB writes a batch of new documents in one step,
-    but applies each replacement on its own."""
-    new: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
-    for document in documents:
-        (changed if document["_id"] in stored else new).append(document)
-    if new:
-        db[VISITS].insert_many(new, ordered=False)
-    if changed:
-        db[VISITS].bulk_write([ReplaceOne({"_id": visit["_id"]}, visit) for visit in changed], ordered=False)
+def state_document(key: str, followed: Mapping[str, str | None]) -> dict[str, Any]:
+    """A visitor's state as stored: the ids of its `current` visit and the one before
+    (`previous`), either absent. Their times are the visits' own."""
+    return {"_id": key, **{name: visit for name, visit in followed.items() if visit is not None}}
+
+
+def save(
+    db: Database[Any],
+    collection: str,
+    documents: Sequence[dict[str, Any]],
+    new: Collection[str],
+    before_each_write: Callable[[], None] = nothing,
+) -> None:
+    """Write visits (VISITS) or visitors' states (VISIT_STATES) whole, fenced: those `new`
+    in one insert, the others replaced a few dozen to a command."""
+    save_fenced(db[collection], documents, new, before_each_write)

@@ -58,7 +58,6 @@ class DerivedFieldsSchema(Schema):
     browser_version = _derived_text()
     os = _derived_text()
     os_version = _derived_text()
-    visit_id = _derived_text()
 
 
 derived_fields_schema = DerivedFieldsSchema()

@@ -40,8 +40,9 @@ def chromium(*hosts: str) -> Iterator[webdriver.Chrome]:
         f"--user-agent={BROWSER_USER_AGENT}",
     ):
         options.add_argument(argument)
-    # The browser's own log of each request: what the page cannot see (a beacon's answer).
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    # The browser's own log of each request: what the page cannot see (a beacon's answer);
+    # and its console, where a page's JavaScript errors show.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     # Given the driver's path, Selenium does not look for (or download) one of its own.
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:

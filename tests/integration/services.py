@@ -26,10 +26,10 @@ ROLLUP_CAPS = {"ROLLUP_MAX_PATHS": "100", "ROLLUP_MAX_EVENT_TYPES": "4"}
 SESSION_SETTINGS = {
     **UNLIMITED_RATES,
     "WORKER_CONCURRENCY": "2",
-    "VISITS": "1",  # off by default (its cost on FerretDB): the session's worker keeps visits
     "LOG_LEVEL": "info",
     **ROLLUP_CAPS,
     **FIXED_DATES_ENV,  # tests post fixed 2025 dates
+    "SECRET_KEY": "integration-tests",  # signs the dashboard's sessions
 }
 
 

@@ -26,8 +26,8 @@ from redis.exceptions import LockNotOwnedError
 
 from app.rollups import compactor, generations
 from app.store import events as event_store
+from app.store import fenced, user_numbers
 from app.store import rollups as rollup_store
-from app.store import user_numbers
 from reporting.periods import Period
 from reporting.queries import summary, summary_from_pipeline
 from tasks.persist import store_batch
@@ -165,7 +165,7 @@ def test_a_holder_that_lost_its_lock_sends_no_more_writes(servers, monkeypatch):
     store_batch(db, client, "b0", [make_message(site_id=site_id)])
     compactor.compact(db, client)
     store_batch(db, client, "b1", [make_message(site_id=site_id)])
-    monkeypatch.setattr(rollup_store, "WRITES_PER_COMMAND", 1)  # the hour, day and week: 3 commands
+    monkeypatch.setattr(fenced, "WRITES_PER_COMMAND", 1)  # the hour, day and week: 3 commands
     bulk_write = Collection.bulk_write
     sent = []
 

@@ -10,7 +10,7 @@ from pymongo import MongoClient
 
 from app.rollups.buckets import Bucket
 from app.rollups.tally import Tally
-from app.store import is_ferretdb
+from app.store import fenced, is_ferretdb
 from app.store import rollups as rollup_store
 
 
@@ -64,9 +64,9 @@ def test_on_mongodb_a_rollup_write_older_than_the_stored_rollup_is_refused(mongo
     newer = rollup_store.rollup_document(bucket, tally, "2-0", fence=2)
     rollup_store.save_rollups(db, [newer], new={bucket.id})
     older = rollup_store.rollup_document(bucket, tally, "1-0", fence=1)
-    with pytest.raises(rollup_store.StaleWriteError):
+    with pytest.raises(fenced.StaleWriteError):
         rollup_store.save_rollups(db, [older])
-    with pytest.raises(rollup_store.StaleWriteError):
+    with pytest.raises(fenced.StaleWriteError):
         rollup_store.save_rollups(db, [older], new={bucket.id})
     assert rollup_store.rollup_documents(db, [bucket.id])[bucket.id]["through"] == "2-0"
     client.close()

@@ -405,6 +405,33 @@ def test_the_visitor_is_one_without_a_cookie_and_the_address_is_not_stored(visit
     assert not any("ip" in event for event in events)
 
 
+@pytest.mark.parametrize("tracker", ["ours", "plausible"])
+def test_each_tracker_s_visitor_makes_one_visit_shown_in_the_breakdowns(visits, keyed, db, sites, tracker):
+    """The compactor folds the visitor's events into one visit (app/sessions), entered on the
+    landing page and left on the last page viewed; `/stats/breakdown` shows it by entry and
+    exit page, and counts every event by device and source."""
+    site_id, events = sites[tracker].site_id, visits.stored[tracker]
+    wait_until(
+        lambda: reporting(keyed, "/stats/breakdown", site_id, by="entry_page")["results"],
+        TIMEOUT,
+        f"{tracker}'s visit folded",
+    )
+    views = sorted(
+        (event for event in events if event["event_type"] == "page_view"), key=lambda e: e["timestamp"]
+    )
+    stored = [
+        (visit["visitor"], visit["entry_page"], visit["exit_page"], visit["page_count"], visit["event_count"])
+        for visit in db.visits.find({"site_id": site_id})
+    ]
+    assert stored == [(events[0]["visitor_id"], "/", views[-1]["path"], len(views), len(events))]
+    for by, expected in (("entry_page", [("/", 1)]), ("exit_page", [(views[-1]["path"], 1)])):
+        rows = reporting(keyed, "/stats/breakdown", site_id, by=by)["results"]
+        assert [(row["value"], row["views"]) for row in rows] == expected
+    for by in ("device", "browser", "source"):
+        rows = reporting(keyed, "/stats/breakdown", site_id, by=by)["results"]
+        assert sum(row["views"] for row in rows) == len(events), (by, rows)
+
+
 def test_a_visitor_whose_clock_runs_fast_is_counted_at_the_server_s_time(visits):
     """Our tag sent its clock, two hours fast, as `timestamp` and `sent_at`: each event is
     stored at the time ingestion received it, which the stored `created_at` follows closely."""

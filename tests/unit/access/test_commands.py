@@ -113,3 +113,20 @@ def test_an_umami_website_id_is_a_uuid_of_one_site_only(cli):
     )
     other = "0f6a6bb1-7d36-4c55-9a7e-d5c1f1a0e0b2"
     assert "No site nobody is registered" in cli("site", "umami-id", "nobody", other, exit_code=1)
+
+
+def test_a_share_link_is_printed_once_and_only_its_hash_kept_with_the_site(cli, db):
+    cli("site", "add", "shop/eu", "--domain", "shop.test")
+    link = cli("site", "share", "shop/eu").splitlines()[-1]
+    path, token = link.split("?share=")
+    assert path == "/dashboard/shop/eu"
+    assert token.startswith("sh_")
+    assert sites.share_hash(db, "shop/eu") == hashlib.sha256(token.encode()).hexdigest()
+    assert cli("site", "unshare", "shop/eu") == "Site shop/eu has no dashboard link now\n"
+    assert sites.share_hash(db, "shop/eu") is None
+
+
+def test_only_a_registered_site_is_shared(cli, db):
+    assert "No site nobody is registered" in cli("site", "share", "nobody", exit_code=1)
+    assert "No site nobody is registered" in cli("site", "unshare", "nobody", exit_code=1)
+    assert sites.share_hash(db, "nobody") is None

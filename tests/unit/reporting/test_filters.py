@@ -230,6 +230,14 @@ def test_a_bad_filter_is_a_400_naming_it(reporting, endpoint, filters, says):
     assert says in body["errors"]["filters"][0]
 
 
+@pytest.mark.parametrize("by", ["entry_page", "exit_page"])
+@pytest.mark.parametrize("endpoint", ["/stats/breakdown", "/stats/aggregated"])
+def test_a_breakdown_by_visits_refuses_filters_naming_them(reporting, endpoint, by):
+    response = reporting.get(f"{endpoint}?{PERIOD}&by={by}&filters=source==Google")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"filters": [f"Filters do not apply to a breakdown by {by}."]}
+
+
 @pytest.fixture
 def bounded(settings, db, counter_store):
     """A reporting service that reads at most 50 events for a filtered question."""

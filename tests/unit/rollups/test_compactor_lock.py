@@ -12,6 +12,7 @@ from redis.exceptions import LockNotOwnedError
 
 from app.rollups import compactor, lease
 from app.store import events as event_store
+from app.store import fenced
 from app.store import rollups as rollup_store
 from reporting.periods import Period
 from reporting.queries import summary, summary_from_pipeline
@@ -84,7 +85,7 @@ def test_no_rollup_write_is_sent_once_the_lock_is_lost(db, counter_store, monkey
     store_batch(db, counter_store, "b0", [make_message()])
     compactor.compact(db, counter_store)
     store_batch(db, counter_store, "b1", [make_message()])
-    monkeypatch.setattr(rollup_store, "WRITES_PER_COMMAND", 1)  # the hour, day and week: 3 commands
+    monkeypatch.setattr(fenced, "WRITES_PER_COMMAND", 1)  # the hour, day and week: 3 commands
     collection_type = type(db[rollup_store.ROLLUPS])
     bulk_write = collection_type.bulk_write
     sent = []

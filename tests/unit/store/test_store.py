@@ -7,7 +7,7 @@ from app.queue import counters
 from app.rollups.buckets import Bucket
 from app.rollups.tally import Tally
 from app.store import events as event_store
-from app.store import only_duplicates
+from app.store import fenced, only_duplicates
 from app.store import rollups as rollup_store
 from tools.factories import make_message
 
@@ -195,7 +195,7 @@ def test_a_rollup_write_older_than_the_stored_rollup_is_refused(db):
         refusal_of(lambda: rollup_store.save_rollups(db, [{**older, "events": 0}])),  # emptied
     ]
     assert rollup_store.rollup_documents(db, [newer["_id"]]) == {newer["_id"]: newer}
-    assert all(isinstance(refusal, rollup_store.StaleWriteError) for refusal in refusals)
+    assert all(isinstance(refusal, fenced.StaleWriteError) for refusal in refusals)
     rollup_store.save_rollups(db, [{**newer, "through": "3-0"}])  # the holder itself writes again
     assert rollup_store.rollup_documents(db, [newer["_id"]])[newer["_id"]]["through"] == "3-0"
 
@@ -206,7 +206,7 @@ def test_a_rollup_write_of_another_hold_with_the_same_fence_is_refused_and_names
     (stored,) = rollup_documents_of("site-1", "2-0", hours=1)
     rollup_store.save_rollups(db, [{**stored, "fence": 7, "holder": "newer"}], new={stored["_id"]})
     refusal = refusal_of(lambda: rollup_store.save_rollups(db, [{**stored, "fence": 7, "holder": "stalled"}]))
-    assert isinstance(refusal, rollup_store.StaleWriteError)
+    assert isinstance(refusal, fenced.StaleWriteError)
     assert refusal.fence == 7
     rollup_store.save_rollups(db, [{**stored, "fence": 7, "holder": "newer", "through": "3-0"}])
     assert rollup_store.rollup_documents(db, [stored["_id"]])[stored["_id"]]["through"] == "3-0"

@@ -51,11 +51,10 @@ def test_a_batch_sent_again_with_new_timestamps_counts_its_events_once(db, count
     assert [row["events"] for row in rows] == [1]
 
 
-def test_storing_a_batch_takes_two_redis_round_trips(db, counter_store, monkeypatch):
-    """With VISITS on, one more assigns the events' visits (and takes their locks) before the
-    insert, which needs them; ledger, counters, rollup deltas, realtime entries and the locks' release ride in
-    one transaction after it. The users' ids are the compactor's to assign, once a round
-    rather than once a message."""
+def test_storing_a_batch_takes_one_redis_round_trip_with_or_without_visits(db, counter_store, monkeypatch):
+    """Ledger, counters, rollup deltas, the visits' rows and realtime entries ride in one
+    transaction after the insert: the visits are the compactor's to assign, and the users'
+    ids too, once a round rather than once a message."""
     round_trips = []
 
     def counted(send):
@@ -73,12 +72,12 @@ def test_storing_a_batch_takes_two_redis_round_trips(db, counter_store, monkeypa
     now = datetime.now(UTC).isoformat()  # recent: the realtime view's entries ride along
     messages = [make_message(user_id="u1", timestamp=now), make_message(user_id="u2", site_id="other")]
     persist.store_batch(db, counter_store, "batch-1", messages)
-    assert len(round_trips) == 1  # visits off (the default): no visit script
+    assert len(round_trips) == 1
     round_trips.clear()
     persist.store_batch(
-        db, counter_store, "batch-2", [make_message(user_id="u3", timestamp=now)], visits=True
+        db, counter_store, "batch-2", [make_message(user_id="u3", timestamp=now)], visits=False
     )
-    assert len(round_trips) == 2
+    assert len(round_trips) == 1
 
 
 def test_events_mongodb_refuses_are_dead_lettered_and_the_rest_counted(db, counter_store, monkeypatch):

@@ -24,6 +24,8 @@ DROPIN_ERRORS = {
 # Plausible's endpoint keeps only its 400 in Plausible's shape.
 DROPIN_STATUS_ERRORS = {("/api/event", "400"): "PlausibleErrors"}
 GUNICORN_ONLY = {"414", "431"}
+# Endpoints of pages for people, not of the API: the dashboard's (docs/dashboard.md).
+PAGES = "dashboard."
 
 
 @pytest.fixture(params=["ingestion", "reporting"])
@@ -42,7 +44,7 @@ def served_operations(client: FlaskClient) -> set[tuple[str, str]]:
     """(path in OpenAPI's spelling, method) of every route the app serves."""
     operations = set()
     for rule in client.application.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith(PAGES):
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         operations |= {

@@ -1,0 +1,252 @@
+"""Visits folded by the compactor from the rollups' stream: stored batches, then compaction
+rounds; each event counts once in its visit however a round dies, is isolated or replayed."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.rollups import compactor
+from app.sessions import fold
+from app.store import events as event_store
+from app.store import rollups as rollup_store
+from app.store import visits as visit_store
+from tasks.persist import store_batch
+from tools.factories import make_message
+
+START = datetime(2025, 11, 15, 10, 0, tzinfo=UTC)
+SITE = "shop"
+
+
+def at(minutes: float, path: str | None = "/", user: str | None = "alice", **fields):
+    moment = START + timedelta(minutes=minutes)
+    return make_message(site_id=SITE, user_id=user, path=path, timestamp=moment.isoformat(), **fields)
+
+
+def summaries(db):
+    """Each visit as (visitor, entry, exit, pages, events, duration), sorted."""
+    return sorted(
+        (
+            visit["visitor"],
+            visit.get("entry_page"),
+            visit.get("exit_page"),
+            visit["page_count"],
+            visit["event_count"],
+            visit["duration"],
+        )
+        for visit in db[visit_store.VISITS].find({"site_id": SITE})
+    )
+
+
+def failing_once(real, error, when=lambda *args: True):
+    """`real`, but raising `error` the first time `when(*args)` holds."""
+    failed: list[bool] = []
+
+    def once(*args, **kwargs):
+        if not failed and when(*args):
+            failed.append(True)
+            raise error
+        return real(*args, **kwargs)
+
+    return once
+
+
+def test_a_visit_records_its_pages_entry_exit_and_duration(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(3, "/pricing"), at(5, None, event_type="signup")])
+    store_batch(db, counter_store, "b2", [at(12, "/docs")])
+    compactor.compact(db, counter_store)
+    [visit] = db[visit_store.VISITS].find()
+    assert visit_store.find_visit(db, visit["_id"]) == {
+        "_id": visit["_id"],
+        "site_id": SITE,
+        "visitor": "alice",
+        "start": START,
+        "end": START + timedelta(minutes=12),
+        "entry_page": "/",
+        "entry_at": START,
+        "exit_page": "/docs",
+        "exit_at": START + timedelta(minutes=12),
+        "page_count": 3,
+        "event_count": 4,
+        "duration": 720,
+    }
+
+
+def test_a_visits_id_begins_with_its_site_and_the_time_of_the_event_that_opened_it(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0), at(100)])
+    compactor.compact(db, counter_store)
+    opened = visit_store.visits_opened_between(
+        db, SITE, START + timedelta(minutes=50), START + timedelta(hours=3)
+    )
+    assert [visit["start"] for visit in opened] == [START + timedelta(minutes=100)]
+
+
+def test_visits_split_at_a_pause_and_each_visitor_has_their_own(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(12, "/pricing"), at(13, "/blog", "bob")])
+    store_batch(db, counter_store, "b2", [at(40, "/signup"), at(120, "/")])
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [
+        ("alice", "/", "/", 1, 1, 0),
+        ("alice", "/", "/signup", 3, 3, 2400),
+        ("bob", "/blog", "/blog", 1, 1, 0),
+    ]
+
+
+def test_an_event_arriving_late_becomes_the_entry(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(5, "/pricing")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b2", [at(1, "/")])
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_a_batch_delivered_again_counts_once_in_its_visits(db, counter_store):
+    batch = [at(0, "/"), at(4, "/pricing"), at(9, "/signup")]
+    store_batch(db, counter_store, "b1", batch)
+    store_batch(db, counter_store, "b1", batch)  # appended again, in the same round
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b1", batch)  # and in a later one
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [("alice", "/", "/signup", 3, 3, 540)]
+
+
+def test_events_without_an_identity_have_no_visit(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0, user=None)])
+    compactor.compact(db, counter_store)
+    assert summaries(db) == []
+
+
+def test_with_visits_off_a_worker_hands_no_rows(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0)], visits=False)
+    compactor.compact(db, counter_store)
+    assert summaries(db) == []
+
+
+def test_a_cookieless_visit_goes_on_across_midnight_under_the_new_days_id(db, counter_store):
+    evening = make_message(site_id=SITE, user_id=None, path="/", timestamp="2025-11-15T23:50:00Z")
+    store_batch(db, counter_store, "b1", [{**evening, "visitor_id": "a" * 32}])
+    compactor.compact(db, counter_store)
+    after = {
+        **make_message(site_id=SITE, user_id=None, path="/after", timestamp="2025-11-16T00:10:00Z"),
+        "visitor_id": "b" * 32,
+        "previous_visitor_id": "a" * 32,
+    }
+    store_batch(db, counter_store, "b2", [after])
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [("a" * 32, "/", "/after", 2, 2, 1200)]
+
+
+@pytest.mark.parametrize("collection", [visit_store.VISITS, visit_store.VISIT_STATES])
+def test_a_round_that_dies_while_writing_the_visits_adds_nothing_twice(
+    db, counter_store, monkeypatch, collection
+):
+    """Dying after the visits are saved and before the states (or before anything): the
+    next round assigns the same visits, and each visit's `through` skips what it holds."""
+    store_batch(db, counter_store, "b0", [at(0, "/")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b1", [at(4, "/pricing"), at(100, "/")])
+    away = RedisConnectionError("Redis away")  # a server's condition: the round is tried again whole
+    monkeypatch.setattr(
+        visit_store, "save", failing_once(visit_store.save, away, lambda db, name, *rest: name == collection)
+    )
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [("alice", "/", "/", 1, 1, 0), ("alice", "/", "/pricing", 2, 2, 240)]
+    assert compactor.backlog(counter_store) == 0
+
+
+def compact_dying_before_the_markers(db, counter_store, monkeypatch):
+    """A round that dies after saving the visits and the rollups, before its markers (Redis
+    away: a server's condition, so the round is tried again whole), then the next round."""
+    away = RedisConnectionError("Redis away")
+    monkeypatch.setattr(
+        rollup_store, "mark_batches_applied", failing_once(rollup_store.mark_batches_applied, away)
+    )
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    compactor.compact(db, counter_store)
+
+
+def test_a_round_that_dies_before_marking_its_batches_adds_nothing_twice(db, counter_store, monkeypatch):
+    """The states were saved: folded again, the round's first event would find its visitor's
+    state moved two visits on and open a visit of its own; its visitor's `through` skips it."""
+    store_batch(db, counter_store, "b0", [at(10, "/pricing")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(100, "/"), at(200, "/")])
+    compact_dying_before_the_markers(db, counter_store, monkeypatch)
+    assert summaries(db) == [
+        ("alice", "/", "/", 1, 1, 0),
+        ("alice", "/", "/", 1, 1, 0),
+        ("alice", "/", "/pricing", 2, 2, 600),
+    ]
+
+
+def test_a_round_that_only_widened_its_visits_and_died_before_its_markers_adds_nothing_twice(
+    db, counter_store, monkeypatch
+):
+    """No visit opened, so the state was not rewritten: folded again, 20 now lies within 30
+    minutes of the visit 35 widened (the current one), which holds the round's entries."""
+    store_batch(db, counter_store, "b0", [at(0, "/"), at(60, "/later")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "b1", [at(20, "/a"), at(35, "/b")])
+    compact_dying_before_the_markers(db, counter_store, monkeypatch)
+    assert summaries(db) == [("alice", "/", "/a", 2, 2, 1200), ("alice", "/b", "/later", 2, 2, 1500)]
+    assert db[visit_store.VISIT_STATES].count_documents({}) == 1
+
+
+def test_an_entry_set_aside_and_replayed_folds_its_visits_once(db, counter_store, monkeypatch):
+    """A round's rollups refused for a reason of the entries' own: the round is isolated, an
+    entry at a time, each entry's share set aside and later replayed; a share carries no
+    visit rows."""
+    store_batch(db, counter_store, "b0", [at(0, "/")])
+    store_batch(db, counter_store, "b1", [at(4, "/pricing")])
+    refused = ValueError("a rollup too large")  # not a server's condition
+
+    def refusing(db, documents, *args, **kwargs):
+        raise refused
+
+    monkeypatch.setattr(rollup_store, "save_rollups", refusing)
+    compactor.compact(db, counter_store)
+    assert compactor.set_aside(counter_store) == 2
+    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+    monkeypatch.undo()
+    compactor.replay_set_aside(db, counter_store)
+    compactor.compact(db, counter_store)
+    compactor.compact(db, counter_store)
+    assert (compactor.backlog(counter_store), compactor.set_aside(counter_store)) == (0, 0)
+    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_a_round_reads_its_visitors_a_slice_at_a_time(db, counter_store, monkeypatch):
+    monkeypatch.setattr(fold, "IDS_PER_SLICE", 2)
+    store_batch(db, counter_store, "b1", [at(minute, user=f"user-{minute}") for minute in range(5)])
+    store_batch(db, counter_store, "b2", [at(minute + 10, user=f"user-{minute}") for minute in range(5)])
+    compactor.compact(db, counter_store)
+    assert [visit[4] for visit in summaries(db)] == [2] * 5
+
+
+def test_a_rebuild_leaves_the_visits_as_they_are(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(4, "/pricing")])
+    compactor.compact(db, counter_store)
+    before = summaries(db)
+    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
+    assert summaries(db) == before
+
+
+def test_a_rebuild_folds_the_visits_of_a_batch_whose_entry_was_lost(db, counter_store):
+    lost = [at(0, "/"), at(4, "/pricing")]
+    event_store.insert_events(db, lost, "lost-batch")  # stored, but its entry never appended
+    db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
+    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
+    store_batch(db, counter_store, "lost-batch", lost)  # a late redelivery: skipped by its marker
+    compactor.compact(db, counter_store)
+    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_a_long_identity_keys_its_state_by_its_hash(db, counter_store):
+    store_batch(db, counter_store, "b1", [at(0, user="u" * 256), at(5, user="u" * 256)])
+    compactor.compact(db, counter_store)
+    [state] = db[visit_store.VISIT_STATES].find()
+    assert len(state["_id"]) == len(SITE) + 1 + 64
+    assert summaries(db) == [("u" * 256, "/", "/", 2, 2, 300)]
