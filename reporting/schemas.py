@@ -6,7 +6,16 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX, is_dimension
 from app.web.errors import MISSING_MESSAGE
@@ -180,4 +189,17 @@ class EventExportQuerySchema(SiteQuerySchema):
 
 
 event_export_query_schema = EventExportQuerySchema()
-stats_export_query_schema = PeriodQuerySchema()
+
+
+class StatsExportQuerySchema(PeriodQuerySchema):
+    """Every event of the period: `filters` is refused rather than ignored, lest a filtered
+    export be taken for what the filters chose."""
+
+    filters = fields.Raw()
+
+    @validates("filters")
+    def _no_filters(self, value: Any, **kwargs: Any) -> None:
+        raise ValidationError("The export does not take filters: it counts every event.")
+
+
+stats_export_query_schema = StatsExportQuerySchema()

@@ -238,6 +238,14 @@ def test_a_breakdown_by_visits_refuses_filters_naming_them(reporting, endpoint, 
     assert response.get_json()["errors"] == {"filters": [f"Filters do not apply to a breakdown by {by}."]}
 
 
+def test_the_stats_export_refuses_filters_rather_than_ignoring_them(reporting):
+    response = reporting.get(f"/stats/export?{PERIOD}&filters=source==Google")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {
+        "filters": ["The export does not take filters: it counts every event."]
+    }
+
+
 @pytest.fixture
 def bounded(settings, db, counter_store):
     """A reporting service that reads at most 50 events for a filtered question."""
