@@ -151,3 +151,10 @@ def test_the_query_api_ignores_a_site_id_parameter_for_the_bodys(keyed_reporting
         "/api/v2/query?site_id=other", json=QUERY, headers=bearer(site_key("other"))
     )
     assert response.status_code == 403
+
+
+def test_a_query_body_too_large_to_read_is_a_413_with_a_key_too(keyed_reporting, site_key):
+    body = {**QUERY, "filters": [["is", "event:page", ["/" * 70000]]]}
+    response = keyed_reporting.post("/api/v2/query", json=body, headers=bearer(site_key("shop")))
+    assert response.status_code == 413
+    assert response.get_json()["status"] == "error"

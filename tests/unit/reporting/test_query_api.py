@@ -330,3 +330,15 @@ def test_a_body_that_is_not_json_is_a_400(reporting):
     response = reporting.post("/api/v2/query", data="site_id=x", content_type="text/plain")
     assert response.status_code == 400
     assert response.get_json()["message"] == "The request body must be a JSON object"
+
+
+def test_a_body_larger_than_an_events_is_a_413(reporting):
+    request = {
+        "site_id": SITE,
+        "metrics": ["visitors"],
+        "date_range": "day",
+        "filters": [["is", "event:page", ["/" * 70000]]],
+    }
+    response = reporting.post("/api/v2/query", json=request)
+    assert response.status_code == 413
+    assert response.get_json()["status"] == "error"
