@@ -141,13 +141,15 @@ def read_dimensions(value: Any) -> tuple[str, ...]:
     return dimensions
 
 
+# As Plausible's query API reads them today (lib/plausible/stats/query_period.ex): the last
+# n days or months end before today's day or month.
 PRESETS: dict[str, Callable[[date], tuple[date, date]]] = {
     "day": lambda today: (today, today),
     "7d": lambda today: (today - timedelta(days=7), today - timedelta(days=1)),
     "30d": lambda today: (today - timedelta(days=30), today - timedelta(days=1)),
     "month": lambda today: (today.replace(day=1), month_end(today)),
-    "6mo": lambda today: (months_before(today, 5), month_end(today)),
-    "12mo": lambda today: (months_before(today, 11), month_end(today)),
+    "6mo": lambda today: (months_before(today, 6), months_before(today, 0) - timedelta(days=1)),
+    "12mo": lambda today: (months_before(today, 12), months_before(today, 0) - timedelta(days=1)),
     "year": lambda today: (today.replace(month=1, day=1), today.replace(month=12, day=31)),
 }
 

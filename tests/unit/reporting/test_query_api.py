@@ -219,9 +219,12 @@ def test_date_range_presets_are_days_before_today_in_utc(reporting, store):
         assert body["query"]["date_range"][1] == f"{last}T23:59:59+00:00", preset
         stats = reporting.get(f"/stats?site_id={SITE}&start={first}&end={min(last, now)}").get_json()
         assert body["results"][0]["metrics"] == [stats["total_views"]], preset
-    for preset in ("6mo", "12mo"):
+    last_month_end = first_of_month - timedelta(days=1)
+    for preset, months in (("6mo", 6), ("12mo", 12)):
         body = ask(reporting, metrics=["events"], date_range=preset)
-        assert body["query"]["date_range"][0].endswith("-01T00:00:00+00:00")
+        index = now.year * 12 + now.month - 1 - months
+        first = date(index // 12, index % 12 + 1, 1)
+        assert body["query"]["date_range"] == [f"{first}T00:00:00+00:00", f"{last_month_end}T23:59:59+00:00"]
 
 
 def test_a_site_without_events_answers_all_with_today(reporting):
