@@ -18,17 +18,24 @@ from tasks.persist import store_batch
 from tests.unit.reporting.test_filters import SITE, brute_force, traffic, users, value
 from tools.factories import make_event
 
-SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "fixtures" / "plausible" / "query-api-schema.json").read_text()
+# Plausible's published request schema, where a developer put it (tests/fixtures/plausible/
+# README.md says how): Plausible's code is AGPL-licensed, so the repository does not carry it.
+SCHEMA_FILE = Path(__file__).parents[2] / "fixtures" / "plausible" / "query-api-schema.json"
+VALIDATOR = (
+    Draft7Validator(json.loads(SCHEMA_FILE.read_text()), format_checker=Draft7Validator.FORMAT_CHECKER)
+    if SCHEMA_FILE.exists()
+    else None
 )
-VALIDATOR = Draft7Validator(SCHEMA, format_checker=Draft7Validator.FORMAT_CHECKER)
+with_schema = pytest.mark.skipif(VALIDATOR is None, reason=f"Plausible's schema is not at {SCHEMA_FILE}")
 RANGE = ["2025-11-14", "2025-11-15"]
 PERIOD = f"site_id={SITE}&start=2025-11-14&end=2025-11-15"
 
 
 def plausible_valid(request):
-    errors = [error.message for error in VALIDATOR.iter_errors(request)]
-    assert errors == [], errors
+    """The request, once Plausible's schema admits it (where the schema is at hand)."""
+    if VALIDATOR is not None:
+        errors = [error.message for error in VALIDATOR.iter_errors(request)]
+        assert errors == [], errors
     return request
 
 
@@ -48,6 +55,7 @@ def traffic_stored(store):
     store(traffic())
 
 
+@with_schema
 def test_the_schema_fixture_refuses_what_plausible_refuses():
     assert not VALIDATOR.is_valid({"site_id": SITE, "metrics": ["visitors"]})
     assert not VALIDATOR.is_valid({"site_id": SITE, "metrics": ["visitors"], "date_range": "7d", "limit": 3})
@@ -323,7 +331,8 @@ def test_what_plausible_accepts_and_we_do_not_support_is_a_400_naming_it(reporti
     ],
 )
 def test_what_plausible_refuses_is_a_400_too(reporting, request_body, key):
-    assert not VALIDATOR.is_valid(request_body)
+    if VALIDATOR is not None:
+        assert not VALIDATOR.is_valid(request_body)
     response = reporting.post("/api/v2/query", json=request_body)
     assert response.status_code == 400
     assert list(response.get_json()["errors"]) == [key]
