@@ -57,6 +57,7 @@ def traffic_stored(store):
 
 @with_schema
 def test_the_schema_fixture_refuses_what_plausible_refuses():
+    assert VALIDATOR is not None
     assert not VALIDATOR.is_valid({"site_id": SITE, "metrics": ["visitors"]})
     assert not VALIDATOR.is_valid({"site_id": SITE, "metrics": ["visitors"], "date_range": "7d", "limit": 3})
 
