@@ -11,6 +11,8 @@ import (
 	"database/sql"
 	"flag"
 	"log"
+	"net/http"
+	_ "net/http/pprof" // serves Go's profiles under /debug/pprof/ of -debug-addr
 	"net/url"
 	"os/signal"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 func main() {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite URI of an existing directory")
+	debugAddr := flag.String("debug-addr", "", "TCP address serving Go's pprof profiles (off when empty)")
 	flag.Parse()
 
 	server, err := ferretdb.New(&ferretdb.Config{
@@ -42,6 +45,10 @@ func main() {
 
 	go indexIDForever(ctx, sqliteDir(*sqliteURL), time.Second)
 	go checkpointForever(ctx, sqliteDir(*sqliteURL), 10*time.Second)
+
+	if *debugAddr != "" {
+		go func() { log.Print(http.ListenAndServe(*debugAddr, nil)) }() //nolint:gosec // profiling only
+	}
 
 	log.Printf("FerretDB listening on %s, data in %s", *listenAddr, *sqliteURL)
 	if err := server.Run(ctx); err != nil {
