@@ -56,7 +56,7 @@ $(TRACKER_DEPS): tracker/package.json tracker/package-lock.json | node-bin
 tracker: $(TRACKER_DEPS) ## Build the page tag app/ingestion/static/tracker.js from tracker/src/ (commit the result)
 	cd tracker && npm run --silent build
 
-# FerretDB's source from the Go module proxy, patched by tools/ferretdb/id-pushdown.patch.
+# FerretDB's source from the Go module proxy, patched by tools/ferretdb/*.patch.
 $(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
 	tools/ferretdb/build.sh $(FERRETDB)
 
