@@ -73,7 +73,7 @@ secret-key:
 			"$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env; \
 		echo "make: wrote a new SECRET_KEY into .env"; }
 
-# FerretDB's source from the Go module proxy, patched by tools/ferretdb/id-pushdown.patch.
+# FerretDB's source from the Go module proxy, patched by tools/ferretdb/*.patch.
 $(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
 	tools/ferretdb/build.sh $(FERRETDB)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the FerretDB wrapper (main.go) against FerretDB's module source with
-# id-pushdown.patch applied, into the file given as the only argument.
+# Builds the FerretDB wrapper (main.go) against FerretDB's module source with the patches of
+# this directory applied (id-pushdown.patch, then read-fields.patch), into the file given as
+# the only argument.
 #
-# Only the patch is kept in the repository: the source comes from the Go module proxy
+# Only the patches are kept in the repository: the source comes from the Go module proxy
 # (checked against go.sum), is copied under .local/build/ and patched there, and the
 # wrapper is built with a copy of go.mod that replaces the module by that copy.
 set -euo pipefail
@@ -22,7 +23,9 @@ rm -rf "$work"
 mkdir -p "$work"
 cp -r "$pristine" "$work/src"
 chmod -R u+w "$work/src" # the module cache is read-only
-patch --quiet --directory="$work/src" --strip=1 --forward <"$here/id-pushdown.patch"
+for p in "$here"/*.patch; do # in name order: each applies on top of the ones before
+	patch --quiet --directory="$work/src" --strip=1 --forward <"$p"
+done
 
 cp go.mod "$work/go.mod"
 cp go.sum "$work/go.sum"

@@ -11,9 +11,13 @@ import (
 	"database/sql"
 	"flag"
 	"log"
+	"net/http"
+	_ "net/http/pprof" // serves Go's profiles under /debug/pprof/ of -debug-addr
 	"net/url"
+	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,12 +30,17 @@ import (
 func main() {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite URI of an existing directory")
+	debugAddr := flag.String("debug-addr", "", "TCP address serving Go's pprof profiles (off when empty)")
 	flag.Parse()
+
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 
 	server, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listenAddr},
 		Handler:   "sqlite",
-		SQLiteURL: *sqliteURL,
+		SQLiteURL: withMmap(*sqliteURL),
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -43,10 +52,48 @@ func main() {
 	go indexIDForever(ctx, sqliteDir(*sqliteURL), time.Second)
 	go checkpointForever(ctx, sqliteDir(*sqliteURL), 10*time.Second)
 
+	if *debugAddr != "" {
+		go func() { log.Print(http.ListenAndServe(*debugAddr, nil)) }() //nolint:gosec // profiling only
+	}
+
 	log.Printf("FerretDB listening on %s, data in %s", *listenAddr, *sqliteURL)
 	if err := server.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// gcPercent is the Go garbage collector's target unless GOGC is set. Reading a document
+// allocates several times its size, most of it garbage at once, and at Go's default of 100
+// the collector took a large share of a big read's CPU; FerretDB's live heap is small,
+// so a larger multiple of it costs little memory.
+const gcPercent = 200
+
+// mmapSize is SQLite's mmap_size for FerretDB's connections, unless the URI sets one: SQLite
+// then reads the database through a memory map rather than with a system call per page it
+// lacks in its small cache, which a read of many documents spread over the file does for
+// nearly every one. SQLite caps it at its compile-time maximum (2 GiB) and reads pages beyond
+// the map as before.
+const mmapSize = 2147418112
+
+// withMmap returns the SQLite URI with mmap_size set, if the URI does not set it.
+func withMmap(sqliteURL string) string {
+	u, err := url.Parse(sqliteURL)
+	if err != nil {
+		return sqliteURL // FerretDB itself rejects the URI
+	}
+
+	for _, pragma := range u.Query()["_pragma"] {
+		if strings.HasPrefix(pragma, "mmap_size") {
+			return sqliteURL
+		}
+	}
+
+	separator := "?"
+	if strings.Contains(sqliteURL, "?") {
+		separator = "&"
+	}
+
+	return sqliteURL + separator + "_pragma=mmap_size(" + strconv.Itoa(mmapSize) + ")"
 }
 
 // FerretDB's SQLite backend, as patched by id-pushdown.patch, serves _id conditions (equality,
