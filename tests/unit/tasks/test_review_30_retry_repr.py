@@ -69,8 +69,9 @@ def test_a_retried_batch_is_not_logged_with_its_events(monkeypatch):
     try:
         with mock.patch.dict(logging.root.manager.loggerDict):
             logging.config.dictConfig(config)
-            context = {"id": "batch-1", "name": "persist_events", "args": argsrepr, "kwargs": "{}", "eta": None}
-            logging.getLogger("celery.worker.strategy").info(trace.LOG_RECEIVED, context, extra={"data": context})
+            context = {"id": "batch-1", "name": "persist", "args": argsrepr, "kwargs": "{}", "eta": None}
+            received = logging.getLogger("celery.worker.strategy")
+            received.info(trace.LOG_RECEIVED, context, extra={"data": context})
     finally:
         logging.root.handlers[:], logging.root.level = root_handlers, root_level
     line = json.loads(stream.getvalue().splitlines()[-1])
