@@ -9,6 +9,7 @@ import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
 from app.access.keys import key_cache
+from app.store import sites
 from tests.unit.access.test_reporting_access import bearer
 from tests.unit.monitoring.scrape import scrape
 
@@ -28,3 +29,15 @@ def test_metrics_can_be_scraped_while_mongodb_is_away(request, service, cli):
     with mock.patch("app.store.sites.key_by_hash", side_effect=away):
         response = client.get("/metrics", headers=bearer(operator))
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_ingestion_metrics_do_not_query_mongodb_for_every_made_up_key(keyed_ingestion):
+    """Ingestion is the public service ("needs Redis only", docs/failover.md), and its rate
+    limits count only POSTs (app/ingestion/rate_limits.py). Its `/metrics` verifies the bearer
+    token in MongoDB, remembering only tokens it has seen: one address sending made-up tokens
+    makes a MongoDB query each, unlimited (and, while MongoDB is away, holds a connection for
+    MONGO_TIMEOUT_MS each)."""
+    with mock.patch("app.store.sites.key_by_hash", wraps=sites.key_by_hash) as lookup:
+        for n in range(100):
+            assert keyed_ingestion.get("/metrics", headers=bearer(f"ak_made_up_{n}")).status_code == 401
+    assert lookup.call_count <= 10, f"{lookup.call_count} MongoDB lookups for 100 made-up keys"
