@@ -5,6 +5,7 @@ The process's registry outlives a test, so counters are compared before and afte
 
 from unittest import mock
 
+import pytest
 from kombu.exceptions import OperationalError
 
 from tests.metrics import value
@@ -14,6 +15,10 @@ from tools.factories import make_event
 ACCEPTED = "analytics_events_accepted_total"
 REFUSED = "analytics_events_refused_total"
 REQUESTS = "analytics_http_requests_total"
+
+
+def series(samples, name: str) -> set:
+    return {labels for sample, labels in samples if sample == name}
 
 
 def test_ingestion_counts_events_accepted_and_refused_by_reason(ingestion):
@@ -94,3 +99,16 @@ def test_bots_dropped_are_counted_by_reason_and_neither_accepted_nor_refused(ing
     assert value(after, dropped, reason="crawler") - value(before, dropped, reason="crawler") == 3
     assert value(after, ACCEPTED, endpoint="/event") == value(before, ACCEPTED, endpoint="/event")
     assert value(after, REFUSED, reason="invalid") == value(before, REFUSED, reason="invalid")
+
+
+@pytest.mark.parametrize("service", ["ingestion", "reporting"])
+def test_a_client_cannot_add_request_series_by_inventing_methods(request, service):
+    """gunicorn accepts any upper-case token of 3 to 20 characters as a method: each must not
+    become a series of its own, in every process's file, for ever."""
+    client = request.getfixturevalue(service)
+    before = series(scrape(client), REQUESTS)
+    for n in range(50):
+        client.open("/", method=f"X{n:04d}")
+    after = series(scrape(client), REQUESTS)
+    assert len(after - before) <= 2, sorted(dict(labels)["method"] for labels in after - before)[:5]
+
