@@ -15,6 +15,7 @@ from tools.factories import make_event
 ACCEPTED = "analytics_events_accepted_total"
 REFUSED = "analytics_events_refused_total"
 REQUESTS = "analytics_http_requests_total"
+PLAUSIBLE_PAGE = {"n": "pageview", "u": "https://shop.test/pricing", "d": "shop.test"}
 
 
 def series(samples, name: str) -> set:
@@ -112,3 +113,15 @@ def test_a_client_cannot_add_request_series_by_inventing_methods(request, servic
     after = series(scrape(client), REQUESTS)
     assert len(after - before) <= 2, sorted(dict(labels)["method"] for labels in after - before)[:5]
 
+
+def test_events_the_drop_in_endpoints_cannot_queue_are_counted_as_refused(ingestion, monkeypatch):
+    before = scrape(ingestion)
+    refused = OperationalError("Connection refused.")
+    monkeypatch.setattr("tasks.persist.persist_events.apply_async", mock.Mock(side_effect=refused))
+    answer = ingestion.post(
+        "/api/event", json=PLAUSIBLE_PAGE, headers={"User-Agent": "Mozilla/5.0 Firefox/133.0"}
+    )
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    after = scrape(ingestion)
+    reason = {"reason": "queue_unavailable"}
+    assert value(after, REFUSED, **reason) - value(before, REFUSED, **reason) == 1
