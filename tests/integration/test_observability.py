@@ -130,7 +130,8 @@ def test_the_counters_scraped_during_a_load_match_what_was_sent(stack):
 
     wait_until(settled, 60, "the load stored and counted")
     pipeline = scrape(stack["reporting"])
-    assert value(pipeline, "analytics_pipeline_up") == 1
+    assert value(pipeline, "analytics_pipeline_up", store="redis") == 1
+    assert value(pipeline, "analytics_pipeline_up", store="mongodb") == 1
     # Ingestion's event counters, which reporting's processes define too, show only there.
     assert [name for name, _ in pipeline if name.startswith("analytics_events_")] == []
     # The stack's own Redis database: its counters are this test's events alone.

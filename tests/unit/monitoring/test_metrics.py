@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 from kombu.exceptions import OperationalError
+from pymongo.errors import ServerSelectionTimeoutError
 
 from tests.metrics import value
 from tests.unit.monitoring.scrape import scrape
@@ -69,7 +70,8 @@ def test_reporting_shows_the_pipeline_as_gauges_read_when_scraped(ingestion, rep
         - value(before, "analytics_pipeline_events_total", **stage)
         == 2
     )
-    assert value(after, "analytics_pipeline_up") == 1
+    assert value(after, "analytics_pipeline_up", store="redis") == 1
+    assert value(after, "analytics_pipeline_up", store="mongodb") == 1
     for gauge in (
         "analytics_queue_depth",
         "analytics_batches_unsettled",
@@ -85,8 +87,20 @@ def test_reporting_shows_the_pipeline_as_gauges_read_when_scraped(ingestion, rep
 def test_reporting_still_answers_a_scrape_while_redis_is_away(reporting, redis_server):
     redis_server.connected = False
     samples = scrape(reporting)
-    assert value(samples, "analytics_pipeline_up") == 0
+    assert value(samples, "analytics_pipeline_up", store="redis") == 0
     assert ("analytics_queue_depth", frozenset()) not in samples
+    assert value(samples, "analytics_pipeline_up", store="mongodb") == 1
+    assert ("analytics_dead_letters", frozenset()) in samples
+
+
+def test_reporting_keeps_redis_gauges_while_mongodb_is_away(reporting):
+    away = ServerSelectionTimeoutError("mongo-1:27017: [Errno 111] Connection refused")
+    with mock.patch("app.store.dead_letters.count_dead_letters", side_effect=away):
+        samples = scrape(reporting)
+    assert value(samples, "analytics_pipeline_up", store="mongodb") == 0
+    assert ("analytics_dead_letters", frozenset()) not in samples
+    assert value(samples, "analytics_pipeline_up", store="redis") == 1
+    assert ("analytics_queue_depth", frozenset()) in samples
 
 
 def test_bots_dropped_are_counted_by_reason_and_neither_accepted_nor_refused(ingestion):
