@@ -437,3 +437,9 @@ def test_mongo_init_fails_rather_than_start_the_services_on_a_set_without_a_prim
     assert shutil.which("node"), "Node runs mongosh's scripts here: install nodejs (make test does)"
     assert run_mongo_init(tmp_path, initiated=True, hellos_without_primary=1000)[0] == 1
     assert run_mongo_init(tmp_path, initiated=False, status_error="Unauthorized")[0] != 0
+
+
+def test_the_proxy_keeps_no_access_log_of_visitors_addresses():
+    """nginx's default access log names each client's address, user agent and referrer."""
+    text, _ = proxy_config()
+    assert re.findall(r"^\s*access_log (.+);", text, re.MULTILINE) == ["off"]
