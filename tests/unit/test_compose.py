@@ -17,6 +17,7 @@ import yaml
 from pymongo.uri_parser import parse_uri
 
 from app.settings import Settings
+from tasks import flower
 from tests import compose
 from tests.compose import MissingVariableError
 
@@ -76,6 +77,17 @@ def test_flower_starts_only_when_asked_for_so_the_stack_never_crash_loops():
     assert SERVICES["flower"]["profiles"] == ["flower"]
     profiled = {name: service["profiles"] for name, service in SERVICES.items() if "profiles" in service}
     assert {name for name, profiles in profiled.items() if profiles != ["scale"]} == {"flower"}
+
+
+def test_the_flower_profile_without_credentials_does_not_restart_for_ever():
+    """`docker compose --profile flower up` with no FLOWER_BASIC_AUTH in .env runs the launcher,
+    which refuses and exits with an error: a bounded number of times."""
+    service = compose.enabled(compose.load(STACK_ENV), "flower")["flower"]
+    environment = {name: str(value) for name, value in service["environment"].items()}
+    assert service["command"] == ["python", "-m", "tasks.flower"]
+    with pytest.raises(flower.UnsafeFlowerError):
+        flower.command(Settings.from_env(environment), environment)
+    assert re.fullmatch(r"no|on-failure:\d+", service.get("restart", "no")), service.get("restart")
 
 
 @pytest.mark.parametrize(
