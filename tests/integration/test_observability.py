@@ -7,6 +7,7 @@ The stack logs JSON at debug level, where the worker writes a line per batch it 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import uuid
@@ -198,3 +199,29 @@ def test_a_request_gunicorn_refuses_leaves_no_client_address_in_the_json_log(ser
         process.stop()
     assert '"Invalid request from ip=127.0.0.0: ' in process.log()
     assert CLIENT not in process.log()
+
+
+def test_a_reloaded_master_keeps_one_metrics_directory(service_env, run_dir, tmp_path):
+    """gunicorn reads gunicorn.conf.py again on SIGHUP, where the master's metrics directory is
+    made: a reload must neither nest a new one in it nor leave one behind."""
+    parent = tmp_path / "metrics"
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(parent)}
+    process, url = start_healthy("ingestion", env, run_dir, "metrics-reload")
+    try:
+        assert requests.get(f"{url}/openapi.json", timeout=10).status_code == 200
+        assert process.process is not None
+        process.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "Hang up: Master" in process.log(), 30, "the master's reload")
+        wait_until(lambda: "Booting worker" in process.log().split("Hang up: Master")[1], 30, "new workers")
+        scraped = scrape(url)
+        before_reload = {
+            "service": "ingestion",
+            "endpoint": "/openapi.json",
+            "method": "GET",
+            "status": "200",
+        }
+        assert value(scraped, "analytics_http_requests_total", **before_reload) == 1
+        assert [path.relative_to(parent).parts[:-1] for path in parent.rglob("analytics-metrics-*")] == [()]
+    finally:
+        process.stop()
+    assert list(parent.iterdir()) == []
