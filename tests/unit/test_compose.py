@@ -314,11 +314,12 @@ def proxy_config() -> tuple[str, str]:
 
 def test_the_proxy_sends_ingestion_to_both_replicas_and_nothing_else():
     """nginx reads the file as its default server; its upstream is each ingestion replica at
-    the port its gunicorn binds, and the one location passes everything there."""
+    the port its gunicorn binds, looked up again in Docker's DNS (a replica recreated gets a
+    new address), and the one location passes everything there."""
     text, target = proxy_config()
     assert target == "/etc/nginx/conf.d/default.conf"
     [upstream] = re.findall(r"upstream ingestion \{(.*?)\}", text, re.DOTALL)
-    servers = re.findall(r"^\s*server (\S+);", upstream, re.MULTILINE)
+    servers = re.findall(r"^\s*server (\S+) resolve;", upstream, re.MULTILINE)
     binds = [
         SERVICES[name]["command"][SERVICES[name]["command"].index("-b") + 1]
         for name in ("ingestion-1", "ingestion-2")
@@ -327,6 +328,8 @@ def test_the_proxy_sends_ingestion_to_both_replicas_and_nothing_else():
         f"{name}:{bind.rsplit(':', 1)[1]}"
         for name, bind in zip(("ingestion-1", "ingestion-2"), binds, strict=True)
     ]
+    assert re.findall(r"^\s*zone ingestion \S+;", upstream, re.MULTILINE)
+    assert re.findall(r"^resolver 127\.0\.0\.11 ", text, re.MULTILINE)
     assert re.findall(r"proxy_pass (\S+);", text) == ["http://ingestion"]
     assert re.findall(r"^\s*listen (\S+);", text, re.MULTILINE) == ["80"]
     assert {f"{name}:3000" for name in SCALE_APPS if name.startswith("ingestion")} == set(servers)
@@ -455,3 +458,21 @@ def test_the_proxy_keeps_no_access_log_of_visitors_addresses():
     """nginx's default access log names each client's address, user agent and referrer."""
     text, _ = proxy_config()
     assert re.findall(r"^\s*access_log (.+);", text, re.MULTILINE) == ["off"]
+
+
+def test_every_target_the_scrape_config_names_is_a_service_at_its_port():
+    """docs/monitoring/prometheus.yml names the default stack's targets, and in comments the
+    scale profile's replicas: each must be a compose service listening at that port."""
+    text = (ROOT / "docs" / "monitoring" / "prometheus.yml").read_text()
+    targets = set(re.findall(r'"([a-z0-9-]+):(\d+)"', text))
+    assert {name for name, _ in targets} >= {
+        "ingestion",
+        "reporting",
+        "ingestion-1",
+        "ingestion-2",
+        "reporting-1",
+    }
+    for name, port in targets:
+        command = SERVICES[name]["command"]
+        bound = command[command.index("-b") + 1].rsplit(":", 1)[1] if "-b" in command else None
+        assert (bound or str(Settings().flower_port)) == port, (name, port)
