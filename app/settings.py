@@ -229,7 +229,8 @@ class Settings:
         "A secret, the same for every ingestion and reporting process (`openssl rand -hex 32`): "
         "rate limits count a client under a hash of its address keyed with it, so Redis never "
         "holds an address. Empty: the hash is unkeyed, and whoever reads Redis's files can find "
-        "an IPv4 address by trying every one.",
+        "an IPv4 address by trying every one. `make` writes a random one into `.env` when none "
+        "is set; docker compose requires one.",
     )
     queue_high_water: int = setting(
         50000,

@@ -28,8 +28,8 @@ PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().
 # Listed, or shown commented out (the URLs that would turn off `make run`'s local servers).
 DOCUMENTED = set(re.findall(r"^(?:# )?([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
 FLOWER_SECRETS = {"FLOWER_BASIC_AUTH", "FLOWER_UNAUTHENTICATED_API"}
-PASSWORDS = ("REDIS_PASSWORD", "MONGO_PASSWORD")
-STACK_ENV = {"REDIS_PASSWORD": "redis-s3cret", "MONGO_PASSWORD": "mongo-s3cret"}
+SECRETS = ("REDIS_PASSWORD", "MONGO_PASSWORD", "ADDRESS_KEY")
+STACK_ENV = {"REDIS_PASSWORD": "redis-s3cret", "MONGO_PASSWORD": "mongo-s3cret", "ADDRESS_KEY": "addr-s3cret"}
 DEFAULT_STACK = {"redis", "mongo", "ingestion", "reporting", "worker"}
 # The `scale` profile's application services, each with its Procfile entry.
 SCALE_APPS = {
@@ -159,13 +159,14 @@ def test_the_flower_secret_reaches_only_the_flower_service():
     assert set(SERVICES["flower"]["environment"]) >= FLOWER_SECRETS
 
 
-def test_the_stack_does_not_start_without_redis_and_mongodb_passwords():
-    """Required rather than generated: Compose refuses to start, saying which is missing."""
-    for missing in PASSWORDS:
+def test_the_stack_does_not_start_without_its_passwords_and_address_key():
+    """Required rather than generated: Compose refuses to start, saying which is missing. An
+    empty ADDRESS_KEY would hash addresses unkeyed, which anyone can reverse for IPv4."""
+    for missing in SECRETS:
         with pytest.raises(MissingVariableError, match=f"{missing}: set it in .env"):
-            compose.load({name: "x" for name in PASSWORDS if name != missing})
+            compose.load({name: "x" for name in SECRETS if name != missing})
     text = compose.COMPOSE_FILE.read_text()
-    assert {name for name in PASSWORDS if f"${{{name}:-" in text or f"${{{name}}}" in text} == set()
+    assert {name for name in SECRETS if f"${{{name}:-" in text or f"${{{name}}}" in text} == set()
 
 
 def test_redis_asks_every_client_for_the_password_and_the_services_give_it():
