@@ -62,7 +62,8 @@ def require_read_key() -> Response | None:
 
 # Ingestion's `/metrics` is public and no rate limit covers it: each process asks MongoDB
 # about a few tokens it never verified a second, and refuses the rest unasked.
-OPERATOR_KEY_LOOKUPS = LookupBudget(per_second=5)
+OPERATOR_KEY_LOOKUPS_PER_SECOND = 5
+LOOKUPS_EXTENSION = "operator_key_lookups"
 
 
 def require_operator_key() -> Response | None:
@@ -70,7 +71,10 @@ def require_operator_key() -> Response | None:
     operator key through (or anyone, `AUTH_MODE=open`), a response refuses the request."""
     if current_settings().auth_mode == "open":
         return None
-    key = request_key("operator key", OPERATOR_KEY_LOOKUPS)
+    lookups = current_app.extensions.setdefault(
+        LOOKUPS_EXTENSION, LookupBudget(OPERATOR_KEY_LOOKUPS_PER_SECOND)
+    )
+    key = request_key("operator key", lookups)
     if isinstance(key, Response):
         return key
     return None if key.site_id is None else error_response(403, "Only an operator key reads this")
