@@ -65,13 +65,19 @@ $(DASHBOARD_DEPS): dashboard/package.json dashboard/package-lock.json | node-bin
 dashboard: $(DASHBOARD_DEPS) ## Build the dashboard's chart reporting/dashboard/static/chart.js (and uPlot's CSS) from dashboard/src/ (commit the result)
 	cd dashboard && npm run --silent build
 
-# The dashboard's session cookies are signed with SECRET_KEY: when neither the environment
-# nor .env sets one, a random one is written into .env (git-ignored) once, for every later run.
+# The dashboard's session cookies are signed with SECRET_KEY, and the rate limits hash client
+# addresses keyed with ADDRESS_KEY (unkeyed, an IPv4 address is found by trying them all):
+# when neither the environment nor .env sets one, a random one is written into .env
+# (git-ignored) once, for every later run.
 secret-key:
 	@test -n "$(SECRET_KEY)" || { \
 		printf '\n# Drawn by make: signs the dashboard sessions (docs/dashboard.md).\nSECRET_KEY=%s\n' \
 			"$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env; \
 		echo "make: wrote a new SECRET_KEY into .env"; }
+	@test -n "$(ADDRESS_KEY)" || { \
+		printf '\n# Drawn by make: keys the rate limits'"'"' address hashes (docs/visitors.md).\nADDRESS_KEY=%s\n' \
+			"$$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >> .env; \
+		echo "make: wrote a new ADDRESS_KEY into .env"; }
 
 # FerretDB's source from the Go module proxy, patched by tools/ferretdb/*.patch.
 $(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*.patch tools/ferretdb/*.sh)
@@ -80,7 +86,7 @@ $(FERRETDB): $(wildcard tools/ferretdb/*.go tools/ferretdb/go.* tools/ferretdb/*
 services: install local-servers ## Run the local Redis and MongoDB servers (those whose URL is unset)
 	@if [ -z "$(strip $(LOCAL_SERVERS))" ]; then echo "REDIS_URL and MONGO_URI are set: nothing local to start"; else $(HONCHO) start $(LOCAL_SERVERS); fi
 
-ingestion: install ## Run the ingestion service (port $INGESTION_PORT, default 3000)
+ingestion: install secret-key ## Run the ingestion service (port $INGESTION_PORT, default 3000)
 	$(HONCHO) start ingestion
 
 reporting: install secret-key ## Run the reporting service (port $REPORTING_PORT, default 4000)

@@ -19,14 +19,18 @@ from typing import Any  # noqa: E402
 # worker writes its metrics' values to files there, which `/metrics` adds up. Every master
 # makes a new, empty directory of its own (inside the one PROMETHEUS_MULTIPROC_DIR names, if
 # any, else in the system's temporary directory) and removes it when it exits: values an
-# earlier master left, or another service sharing the setting, never count.
+# earlier master left, or another service sharing the setting, never count. A master reads
+# this file again on SIGHUP, and a new master started by SIGUSR2 inherits the environment:
+# the parent is remembered apart, and a master that made its directory keeps it.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-metrics_parent = os.environ.get(MULTIPROC_DIR) or None
-if metrics_parent:
-    os.makedirs(metrics_parent, exist_ok=True)
-os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="analytics-metrics-", dir=metrics_parent)
-
-from prometheus_client import multiprocess  # noqa: E402
+METRICS_PARENT = "ANALYTICS_METRICS_PARENT"
+METRICS_OWNER = "ANALYTICS_METRICS_OWNER"
+metrics_parent = os.environ.setdefault(METRICS_PARENT, os.environ.get(MULTIPROC_DIR, "")) or None
+if os.environ.get(METRICS_OWNER) != str(os.getpid()):
+    if metrics_parent:
+        os.makedirs(metrics_parent, exist_ok=True)
+    os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="analytics-metrics-", dir=metrics_parent)
+    os.environ[METRICS_OWNER] = str(os.getpid())
 
 from app import logs  # noqa: E402
 from app.ingestion import connection  # noqa: E402
@@ -59,11 +63,6 @@ access_log_format = logs.access_format(settings.log_format)
 def post_fork(server: Any, worker: Any) -> None:
     """Have the worker write gunicorn's own refusals in the contract's error body."""
     server_errors.install()
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges from `/metrics` (its counters stay: they are totals)."""
-    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server: Any) -> None:

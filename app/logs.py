@@ -8,7 +8,8 @@ so Celery does not install its own, and Flower from `import_modules`, over torna
 
 In JSON every record carries `request_id` (app/monitoring/request_ids.py): a request's own,
 or in the worker the ids of the requests whose events the task's message carries. A JSON
-line has no client address: the access log leaves the client out, and tornado's (Flower's)
+line has no client address: the access log leaves the client out, gunicorn's line for a
+request it refuses names only the client's network (in text too), and tornado's (Flower's)
 access log, which names it, is off.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 import logging
 import logging.config
 from typing import Any
+
+from app.web.client_address import anonymized
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 # What the services' access log records of each request: the client (behind trusted
@@ -36,9 +39,25 @@ JSON_RENAMED = {"asctime": "time", "levelname": "level", "name": "logger"}
 PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 # Tornado's access log names the client's address.
 ADDRESS_LOGGERS = ("tornado.access",)
+# How gunicorn's line for a request it refuses itself begins, the peer's address next.
+INVALID_REQUEST = "Invalid request from ip="
 # Loggers that write message bodies or database commands, events and all, at debug: never
 # below INFO, so that no level puts an event's payload in a log.
 PAYLOAD_LOGGERS = ("celery.pool", "pymongo.command")
+
+
+class PeerNetwork(logging.Filter):
+    """Rewrites gunicorn's line for a request it refused itself (a header too large, a
+    malformed request line), which names the peer's address, to name its network only, as
+    ingestion's access log does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(INVALID_REQUEST):
+            # The address has no space, and gunicorn puts ": " after it (an IPv6 one has colons).
+            address, separator, error = message.removeprefix(INVALID_REQUEST).partition(": ")
+            record.msg, record.args = f"{INVALID_REQUEST}{anonymized(address)}{separator}{error}", None
+        return True
 
 
 class AccessRequestId(logging.Filter):
@@ -71,7 +90,11 @@ def dict_config(level: str, log_format: str = "text") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": request_id, "access_request_id": {"()": AccessRequestId}},
+        "filters": {
+            "request_id": request_id,
+            "access_request_id": {"()": AccessRequestId},
+            "peer_network": {"()": PeerNetwork},
+        },
         "formatters": formatters,
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
@@ -83,7 +106,12 @@ def dict_config(level: str, log_format: str = "text") -> dict[str, Any]:
         },
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            "gunicorn.error": {
+                "level": level,
+                "handlers": ["stderr"],
+                "filters": ["peer_network"],
+                "propagate": False,
+            },
             "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
             **{name: {"level": per_message} for name in PER_MESSAGE_LOGGERS},
             **{name: {"level": "INFO" if level == "DEBUG" else level} for name in PAYLOAD_LOGGERS},

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 from flask import current_app
@@ -228,7 +230,8 @@ class Settings:
         "A secret, the same for every ingestion and reporting process (`openssl rand -hex 32`): "
         "rate limits count a client under a hash of its address keyed with it, so Redis never "
         "holds an address. Empty: the hash is unkeyed, and whoever reads Redis's files can find "
-        "an IPv4 address by trying every one.",
+        "an IPv4 address by trying every one. `make` writes a random one into `.env` when none "
+        "is set; docker compose requires one.",
     )
     queue_high_water: int = setting(
         50000,
@@ -365,6 +368,20 @@ class Settings:
                 "(Redis Sentinel and Unix sockets are not supported)"
             )
 
+        for name, url in (
+            ("REDIS_URL", self.redis_url),
+            ("MONGO_URI", self.mongo_uri),
+            ("RATE_LIMIT_STORAGE_URL", self.rate_limit_storage_url),
+        ):
+            if unescaped_credentials(url):
+                # The URL is not shown: it holds the password.
+                raise ValueError(
+                    f"{name}'s user name or password holds a character a URL cannot hold as it is "
+                    "(@ / ? # or a % that starts no escape): percent-encode it there, or, under "
+                    "docker compose, which puts the passwords into URLs as they are, use letters "
+                    "and digits"
+                )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default: the process environment plus `.env`)."""
@@ -395,6 +412,20 @@ class Settings:
     def variable_names() -> list[str]:
         """The environment variable names, in declaration order."""
         return [item.name.upper() for item in fields(Settings)]
+
+
+def unescaped_credentials(url: str) -> bool:
+    """Whether `url`'s user or password holds a character that ends it early, unescaped: every
+    such character leaves an `@` after the address (`#` a fragment, which neither Redis's nor
+    MongoDB's URLs have), or a `%` that starts no escape."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return (
+        bool(parts.fragment)
+        or parts.netloc.count("@") > 1
+        or "@" in parts.path + parts.query
+        or re.search(r"%(?![0-9A-Fa-f]{2})", userinfo) is not None
+    )
 
 
 # cgroup v2's CPU quota of the process's group: "<quota> <period>" in microseconds, or "max".

@@ -38,26 +38,43 @@ def age(moment: float | None) -> float:
 
 
 class PipelineCollector(Collector):
-    """Gauges of the whole pipeline, every site's, read when scraped. A scrape while Redis or
-    MongoDB is away still answers: `analytics_pipeline_up` says 0 and the gauges are left out,
-    so that alerts on them see no data rather than a false zero."""
+    """Gauges of the whole pipeline, every site's, read when scraped. Redis and MongoDB are
+    read apart: a scrape while one is away still answers, `analytics_pipeline_up` says 0 for
+    that store and its gauges are left out, so that alerts on them see no data rather than a
+    false zero, while the other store's gauges are still shown."""
 
     def __init__(self, client: Callable[[], redis.Redis], db: Callable[[], Database[Any]]) -> None:
         self._client = client
         self._db = db
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            metrics = self._read()
-        except (RedisError, PyMongoError) as error:
-            logger.warning("metrics: the pipeline could not be read: %s", error)
-            metrics = []
-        yield GaugeMetricFamily(
-            "analytics_pipeline_up", "1 if Redis and MongoDB answered this scrape.", value=1 if metrics else 0
+        up = GaugeMetricFamily(
+            "analytics_pipeline_up",
+            "1 if the store answered this scrape's reads, by store.",
+            labels=["store"],
         )
-        yield from metrics
+        read: list[Metric] = []
+        for store, reader in (("redis", self._read_redis), ("mongodb", self._read_mongodb)):
+            try:
+                metrics = reader()
+            except (RedisError, PyMongoError) as error:
+                logger.warning("metrics: %s could not be read: %s", store, error)
+                metrics = None
+            up.add_metric([store], 0 if metrics is None else 1)
+            read.extend(metrics or [])
+        yield up
+        yield from read
 
-    def _read(self) -> list[Metric]:
+    def _read_mongodb(self) -> list[Metric]:
+        return [
+            GaugeMetricFamily(
+                "analytics_dead_letters",
+                "Events dead-lettered and not replayed.",
+                value=dead_letters.count_dead_letters(self._db()),
+            )
+        ]
+
+    def _read_redis(self) -> list[Metric]:
         client = self._client()
         queue = snapshot.snapshot(client)
         counts = counters.totals(client)
@@ -92,10 +109,6 @@ class PipelineCollector(Collector):
                 age(compactor.oldest_pending(client)),
             ),
             "rollup_set_aside": ("Rollup shares set aside after failing.", compactor.set_aside(client)),
-            "dead_letters": (
-                "Events dead-lettered and not replayed.",
-                dead_letters.count_dead_letters(self._db()),
-            ),
             "redis_used_memory_bytes": ("Redis's used_memory.", reading.used_memory),
             "redis_maxmemory_bytes": ("Redis's maxmemory (0: unbounded or unknown).", reading.maxmemory),
         }

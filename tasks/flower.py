@@ -14,12 +14,15 @@ import ipaddress
 import os
 import sys
 from collections.abc import Mapping
+from typing import Any
 
+import tornado.web
 from flower.utils import strtobool
 
 from app.settings import Settings
 
 LOOPBACK_NAMES = ("localhost",)
+GUARDED = "analytics_guarded"
 
 
 class UnsafeFlowerError(Exception):
@@ -77,6 +80,18 @@ def opens_the_api(value: str) -> bool:
 
 def _pairs(credentials: str) -> list[tuple[str, str, str]]:
     return [credential.partition(":") for credential in credentials.split(",")]
+
+
+def guard_metrics(**_: Any) -> None:
+    """Put Flower's `/metrics` behind its login, as its other pages are: Flower 2.2 leaves that
+    handler open. Connected to Celery's `import_modules`, which Flower's process sends as it
+    starts (tasks/worker.py); a process that has not loaded Flower's handlers is left alone."""
+    monitor = sys.modules.get("flower.views.monitor")
+    if monitor is None or getattr(monitor.Metrics.get, GUARDED, False):
+        return
+    guarded = tornado.web.authenticated(monitor.Metrics.get)
+    setattr(guarded, GUARDED, True)
+    monitor.Metrics.get = guarded
 
 
 def main() -> None:

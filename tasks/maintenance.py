@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from app import retention
 from app.extensions import mongo, redis_store
+from app.monitoring import request_ids
 from app.queue import ledger, snapshot
 from app.queue.publish import publish
 from app.rollups import compactor
@@ -51,8 +52,12 @@ def resend_lost_batches(client: redis.Redis, settings: Settings) -> int:
         return 0
     ledger.forget_settled(client, time.time() - settled_memory_seconds(settings))
     lost = ledger.lost_batches(client, settings.ledger_grace_seconds)
-    for batch_id, messages in lost.items():
-        publish(messages, batch_id)
+    for batch_id, batch in lost.items():
+        token = request_ids.enter(*batch.request_ids)
+        try:
+            publish(batch.messages, batch_id)
+        finally:
+            request_ids.leave(token)
     if lost:
         ledger.mark_resent(client, list(lost))
         logger.warning("sent again %d batches lost between the broker and the workers", len(lost))

@@ -16,14 +16,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
-from celery import Task, shared_task
+from celery import Signature, Task, shared_task
+from celery.app.task import Context
 from celery.utils.time import get_exponential_backoff_interval
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from app.enrichment import enrich
-from app.extensions import mongo, redis_store
+from app.extensions import FlaskTask, mongo, redis_store
 from app.queue import PERSIST_TASK, counters, is_replay, ledger
+from app.queue.publish import batch_repr
 from app.rollups import compactor, realtime
 from app.sessions.rows import rows_of
 from app.settings import Settings, current_settings
@@ -184,7 +186,27 @@ def retry_countdown(settings: Settings, retries: int, first_failure_at: float | 
     )
 
 
-@shared_task(bind=True, name=PERSIST_TASK)
+class PersistTask(FlaskTask):
+    """The persist task's class: a retry's message shows its batch as the first one does.
+
+    `Task.retry` builds the next message from the request, and Celery leaves the request's
+    `argsrepr` out of it (celery/celery#6086), so the retry's headers would carry the repr of
+    the events themselves, which the worker logs."""
+
+    def signature_from_request(
+        self,
+        request: Context | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        **extra_options: Any,
+    ) -> Signature:
+        args = (self.request if request is None else request).args if args is None else args
+        extra_options.setdefault("argsrepr", batch_repr(args[0]) if args else "[]")
+        return super().signature_from_request(request, args, kwargs, queue, **extra_options)
+
+
+@shared_task(bind=True, name=PERSIST_TASK, base=PersistTask)
 def persist_events(self: Task, messages: list[dict[str, Any]], first_failure_at: float | None = None) -> int:
     """Store a batch of event messages, retrying transient MongoDB errors within a time window.
 

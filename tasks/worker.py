@@ -17,6 +17,7 @@ from app import create_app, logs, migrations
 from app.extensions import celery_app, mongo, redis_store
 from app.monitoring import request_ids
 from app.store import events, user_numbers
+from tasks import flower
 from tasks.maintenance import LedgerCheck, RetentionSweeper, RollupCompactor
 
 flask_app = create_app("worker")
@@ -71,3 +72,4 @@ def leave_the_banner_out_of_json(instance: Any, **_: Any) -> None:
 # Flower (`celery -A tasks.worker flower`) sends no setup_logging: it sets up tornado's
 # logging, then imports the app's modules as it starts, where the project's replaces it.
 import_modules.connect(configure_logging)
+import_modules.connect(flower.guard_metrics)

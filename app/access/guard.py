@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from flask import Response, current_app, request
 
-from app.access.keys import bearer_token, key_cache
+from app.access.keys import LookupBudget, bearer_token, key_cache
 from app.extensions import mongo
 from app.settings import current_settings
 from app.store.sites import StoredKey
@@ -77,24 +77,34 @@ def require_read_key() -> Response | None:
     return None
 
 
+# Ingestion's `/metrics` is public and no rate limit covers it: each process asks MongoDB
+# about a few tokens it never verified a second, and refuses the rest unasked.
+OPERATOR_KEY_LOOKUPS_PER_SECOND = 5
+LOOKUPS_EXTENSION = "operator_key_lookups"
+
+
 def require_operator_key() -> Response | None:
     """For a view outside reporting's blueprint (ingestion's `/metrics`): None lets an
     operator key through (or anyone, `AUTH_MODE=open`), a response refuses the request."""
     if current_settings().auth_mode == "open":
         return None
-    key = request_key("operator key")
+    lookups = current_app.extensions.setdefault(
+        LOOKUPS_EXTENSION, LookupBudget(OPERATOR_KEY_LOOKUPS_PER_SECOND)
+    )
+    key = request_key("operator key", lookups)
     if isinstance(key, Response):
         return key
     return None if key.site_id is None else error_response(403, "Only an operator key reads this")
 
 
-def request_key(kind: str) -> StoredKey | Response:
+def request_key(kind: str, lookups: LookupBudget | None = None) -> StoredKey | Response:
     """The stored key the request's `Authorization: Bearer` names, or the 401 that refuses a
-    request without one (`kind` names the key it needs)."""
+    request without one (`kind` names the key it needs; `lookups` limits how often MongoDB
+    is asked about tokens never verified)."""
     secret = bearer_token(request.headers.get("Authorization"))
     if secret is None:
         return unauthorized(f"Missing {kind}: send Authorization: Bearer <key>", "")
-    key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds)
+    key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds, lookups)
     if key is None:
         return unauthorized(f"Invalid {kind}", ', error="invalid_token"')
     return key

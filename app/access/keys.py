@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from app.store import sites
 from app.store.sites import READ, SERVER, StoredKey
@@ -69,18 +70,28 @@ class KeyCache:
     again: so a revoked key stops working within `ttl`. Tokens found to be no key are
     remembered as long, apart, so that one sent again and again (a dashboard left with a
     revoked key) costs no lookup each time; a key just made works at once all the same, its
-    secret being new."""
+    secret being new.
+
+    While MongoDB cannot be read, a key this process verified before is still trusted (a
+    scrape of `/metrics` must answer through an outage, for its alerts to fire); any other
+    token is refused as MongoDB's error, never trusted."""
 
     def __init__(self) -> None:
         self._known: dict[str, tuple[StoredKey, float]] = {}
         self._unknown: dict[str, float] = {}
+        self._last_verified: dict[str, StoredKey] = {}
         self._lock = threading.Lock()
 
-    def verify(self, db: Database[Any], secret: str, ttl: float) -> StoredKey | None:
-        """The read key whose secret is `secret`, or None if there is none."""
-        return self.verify_hash(db, hash_key(secret), ttl)
+    def verify(
+        self, db: Database[Any], secret: str, ttl: float, lookups: LookupBudget | None = None
+    ) -> StoredKey | None:
+        """The read key whose secret is `secret`, or None if there is none, or if `lookups`
+        allows no lookup now for a token this process never verified."""
+        return self.verify_hash(db, hash_key(secret), ttl, lookups)
 
-    def verify_hash(self, db: Database[Any], digest: str, ttl: float) -> StoredKey | None:
+    def verify_hash(
+        self, db: Database[Any], digest: str, ttl: float, lookups: LookupBudget | None = None
+    ) -> StoredKey | None:
         """The read key whose secret hashes to `digest` (what the dashboard's session keeps,
         never the secret), or None if there is none."""
         now = time.monotonic()
@@ -89,19 +100,50 @@ class KeyCache:
             return cached[0]
         if self._unknown.get(digest, 0.0) > now:
             return None
-        key = sites.key_by_hash(db, digest)
+        verified = self._last_verified.get(digest)
+        if verified is None and lookups is not None and not lookups.take(now):
+            return None
+        try:
+            key = sites.key_by_hash(db, digest)
+        except PyMongoError:
+            if verified is None:
+                raise
+            return verified
         with self._lock:
             if key is None:
                 self._known.pop(digest, None)
+                self._last_verified.pop(digest, None)
                 _remember(self._unknown, digest, now + ttl, ttl)
             else:
                 _remember(self._known, digest, (key, now + ttl), ttl)
+                _remember(self._last_verified, digest, key, ttl)
         return key
 
     def known(self, secret: str) -> bool:
         """Whether `secret` is a key this process verified and still trusts (no lookup)."""
         cached = self._known.get(hash_key(secret))
         return cached is not None and cached[1] > time.monotonic()
+
+
+class LookupBudget:
+    """At most `per_second` MongoDB lookups a second (and as many at once) for tokens a process
+    never verified: so that made-up tokens sent to an endpoint no other limit covers cost
+    MongoDB little, while keys verified before are checked again whenever due."""
+
+    def __init__(self, per_second: float) -> None:
+        self._rate = per_second
+        self._tokens = per_second
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, now: float) -> bool:
+        with self._lock:
+            self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
 
 
 def _remember(entries: dict[str, Any], digest: str, entry: Any, ttl: float) -> None:

@@ -35,6 +35,7 @@ from werkzeug.exceptions import BadRequest
 
 from app.access.origins import request_gate
 from app.access.registry import SiteRegistry, without_www
+from app.ingestion import outcomes
 from app.ingestion.bodies import json_body
 from app.ingestion.derivation import MAX_USER_AGENT, request_visitor
 from app.ingestion.group_commit import OutcomeUnknownError
@@ -73,6 +74,7 @@ def plausible_event() -> ResponseReturnValue:
     gate = request_gate()
     admitted = [message for message in messages if gate is None or gate(message["site_id"]) is None]
     admitted_bots = [bot for bot in bots if gate is None or gate(bot.message["site_id"]) is None]
+    outcomes.refused(len(messages) + len(bots) - len(admitted) - len(admitted_bots), outcomes.SITE)
     try:  # bots' events charged to the same limits as the others: a bot learns nothing
         queue_events(admitted, admitted_bots)
     except OutcomeUnknownError:

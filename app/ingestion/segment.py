@@ -27,7 +27,7 @@ from app.ingestion.derivation import request_visitor
 from app.ingestion.dropin import dropin_blueprint
 from app.ingestion.schemas import load_batch
 from app.ingestion.segment_body import PAGE, TRACK, as_object, segment_error, segment_event
-from app.ingestion.views import accepted_window, queue_events
+from app.ingestion.views import accepted_window, count_refusals, queue_events
 from app.settings import current_settings
 
 bp = dropin_blueprint("segment", segment_error)
@@ -85,6 +85,7 @@ def store(body: dict[str, Any], messages: list[tuple[dict[str, Any], str]]) -> R
         request_gate(),
         request_visitor().derive,
     )
+    count_refusals(loaded)
     # Errors by the message's index in the request, not among the events it holds.
     errors = {str(events[int(position)][0]): messages for position, messages in loaded.errors.items()}
     if not loaded.messages and not loaded.dropped:

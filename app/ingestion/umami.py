@@ -20,6 +20,7 @@ from flask.typing import ResponseReturnValue
 
 from app.access.origins import request_gate
 from app.access.registry import SiteRegistry
+from app.ingestion import outcomes
 from app.ingestion.bodies import json_body
 from app.ingestion.derivation import request_visitor
 from app.ingestion.dropin import dropin_blueprint
@@ -37,10 +38,12 @@ def send() -> ResponseReturnValue:
     payload = body["payload"]
     site_id = website_site(str(payload["website"]))
     if site_id is None:
+        outcomes.refused(1, outcomes.SITE)
         return jsonify(umami_error(400, "Website not found.", {})), 400
     gate = request_gate()
     refusal = gate(site_id) if gate else None
     if refusal:
+        outcomes.refused(1, outcomes.SITE)
         return jsonify(umami_error(403, refusal, {})), 403
     if body["type"] == EVENT:
         try:

@@ -26,7 +26,7 @@ from app.ingestion.cors import init_cors
 from app.ingestion.derivation import request_visitor
 from app.ingestion.group_commit import CommitTimeoutError, GroupCommitter, OutcomeUnknownError
 from app.ingestion.rate_limits import hit_limits, limit_rates
-from app.ingestion.schemas import MAX_BATCH_EVENTS, BotEventError, TimeWindow, load_batch, to_message
+from app.ingestion.schemas import MAX_BATCH_EVENTS, Batch, BotEventError, TimeWindow, load_batch, to_message
 from app.monitoring.exposition import metrics_response
 from app.queue.counters import site_day
 from app.queue.publish import enqueue_events
@@ -69,8 +69,14 @@ watch = QueueWatch(lambda: backpressure.read(probe_redis.client))
 def queue_events(messages: list[dict[str, Any]], dropped: Collection[BotEventError] = ()) -> None:
     """Return once the events are in the broker and the bots' events `dropped` are counted;
     raise if they could not be queued, or if the client's address or one of their sites is
-    over its rate limit. Bots' events meet the same checks as the others: their answers
-    tell nothing apart, and they cannot flood the counts for free."""
+    over its rate limit, having counted them as refused for that reason. Bots' events meet
+    the same checks as the others: their answers tell nothing apart, and they cannot flood
+    the counts for free."""
+    with outcomes.counted(len(messages) + len(dropped)):
+        admit_and_queue(messages, dropped)
+
+
+def admit_and_queue(messages: list[dict[str, Any]], dropped: Collection[BotEventError]) -> None:
     site_events = Counter(message["site_id"] for message in [*messages, *(bot.message for bot in dropped)])
     sites = sorted(site_events)
     request.environ[SITE_ENVIRON_KEY] = site_label(sites)
@@ -122,10 +128,10 @@ def post_event() -> ResponseReturnValue:
         if refusal:
             outcomes.refused(1, outcomes.SITE)
             return error_response(403, refusal, {"site_id": [refusal]})
-        try:
-            queue_events([] if dropped else [message], [dropped] if dropped else [])
-        except OutcomeUnknownError:
-            return outcome_unknown({"event_id": message["event_id"]})
+    try:
+        queue_events([] if dropped else [message], [dropped] if dropped else [])
+    except OutcomeUnknownError:
+        return outcome_unknown({"event_id": message["event_id"]})
     return jsonify(status="accepted")
 
 
@@ -137,19 +143,23 @@ def post_events() -> ResponseReturnValue:
     batch = load_batch(
         batch_envelope(json_body()), accepted_window(), request_gate(), request_visitor().derive
     )
-    outcomes.refused(batch.refused, outcomes.SITE)
-    outcomes.refused(len(batch.errors) - batch.refused, outcomes.INVALID)
+    count_refusals(batch)
     accepted = len(batch.messages) + len(batch.dropped)
     if not accepted and batch.refused:
         return error_response(403, "No event of the batch was admitted: see errors", batch.errors)
     if not accepted:
         return error_response(400, "No valid event in the batch", batch.errors)
     try:
-        with outcomes.counted(len(batch.messages) + len(batch.dropped)):
-            queue_events(batch.messages, list(batch.dropped.values()))
+        queue_events(batch.messages, list(batch.dropped.values()))
     except OutcomeUnknownError:
         return outcome_unknown({"event_ids": batch.event_ids()})
     return jsonify(status="accepted", accepted=accepted, rejected=len(batch.errors), errors=batch.errors)
+
+
+def count_refusals(batch: Batch) -> None:
+    """Count a batch's events refused for their site, and its invalid ones."""
+    outcomes.refused(batch.refused, outcomes.SITE)
+    outcomes.refused(len(batch.errors) - batch.refused, outcomes.INVALID)
 
 
 def count_bots(dropped: Iterable[BotEventError]) -> None:

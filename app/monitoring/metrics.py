@@ -11,7 +11,8 @@ from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
     "analytics_http_requests_total",
-    "HTTP requests answered, by service, endpoint (the route, or `unmatched`), method and status.",
+    "HTTP requests answered, by service, endpoint (the route, or `unmatched`), method (`other`"
+    " for one outside HTTP's usual seven) and status.",
     ["service", "endpoint", "method", "status"],
 )
 # From a cached reading in a millisecond to a question near REPORTING_QUERY_SECONDS.

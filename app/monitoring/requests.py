@@ -11,6 +11,10 @@ from prometheus_client import Counter, Histogram
 from app.monitoring import metrics, request_ids
 
 UNMATCHED = "unmatched"
+# gunicorn accepts any upper-case token as a method: one a client invents must not become a
+# series of its own, kept in every process's file for ever.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 
 
 Series = tuple[Counter, Histogram]
@@ -39,7 +43,8 @@ def init_app(app: Flask, service: str) -> None:
     def finish(response: Response) -> Response:
         # A route's rule, not its URL: a label per path a client invents would grow forever.
         endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        requests, latency = series_of(endpoint, request.method, response.status_code)
+        method = request.method if request.method in METHODS else OTHER_METHOD
+        requests, latency = series_of(endpoint, method, response.status_code)
         requests.inc()
         latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
         response.headers[request_ids.HEADER] = ",".join(request_ids.current())

@@ -20,10 +20,14 @@ from typing import Any, cast
 import orjson
 import redis
 
+from app.monitoring import request_ids
 from app.queue import counters, snapshot
 
 ORDER_KEY = "analytics:ledger"  # sorted set: batch id -> when it was (last) sent
 BATCHES_KEY = "analytics:ledger:batches"  # hash: batch id -> JSON list of event messages
+# hash: batch id -> JSON list of the ids of the requests that sent it, so that a batch sent
+# again names them too (app/monitoring/request_ids.py)
+REQUEST_IDS_KEY = "analytics:ledger:request_ids"
 # sorted set: batch id -> when it was settled, for as long as a message of it may come back
 SETTLED_KEY = "analytics:ledger:settled"
 # set: batches a delivery dead-lettered events of before it settled them
@@ -34,27 +38,30 @@ LOCK_KEY = "analytics:ledger:lock"
 # sent again after its first EXEC landed unheard) or a batch delivered again counts nothing
 # more. (Only a publish run again after its batch was settled would count twice: ingestion
 # never sends one again once it may have reached Redis, app/queue/transport.py.)
-# KEYS[1]: ORDER_KEY, KEYS[2]: BATCHES_KEY, KEYS[3..]: the counters' keys.
-# RECORD's ARGV: batch id, time, the messages as JSON, then the counts.
+# KEYS[1]: ORDER_KEY, KEYS[2]: BATCHES_KEY, KEYS[3]: REQUEST_IDS_KEY, KEYS[4..]: the
+# counters' keys. RECORD's ARGV: batch id, time, the messages as JSON, the request ids as
+# JSON ('' for none), then the counts.
 RECORD = (
     counters.ADD_COUNTS_LUA
     + """
 if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-add_counts(3, 4)
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+add_counts(4, 5)
 return 1
 """
 )
-# SETTLE's KEYS: ORDER_KEY, BATCHES_KEY, SETTLED_KEY, LETTERED_KEY, the counters' keys;
-# ARGV: batch id, time, then the counts.
+# SETTLE's KEYS: ORDER_KEY, BATCHES_KEY, REQUEST_IDS_KEY, SETTLED_KEY, LETTERED_KEY, the
+# counters' keys; ARGV: batch id, time, then the counts.
 SETTLE = (
     counters.ADD_COUNTS_LUA
     + """
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('SREM', KEYS[5], ARGV[1])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-add_counts(5, 3)
+add_counts(6, 3)
 return 1
 """
 )
@@ -67,12 +74,16 @@ def record(
     counted: counters.Additions = counters.NOTHING,
 ) -> None:
     """Add 'this batch is queued, count its events' to the commands of the transaction that
-    queues it; counted once, by the transaction that makes the entry."""
+    queues it; counted once, by the transaction that makes the entry. The ids of the requests
+    being served, which its message carries, are kept with it."""
     # A script sent whole (EVAL), not by its hash: a script Redis lost on a restart would fail
     # inside the transaction while the message itself is queued.
     body = orjson.dumps(list(messages))  # many times json.dumps's speed
-    keys = [ORDER_KEY, BATCHES_KEY, *counted.keys]
-    pipe.eval(RECORD, len(keys), *keys, batch_id, time.time(), body, *counted.args)
+    ids = request_ids.current()
+    keys = [ORDER_KEY, BATCHES_KEY, REQUEST_IDS_KEY, *counted.keys]
+    pipe.eval(
+        RECORD, len(keys), *keys, batch_id, time.time(), body, orjson.dumps(ids) if ids else "", *counted.args
+    )
 
 
 def settle(
@@ -81,7 +92,7 @@ def settle(
     """Add 'this batch is stored, count its events' to the pipeline's commands; counted once,
     by the first delivery of the batch that settles it, which the ledger then remembers
     (`delivery`) until `forget_settled`."""
-    keys = [ORDER_KEY, BATCHES_KEY, SETTLED_KEY, LETTERED_KEY, *counted.keys]
+    keys = [ORDER_KEY, BATCHES_KEY, REQUEST_IDS_KEY, SETTLED_KEY, LETTERED_KEY, *counted.keys]
     pipe.eval(SETTLE, len(keys), *keys, batch_id, time.time(), *counted.args)
 
 
@@ -129,7 +140,14 @@ def outstanding(client: redis.Redis) -> int:
     return count
 
 
-def lost_batches(client: redis.Redis, grace_seconds: float) -> dict[str, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class LostBatch:
+    messages: list[dict[str, Any]]
+    # The ids of the requests that sent it, for its message to carry again.
+    request_ids: tuple[str, ...]
+
+
+def lost_batches(client: redis.Redis, grace_seconds: float) -> dict[str, LostBatch]:
     """Batches unsettled for longer than `grace_seconds` that are neither queued nor held
     (unacknowledged) by a worker.
 
@@ -148,8 +166,15 @@ def lost_batches(client: redis.Redis, grace_seconds: float) -> dict[str, list[di
     lost = [batch_id for batch_id in candidates if batch_id not in held]
     if not lost:
         return {}
-    bodies = client.hmget(BATCHES_KEY, lost)
-    return {batch_id: json.loads(body) for batch_id, body in zip(lost, bodies, strict=True) if body}
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(BATCHES_KEY, lost)
+    pipe.hmget(REQUEST_IDS_KEY, lost)
+    bodies, ids = pipe.execute()
+    return {
+        batch_id: LostBatch(json.loads(body), tuple(json.loads(found)) if found else ())
+        for batch_id, body, found in zip(lost, bodies, ids, strict=True)
+        if body
+    }
 
 
 def mark_resent(client: redis.Redis, batch_ids: Sequence[str]) -> None:

@@ -41,9 +41,15 @@ def publish(messages: Sequence[Mapping[str, Any]], batch_id: str) -> None:
         declare=[],
         # What Flower shows for the arguments; Celery's default repr of a batch costs more
         # than the rest of the message.
-        argsrepr=f"[{len(messages)} events]",
+        argsrepr=batch_repr(messages),
         kwargsrepr="{}",
     )
+
+
+def batch_repr(messages: Sequence[Any]) -> str:
+    """A batch's arguments as its message's headers and the worker's log lines show them: how
+    many events, never what they hold."""
+    return f"[{len(messages)} events]"
 
 
 def enqueue_events(messages: Sequence[Mapping[str, Any]], *, replay: bool = False) -> None:

@@ -35,7 +35,7 @@ def test_composes_redis_asks_for_the_password_that_its_health_check_and_the_serv
     tmp_path: Path, name: str, client: str
 ):
     """The default stack's Redis, and the `scale` profile's, each with a service of its own."""
-    stack = compose.load({"REDIS_PASSWORD": PASSWORD, "MONGO_PASSWORD": "unused"})
+    stack = compose.load({"REDIS_PASSWORD": PASSWORD, "MONGO_PASSWORD": "unused", "ADDRESS_KEY": "unused"})
     redis = stack["services"][name]
     [config] = redis["configs"]
     config_file = tmp_path / "auth.conf"

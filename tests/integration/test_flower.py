@@ -7,6 +7,7 @@ import requests
 from app.queue import PERSIST_TASK
 from tests.integration.client import post_event
 from tests.integration.services import serve_flower, start_flower
+from tests.metrics import parse
 from tools.factories import make_event, new_site_id
 from tools.processes import port_open, wait_until
 
@@ -82,3 +83,23 @@ def test_flower_sees_the_tasks_of_a_worker_that_sends_no_events_until_watched(fl
         return any(task.get("name") == PERSIST_TASK for task in response.json().values())
 
     wait_until(persist_task_seen, 60, "a persist task in Flower's API", interval=1)
+
+
+def test_flower_metrics_need_the_scrape_configs_credentials(flower_url):
+    """Flower 2.2 leaves its `/metrics` open; the launcher's Flower puts it behind the login."""
+    assert requests.get(f"{flower_url}/metrics", timeout=10).status_code == 401
+
+
+def test_flower_metrics_count_the_persist_tasks(flower_url, pipeline):
+    site_id = new_site_id()
+
+    def counted() -> bool:
+        post_event(pipeline["ingestion"], make_event(site_id=site_id))
+        response = requests.get(f"{flower_url}/metrics", auth=AUTH, timeout=10)
+        assert response.status_code == 200, response.text
+        return any(
+            name == "flower_events_total" and dict(labels).get("type") == "task-succeeded" and found > 0
+            for (name, labels), found in parse(response.text).items()
+        )
+
+    wait_until(counted, 60, "a task-succeeded event counted in Flower's /metrics", interval=1)

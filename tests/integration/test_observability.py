@@ -7,6 +7,8 @@ The stack logs JSON at debug level, where the worker writes a line per batch it 
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,8 +19,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import urllib3
 
-from tests.integration.services import start_healthy_services
+from tests.integration.services import start_healthy, start_healthy_services
 from tests.metrics import Samples, parse, total, value
 from tools.factories import make_event, new_site_id
 from tools.processes import ManagedProcess, start_worker, wait_until
@@ -130,7 +133,8 @@ def test_the_counters_scraped_during_a_load_match_what_was_sent(stack):
 
     wait_until(settled, 60, "the load stored and counted")
     pipeline = scrape(stack["reporting"])
-    assert value(pipeline, "analytics_pipeline_up") == 1
+    assert value(pipeline, "analytics_pipeline_up", store="redis") == 1
+    assert value(pipeline, "analytics_pipeline_up", store="mongodb") == 1
     # Ingestion's event counters, which reporting's processes define too, show only there.
     assert [name for name, _ in pipeline if name.startswith("analytics_events_")] == []
     # The stack's own Redis database: its counters are this test's events alone.
@@ -148,13 +152,19 @@ def json_lines(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines[first:]]
 
 
+# The address the tests below send from: a loopback address of its own (Linux answers all of
+# 127.0.0.0/8), which no line names unless it names the client: the services' own addresses
+# are 127.0.0.1.
+CLIENT = "127.0.0.2"
+
+
 def test_one_request_id_follows_an_event_from_ingestion_into_the_worker(stack, run_dir):
     site_id, followed = new_site_id(), f"followed-{uuid.uuid4().hex}"
     event = make_event(site_id=site_id, path="/followed")
-    answer = requests.post(
-        f"{stack['ingestion']}/event", json=event, headers={"X-Request-ID": followed}, timeout=10
+    answer = urllib3.PoolManager(source_address=(CLIENT, 0)).request(
+        "POST", f"{stack['ingestion']}/event", json=event, headers={"X-Request-ID": followed}, timeout=10
     )
-    assert answer.status_code == 200
+    assert answer.status == 200
 
     def worker_lines() -> list[dict[str, Any]]:
         return [
@@ -170,6 +180,48 @@ def test_one_request_id_follows_an_event_from_ingestion_into_the_worker(stack, r
     assert any('"POST /event HTTP/1.1" 200' in line["message"] for line in ingestion_lines)
     assert any("storing 1 events" in line["message"] for line in worker_lines())
     for log in ("obs-ingestion.log", "obs-worker.log"):
-        text = (run_dir / log).read_text()
-        assert "/followed" not in text
-        assert "127.0.0.1 " not in text
+        assert "/followed" not in (run_dir / log).read_text()
+        assert CLIENT not in (run_dir / log).read_text()
+
+
+def test_a_request_gunicorn_refuses_leaves_no_client_address_in_the_json_log(service_env, run_dir):
+    """gunicorn logs each request it refuses itself (a header too large, a malformed request
+    line) at WARNING, naming the peer's address."""
+    process, url = start_healthy("ingestion", {**service_env, "LOG_FORMAT": "json"}, run_dir, "json-refusal")
+    try:
+        address = urlsplit(url)
+        with socket.create_connection(
+            (address.hostname, address.port), timeout=5, source_address=(CLIENT, 0)
+        ) as client:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.1 431")
+    finally:
+        process.stop()
+    assert '"Invalid request from ip=127.0.0.0: ' in process.log()
+    assert CLIENT not in process.log()
+
+
+def test_a_reloaded_master_keeps_one_metrics_directory(service_env, run_dir, tmp_path):
+    """gunicorn reads gunicorn.conf.py again on SIGHUP, where the master's metrics directory is
+    made: a reload must neither nest a new one in it nor leave one behind."""
+    parent = tmp_path / "metrics"
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(parent)}
+    process, url = start_healthy("ingestion", env, run_dir, "metrics-reload")
+    try:
+        assert requests.get(f"{url}/openapi.json", timeout=10).status_code == 200
+        assert process.process is not None
+        process.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "Hang up: Master" in process.log(), 30, "the master's reload")
+        wait_until(lambda: "Booting worker" in process.log().split("Hang up: Master")[1], 30, "new workers")
+        scraped = scrape(url)
+        before_reload = {
+            "service": "ingestion",
+            "endpoint": "/openapi.json",
+            "method": "GET",
+            "status": "200",
+        }
+        assert value(scraped, "analytics_http_requests_total", **before_reload) == 1
+        assert [path.relative_to(parent).parts[:-1] for path in parent.rglob("analytics-metrics-*")] == [()]
+    finally:
+        process.stop()
+    assert list(parent.iterdir()) == []

@@ -17,6 +17,7 @@ import yaml
 from pymongo.uri_parser import parse_uri
 
 from app.settings import Settings
+from tasks import flower
 from tests import compose
 from tests.compose import MissingVariableError
 
@@ -27,8 +28,8 @@ PROCFILE = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().
 # Listed, or shown commented out (the URLs that would turn off `make run`'s local servers).
 DOCUMENTED = set(re.findall(r"^(?:# )?([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
 FLOWER_SECRETS = {"FLOWER_BASIC_AUTH", "FLOWER_UNAUTHENTICATED_API"}
-PASSWORDS = ("REDIS_PASSWORD", "MONGO_PASSWORD")
-STACK_ENV = {"REDIS_PASSWORD": "redis-s3cret", "MONGO_PASSWORD": "mongo-s3cret"}
+SECRETS = ("REDIS_PASSWORD", "MONGO_PASSWORD", "ADDRESS_KEY")
+STACK_ENV = {"REDIS_PASSWORD": "redis-s3cret", "MONGO_PASSWORD": "mongo-s3cret", "ADDRESS_KEY": "addr-s3cret"}
 DEFAULT_STACK = {"redis", "mongo", "ingestion", "reporting", "worker"}
 # The `scale` profile's application services, each with its Procfile entry.
 SCALE_APPS = {
@@ -76,6 +77,17 @@ def test_flower_starts_only_when_asked_for_so_the_stack_never_crash_loops():
     assert SERVICES["flower"]["profiles"] == ["flower"]
     profiled = {name: service["profiles"] for name, service in SERVICES.items() if "profiles" in service}
     assert {name for name, profiles in profiled.items() if profiles != ["scale"]} == {"flower"}
+
+
+def test_the_flower_profile_without_credentials_does_not_restart_for_ever():
+    """`docker compose --profile flower up` with no FLOWER_BASIC_AUTH in .env runs the launcher,
+    which refuses and exits with an error: a bounded number of times."""
+    service = compose.enabled(compose.load(STACK_ENV), "flower")["flower"]
+    environment = {name: str(value) for name, value in service["environment"].items()}
+    assert service["command"] == ["python", "-m", "tasks.flower"]
+    with pytest.raises(flower.UnsafeFlowerError):
+        flower.command(Settings.from_env(environment), environment)
+    assert re.fullmatch(r"no|on-failure:\d+", service.get("restart", "no")), service.get("restart")
 
 
 @pytest.mark.parametrize(
@@ -147,13 +159,14 @@ def test_the_flower_secret_reaches_only_the_flower_service():
     assert set(SERVICES["flower"]["environment"]) >= FLOWER_SECRETS
 
 
-def test_the_stack_does_not_start_without_redis_and_mongodb_passwords():
-    """Required rather than generated: Compose refuses to start, saying which is missing."""
-    for missing in PASSWORDS:
+def test_the_stack_does_not_start_without_its_passwords_and_address_key():
+    """Required rather than generated: Compose refuses to start, saying which is missing. An
+    empty ADDRESS_KEY would hash addresses unkeyed, which anyone can reverse for IPv4."""
+    for missing in SECRETS:
         with pytest.raises(MissingVariableError, match=f"{missing}: set it in .env"):
-            compose.load({name: "x" for name in PASSWORDS if name != missing})
+            compose.load({name: "x" for name in SECRETS if name != missing})
     text = compose.COMPOSE_FILE.read_text()
-    assert {name for name in PASSWORDS if f"${{{name}:-" in text or f"${{{name}}}" in text} == set()
+    assert {name for name in SECRETS if f"${{{name}:-" in text or f"${{{name}}}" in text} == set()
 
 
 def test_redis_asks_every_client_for_the_password_and_the_services_give_it():
@@ -302,11 +315,12 @@ def proxy_config() -> tuple[str, str]:
 
 def test_the_proxy_sends_ingestion_to_both_replicas_and_nothing_else():
     """nginx reads the file as its default server; its upstream is each ingestion replica at
-    the port its gunicorn binds, and the one location passes everything there."""
+    the port its gunicorn binds, looked up again in Docker's DNS (a replica recreated gets a
+    new address), and the one location passes everything there."""
     text, target = proxy_config()
     assert target == "/etc/nginx/conf.d/default.conf"
     [upstream] = re.findall(r"upstream ingestion \{(.*?)\}", text, re.DOTALL)
-    servers = re.findall(r"^\s*server (\S+);", upstream, re.MULTILINE)
+    servers = re.findall(r"^\s*server (\S+) resolve;", upstream, re.MULTILINE)
     binds = [
         SERVICES[name]["command"][SERVICES[name]["command"].index("-b") + 1]
         for name in ("ingestion-1", "ingestion-2")
@@ -315,6 +329,8 @@ def test_the_proxy_sends_ingestion_to_both_replicas_and_nothing_else():
         f"{name}:{bind.rsplit(':', 1)[1]}"
         for name, bind in zip(("ingestion-1", "ingestion-2"), binds, strict=True)
     ]
+    assert re.findall(r"^\s*zone ingestion \S+;", upstream, re.MULTILINE)
+    assert re.findall(r"^resolver 127\.0\.0\.11 ", text, re.MULTILINE)
     assert re.findall(r"proxy_pass (\S+);", text) == ["http://ingestion"]
     assert re.findall(r"^\s*listen (\S+);", text, re.MULTILINE) == ["80"]
     assert {f"{name}:3000" for name in SCALE_APPS if name.startswith("ingestion")} == set(servers)
@@ -437,3 +453,27 @@ def test_mongo_init_fails_rather_than_start_the_services_on_a_set_without_a_prim
     assert shutil.which("node"), "Node runs mongosh's scripts here: install nodejs (make test does)"
     assert run_mongo_init(tmp_path, initiated=True, hellos_without_primary=1000)[0] == 1
     assert run_mongo_init(tmp_path, initiated=False, status_error="Unauthorized")[0] != 0
+
+
+def test_the_proxy_keeps_no_access_log_of_visitors_addresses():
+    """nginx's default access log names each client's address, user agent and referrer."""
+    text, _ = proxy_config()
+    assert re.findall(r"^\s*access_log (.+);", text, re.MULTILINE) == ["off"]
+
+
+def test_every_target_the_scrape_config_names_is_a_service_at_its_port():
+    """docs/monitoring/prometheus.yml names the default stack's targets, and in comments the
+    scale profile's replicas: each must be a compose service listening at that port."""
+    text = (ROOT / "docs" / "monitoring" / "prometheus.yml").read_text()
+    targets = set(re.findall(r'"([a-z0-9-]+):(\d+)"', text))
+    assert {name for name, _ in targets} >= {
+        "ingestion",
+        "reporting",
+        "ingestion-1",
+        "ingestion-2",
+        "reporting-1",
+    }
+    for name, port in targets:
+        command = SERVICES[name]["command"]
+        bound = command[command.index("-b") + 1].rsplit(":", 1)[1] if "-b" in command else None
+        assert (bound or str(Settings().flower_port)) == port, (name, port)

@@ -123,3 +123,24 @@ def test_process_counts_follow_a_container_s_cpu_limit(tmp_path, monkeypatch, cp
     assert Settings(worker_concurrency=0).worker_processes == expected
     assert Settings(worker_concurrency=3).worker_processes == 3
     assert Settings(web_concurrency=0).web_processes == expected
+
+
+@pytest.mark.parametrize("password", ["p@ss", "pa/ss", "pa?ss", "pa#ss", "pa%ss"])
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("REDIS_URL", "redis://:{}@redis:6379/0"),
+        ("MONGO_URI", "mongodb://analytics:{}@mongo-1:27017,mongo-2:27017/analytics?authSource=admin"),
+    ],
+)
+def test_a_password_a_url_cannot_hold_as_it_is_is_refused_without_showing_it(variable, url, password):
+    """What docker compose makes of a password with such a character: a clear refusal, rather
+    than a crash deep in pymongo or a connection to the wrong host."""
+    with pytest.raises(ValueError, match=f"{variable}'s user name or password") as refused:
+        Settings.from_env({variable: url.format(password)})
+    assert password not in str(refused.value)
+
+
+@pytest.mark.parametrize("password", ["s3cret", "pa%40ss", "a:b", "a!$&'()*+,;=-._~b"])
+def test_a_password_escaped_or_of_url_safe_characters_is_taken(password):
+    assert Settings.from_env({"MONGO_URI": f"mongodb://analytics:{password}@mongo:27017/analytics"})

@@ -25,6 +25,7 @@ def json_lines(monkeypatch):
     logging.root.setLevel(saved[1])
     for name in ("gunicorn.error", "gunicorn.access", *logs.ADDRESS_LOGGERS):
         logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).filters.clear()
         logging.getLogger(name).propagate = True
         logging.getLogger(name).setLevel(logging.NOTSET)
 
@@ -55,3 +56,12 @@ def test_the_json_access_line_names_the_request_id_and_not_the_client(json_lines
 def test_text_stays_the_default_and_keeps_the_client():
     assert logs.dict_config("info")["formatters"]["plain"] == {"format": logs.FORMAT}
     assert "analytics.logged_client" in logs.access_format("text")
+
+
+@pytest.mark.parametrize(
+    ("peer", "network"), [("203.0.113.7", "203.0.113.0"), ("2001:db8:1:2:3::5", "2001:db8:1::")]
+)
+def test_a_request_gunicorn_refuses_is_logged_with_the_peers_network_only(json_lines, peer, network):
+    logging.getLogger("gunicorn.error").warning(f"Invalid request from ip={peer}: Invalid HTTP Version")
+    (line,) = json_lines()
+    assert line["message"] == f"Invalid request from ip={network}: Invalid HTTP Version"

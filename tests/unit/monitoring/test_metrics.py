@@ -5,7 +5,9 @@ The process's registry outlives a test, so counters are compared before and afte
 
 from unittest import mock
 
+import pytest
 from kombu.exceptions import OperationalError
+from pymongo.errors import ServerSelectionTimeoutError
 
 from tests.metrics import value
 from tests.unit.monitoring.scrape import scrape
@@ -14,6 +16,11 @@ from tools.factories import make_event
 ACCEPTED = "analytics_events_accepted_total"
 REFUSED = "analytics_events_refused_total"
 REQUESTS = "analytics_http_requests_total"
+PLAUSIBLE_PAGE = {"n": "pageview", "u": "https://shop.test/pricing", "d": "shop.test"}
+
+
+def series(samples, name: str) -> set:
+    return {labels for sample, labels in samples if sample == name}
 
 
 def test_ingestion_counts_events_accepted_and_refused_by_reason(ingestion):
@@ -63,7 +70,8 @@ def test_reporting_shows_the_pipeline_as_gauges_read_when_scraped(ingestion, rep
         - value(before, "analytics_pipeline_events_total", **stage)
         == 2
     )
-    assert value(after, "analytics_pipeline_up") == 1
+    assert value(after, "analytics_pipeline_up", store="redis") == 1
+    assert value(after, "analytics_pipeline_up", store="mongodb") == 1
     for gauge in (
         "analytics_queue_depth",
         "analytics_batches_unsettled",
@@ -79,8 +87,20 @@ def test_reporting_shows_the_pipeline_as_gauges_read_when_scraped(ingestion, rep
 def test_reporting_still_answers_a_scrape_while_redis_is_away(reporting, redis_server):
     redis_server.connected = False
     samples = scrape(reporting)
-    assert value(samples, "analytics_pipeline_up") == 0
+    assert value(samples, "analytics_pipeline_up", store="redis") == 0
     assert ("analytics_queue_depth", frozenset()) not in samples
+    assert value(samples, "analytics_pipeline_up", store="mongodb") == 1
+    assert ("analytics_dead_letters", frozenset()) in samples
+
+
+def test_reporting_keeps_redis_gauges_while_mongodb_is_away(reporting):
+    away = ServerSelectionTimeoutError("mongo-1:27017: [Errno 111] Connection refused")
+    with mock.patch("app.store.dead_letters.count_dead_letters", side_effect=away):
+        samples = scrape(reporting)
+    assert value(samples, "analytics_pipeline_up", store="mongodb") == 0
+    assert ("analytics_dead_letters", frozenset()) not in samples
+    assert value(samples, "analytics_pipeline_up", store="redis") == 1
+    assert ("analytics_queue_depth", frozenset()) in samples
 
 
 def test_bots_dropped_are_counted_by_reason_and_neither_accepted_nor_refused(ingestion):
@@ -94,3 +114,28 @@ def test_bots_dropped_are_counted_by_reason_and_neither_accepted_nor_refused(ing
     assert value(after, dropped, reason="crawler") - value(before, dropped, reason="crawler") == 3
     assert value(after, ACCEPTED, endpoint="/event") == value(before, ACCEPTED, endpoint="/event")
     assert value(after, REFUSED, reason="invalid") == value(before, REFUSED, reason="invalid")
+
+
+@pytest.mark.parametrize("service", ["ingestion", "reporting"])
+def test_a_client_cannot_add_request_series_by_inventing_methods(request, service):
+    """gunicorn accepts any upper-case token of 3 to 20 characters as a method: each must not
+    become a series of its own, in every process's file, for ever."""
+    client = request.getfixturevalue(service)
+    before = series(scrape(client), REQUESTS)
+    for n in range(50):
+        client.open("/", method=f"X{n:04d}")
+    after = series(scrape(client), REQUESTS)
+    assert len(after - before) <= 2, sorted(dict(labels)["method"] for labels in after - before)[:5]
+
+
+def test_events_the_drop_in_endpoints_cannot_queue_are_counted_as_refused(ingestion, monkeypatch):
+    before = scrape(ingestion)
+    refused = OperationalError("Connection refused.")
+    monkeypatch.setattr("tasks.persist.persist_events.apply_async", mock.Mock(side_effect=refused))
+    answer = ingestion.post(
+        "/api/event", json=PLAUSIBLE_PAGE, headers={"User-Agent": "Mozilla/5.0 Firefox/133.0"}
+    )
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    after = scrape(ingestion)
+    reason = {"reason": "queue_unavailable"}
+    assert value(after, REFUSED, **reason) - value(before, REFUSED, **reason) == 1

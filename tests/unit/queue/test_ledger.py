@@ -3,6 +3,7 @@
 import json
 import time
 
+from app.monitoring import request_ids
 from app.queue import ENQUEUED_AT, QUEUE, UNACKED_KEY, ledger
 from app.settings import Settings
 from tasks import maintenance
@@ -40,7 +41,7 @@ def test_a_batch_within_its_grace_period_is_not_lost(counter_store):
 def test_an_old_batch_neither_queued_nor_held_is_lost_with_its_events(counter_store):
     record(counter_store, "b1", time.time() - 60, [{"event_id": "e1"}, {"event_id": "e2"}])
     assert ledger.lost_batches(counter_store, grace_seconds=10) == {
-        "b1": [{"event_id": "e1"}, {"event_id": "e2"}]
+        "b1": ledger.LostBatch([{"event_id": "e1"}, {"event_id": "e2"}], request_ids=())
     }
 
 
@@ -102,3 +103,30 @@ def test_a_batch_marked_lettered_is_no_longer_once_settled(counter_store):
     assert ledger.delivery(counter_store, "b1") == ledger.Delivery(settled=False, lettered=True)
     settle(counter_store, "b1")
     assert ledger.delivery(counter_store, "b1") == ledger.Delivery(settled=True, lettered=False)
+
+
+def test_a_batch_sent_again_keeps_the_ids_of_the_requests_that_sent_it(counter_store, monkeypatch):
+    """The ledger check runs in no request: the ids its message carries are the ledger's."""
+    sent: dict[str, tuple[str, ...]] = {}
+    monkeypatch.setattr(
+        maintenance, "publish", lambda messages, batch_id: sent.update({batch_id: request_ids.current()})
+    )
+    token = request_ids.enter("r-lost")
+    try:
+        record(counter_store, "b1", time.time() - 60)  # queued by request r-lost, then lost
+    finally:
+        request_ids.leave(token)
+    assert maintenance.resend_lost_batches(counter_store, Settings(ledger_grace_seconds=10)) == 1
+    assert sent == {"b1": ("r-lost",)}
+    assert request_ids.current() == ()
+
+
+def test_settling_a_batch_forgets_its_request_ids(counter_store):
+    token = request_ids.enter("r-1")
+    try:
+        record(counter_store, "b1", time.time())
+    finally:
+        request_ids.leave(token)
+    assert counter_store.hexists(ledger.REQUEST_IDS_KEY, "b1")
+    settle(counter_store, "b1")
+    assert not counter_store.hexists(ledger.REQUEST_IDS_KEY, "b1")

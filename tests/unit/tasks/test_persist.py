@@ -1,14 +1,22 @@
 """The worker's persistence logic, without a worker: mongomock and an in-memory Redis."""
 
+import io
+import json
+import logging
+import logging.config
 import sys
 import time
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 import redis
+from celery.app import trace
 from celery.exceptions import Retry
 from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
+from app import logs
+from app.extensions import FlaskTask, celery_app
 from app.queue import counters, ledger
 from app.rollups import compactor
 from app.settings import Settings
@@ -304,3 +312,61 @@ def test_a_stored_event_holds_its_source_and_device_and_not_the_user_agent(db, c
         "os": "iOS",
     }
     assert "utm_campaign" not in stored
+
+
+SECRET_PATH = "/account/4111-1111-1111-1111"
+
+
+def test_a_retried_batch_is_not_logged_with_its_events(monkeypatch):
+    """Celery builds a retry's message from the request without its `argsrepr`
+    (celery/celery#6086): the worker's "Received task" line, in JSON at LOG_LEVEL=debug,
+    would then hold the events."""
+    message = make_message(path=SECRET_PATH, user_id="alice@example.com")
+    sent: list[dict] = []
+
+    def capture(signature, *args, **kwargs):
+        sent.append(dict(signature.options))
+
+    monkeypatch.setattr("celery.canvas.Signature.apply_async", capture)
+    persist.persist_events.push_request(
+        id="batch-1",
+        args=[[message]],
+        kwargs={},
+        retries=0,
+        argsrepr="[1 events]",
+        kwargsrepr="{}",
+        headers={"request_ids": ["r-1"]},
+        delivery_info={"exchange": "", "routing_key": "celery"},
+        called_directly=False,
+    )
+    try:
+        with pytest.raises(Retry):
+            persist.persist_events.retry(exc=RuntimeError("away"), countdown=1, max_retries=None, kwargs={})
+    finally:
+        persist.persist_events.pop_request()
+    (options,) = sent
+    # What the retried message's headers hold, as the broker gets them.
+    argsrepr = celery_app.amqp.as_task_v2(
+        "batch-1", persist.persist_events.name, args=[[message]], argsrepr=options.get("argsrepr")
+    ).headers["argsrepr"]
+
+    # The worker's "Received task" line for that message, in JSON at LOG_LEVEL=debug.
+    stream = io.StringIO()
+    config = logs.dict_config("debug", "json")
+    config["handlers"]["stderr"]["stream"] = stream
+    root_handlers, root_level = logging.root.handlers[:], logging.root.level
+    try:
+        with mock.patch.dict(logging.root.manager.loggerDict):
+            logging.config.dictConfig(config)
+            context = {"id": "batch-1", "name": "persist", "args": argsrepr, "kwargs": "{}", "eta": None}
+            received = logging.getLogger("celery.worker.strategy")
+            received.info(trace.LOG_RECEIVED, context, extra={"data": context})
+    finally:
+        logging.root.handlers[:], logging.root.level = root_handlers, root_level
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert SECRET_PATH not in json.dumps(line), line
+
+
+def test_the_persist_task_runs_inside_the_flask_apps_context():
+    """Its own class (for the retry's argsrepr) must still be the app's task class."""
+    assert isinstance(persist.persist_events, FlaskTask)
