@@ -1,0 +1,97 @@
+"""A review's findings on the folded visits (issue 28): each test states what docs/sessions.md
+promises, and fails on the code as merged (e493692)."""
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.rollups import compactor
+from app.sessions.assign import visits_of
+from app.store import events as event_store
+from app.store import rollups as rollup_store
+from app.store import visits as visit_store
+from app.store.user_numbers import user_key
+from reporting import queries
+from reporting.periods import Period
+from tasks.persist import store_batch
+from tests.unit.sessions.test_fold import SITE, START, at, failing_once, summaries
+from tools.factories import make_message
+
+
+def test_a_late_batch_of_an_earlier_visit_is_one_visit_not_one_per_event(db, counter_store):
+    """A visitor's earlier visit arrives after a later one (a Segment SDK flushing events
+    queued offline, an import of history, a dead letter replayed): its five events, 5 minutes
+    apart, are one visit by the definition, and "a split at worst" promises no more than two.
+    Each event more than 30 minutes before both remembered visits opens a visit the state does
+    not follow, so the next event of the same batch cannot join it: five one-event visits."""
+    store_batch(db, counter_store, "live", [at(300, "/today")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "late", [at(minute, f"/p{minute}") for minute in (0, 5, 10, 15, 20)])
+    compactor.compact(db, counter_store)
+    events = event_store.events_between(db, SITE, START, START + timedelta(hours=6))
+    assert len(visits_of(events)) == 2  # the cross-check, in time order
+    assert summaries(db) == [
+        ("alice", "/p0", "/p20", 5, 5, 1200),
+        ("alice", "/today", "/today", 1, 1, 0),
+    ]
+
+
+def test_a_visit_whose_start_moves_back_more_than_an_hour_is_still_counted(db, counter_store):
+    """Earlier events of a visit arrive later, each within 30 minutes of the visit's first:
+    its start moves back past LATE_START (from the 01:30 that keys it to 23:25 the day
+    before). The breakdown of its day misses it, and no other day counts it: "counted at most
+    a little high, never low" does not hold."""
+    opening = datetime(2025, 11, 16, 1, 30, tzinfo=UTC)
+    for back in range(6):  # 01:30, 01:05, 00:40, 00:15, 23:50, 23:25
+        moment = opening - timedelta(minutes=25 * back)
+        store_batch(db, counter_store, f"b{back}", [at((moment - START).total_seconds() / 60, f"/{back}")])
+        compactor.compact(db, counter_store)
+    [visit] = db[visit_store.VISITS].find()
+    assert visit["start"] == datetime(2025, 11, 15, 23, 25, tzinfo=UTC)
+
+    def entries(day: date) -> list[str]:
+        period = Period(SITE, day, day, ZoneInfo("UTC"))
+        return [row.value for row in queries.breakdown(db, period, "entry_page", 10, 0).results]
+
+    counted = entries(date(2025, 11, 15)) + entries(date(2025, 11, 16))
+    assert counted == ["/5"]
+
+
+def test_a_rebuild_does_not_fold_again_a_lost_entry_that_was_folded(db, counter_store, monkeypatch):
+    """A round folds a batch's visits and adds its rollups, then dies before its markers
+    (Redis away); the entry is then lost with Redis's last second of writes. `rebuild`, the
+    repair for lost entries, appends the batch again: the rollups are recomputed and count it
+    once, but the visits, "left as they are", fold its rows a second time."""
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(4, "/pricing")])
+    away = RedisConnectionError("Redis away")
+    monkeypatch.setattr(
+        rollup_store, "mark_batches_applied", failing_once(rollup_store.mark_batches_applied, away)
+    )
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    counter_store.delete(compactor.stream_key(compactor.shard_of(SITE)))  # lost with Redis's data
+    db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
+    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
+    compactor.compact(db, counter_store)
+    period = Period(SITE, START.date(), START.date(), ZoneInfo("UTC"))
+    assert queries.summary(db, period, 10).total_views == 2  # the rollups: exact
+    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_the_visits_keep_no_link_between_two_days_visitor_ids(db, counter_store):
+    """docs/visitors.md: "Once a day's salt is deleted, nobody can tell whether two ids of
+    that day were the same person as any later id". A visit across midnight is stored as one:
+    the new day's id's state names a visit whose visitor is the previous day's id, in
+    collections nothing prunes (not even retention), so the two ids stay linked for good."""
+    evening, morning = "a" * 32, "b" * 32
+    before = make_message(site_id=SITE, user_id=None, path="/", timestamp="2025-11-15T23:50:00Z")
+    store_batch(db, counter_store, "b1", [{**before, "visitor_id": evening}])
+    after = make_message(site_id=SITE, user_id=None, path="/after", timestamp="2025-11-16T00:10:00Z")
+    store_batch(db, counter_store, "b2", [{**after, "visitor_id": morning, "previous_visitor_id": evening}])
+    compactor.compact(db, counter_store)
+    state = db[visit_store.VISIT_STATES].find_one({"_id": user_key(SITE, morning)})
+    followed = [state.get("current"), state.get("previous")]
+    linked = {visit["visitor"] for visit in db[visit_store.VISITS].find({"_id": {"$in": followed}})}
+    assert evening not in linked
