@@ -5,14 +5,14 @@ reads its stream in order).
 For a round's fresh entries (`app.rollups.compactor._apply`, after its skips), their rows
 (`app/sessions/rows.py`) are taken in stream order, each entry's in time order:
 1. the states of the rows' visitors (and of their previous day's ids) are read by `_id`, a
-   slice at a time, then the visits they follow (a state names its current visit and the
-   one before; their first and last times are the visits' own `start` and `end`); a row of
+   slice at a time, then the visits they follow (a state names its current visit and a few
+   earlier ones; their first and last times are the visits' own `start` and `end`); a row of
    an entry at or before its visitor's `through` was folded already and is skipped;
 2. each other row is given its visit (`assign.assign`), its visitor's state updated;
 3. the visits the rows open are read too, and each row is added to its visit's summary,
    unless the visit's own `through` holds its entry;
-4. the visits are written, then the states whose visits changed (a visit opened, or a new
-   day's id taking up the previous day's visit), each with the round's last entry as
+4. the visits are written, then the states whose visits changed (a visit opened, an earlier
+   one forgotten, or a new day's id taking up the previous day's visit), each with the round's last entry as
    `through` and the hold's fence: new documents in one insert, changed ones replaced in
    bulk. A state is not rewritten for a row that only widened one of its visits: on
    FerretDB each replacement is a transaction of its own, and a visitor seen again costs
@@ -41,8 +41,6 @@ from app.store import visits as visit_store
 
 # Ids read in one query: a round's visitors, then their visits, a slice at a time.
 IDS_PER_SLICE = 1000
-# The visits a visitor's state follows: its current one and the one before.
-FOLLOWED = ("current", "previous")
 
 
 def fold_visits(
@@ -76,9 +74,9 @@ def fold_visits(
     moved = [
         key
         for key in sorted({row.key for _, row, _ in assigned})
-        if _moved(states[key], stored_states.get(key))
+        if _moved(key, states[key], stored_states.get(key))
     ]
-    state_documents = [visit_store.state_document(key, _followed_ids(states[key])) for key in moved]
+    state_documents = [_state_document(key, states[key]) for key in moved]
     with generations.writing(client, shard, {row.site_id for _, row, _ in assigned}):
         _save(db, hold, visit_store.VISITS, list(visits.values()), new_visits, through)
         new_states = set(moved) - stored_states.keys()
@@ -140,15 +138,15 @@ def _holds(document: dict[str, Any] | None, order: tuple[int, int]) -> bool:
 
 def _followed(states: Iterable[dict[str, Any]]) -> set[str]:
     """The ids of the visits stored states follow."""
-    return {state[name] for state in states for name in FOLLOWED if state.get(name)}
+    return {visit for state in states for visit in visit_store.followed_ids(state)}
 
 
 def _loaded(document: dict[str, Any] | None, visits: dict[str, dict[str, Any]]) -> VisitorState:
     """A stored state, its visits' times read from the visits themselves."""
     if document is None:
         return VisitorState()
-    current, previous = (_span(document.get(name), visits) for name in FOLLOWED)
-    return VisitorState(current, previous)
+    earlier = [_span(visit_id, visits) for visit_id in document.get("earlier", [])]
+    return VisitorState(_span(document.get("current"), visits), [span for span in earlier if span])
 
 
 def _span(visit_id: str | None, visits: dict[str, dict[str, Any]]) -> Span | None:
@@ -156,15 +154,15 @@ def _span(visit_id: str | None, visits: dict[str, dict[str, Any]]) -> Span | Non
     return None if visit is None else Span(visit["_id"], visit["start"], visit["end"])
 
 
-def _followed_ids(state: VisitorState) -> dict[str, str | None]:
-    spans = (state.current, state.previous)
-    return {name: None if span is None else span.visit for name, span in zip(FOLLOWED, spans, strict=True)}
+def _state_document(key: str, state: VisitorState) -> dict[str, Any]:
+    current = None if state.current is None else state.current.visit
+    return visit_store.state_document(key, current, [span.visit for span in state.earlier])
 
 
-def _moved(state: VisitorState, stored: dict[str, Any] | None) -> bool:
+def _moved(key: str, state: VisitorState, stored: dict[str, Any] | None) -> bool:
     """Whether the visits a state follows changed since it was stored."""
-    before = {name: (stored or {}).get(name) for name in FOLLOWED}
-    return _followed_ids(state) != before
+    after, before = _state_document(key, state), stored or {}
+    return any(before.get(name) != after.get(name) for name in ("current", "earlier"))
 
 
 def _read(

@@ -4,7 +4,7 @@ visits the compactor folds a shard's events into (app/sessions/fold.py), their o
 A visit's `_id` is the key of the event that opened it (site, time, event id), so that a
 site's visits of a period are one `_id` range. It holds its site, visitor, first and last
 times, entry and exit pages (with their times), page count, event count and duration. A
-visitor's state (`_id`: site and identity) names its current visit and the one before
+visitor's state (`_id`: site and identity) names its current visit and a few earlier ones
 (`app.sessions.assign`). Both hold the last stream entry folded into them (`through`) and the
 compactor's fence (`app/store/fenced.py`).
 """
@@ -71,10 +71,18 @@ def add_event(visit: dict[str, Any], moment: datetime, event_type: str, path: st
         visit["exit_page"], visit["exit_at"] = path, moment
 
 
-def state_document(key: str, followed: Mapping[str, str | None]) -> dict[str, Any]:
-    """A visitor's state as stored: the ids of its `current` visit and the one before
-    (`previous`), either absent. Their times are the visits' own."""
-    return {"_id": key, **{name: visit for name, visit in followed.items() if visit is not None}}
+def state_document(key: str, current: str | None, earlier: list[str]) -> dict[str, Any]:
+    """A visitor's state as stored: the ids of its `current` visit (absent without one) and
+    of the `earlier` ones it follows. Their times are the visits' own."""
+    document: dict[str, Any] = {"_id": key, "earlier": earlier}
+    if current is not None:
+        document["current"] = current
+    return document
+
+
+def followed_ids(state: Mapping[str, Any]) -> list[str]:
+    """The ids of the visits a stored state follows."""
+    return ([state["current"]] if state.get("current") else []) + list(state.get("earlier", []))
 
 
 def save(

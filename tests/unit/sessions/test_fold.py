@@ -8,6 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.rollups import compactor
 from app.sessions import fold
+from app.sessions.assign import visits_of
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store import visits as visit_store
@@ -98,6 +99,22 @@ def test_an_event_arriving_late_becomes_the_entry(db, counter_store):
     store_batch(db, counter_store, "b2", [at(1, "/")])
     compactor.compact(db, counter_store)
     assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_a_late_batch_of_an_earlier_visit_is_one_visit_not_one_per_event(db, counter_store):
+    """A visitor's earlier visit arrives after a later one (a Segment SDK flushing events
+    queued offline, an import of history, a dead letter replayed): its five events, 5 minutes
+    apart, are one visit, which the state follows once its first event opened it."""
+    store_batch(db, counter_store, "live", [at(300, "/today")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "late", [at(minute, f"/p{minute}") for minute in (0, 5, 10, 15, 20)])
+    compactor.compact(db, counter_store)
+    events = event_store.events_between(db, SITE, START, START + timedelta(hours=6))
+    assert len(visits_of(events)) == 2  # the cross-check, in time order
+    assert summaries(db) == [
+        ("alice", "/p0", "/p20", 5, 5, 1200),
+        ("alice", "/today", "/today", 1, 1, 0),
+    ]
 
 
 def test_a_batch_delivered_again_counts_once_in_its_visits(db, counter_store):

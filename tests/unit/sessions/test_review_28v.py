@@ -8,7 +8,6 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.rollups import compactor
-from app.sessions.assign import visits_of
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store import visits as visit_store
@@ -18,24 +17,6 @@ from reporting.periods import Period
 from tasks.persist import store_batch
 from tests.unit.sessions.test_fold import SITE, START, at, failing_once, summaries
 from tools.factories import make_message
-
-
-def test_a_late_batch_of_an_earlier_visit_is_one_visit_not_one_per_event(db, counter_store):
-    """A visitor's earlier visit arrives after a later one (a Segment SDK flushing events
-    queued offline, an import of history, a dead letter replayed): its five events, 5 minutes
-    apart, are one visit by the definition, and "a split at worst" promises no more than two.
-    Each event more than 30 minutes before both remembered visits opens a visit the state does
-    not follow, so the next event of the same batch cannot join it: five one-event visits."""
-    store_batch(db, counter_store, "live", [at(300, "/today")])
-    compactor.compact(db, counter_store)
-    store_batch(db, counter_store, "late", [at(minute, f"/p{minute}") for minute in (0, 5, 10, 15, 20)])
-    compactor.compact(db, counter_store)
-    events = event_store.events_between(db, SITE, START, START + timedelta(hours=6))
-    assert len(visits_of(events)) == 2  # the cross-check, in time order
-    assert summaries(db) == [
-        ("alice", "/p0", "/p20", 5, 5, 1200),
-        ("alice", "/today", "/today", 1, 1, 0),
-    ]
 
 
 def test_a_visit_whose_start_moves_back_more_than_an_hour_is_still_counted(db, counter_store):
