@@ -2,6 +2,7 @@
 rounds; each event counts once in its visit however a round dies, is isolated or replayed."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -12,6 +13,8 @@ from app.sessions.assign import visits_of
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store import visits as visit_store
+from reporting import queries
+from reporting.periods import Period
 from tasks.persist import store_batch
 from tools.factories import make_message
 
@@ -251,13 +254,36 @@ def test_a_rebuild_leaves_the_visits_as_they_are(db, counter_store):
     assert summaries(db) == before
 
 
-def test_a_rebuild_folds_the_visits_of_a_batch_whose_entry_was_lost(db, counter_store):
+def test_a_rebuild_does_not_fold_the_visits_of_a_batch_whose_entry_was_lost(db, counter_store):
+    """Whether a lost entry was folded before it was lost is not known: its batch's visits
+    are left as they are (here, none), its rollups rebuilt."""
     lost = [at(0, "/"), at(4, "/pricing")]
     event_store.insert_events(db, lost, "lost-batch")  # stored, but its entry never appended
     db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
     compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
-    store_batch(db, counter_store, "lost-batch", lost)  # a late redelivery: skipped by its marker
     compactor.compact(db, counter_store)
+    period = Period(SITE, START.date(), START.date(), ZoneInfo("UTC"))
+    assert queries.summary(db, period, 10).total_views == 2
+    assert summaries(db) == []
+
+
+def test_a_rebuild_does_not_fold_again_a_lost_entry_that_was_folded(db, counter_store, monkeypatch):
+    """A round folds a batch's visits and adds its rollups, then dies before its markers
+    (Redis away); the entry is then lost with Redis's last second of writes. `rebuild`, the
+    repair for lost entries, appends the batch again for the rollups, without its rows."""
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(4, "/pricing")])
+    away = RedisConnectionError("Redis away")
+    monkeypatch.setattr(
+        rollup_store, "mark_batches_applied", failing_once(rollup_store.mark_batches_applied, away)
+    )
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    counter_store.delete(compactor.stream_key(compactor.shard_of(SITE)))  # lost with Redis's data
+    db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
+    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
+    compactor.compact(db, counter_store)
+    period = Period(SITE, START.date(), START.date(), ZoneInfo("UTC"))
+    assert queries.summary(db, period, 10).total_views == 2  # the rollups: exact
     assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
 
 

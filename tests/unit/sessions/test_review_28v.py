@@ -4,18 +4,13 @@ promises, and fails on the code as merged (e493692)."""
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from app.rollups import compactor
-from app.store import events as event_store
-from app.store import rollups as rollup_store
 from app.store import visits as visit_store
 from app.store.user_numbers import user_key
 from reporting import queries
 from reporting.periods import Period
 from tasks.persist import store_batch
-from tests.unit.sessions.test_fold import SITE, START, at, failing_once, summaries
+from tests.unit.sessions.test_fold import SITE, START, at
 from tools.factories import make_message
 
 
@@ -38,27 +33,6 @@ def test_a_visit_whose_start_moves_back_more_than_an_hour_is_still_counted(db, c
 
     counted = entries(date(2025, 11, 15)) + entries(date(2025, 11, 16))
     assert counted == ["/5"]
-
-
-def test_a_rebuild_does_not_fold_again_a_lost_entry_that_was_folded(db, counter_store, monkeypatch):
-    """A round folds a batch's visits and adds its rollups, then dies before its markers
-    (Redis away); the entry is then lost with Redis's last second of writes. `rebuild`, the
-    repair for lost entries, appends the batch again: the rollups are recomputed and count it
-    once, but the visits, "left as they are", fold its rows a second time."""
-    store_batch(db, counter_store, "b1", [at(0, "/"), at(4, "/pricing")])
-    away = RedisConnectionError("Redis away")
-    monkeypatch.setattr(
-        rollup_store, "mark_batches_applied", failing_once(rollup_store.mark_batches_applied, away)
-    )
-    with pytest.raises(RedisConnectionError):
-        compactor.compact(db, counter_store)
-    counter_store.delete(compactor.stream_key(compactor.shard_of(SITE)))  # lost with Redis's data
-    db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
-    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
-    compactor.compact(db, counter_store)
-    period = Period(SITE, START.date(), START.date(), ZoneInfo("UTC"))
-    assert queries.summary(db, period, 10).total_views == 2  # the rollups: exact
-    assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
 
 
 def test_the_visits_keep_no_link_between_two_days_visitor_ids(db, counter_store):
