@@ -11,7 +11,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -188,9 +188,6 @@ class Breakdown:
 
 # What a breakdown by visits counts: the visits by their first or last page view's path.
 VISIT_BREAKDOWNS = ("entry_page", "exit_page")
-# A visit's start moves before the event that opened it (and keys it) when earlier events of
-# it arrive later: a period's visits are those opened up to this long after its end too.
-LATE_START = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -204,7 +201,8 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
     """Views per path, per event type or per value of a dimension (`app/rollups/dimensions.py`),
     most viewed first, one page of them; or visits per entry or exit page (`VISIT_BREAKDOWNS`)."""
     if by in VISIT_BREAKDOWNS:
-        opened = visit_store.visits_opened_between(db, period.site_id, period.start, period.end + LATE_START)
+        late = period.end + visit_store.LATE_START
+        opened = visit_store.visits_opened_between(db, period.site_id, period.start, late)
         pages = visit_rows((visit for visit in opened if period.start <= visit["start"] < period.end), by)
         return Breakdown(len(pages), list(pages[offset : offset + limit]))
     return break_down(period_tally(db, period), by, limit, offset, period.event_type)

@@ -12,11 +12,12 @@ For a round's fresh entries (`app.rollups.compactor._apply`, after its skips), t
 3. the visits the rows open are read too, and each row is added to its visit's summary,
    unless the visit's own `through` holds its entry;
 4. the visits are written, then the states whose visits changed (a visit opened, an earlier
-   one forgotten, or a new day's id taking up the previous day's visit), each with the round's last entry as
-   `through` and the hold's fence: new documents in one insert, changed ones replaced in
-   bulk. A state is not rewritten for a row that only widened one of its visits: on
-   FerretDB each replacement is a transaction of its own, and a visitor seen again costs
-   its visit's replacement alone.
+   one forgotten, a visit keyed again, or a new day's id taking up the previous day's
+   visit), each with the round's last entry as `through` and the hold's fence: new
+   documents in one insert, changed ones replaced in bulk. A visit whose start moved back
+   past `LATE_START` is written under a new key (`app/sessions/rekey.py`). A state is not
+   rewritten for a row that only widened one of its visits: on FerretDB each replacement is
+   a transaction of its own, and a visitor seen again costs its visit's replacement alone.
 
 Folded again after a round died, before its markers, a row gets the visit it got: its
 state's visits hold every row the round folded, so they are only wider, and a row that
@@ -35,6 +36,7 @@ from pymongo.database import Database
 from app.rollups import generations
 from app.rollups.entries import Entry, stream_order
 from app.rollups.lease import Lease
+from app.sessions import rekey
 from app.sessions.assign import Span, VisitorState, assign, opened_id
 from app.sessions.rows import VisitRow
 from app.store import visits as visit_store
@@ -53,7 +55,9 @@ def fold_visits(
         return
     keys = {row.key for _, row in rows} | {row.previous_key for _, row in rows if row.previous_key}
     stored_states = _read(db, visit_store.find_states, keys)
-    stored_visits = _read(db, visit_store.find_visits, _followed(stored_states.values()))
+    stored_visits, forwards = rekey.forwarded(
+        db, _read(db, visit_store.find_visits, _followed(stored_states.values()))
+    )
     states: dict[str, VisitorState] = {}
 
     def state(key: str) -> VisitorState:
@@ -71,16 +75,42 @@ def fold_visits(
     if not assigned:
         return
     visits, new_visits = _summaries(db, assigned, stored_visits)
-    moved = [
-        key
-        for key in sorted({row.key for _, row, _ in assigned})
-        if _moved(key, states[key], stored_states.get(key))
-    ]
+    renames = rekey.late_starts(visits, assigned)
+    forwarding = rekey.forwarding(visits, {old: new for old, new in renames.items() if old not in new_visits})
+    if renames:
+        visits, new_visits = _keyed_again(db, visits, new_visits, renames)
+    candidates = {row.key for _, row, _ in assigned} | (states.keys() & stored_states.keys())
+    rekey.follow_renames(states, renames)
+    moved = [key for key in sorted(candidates) if _moved(key, states[key], stored_states.get(key))]
     state_documents = [_state_document(key, states[key]) for key in moved]
     with generations.writing(client, shard, {row.site_id for _, row, _ in assigned}):
         _save(db, hold, visit_store.VISITS, list(visits.values()), new_visits, through)
+        # After the visits under their new keys, before the states that name them (rekey.py).
+        _save(db, hold, visit_store.VISITS, forwarding, set(), through)
         new_states = set(moved) - stored_states.keys()
         _save(db, hold, visit_store.VISIT_STATES, state_documents, new_states, through)
+        _delete_forwarding(db, hold, forwards | {document["_id"] for document in forwarding})
+
+
+def _keyed_again(
+    db: Database[Any], visits: dict[str, dict[str, Any]], new: set[str], renames: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The visits, those in `renames` under their new keys, and which of them are new (a new
+    key may be stored already, by a round that died before its states)."""
+    stored = visit_store.find_visits(db, renames.values()).keys()
+    kept_new = {visit_id for visit_id in new if visit_id not in renames}
+    return rekey.renamed(visits, renames), kept_new | (set(renames.values()) - stored)
+
+
+def _delete_forwarding(db: Database[Any], hold: Lease, visit_ids: set[str]) -> None:
+    if not visit_ids:
+        return
+
+    def delete() -> None:
+        hold.check()
+        visit_store.delete_visits(db, visit_ids)
+
+    hold.write_fenced(delete)
 
 
 def _summaries(

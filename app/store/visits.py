@@ -12,7 +12,7 @@ compactor's fence (`app/store/fenced.py`).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
@@ -24,6 +24,10 @@ from app.store.fenced import nothing, save_fenced
 VISITS = "visits"
 VISIT_STATES = "visit_states"
 PAGE_VIEW = "page_view"
+# How far a visit's start may lie before the time its `_id` holds: the compactor keys a visit
+# again when its start moves back further (app/sessions/rekey.py), so that a period's visits
+# are those opened from its start to this long after its end.
+LATE_START = timedelta(hours=1)
 # What the compactor keeps for itself, left out of what the reporting reads.
 WRITERS_FIELDS = {"through": 0, "fence": 0, "holder": 0}
 
@@ -46,8 +50,14 @@ def find_visit(db: Database[Any], visit_id: str) -> dict[str, Any] | None:
 def visits_opened_between(
     db: Database[Any], site_id: str, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
-    """The site's visits whose opening event lies in `start`..`end` (one `_id` range)."""
-    return list(db[VISITS].find({"_id": site_range(site_id, start, end)}, projection=WRITERS_FIELDS))
+    """The site's visits whose opening event lies in `start`..`end` (one `_id` range), but
+    for the documents left forwarding to a visit keyed again (app/sessions/rekey.py)."""
+    query = {"_id": site_range(site_id, start, end), "moved_to": {"$exists": False}}
+    return list(db[VISITS].find(query, projection=WRITERS_FIELDS))
+
+
+def delete_visits(db: Database[Any], visit_ids: Iterable[str]) -> None:
+    db[VISITS].delete_many({"_id": {"$in": sorted(visit_ids)}})
 
 
 def new_visit(visit_id: str, site_id: str, visitor: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Visits folded by the compactor from the rollups' stream: stored batches, then compaction
 rounds; each event counts once in its visit however a round dies, is isolated or replayed."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -118,6 +118,68 @@ def test_a_late_batch_of_an_earlier_visit_is_one_visit_not_one_per_event(db, cou
         ("alice", "/p0", "/p20", 5, 5, 1200),
         ("alice", "/today", "/today", 1, 1, 0),
     ]
+
+
+def test_a_visit_whose_start_moves_back_more_than_an_hour_is_still_counted(db, counter_store):
+    """Earlier events of a visit arrive later, each within 30 minutes of the visit's first:
+    its start moves back past LATE_START (from the 01:30 that keys it to 23:25 the day
+    before): it is keyed again by its first event, so its day's breakdown counts it."""
+    opening = datetime(2025, 11, 16, 1, 30, tzinfo=UTC)
+    for back in range(6):  # 01:30, 01:05, 00:40, 00:15, 23:50, 23:25
+        moment = opening - timedelta(minutes=25 * back)
+        store_batch(db, counter_store, f"b{back}", [at((moment - START).total_seconds() / 60, f"/{back}")])
+        compactor.compact(db, counter_store)
+    [visit] = db[visit_store.VISITS].find()
+    assert visit["start"] == datetime(2025, 11, 15, 23, 25, tzinfo=UTC)
+
+    def entries(day: date) -> list[str]:
+        period = Period(SITE, day, day, ZoneInfo("UTC"))
+        return [row.value for row in queries.breakdown(db, period, "entry_page", 10, 0).results]
+
+    counted = entries(date(2025, 11, 15)) + entries(date(2025, 11, 16))
+    assert counted == ["/5"]
+
+
+def moving_back(db, counter_store, *minutes: float) -> None:
+    """A visit's events arriving latest first, each in a round of its own."""
+    for minute in minutes:
+        store_batch(db, counter_store, f"b{minute}", [at(minute, f"/{minute}")])
+        compactor.compact(db, counter_store)
+
+
+@pytest.mark.parametrize("dying", ["visits", "forwarding", "states", "deleting"])
+def test_a_round_that_dies_while_keying_a_visit_again_counts_it_once(db, counter_store, monkeypatch, dying):
+    """The fourth event moves the visit's start 75 minutes before its key (minute 90): the
+    round keys it again by that event, and dies at one of its steps; the next round ends
+    the job. A forwarding document left by a round that died after the states names no
+    visitor's visit and is never read."""
+    moving_back(db, counter_store, 90, 65, 40)
+    store_batch(db, counter_store, "b15", [at(15, "/15")])
+    away = RedisConnectionError("Redis away")
+
+    def forwarding(documents) -> bool:
+        return any("moved_to" in document for document in documents)
+
+    steps = {
+        "visits": lambda db, name, documents, *rest: name == visit_store.VISITS and not forwarding(documents),
+        "forwarding": lambda db, name, documents, *rest: forwarding(documents),
+        "states": lambda db, name, *rest: name == visit_store.VISIT_STATES,
+    }
+    if dying == "deleting":
+        monkeypatch.setattr(visit_store, "delete_visits", failing_once(visit_store.delete_visits, away))
+    else:
+        monkeypatch.setattr(visit_store, "save", failing_once(visit_store.save, away, steps[dying]))
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    compactor.compact(db, counter_store)
+    day = timedelta(days=1)
+    [visit] = visit_store.visits_opened_between(db, SITE, START - day, START + day)
+    assert visit["_id"] == event_store.stored_key(SITE, START + timedelta(minutes=15), visit["_id"][-36:])
+    assert (visit["entry_page"], visit["exit_page"], visit["event_count"]) == ("/15", "/90", 4)
+    [state] = db[visit_store.VISIT_STATES].find()
+    assert state["current"] == visit["_id"]
+    left = 1 if dying == "deleting" else 0
+    assert db[visit_store.VISITS].count_documents({"moved_to": {"$exists": True}}) == left
 
 
 def test_a_batch_delivered_again_counts_once_in_its_visits(db, counter_store):
