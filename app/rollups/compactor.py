@@ -61,6 +61,7 @@ from app.rollups.buckets import QUARTER, WEEK, Bucket, containing_buckets, floor
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
 from app.rollups.tally import Tally, quarter_documents
+from app.sessions import prune
 from app.sessions.fold import fold_visits
 from app.store import events as event_store
 from app.store import expired, fenced
@@ -188,6 +189,17 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
     if errors:
         raise errors[0]
     return consumed
+
+
+def prune_visit_states(db: Database[Any], client: redis.Redis, now: datetime) -> int:
+    """Prune a bounded batch of visitors' states in every shard no other compactor is at
+    (`app.sessions.prune`, which needs the shard's lock); return how many were deleted."""
+    pruned = 0
+    for shard in range(SHARDS):
+        with _holding(client, shard) as hold:
+            if hold is not None:
+                pruned += prune.prune_states(db, hold, shard, now)
+    return pruned
 
 
 def _passes(error: Exception) -> bool:

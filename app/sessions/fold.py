@@ -81,8 +81,8 @@ def fold_visits(
         visits, new_visits = _keyed_again(db, visits, new_visits, renames)
     candidates = {row.key for _, row, _ in assigned} | (states.keys() & stored_states.keys())
     rekey.follow_renames(states, renames)
-    moved = [key for key in sorted(candidates) if _moved(key, states[key], stored_states.get(key))]
-    state_documents = [_state_document(key, states[key]) for key in moved]
+    moved = [key for key in sorted(candidates) if _moved(states[key], stored_states.get(key))]
+    state_documents = [_state_document(key, shard, states[key]) for key in moved]
     with generations.writing(client, shard, {row.site_id for _, row, _ in assigned}):
         _save(db, hold, visit_store.VISITS, list(visits.values()), new_visits, through)
         # After the visits under their new keys, before the states that name them (rekey.py).
@@ -184,15 +184,16 @@ def _span(visit_id: str | None, visits: dict[str, dict[str, Any]]) -> Span | Non
     return None if visit is None else Span(visit["_id"], visit["start"], visit["end"])
 
 
-def _state_document(key: str, state: VisitorState) -> dict[str, Any]:
-    current = None if state.current is None else state.current.visit
-    return visit_store.state_document(key, current, [span.visit for span in state.earlier])
+def _state_document(key: str, shard: int, state: VisitorState) -> dict[str, Any]:
+    current, until = (None, None) if state.current is None else (state.current.visit, state.current.last)
+    return visit_store.state_document(key, shard, current, [span.visit for span in state.earlier], until)
 
 
-def _moved(key: str, state: VisitorState, stored: dict[str, Any] | None) -> bool:
+def _moved(state: VisitorState, stored: dict[str, Any] | None) -> bool:
     """Whether the visits a state follows changed since it was stored."""
-    after, before = _state_document(key, state), stored or {}
-    return any(before.get(name) != after.get(name) for name in ("current", "earlier"))
+    before = stored or {}
+    current = None if state.current is None else state.current.visit
+    return before.get("current") != current or before.get("earlier") != [span.visit for span in state.earlier]
 
 
 def _read(

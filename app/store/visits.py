@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from app.store import find_by_ids
+from app.store import find_by_ids, is_ferretdb
 from app.store.events import site_range
 from app.store.fenced import nothing, save_fenced
 
@@ -81,13 +81,48 @@ def add_event(visit: dict[str, Any], moment: datetime, event_type: str, path: st
         visit["exit_page"], visit["exit_at"] = path, moment
 
 
-def state_document(key: str, current: str | None, earlier: list[str]) -> dict[str, Any]:
-    """A visitor's state as stored: the ids of its `current` visit (absent without one) and
-    of the `earlier` ones it follows. Their times are the visits' own."""
-    document: dict[str, Any] = {"_id": key, "earlier": earlier}
+def state_document(
+    key: str, shard: int, current: str | None, earlier: list[str], until: datetime | None
+) -> dict[str, Any]:
+    """A visitor's state as stored: its compactor's shard, the ids of its `current` visit
+    (absent without one) and of the `earlier` ones it follows, and `until`, the end of its
+    latest visit when written (a visit that goes on does not rewrite it: its own `end` is
+    the truth). Their times are the visits' own."""
+    document: dict[str, Any] = {"_id": key, "shard": shard, "earlier": earlier}
     if current is not None:
         document["current"] = current
+    if until is not None:
+        document["until"] = until
     return document
+
+
+def ensure_indexes(db: Database[Any]) -> None:
+    """The index of the states by shard and `until`, which pruning reads (app/sessions/prune.py),
+    on MongoDB: FerretDB answers no query from it but would maintain it on every write;
+    idempotent."""
+    if not is_ferretdb(db):
+        db[VISIT_STATES].create_index([("shard", 1), ("until", 1)], name="shard_until")
+
+
+def states_until(db: Database[Any], shard: int, before: datetime, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` states of the shard whose `until` lies before `before`."""
+    query = {"shard": shard, "until": {"$lt": before}}
+    return list(db[VISIT_STATES].find(query).sort("until", 1).limit(limit))
+
+
+def delete_states(db: Database[Any], keys: Iterable[str]) -> None:
+    db[VISIT_STATES].delete_many({"_id": {"$in": sorted(keys)}})
+
+
+def set_until(db: Database[Any], key: str, until: datetime) -> None:
+    db[VISIT_STATES].update_one({"_id": key}, {"$set": {"until": until}})
+
+
+def visit_keys_before(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:
+    """The keys of up to `limit` of the site's visits opened before `before` (and of the
+    forwarding documents keyed so)."""
+    found = db[VISITS].find({"_id": site_range(site_id, None, before)}, projection={"_id": 1})
+    return [visit["_id"] for visit in found.sort("_id", 1).limit(limit)]
 
 
 def followed_ids(state: Mapping[str, Any]) -> list[str]:
