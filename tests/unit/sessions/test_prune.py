@@ -3,10 +3,13 @@ shard at a time, under the shard's lock."""
 
 from datetime import timedelta
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from app.rollups import compactor, lease
 from app.sessions import prune
 from app.store import visits as visit_store
 from app.store.user_numbers import user_key
+from tasks import maintenance
 from tasks.persist import store_batch
 from tests.unit.sessions.test_fold import SITE, START, at
 from tools.factories import make_message
@@ -83,4 +86,22 @@ def test_the_link_between_two_days_visitor_ids_goes_with_the_state(db, counter_s
     assert evening in linked()
     compactor.prune_visit_states(db, counter_store, ended + prune.KEPT_FOR + timedelta(minutes=1))
     assert evening not in linked()
+    assert states(db) == []
+
+
+def test_the_compactors_thread_prunes_and_a_failure_waits_for_the_next_time(
+    db, counter_store, ingestion_app, monkeypatch, caplog
+):
+    store_batch(db, counter_store, "b1", [at(0)])  # long past: its state is stale now
+    compactor.compact(db, counter_store)
+
+    def away(*args):
+        raise RedisConnectionError("Redis away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(compactor, "_holding", away)
+        maintenance.prune_visit_states(ingestion_app)
+    assert "not pruned" in caplog.text
+    assert len(states(db)) == 1
+    maintenance.prune_visit_states(ingestion_app)
     assert states(db) == []
