@@ -17,7 +17,7 @@ from app.rollups import compactor
 from app.rollups.buckets import floor_to
 from app.rollups.caps import Caps
 from app.settings import current_settings
-from app.store import dead_letters, events, user_numbers
+from app.store import dead_letters, events, user_numbers, visits
 
 
 @click.command("create-indexes")
@@ -25,7 +25,11 @@ def create_indexes_command() -> None:
     """Create the MongoDB indexes of the contract (idempotent)."""
     events.ensure_indexes(mongo.db)
     user_numbers.ensure_indexes(mongo.db)
-    click.echo(f"Indexes ensured on {mongo.db.name}.{events.EVENTS} and {user_numbers.USER_NUMBERS}")
+    visits.ensure_indexes(mongo.db)
+    click.echo(
+        f"Indexes ensured on {mongo.db.name}.{events.EVENTS}, {user_numbers.USER_NUMBERS}"
+        f" and {visits.VISIT_STATES}"
+    )
 
 
 @click.command("migrate-store")

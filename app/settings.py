@@ -151,7 +151,8 @@ class Settings:
     event_retention_days: int = setting(
         0,
         WORKER,
-        "Raw events older than this many days are deleted, a small batch at a time, by one worker "
+        "Raw events older than this many days are deleted, with the visits that began before then, "
+        "a small batch at a time, by one worker "
         "at a time; rollups are kept, so `/stats` still answers for those days but "
         "`/stats/aggregated` and rebuilds do not. 0: keep raw events for ever. Must exceed "
         "EVENT_MAX_AGE_DAYS by more than 7 days (a process refuses less): an event's retry after "

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
@@ -294,9 +294,6 @@ class Counts:
 
 # What a breakdown by visits counts: the visits by their first or last page view's path.
 VISIT_BREAKDOWNS = ("entry_page", "exit_page")
-# A visit's start moves before the event that opened it (and keys it) when earlier events of
-# it arrive later: a period's visits are those opened up to this long after its end too.
-LATE_START = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -311,7 +308,8 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
     most viewed first, one page of them; or visits per entry or exit page (`VISIT_BREAKDOWNS`,
     never filtered: the schemas refuse filters with them)."""
     if by in VISIT_BREAKDOWNS:
-        opened = visit_store.visits_opened_between(db, period.site_id, period.start, period.end + LATE_START)
+        late = period.end + visit_store.LATE_START
+        opened = visit_store.visits_opened_between(db, period.site_id, period.start, late)
         pages = visit_rows((visit for visit in opened if period.start <= visit["start"] < period.end), by)
         return Breakdown(len(pages), list(pages[offset : offset + limit]))
     return paged(of_one_type(lambda period: breakdown_counts(db, period, by), period), limit, offset)

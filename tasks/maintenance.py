@@ -153,6 +153,24 @@ class ThreadStep(bootsteps.StartStopStep):
     shutdown = stop
 
 
+# How often a compactor's thread prunes a batch of visitors' states per shard: a prune may
+# read every state of the shard on FerretDB, which answers no query from a secondary index.
+PRUNE_INTERVAL_SECONDS = 600.0
+
+
+def prune_visit_states(flask_app: Flask) -> None:
+    """Prune a batch of stale visitors' states (`compactor.prune_visit_states`), logging a
+    failure: the next time tries again."""
+    with flask_app.app_context():
+        try:
+            pruned = compactor.prune_visit_states(mongo.db, redis_store.client, datetime.now(UTC))
+        except (RedisError, PyMongoError) as error:  # the lock lost too
+            logger.warning("visitors' states not pruned this time: %s", error)
+            return
+    if pruned:
+        logger.info("pruned %d visitors' states", pruned)
+
+
 class RollupCompactor(ThreadStep):
     """Runs `compactor.compact`, resting between rounds (`rest`). Every worker runs one; the
     compactor's lock lets one at a time work."""
@@ -167,8 +185,12 @@ class RollupCompactor(ThreadStep):
 
     def run(self, flask_app: Flask, interval: float) -> None:
         took = 0.0
+        pruned_at = time.monotonic()
         while rest(self.stopping, took, interval, partial(queue_waiting, flask_app)):
             started = time.monotonic()
+            if started - pruned_at >= PRUNE_INTERVAL_SECONDS:
+                pruned_at = started
+                prune_visit_states(flask_app)
             with flask_app.app_context():
                 try:
                     added = compactor.compact(mongo.db, redis_store.client, Caps.of(current_settings()))

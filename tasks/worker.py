@@ -16,7 +16,7 @@ from celery.signals import (
 from app import create_app, logs, migrations
 from app.extensions import celery_app, mongo, redis_store
 from app.monitoring import request_ids
-from app.store import events, user_numbers
+from app.store import events, user_numbers, visits
 from tasks import flower
 from tasks.maintenance import LedgerCheck, RetentionSweeper, RollupCompactor
 
@@ -33,6 +33,7 @@ def create_indexes(**_: Any) -> None:
     drop the connection before forking."""
     events.ensure_indexes(mongo.db)
     user_numbers.ensure_indexes(mongo.db)
+    visits.ensure_indexes(mongo.db)
     migrations.adopt_new_store(mongo.db)
     migrations.migrate(mongo.db, redis_store.client, before_compacting=True)
     mongo.close()

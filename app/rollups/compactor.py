@@ -61,8 +61,8 @@ from app.rollups.buckets import QUARTER, WEEK, Bucket, containing_buckets, floor
 from app.rollups.caps import DEFAULT_CAPS, CappedTally, Caps, bucket_tallies
 from app.rollups.entries import NO_ENTRY, Entry, stream_order
 from app.rollups.tally import Tally, quarter_documents
+from app.sessions import prune
 from app.sessions.fold import fold_visits
-from app.sessions.rows import rows_of
 from app.store import events as event_store
 from app.store import expired, fenced
 from app.store import rollups as rollup_store
@@ -189,6 +189,17 @@ def compact(db: Database[Any], client: redis.Redis, caps: Caps = DEFAULT_CAPS) -
     if errors:
         raise errors[0]
     return consumed
+
+
+def prune_visit_states(db: Database[Any], client: redis.Redis, now: datetime) -> int:
+    """Prune a bounded batch of visitors' states in every shard no other compactor is at
+    (`app.sessions.prune`, which needs the shard's lock); return how many were deleted."""
+    pruned = 0
+    for shard in range(SHARDS):
+        with _holding(client, shard) as hold:
+            if hold is not None:
+                pruned += prune.prune_states(db, hold, shard, now)
+    return pruned
 
 
 def _passes(error: Exception) -> bool:
@@ -466,8 +477,10 @@ def rebuild(
     one it wrote, then stalled past its lock's expiry before its rollups were, would name a
     batch no rollup counts, and a newer holder would skip the batch's late delta.
 
-    The visits are left as they are: the batches appended again carry their rows for the
-    visits (their entries, lost, never folded them), so their visits are folded then.
+    The visits are left as they are, and the batches appended again carry no rows for them:
+    a lost entry may have been folded into its visits before it was lost (a round that
+    died before its markers), and nothing tells which, so folding it again could count its
+    events twice. A batch whose entry Redis lost keeps the visits it had, perhaps none.
     """
     shard = shard_of(site_id)
     with _holding(client, shard, wait=2 * LOCK_SECONDS) as hold:
@@ -540,14 +553,13 @@ def _countable(
 
 
 def _append_again(client: redis.Redis, events: list[dict[str, Any]]) -> str:
-    """Append the deltas of the batches of `events` (one site's) again, with their rows for
-    the visits (the previous day's visitor ids are not stored: a cookie-less visit across
-    midnight of such a batch is split); return the last entry's id."""
+    """Append the deltas of the batches of `events` (one site's) again, without rows for
+    the visits (`rebuild` says why); return the last entry's id."""
     by_batch: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_batch.setdefault(event["batch_id"], []).append(event)
     pipe = client.pipeline(transaction=True)
     for batch_id, batch_events in by_batch.items():
-        append_batch(pipe, batch_id, batch_events, rows_of(batch_events, {}))
+        append_batch(pipe, batch_id, batch_events)
     appended = cast(list[bytes], pipe.execute())
     return appended[-1].decode()

@@ -1,4 +1,4 @@
-"""Visits (sessions): a visit is a visitor's events with no pause of 30 minutes or more
+"""Visits (sessions): a visit is a visitor's events with no pause of more than 30 minutes
 between them (docs/sessions.md).
 
 1. `rows.rows_of`: the worker appends a row per stored event with an identity to the batch's

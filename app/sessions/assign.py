@@ -1,15 +1,16 @@
-"""Each event's visit, from its visitor's state: the visit it is in now and the one before,
-each with the times of its first and last events seen so far (docs/sessions.md). A pure
+"""Each event's visit, from its visitor's state: the visit it is in now and a few earlier
+ones, each with the times of its first and last events seen so far (docs/sessions.md). A pure
 function: the compactor keeps the states in MongoDB and folds a shard's events in stream
 order (app/sessions/fold.py); `/stats/aggregated` assigns a period's raw events afresh.
 
 An event joins the current visit when it lies within 30 minutes of it (before its first
 event, between, or after its last), and widens it; an event later than that opens a new
-visit, and the current one becomes the one before; an earlier event joins the visit before
-when it is within 30 minutes of that one, and otherwise, belonging to a visit the state no
-longer follows, gets a visit of its own. So every visit's events are chained by pauses under
-30 minutes; events of one visitor that arrive out of order across a pause may split a visit
-in two.
+visit, and the current one becomes an earlier one; an earlier event joins an earlier visit
+it is within 30 minutes of, and otherwise opens one, which the state follows among the
+earlier ones, so that the next events of a late batch join it. The state follows a bounded
+number of earlier visits (`EARLIER`), forgetting the one that ended first. So every visit's
+events are chained by pauses under 30 minutes; events of one visitor that arrive out of
+order across a pause may split a visit in two.
 
 A visit's id is the key of the event that opened it (`opened_id`): its site, its time and
 its event id, so a site's visits of a period are one `_id` range, and an event folded again
@@ -19,13 +20,17 @@ opens the same visit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from app.store import visits as visit_store
 from app.store.events import stored_key
 from app.visitors import VISIT_GAP, identity
+
+# The earlier visits a state follows besides its current one: enough for a late batch's
+# visits to go on while it is folded, few enough that a state stays one small document.
+EARLIER = 3
 
 
 def opened_id(site_id: str, moment: datetime, event_id: str) -> str:
@@ -50,10 +55,17 @@ class Span:
 
 @dataclass
 class VisitorState:
-    """A visitor's current visit and the one before it (either absent)."""
+    """A visitor's current visit (the one that ended last, or none) and a few earlier ones."""
 
     current: Span | None = None
-    previous: Span | None = None
+    earlier: list[Span] = field(default_factory=list)
+
+    def follow(self, span: Span) -> None:
+        """Follow an earlier visit too; beyond `EARLIER`, forget the one that ended first
+        among the others (the one just followed is the one the next events may join)."""
+        if len(self.earlier) >= EARLIER:
+            self.earlier.remove(min(self.earlier, key=lambda kept: kept.last))
+        self.earlier.append(span)
 
 
 def _near(span: Span | None, moment: datetime) -> bool:
@@ -72,12 +84,14 @@ def assign(state: VisitorState, moment: datetime, opened: str, yesterday: Visito
         state.current = current.widened(moment)
         return current.visit
     if current is not None and moment < current.first:
-        if state.previous is not None and state.previous.near(moment):
-            state.previous = state.previous.widened(moment)
-            return state.previous.visit
+        for index, span in enumerate(state.earlier):
+            if span.near(moment):
+                state.earlier[index] = span.widened(moment)
+                return span.visit
+        state.follow(Span(opened, moment, moment))
         return opened
     if current is not None:
-        state.previous = current
+        state.follow(current)
     state.current = Span(opened, moment, moment)
     return opened
 

@@ -4,7 +4,7 @@ visits the compactor folds a shard's events into (app/sessions/fold.py), their o
 A visit's `_id` is the key of the event that opened it (site, time, event id), so that a
 site's visits of a period are one `_id` range. It holds its site, visitor, first and last
 times, entry and exit pages (with their times), page count, event count and duration. A
-visitor's state (`_id`: site and identity) names its current visit and the one before
+visitor's state (`_id`: site and identity) names its current visit and a few earlier ones
 (`app.sessions.assign`). Both hold the last stream entry folded into them (`through`) and the
 compactor's fence (`app/store/fenced.py`).
 """
@@ -12,18 +12,22 @@ compactor's fence (`app/store/fenced.py`).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
 
-from app.store import find_by_ids
+from app.store import find_by_ids, is_ferretdb
 from app.store.events import site_range
 from app.store.fenced import nothing, save_fenced
 
 VISITS = "visits"
 VISIT_STATES = "visit_states"
 PAGE_VIEW = "page_view"
+# How far a visit's start may lie before the time its `_id` holds: the compactor keys a visit
+# again when its start moves back further (app/sessions/rekey.py), so that a period's visits
+# are those opened from its start to this long after its end.
+LATE_START = timedelta(hours=1)
 # What the compactor keeps for itself, left out of what the reporting reads.
 WRITERS_FIELDS = {"through": 0, "fence": 0, "holder": 0}
 
@@ -46,8 +50,14 @@ def find_visit(db: Database[Any], visit_id: str) -> dict[str, Any] | None:
 def visits_opened_between(
     db: Database[Any], site_id: str, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
-    """The site's visits whose opening event lies in `start`..`end` (one `_id` range)."""
-    return list(db[VISITS].find({"_id": site_range(site_id, start, end)}, projection=WRITERS_FIELDS))
+    """The site's visits whose opening event lies in `start`..`end` (one `_id` range), but
+    for the documents left forwarding to a visit keyed again (app/sessions/rekey.py)."""
+    query = {"_id": site_range(site_id, start, end), "moved_to": {"$exists": False}}
+    return list(db[VISITS].find(query, projection=WRITERS_FIELDS))
+
+
+def delete_visits(db: Database[Any], visit_ids: Iterable[str]) -> None:
+    db[VISITS].delete_many({"_id": {"$in": sorted(visit_ids)}})
 
 
 def new_visit(visit_id: str, site_id: str, visitor: str) -> dict[str, Any]:
@@ -71,10 +81,53 @@ def add_event(visit: dict[str, Any], moment: datetime, event_type: str, path: st
         visit["exit_page"], visit["exit_at"] = path, moment
 
 
-def state_document(key: str, followed: Mapping[str, str | None]) -> dict[str, Any]:
-    """A visitor's state as stored: the ids of its `current` visit and the one before
-    (`previous`), either absent. Their times are the visits' own."""
-    return {"_id": key, **{name: visit for name, visit in followed.items() if visit is not None}}
+def state_document(
+    key: str, shard: int, current: str | None, earlier: list[str], until: datetime | None
+) -> dict[str, Any]:
+    """A visitor's state as stored: its compactor's shard, the ids of its `current` visit
+    (absent without one) and of the `earlier` ones it follows, and `until`, the end of its
+    latest visit when written (a visit that goes on does not rewrite it: its own `end` is
+    the truth). Their times are the visits' own."""
+    document: dict[str, Any] = {"_id": key, "shard": shard, "earlier": earlier}
+    if current is not None:
+        document["current"] = current
+    if until is not None:
+        document["until"] = until
+    return document
+
+
+def ensure_indexes(db: Database[Any]) -> None:
+    """The index of the states by shard and `until`, which pruning reads (app/sessions/prune.py),
+    on MongoDB: FerretDB answers no query from it but would maintain it on every write;
+    idempotent."""
+    if not is_ferretdb(db):
+        db[VISIT_STATES].create_index([("shard", 1), ("until", 1)], name="shard_until")
+
+
+def states_until(db: Database[Any], shard: int, before: datetime, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` states of the shard whose `until` lies before `before`."""
+    query = {"shard": shard, "until": {"$lt": before}}
+    return list(db[VISIT_STATES].find(query).sort("until", 1).limit(limit))
+
+
+def delete_states(db: Database[Any], keys: Iterable[str]) -> None:
+    db[VISIT_STATES].delete_many({"_id": {"$in": sorted(keys)}})
+
+
+def set_until(db: Database[Any], key: str, until: datetime) -> None:
+    db[VISIT_STATES].update_one({"_id": key}, {"$set": {"until": until}})
+
+
+def visit_keys_before(db: Database[Any], site_id: str, before: datetime, limit: int) -> list[str]:
+    """The keys of up to `limit` of the site's visits opened before `before` (and of the
+    forwarding documents keyed so)."""
+    found = db[VISITS].find({"_id": site_range(site_id, None, before)}, projection={"_id": 1})
+    return [visit["_id"] for visit in found.sort("_id", 1).limit(limit)]
+
+
+def followed_ids(state: Mapping[str, Any]) -> list[str]:
+    """The ids of the visits a stored state follows."""
+    return ([state["current"]] if state.get("current") else []) + list(state.get("earlier", []))
 
 
 def save(

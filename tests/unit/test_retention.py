@@ -11,6 +11,7 @@ from app.settings import Settings
 from app.store import event_sites, sites
 from app.store import events as event_store
 from app.store import rollups as rollup_store
+from app.store import visits as visit_store
 from tasks import maintenance, persist
 from tests.unit.queue.accepted import accept
 from tools.factories import make_message
@@ -44,6 +45,18 @@ def test_expired_events_of_every_site_go_and_their_rollups_stay(db, counter_stor
     assert swept.deleted == 4
     assert stored_sites(db) == ["registered", "unregistered"]
     assert list(db[rollup_store.ROLLUPS].find()) == rollups
+
+
+def test_the_visits_opened_before_the_mark_go_with_the_raw_events(db, counter_store, ingestion_app):
+    with ingestion_app.app_context():
+        for days_ago in (40, 31, 29):
+            stored_on(db, counter_store, "shop", days_ago=days_ago)
+        compactor.compact(db, counter_store)
+    assert db[visit_store.VISITS].count_documents({}) == 3
+    swept = retention.sweep(db, NOW, days=30, batch_size=1)
+    assert (swept.deleted, swept.visits) == (2, 2)
+    [kept] = db[visit_store.VISITS].find()
+    assert kept["start"] == NOW - timedelta(days=29)
 
 
 def test_retention_is_off_by_default(db, counter_store, ingestion_app, settings):

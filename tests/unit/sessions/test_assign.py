@@ -67,11 +67,24 @@ def test_events_arriving_out_of_order_across_a_gap_may_split_a_visit_but_never_j
     zero, fifty, twenty_five = visitors.visits(0, 50, 25)
     assert zero != fifty
     assert twenty_five == fifty
-    # An event far older than the visits the state follows gets a visit of its own, and
-    # leaves that state alone.
-    old, after = visitors.visits(-120, 60)
+    # An event far older than the visits the state follows gets a visit of its own, which
+    # the state follows too, without losing its current one.
+    old, after, older = visitors.visits(-120, 60, -100)
     assert old not in (zero, fifty)
     assert after == fifty
+    assert older == old
+
+
+def test_a_state_follows_a_few_earlier_visits_forgetting_the_one_that_ended_first():
+    visitors = Visitors()
+    # Late events, each an hour before the last, then a second event of each (in that order).
+    firsts = visitors.visits(0, -60, -120, -180, -240)
+    seconds = visitors.visits(-55, -115, -235, -175)
+    assert len(set(firsts)) == 5
+    # Followed: the current visit (0) and EARLIER = 3 earlier ones; when -240 opened, the one
+    # at -180 was forgotten: it ended first among those kept, the one just opened aside.
+    assert seconds[:3] == [firsts[1], firsts[2], firsts[4]]
+    assert seconds[3] not in firsts
 
 
 def test_a_late_event_joins_the_visit_before_the_current_one():

@@ -1,16 +1,20 @@
 """Visits folded by the compactor from the rollups' stream: stored batches, then compaction
 rounds; each event counts once in its visit however a round dies, is isolated or replayed."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.rollups import compactor
 from app.sessions import fold
+from app.sessions.assign import visits_of
 from app.store import events as event_store
 from app.store import rollups as rollup_store
 from app.store import visits as visit_store
+from reporting import queries
+from reporting.periods import Period
 from tasks.persist import store_batch
 from tools.factories import make_message
 
@@ -98,6 +102,84 @@ def test_an_event_arriving_late_becomes_the_entry(db, counter_store):
     store_batch(db, counter_store, "b2", [at(1, "/")])
     compactor.compact(db, counter_store)
     assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
+
+
+def test_a_late_batch_of_an_earlier_visit_is_one_visit_not_one_per_event(db, counter_store):
+    """A visitor's earlier visit arrives after a later one (a Segment SDK flushing events
+    queued offline, an import of history, a dead letter replayed): its five events, 5 minutes
+    apart, are one visit, which the state follows once its first event opened it."""
+    store_batch(db, counter_store, "live", [at(300, "/today")])
+    compactor.compact(db, counter_store)
+    store_batch(db, counter_store, "late", [at(minute, f"/p{minute}") for minute in (0, 5, 10, 15, 20)])
+    compactor.compact(db, counter_store)
+    events = event_store.events_between(db, SITE, START, START + timedelta(hours=6))
+    assert len(visits_of(events)) == 2  # the cross-check, in time order
+    assert summaries(db) == [
+        ("alice", "/p0", "/p20", 5, 5, 1200),
+        ("alice", "/today", "/today", 1, 1, 0),
+    ]
+
+
+def test_a_visit_whose_start_moves_back_more_than_an_hour_is_still_counted(db, counter_store):
+    """Earlier events of a visit arrive later, each within 30 minutes of the visit's first:
+    its start moves back past LATE_START (from the 01:30 that keys it to 23:25 the day
+    before): it is keyed again by its first event, so its day's breakdown counts it."""
+    opening = datetime(2025, 11, 16, 1, 30, tzinfo=UTC)
+    for back in range(6):  # 01:30, 01:05, 00:40, 00:15, 23:50, 23:25
+        moment = opening - timedelta(minutes=25 * back)
+        store_batch(db, counter_store, f"b{back}", [at((moment - START).total_seconds() / 60, f"/{back}")])
+        compactor.compact(db, counter_store)
+    [visit] = db[visit_store.VISITS].find()
+    assert visit["start"] == datetime(2025, 11, 15, 23, 25, tzinfo=UTC)
+
+    def entries(day: date) -> list[str]:
+        period = Period(SITE, day, day, ZoneInfo("UTC"))
+        return [row.value for row in queries.breakdown(db, period, "entry_page", 10, 0).results]
+
+    counted = entries(date(2025, 11, 15)) + entries(date(2025, 11, 16))
+    assert counted == ["/5"]
+
+
+def moving_back(db, counter_store, *minutes: float) -> None:
+    """A visit's events arriving latest first, each in a round of its own."""
+    for minute in minutes:
+        store_batch(db, counter_store, f"b{minute}", [at(minute, f"/{minute}")])
+        compactor.compact(db, counter_store)
+
+
+@pytest.mark.parametrize("dying", ["visits", "forwarding", "states", "deleting"])
+def test_a_round_that_dies_while_keying_a_visit_again_counts_it_once(db, counter_store, monkeypatch, dying):
+    """The fourth event moves the visit's start 75 minutes before its key (minute 90): the
+    round keys it again by that event, and dies at one of its steps; the next round ends
+    the job. A forwarding document left by a round that died after the states names no
+    visitor's visit and is never read."""
+    moving_back(db, counter_store, 90, 65, 40)
+    store_batch(db, counter_store, "b15", [at(15, "/15")])
+    away = RedisConnectionError("Redis away")
+
+    def forwarding(documents) -> bool:
+        return any("moved_to" in document for document in documents)
+
+    steps = {
+        "visits": lambda db, name, documents, *rest: name == visit_store.VISITS and not forwarding(documents),
+        "forwarding": lambda db, name, documents, *rest: forwarding(documents),
+        "states": lambda db, name, *rest: name == visit_store.VISIT_STATES,
+    }
+    if dying == "deleting":
+        monkeypatch.setattr(visit_store, "delete_visits", failing_once(visit_store.delete_visits, away))
+    else:
+        monkeypatch.setattr(visit_store, "save", failing_once(visit_store.save, away, steps[dying]))
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    compactor.compact(db, counter_store)
+    day = timedelta(days=1)
+    [visit] = visit_store.visits_opened_between(db, SITE, START - day, START + day)
+    assert visit["_id"] == event_store.stored_key(SITE, START + timedelta(minutes=15), visit["_id"][-36:])
+    assert (visit["entry_page"], visit["exit_page"], visit["event_count"]) == ("/15", "/90", 4)
+    [state] = db[visit_store.VISIT_STATES].find()
+    assert state["current"] == visit["_id"]
+    left = 1 if dying == "deleting" else 0
+    assert db[visit_store.VISITS].count_documents({"moved_to": {"$exists": True}}) == left
 
 
 def test_a_batch_delivered_again_counts_once_in_its_visits(db, counter_store):
@@ -234,13 +316,36 @@ def test_a_rebuild_leaves_the_visits_as_they_are(db, counter_store):
     assert summaries(db) == before
 
 
-def test_a_rebuild_folds_the_visits_of_a_batch_whose_entry_was_lost(db, counter_store):
+def test_a_rebuild_does_not_fold_the_visits_of_a_batch_whose_entry_was_lost(db, counter_store):
+    """Whether a lost entry was folded before it was lost is not known: its batch's visits
+    are left as they are (here, none), its rollups rebuilt."""
     lost = [at(0, "/"), at(4, "/pricing")]
     event_store.insert_events(db, lost, "lost-batch")  # stored, but its entry never appended
     db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
     compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
-    store_batch(db, counter_store, "lost-batch", lost)  # a late redelivery: skipped by its marker
     compactor.compact(db, counter_store)
+    period = Period(SITE, START.date(), START.date(), ZoneInfo("UTC"))
+    assert queries.summary(db, period, 10).total_views == 2
+    assert summaries(db) == []
+
+
+def test_a_rebuild_does_not_fold_again_a_lost_entry_that_was_folded(db, counter_store, monkeypatch):
+    """A round folds a batch's visits and adds its rollups, then dies before its markers
+    (Redis away); the entry is then lost with Redis's last second of writes. `rebuild`, the
+    repair for lost entries, appends the batch again for the rollups, without its rows."""
+    store_batch(db, counter_store, "b1", [at(0, "/"), at(4, "/pricing")])
+    away = RedisConnectionError("Redis away")
+    monkeypatch.setattr(
+        rollup_store, "mark_batches_applied", failing_once(rollup_store.mark_batches_applied, away)
+    )
+    with pytest.raises(RedisConnectionError):
+        compactor.compact(db, counter_store)
+    counter_store.delete(compactor.stream_key(compactor.shard_of(SITE)))  # lost with Redis's data
+    db[event_store.EVENTS].update_many({}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=2)}})
+    compactor.rebuild(db, counter_store, SITE, START.date(), START.date())
+    compactor.compact(db, counter_store)
+    period = Period(SITE, START.date(), START.date(), ZoneInfo("UTC"))
+    assert queries.summary(db, period, 10).total_views == 2  # the rollups: exact
     assert summaries(db) == [("alice", "/", "/pricing", 2, 2, 240)]
 
 
