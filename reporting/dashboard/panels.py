@@ -20,7 +20,7 @@ from app.queue import snapshot
 from app.rollups import compactor, realtime
 from app.rollups.dimensions import OTHER_PROPS, PROP_PREFIX
 from app.rollups.tally import Tally
-from reporting import queries
+from reporting import comparison, queries
 from reporting.periods import Interval, Period
 from reporting.pipeline import lag_seconds
 
@@ -56,7 +56,7 @@ class Figure:
     @property
     def change(self) -> float | None:
         """The change against the period before, in percent; None when that had none."""
-        return None if not self.previous else (self.value - self.previous) * 100 / self.previous
+        return comparison.change(self.value, self.previous)
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,6 @@ class Dashboard:
     realtime: realtime.Recent
     bots: dict[str, int]
     freshness: Freshness
-
-
-def period_before(period: Period) -> Period:
-    """The as many days just before `period`."""
-    days = period.last_day - period.first_day + timedelta(days=1)
-    return Period(period.site_id, period.first_day - days, period.first_day - timedelta(days=1), period.tz)
 
 
 def figures(tally: Tally, before: Tally) -> list[Figure]:
@@ -167,7 +161,7 @@ def table(db: Database[Any], period: Period, tally: Tally, by: str, heading: str
 
 def build(db: Database[Any], client: redis.Redis, period: Period, max_ahead_seconds: int) -> Dashboard:
     tally = queries.period_tally(db, period)
-    previous = period_before(period)
+    previous = comparison.previous_period(period)
     panels = {
         title: [table(db, period, tally, by, heading) for by, heading in tables.items()]
         for title, tables in PANELS.items()
