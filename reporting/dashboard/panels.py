@@ -1,6 +1,8 @@
 """What the dashboard shows of a site's period, read in process from what the API reads: the
 period's rollups fetched once for every figure and table (twice with the period before, for
 the changes), the chart's once more, and a few Redis reads for realtime, bots and freshness.
+With filters, the figures, chart and tables count the events they match, read from the raw
+events as the API reads them.
 """
 
 from __future__ import annotations
@@ -59,11 +61,16 @@ class Figure:
         return comparison.change(self.value, self.previous)
 
 
+# Why a table has no rows to show: its visits took too long to read, or filters do not apply.
+SLOW, UNFILTERED = "slow", "unfiltered"
+
+
 @dataclass(frozen=True)
 class Table:
     by: str
     heading: str
-    breakdown: queries.Breakdown | None  # None: not read within its time (VISIT_TABLES_SECONDS)
+    breakdown: queries.Breakdown | None  # None: not shown, for `missing`'s reason
+    missing: str = SLOW
 
     @property
     def counts(self) -> str:
@@ -146,9 +153,12 @@ def freshness(client: redis.Redis) -> Freshness:
 
 def table(db: Database[Any], period: Period, tally: Tally, by: str, heading: str) -> Table:
     """A breakdown's table: from the period's tally, but for the visits' pages, read from the
-    period's visits as `/stats/breakdown` reads them."""
+    period's visits as `/stats/breakdown` reads them (none with filters, which it refuses)."""
     if by not in queries.VISIT_BREAKDOWNS:
         return Table(by, heading, queries.break_down(tally, by, ROWS, 0))
+    if period.filters:
+        # A visit carries no event's dimensions: filters choose events, not visits.
+        return Table(by, heading, None, UNFILTERED)
     started = time.monotonic()
     try:
         with pymongo.timeout(VISIT_TABLES_SECONDS):
