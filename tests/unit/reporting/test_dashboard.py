@@ -260,6 +260,7 @@ def test_without_a_secret_key_sign_in_is_off_but_share_links_work(
         ({"start": "2025-11-20", "end": "2025-11-01"}, "end must not be before start"),
         ({"start": "2025-11-01", "end": "2025-11-02", "tz": "Mars/Base"}, "Not a known IANA time zone"),
         ({"end": "15-11-2025"}, "Not a valid date"),
+        ({"filters": "planet==Mars"}, "Unknown dimension"),
     ],
 )
 def test_a_period_not_understood_is_said_and_the_last_week_shown(browser, keys, query, message):
