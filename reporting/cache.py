@@ -34,7 +34,8 @@ PREFIX = "analytics:cache"
 # The parameters that change an answer. Any other (a dashboard's cache buster, a bot's random
 # one) is ignored by the endpoints, so it must not make a key of its own either.
 ANSWER_PARAMETERS = frozenset(
-    {"site_id", "date", "start", "end", "tz", "event_type", "filters", "limit", "interval", "by", "offset"}
+    {"site_id", "date", "start", "end", "tz", "event_type", "filters", "compare"}
+    | {"limit", "interval", "by", "offset"}
 )
 REPEATED_PARAMETER = "Give this parameter once."
 

@@ -124,3 +124,27 @@ def make(dimension: str, operator: str, values: list[str], given: str, case_sens
     if len(values) > MAX_VALUES:
         raise FilterError(f"{given!r}: at most {MAX_VALUES} values")
     return Filter(dimension, operator, tuple(values), case_sensitive)
+
+
+def escape(value: str) -> str:
+    """A value as `filters` in a query string writes it: a `\\`, `;` or `|` escaped."""
+    return re.sub(r"([\\;|])", r"\\\1", value)
+
+
+def linkable(dimension: str) -> bool:
+    """Whether `dimension==value` reads back as this dimension (a prop key may hold an operator)."""
+    return (dimension in FILTERED or is_dimension(dimension)) and _OPERATOR.search(dimension) is None
+
+
+def adding(text: str | None, dimension: str, value: str) -> str:
+    """The filters `text` writes (if any) and `dimension` is `value`, as a query string writes them."""
+    one = f"{dimension}=={escape(value)}"
+    return f"{text};{one}" if text else one
+
+
+def words(filters: Filters) -> str:
+    """The filters as a person reads them: `source is Google or Bing; path contains /blog`."""
+    operators = {IS: "is", IS_NOT: "is not", CONTAINS: "contains"}
+    return "; ".join(
+        f"{one.dimension} {operators[one.operator]} {' or '.join(one.values)}" for one in filters
+    )

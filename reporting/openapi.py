@@ -16,7 +16,7 @@ from app.web.openapi import (
     json_response,
     metrics_operation,
 )
-from reporting import plausible_query
+from reporting import comparison, plausible_query
 from reporting.schemas import (
     BREAKDOWNS,
     AggregatedQuerySchema,
@@ -32,6 +32,14 @@ from reporting.schemas import (
 QUESTION_ERRORS = (400, 401, 403, 429, 503)
 
 
+def answered_from() -> fields.String:
+    return fields.String(
+        data_key="from",
+        validate=validate.OneOf(["rollups", "events"]),
+        metadata={"description": "Only with filters: whether the rollups or the raw events answered."},
+    )
+
+
 class PeriodAnswerSchema(AnswerSchema):
     """The question echoed: `date`, or `start` and `end`; `tz`, `event_type` and `filters`
     when asked."""
@@ -43,11 +51,7 @@ class PeriodAnswerSchema(AnswerSchema):
     tz = fields.String()
     event_type = fields.String()
     filters = fields.String()
-    source = fields.String(
-        data_key="from",
-        validate=validate.OneOf(["rollups", "events"]),
-        metadata={"description": "Only with filters: whether the rollups or the raw events answered."},
-    )
+    source = answered_from()
 
 
 class PathViewsSchema(AnswerSchema):
@@ -69,12 +73,48 @@ OTHER_EVENT_TYPES = (
 )
 
 
-class StatsSchema(PeriodAnswerSchema):
+def percent_change(of: str) -> fields.Float:
+    return fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": f"The change of {of} in percent, to one decimal; null when the other had none."
+        },
+    )
+
+
+class ComparedPeriodSchema(AnswerSchema):
+    """The period a `comparison` is about, and where its answer came from."""
+
+    compare = fields.String(required=True, validate=validate.OneOf(comparison.COMPARISONS))
+    start = fields.Date(required=True)
+    end = fields.Date(required=True)
+    source = answered_from()
+
+
+class SummaryFiguresSchema(AnswerSchema):
     total_views = fields.Integer(required=True)
     unique_users = fields.Integer(required=True)
     top_paths = fields.List(fields.Nested(PathViewsSchema), required=True)
     other_paths = beyond_caps("views of paths the rollups did not keep, counted in total_views")
     other_event_types = beyond_caps(OTHER_EVENT_TYPES)
+
+
+class SummaryChangeSchema(AnswerSchema):
+    total_views = percent_change("total_views")
+    unique_users = percent_change("unique_users")
+
+
+class StatsComparisonSchema(ComparedPeriodSchema, SummaryFiguresSchema):
+    change = fields.Nested(SummaryChangeSchema, required=True)
+
+
+def compared(schema: type[AnswerSchema]) -> fields.Nested:
+    return fields.Nested(schema, metadata={"description": "Only with `compare`: the other period's answer."})
+
+
+class StatsSchema(PeriodAnswerSchema, SummaryFiguresSchema):
+    comparison = compared(StatsComparisonSchema)
 
 
 class PointSchema(AnswerSchema):
@@ -83,10 +123,34 @@ class PointSchema(AnswerSchema):
     unique_users = fields.Integer(required=True)
 
 
+class PointChangeSchema(AnswerSchema):
+    views = percent_change("views")
+    unique_users = percent_change("unique_users")
+
+
+class TimeseriesComparisonSchema(ComparedPeriodSchema):
+    series = fields.List(fields.Nested(PointSchema), required=True)
+    other_event_types = beyond_caps(OTHER_EVENT_TYPES)
+    change = fields.List(
+        fields.Nested(PointChangeSchema, allow_none=True),
+        required=True,
+        metadata={
+            "description": "Per point of `series`, against the other period's point at its position; null "
+            "where that has none."
+        },
+    )
+
+
 class TimeseriesSchema(PeriodAnswerSchema):
     interval = fields.String(required=True, validate=validate.OneOf(["hour", "day"]))
     series = fields.List(fields.Nested(PointSchema), required=True)
     other_event_types = beyond_caps(OTHER_EVENT_TYPES)
+    comparison = compared(TimeseriesComparisonSchema)
+
+
+class RowComparisonSchema(AnswerSchema):
+    views = fields.Integer(required=True)
+    change = percent_change("views")
 
 
 class RowSchema(AnswerSchema):
@@ -95,9 +159,22 @@ class RowSchema(AnswerSchema):
     unique_users = fields.Integer(
         metadata={"description": "Only by entry_page or exit_page: the distinct visitors of those visits."}
     )
+    comparison = fields.Nested(
+        RowComparisonSchema,
+        metadata={"description": "Only with `compare`: the value's views in the other period."},
+    )
 
 
 BY_DESCRIPTION = f"One of {', '.join(BREAKDOWNS)}, or prop:<key>."
+
+
+OTHER = "views of the paths, event types or values of `by` the rollups did not keep"
+
+
+class BreakdownComparisonSchema(ComparedPeriodSchema):
+    total = fields.Integer(required=True)
+    other = beyond_caps(OTHER)
+    other_event_types = beyond_caps(OTHER_EVENT_TYPES)
 
 
 class BreakdownSchema(PeriodAnswerSchema):
@@ -106,11 +183,12 @@ class BreakdownSchema(PeriodAnswerSchema):
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     results = fields.List(fields.Nested(RowSchema), required=True)
-    other = beyond_caps("views of the paths, event types or values of `by` the rollups did not keep")
+    other = beyond_caps(OTHER)
     other_event_types = beyond_caps(OTHER_EVENT_TYPES)
+    comparison = compared(BreakdownComparisonSchema)
 
 
-class AggregatedSchema(StatsSchema):
+class AggregatedSchema(PeriodAnswerSchema, SummaryFiguresSchema):
     by = fields.String(metadata={"description": "Only when asked: " + BY_DESCRIPTION})
     results = fields.List(
         fields.Nested(RowSchema), metadata={"description": "With `by`: the breakdown's first `limit` rows."}

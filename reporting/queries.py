@@ -9,6 +9,7 @@ period's raw events their visits afresh.
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -313,6 +314,11 @@ def breakdown(db: Database[Any], period: Period, by: str, limit: int, offset: in
         pages = visit_rows((visit for visit in opened if period.start <= visit["start"] < period.end), by)
         return Breakdown(len(pages), list(pages[offset : offset + limit]))
     return paged(of_one_type(lambda period: breakdown_counts(db, period, by), period), limit, offset)
+
+
+def every_row(db: Database[Any], period: Period, by: str) -> Breakdown:
+    """A breakdown's every row, as one page."""
+    return breakdown(db, period, by, sys.maxsize, 0)
 
 
 def break_down(tally: Tally, by: str, limit: int, offset: int, event_type: str | None = None) -> Breakdown:

@@ -19,7 +19,7 @@ from marshmallow import (
 
 from app.rollups.dimensions import DIMENSIONS, PROP_PREFIX, is_dimension
 from app.web.errors import MISSING_MESSAGE
-from reporting import filters
+from reporting import comparison, filters
 from reporting.periods import Period
 from reporting.queries import VISIT_BREAKDOWNS
 
@@ -46,6 +46,15 @@ class SiteQuerySchema(Schema):
     site_id = fields.String(
         required=True, validate=validate.Length(min=1, max=128), error_messages={"required": MISSING_MESSAGE}
     )
+
+
+def given_period(data: dict[str, Any]) -> Period | None:
+    """The period of the loaded parameters, without site or filters; None without its days."""
+    first = data.get("date") or data.get("start")
+    last = data.get("end", first)
+    if first is None or last is None:
+        return None
+    return Period("", first, last, data.get("tz", UTC_ZONE))
 
 
 class PeriodQuerySchema(SiteQuerySchema):
@@ -78,11 +87,8 @@ class PeriodQuerySchema(SiteQuerySchema):
     def _computable(self, data: dict[str, Any], **kwargs: Any) -> None:
         """The period's first and last instants exist: a day at the calendar's ends, in a zone
         whose offset pushes it past year 1 or 9999, does not."""
-        first = data.get("date") or data.get("start")
-        last = data.get("end", first)
-        if first is None or last is None:
-            return
-        if not Period("", first, last, data.get("tz", UTC_ZONE)).computable():
+        period = given_period(data)
+        if period is not None and not period.computable():
             raise ValidationError("This period reaches past the ends of the calendar.", "period")
 
     @post_load
@@ -122,6 +128,34 @@ class FilteredQuerySchema(PeriodQuerySchema):
             raise ValidationError(f"Filters do not apply to a breakdown by {data['by']}.", "filters")
 
 
+class ComparedQuerySchema(FilteredQuerySchema):
+    compare = fields.String(
+        validate=validate.OneOf(comparison.COMPARISONS),
+        metadata={
+            "description": "Answer for this other period too, beside the period's own figures, with the "
+            "change in percent (docs/api.md#comparisons)."
+        },
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _comparable(self, data: dict[str, Any], **kwargs: Any) -> None:
+        period = given_period(data)
+        if period is None or period.last_day < period.first_day or "compare" not in data:
+            return
+        try:
+            computable = comparison.other_period(period, data["compare"]).computable()
+        except (OverflowError, ValueError):
+            computable = False
+        if not computable:
+            raise ValidationError(
+                "The period to compare with reaches past the ends of the calendar.", "compare"
+            )
+
+
+def limit_field() -> fields.Integer:
+    return fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
+
+
 BREAKDOWNS = ("path", "event_type", "entry_page", "exit_page", *DIMENSIONS)
 
 
@@ -136,15 +170,18 @@ def breakdown_by(**options: Any) -> fields.String:
     return fields.String(validate=valid, **options)
 
 
-class StatsQuerySchema(FilteredQuerySchema):
-    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
+class StatsQuerySchema(ComparedQuerySchema):
+    limit = limit_field()
 
 
-class AggregatedQuerySchema(StatsQuerySchema):
+class AggregatedQuerySchema(FilteredQuerySchema):
+    """A cross-check of the plain answers: it takes no `compare`."""
+
+    limit = limit_field()
     by = breakdown_by()
 
 
-class TimeseriesQuerySchema(FilteredQuerySchema):
+class TimeseriesQuerySchema(ComparedQuerySchema):
     interval = fields.String(load_default="day", validate=validate.OneOf(["hour", "day"]))
 
     @validates_schema
@@ -155,9 +192,9 @@ class TimeseriesQuerySchema(FilteredQuerySchema):
             raise ValidationError(f"An hourly series spans at most {MAX_HOURLY_DAYS} days.", "end")
 
 
-class BreakdownQuerySchema(FilteredQuerySchema):
+class BreakdownQuerySchema(ComparedQuerySchema):
     by = breakdown_by(required=True)
-    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_LIMIT))
+    limit = limit_field()
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 

@@ -27,7 +27,7 @@ from app.store import dead_letters
 from app.store import events as event_store
 from app.web.errors import error_response
 from app.web.openapi import serve_document
-from reporting import openapi, plausible_answers, plausible_query, queries
+from reporting import comparison, openapi, plausible_answers, plausible_query, queries
 from reporting.cache import cached, refuse_repeated_parameters
 from reporting.periods import Period
 from reporting.pipeline import PipelineCollector, lag_seconds
@@ -90,6 +90,18 @@ def origin(period: Period, source: str) -> dict[str, str]:
     return {"from": source} if period.filters else {}
 
 
+# The figures whose change a comparison gives: of `/stats`, and of each point of a series.
+SUMMARY_FIGURES = ("total_views", "unique_users")
+POINT_FIGURES = ("views", "unique_users")
+
+
+def against(compare: str, other: Period, source: str) -> dict[str, Any]:
+    """The head of a `comparison`: what it compares with, that period's days, and (with
+    filters) where its answer came from."""
+    days = {"start": other.first_day.isoformat(), "end": other.last_day.isoformat()}
+    return {"compare": compare} | days | origin(other, source)
+
+
 class QueryTimeLimitError(Exception):
     """A question's MongoDB operations outlasted REPORTING_QUERY_SECONDS."""
 
@@ -138,7 +150,15 @@ def stats() -> ResponseReturnValue:
 
     def compute() -> dict[str, Any]:
         found = queries.summary(mongo.db, period, query["limit"])
-        return describe(period) | found.body() | origin(period, found.source)
+        body = describe(period) | found.body() | origin(period, found.source)
+        if "compare" in query:
+            other = comparison.other_period(period, query["compare"])
+            before = queries.summary(mongo.db, other, query["limit"])
+            figures = comparison.changes(body, before.body(), SUMMARY_FIGURES)
+            body["comparison"] = (
+                against(query["compare"], other, before.source) | before.body() | {"change": figures}
+            )
+        return body
 
     return cached_response(period, compute)
 
@@ -167,11 +187,31 @@ def stats_timeseries() -> ResponseReturnValue:
 
     def compute() -> dict[str, Any]:
         found = queries.timeseries(mongo.db, period, interval)
-        series = {"interval": interval, "series": [asdict(point) for point in found.points]}
+        points = [asdict(point) for point in found.points]
         beyond_caps = queries.others("other_event_types", found.other_event_types)
-        return describe(period) | series | beyond_caps | origin(period, found.source)
+        body = (
+            describe(period)
+            | {"interval": interval, "series": points}
+            | beyond_caps
+            | origin(period, found.source)
+        )
+        if "compare" in query:
+            other = comparison.other_period(period, query["compare"])
+            before = queries.timeseries(mongo.db, other, interval)
+            before_points = [asdict(point) for point in before.points]
+            body["comparison"] = (
+                against(query["compare"], other, before.source)
+                | {"series": before_points}
+                | queries.others("other_event_types", before.other_event_types)
+                | {"change": comparison.aligned_changes(points, before_points, POINT_FIGURES)}
+            )
+        return body
 
     return cached_response(period, compute)
+
+
+def beyond_caps(found: queries.Breakdown) -> dict[str, Any]:
+    return queries.others("other", found.other) | queries.others("other_event_types", found.other_event_types)
 
 
 @bp.get("/stats/breakdown")
@@ -183,10 +223,20 @@ def stats_breakdown() -> ResponseReturnValue:
         found = queries.breakdown(mongo.db, period, by, limit, offset)
         page = {"by": by, "total": found.total, "limit": limit, "offset": offset}
         results = {"results": [asdict(row) for row in found.results]}
-        beyond_caps = queries.others("other", found.other) | queries.others(
-            "other_event_types", found.other_event_types
-        )
-        return describe(period) | page | results | beyond_caps | origin(period, found.source)
+        body = describe(period) | page | results | beyond_caps(found) | origin(period, found.source)
+        if "compare" in query:
+            other = comparison.other_period(period, query["compare"])
+            before = queries.every_row(mongo.db, other, by)
+            views = {row.value: row.views for row in before.results}
+            for row in body["results"]:
+                then = views.get(row["value"], 0)
+                row["comparison"] = {"views": then, "change": comparison.change(row["views"], then)}
+            body["comparison"] = (
+                against(query["compare"], other, before.source)
+                | {"total": before.total}
+                | beyond_caps(before)
+            )
+        return body
 
     return cached_response(period, compute)
 

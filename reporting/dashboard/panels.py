@@ -1,6 +1,8 @@
 """What the dashboard shows of a site's period, read in process from what the API reads: the
 period's rollups fetched once for every figure and table (twice with the period before, for
 the changes), the chart's once more, and a few Redis reads for realtime, bots and freshness.
+With filters, the figures, chart and tables count the events they match, read from the raw
+events as the API reads them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from app.queue import snapshot
 from app.rollups import compactor, realtime
 from app.rollups.dimensions import OTHER_PROPS, PROP_PREFIX
 from app.rollups.tally import Tally
-from reporting import queries
+from reporting import comparison, queries
 from reporting.periods import Interval, Period
 from reporting.pipeline import lag_seconds
 
@@ -56,14 +58,19 @@ class Figure:
     @property
     def change(self) -> float | None:
         """The change against the period before, in percent; None when that had none."""
-        return None if not self.previous else (self.value - self.previous) * 100 / self.previous
+        return comparison.change(self.value, self.previous)
+
+
+# Why a table has no rows to show: its visits took too long to read, or filters do not apply.
+SLOW, UNFILTERED = "slow", "unfiltered"
 
 
 @dataclass(frozen=True)
 class Table:
     by: str
     heading: str
-    breakdown: queries.Breakdown | None  # None: not read within its time (VISIT_TABLES_SECONDS)
+    breakdown: queries.Breakdown | None  # None: not shown, for `missing`'s reason
+    missing: str = SLOW
 
     @property
     def counts(self) -> str:
@@ -91,12 +98,6 @@ class Dashboard:
     realtime: realtime.Recent
     bots: dict[str, int]
     freshness: Freshness
-
-
-def period_before(period: Period) -> Period:
-    """The as many days just before `period`."""
-    days = period.last_day - period.first_day + timedelta(days=1)
-    return Period(period.site_id, period.first_day - days, period.first_day - timedelta(days=1), period.tz)
 
 
 def figures(tally: Tally, before: Tally) -> list[Figure]:
@@ -152,9 +153,12 @@ def freshness(client: redis.Redis) -> Freshness:
 
 def table(db: Database[Any], period: Period, tally: Tally, by: str, heading: str) -> Table:
     """A breakdown's table: from the period's tally, but for the visits' pages, read from the
-    period's visits as `/stats/breakdown` reads them."""
+    period's visits as `/stats/breakdown` reads them (none with filters, which it refuses)."""
     if by not in queries.VISIT_BREAKDOWNS:
         return Table(by, heading, queries.break_down(tally, by, ROWS, 0))
+    if period.filters:
+        # A visit carries no event's dimensions: filters choose events, not visits.
+        return Table(by, heading, None, UNFILTERED)
     started = time.monotonic()
     try:
         with pymongo.timeout(VISIT_TABLES_SECONDS):
@@ -167,7 +171,7 @@ def table(db: Database[Any], period: Period, tally: Tally, by: str, heading: str
 
 def build(db: Database[Any], client: redis.Redis, period: Period, max_ahead_seconds: int) -> Dashboard:
     tally = queries.period_tally(db, period)
-    previous = period_before(period)
+    previous = comparison.previous_period(period)
     panels = {
         title: [table(db, period, tally, by, heading) for by, heading in tables.items()]
         for title, tables in PANELS.items()

@@ -16,9 +16,11 @@ from marshmallow import ValidationError
 from app.access.keys import key_cache
 from app.extensions import mongo, redis_store
 from app.settings import current_settings
+from reporting import filters
 from reporting.dashboard import access, panels
 from reporting.periods import Period
-from reporting.schemas import UTC_ZONE, PeriodQuerySchema, TimeZone
+from reporting.queries import TooManyEventsError
+from reporting.schemas import UTC_ZONE, FilteredQuerySchema, TimeZone
 from reporting.views import QueryTimeLimitError, within_time_limit
 
 bp = Blueprint(
@@ -29,11 +31,11 @@ bp = Blueprint(
     static_url_path="/static/dashboard",
 )
 
-FORM_FIELDS = ("start", "end", "tz")
+FORM_FIELDS = ("start", "end", "tz", "filters")
 # The period shown when the form names none: the last week, today's included.
 DEFAULT_DAYS = 7
 PRESETS = {"Today": 1, "7 days": 7, "30 days": 30, "90 days": 90}
-period_schema = PeriodQuerySchema(only=("site_id", "start", "end", "tz"))
+period_schema = FilteredQuerySchema(only=("site_id", *FORM_FIELDS))
 # Scripts, styles and images from this service only, no inline script, no framing; and a
 # share token in the address is sent to no other site.
 SECURITY_HEADERS = {
@@ -70,6 +72,16 @@ def too_long(_: QueryTimeLimitError) -> ResponseReturnValue:
     message = "These figures took longer than their time limit: choose a shorter period."
     site_id = (request.view_args or {}).get("site_id")
     return render_template("dashboard/message.html", site_id=site_id, message=message), 503
+
+
+@bp.errorhandler(TooManyEventsError)
+def too_many_to_filter(error: TooManyEventsError) -> ResponseReturnValue:
+    site_id = (request.view_args or {}).get("site_id", "")
+    period, _ = period_asked(site_id)
+    unfiltered = dashboard_url(site_id, page_query(period, request.args.get("share"), None))
+    message = f"Filtered figures are counted from the raw events. {error}, or remove the filter."
+    page = render_template("dashboard/message.html", site_id=site_id, message=message, link=unfiltered)
+    return page, 400
 
 
 def today_in(zone_name: str) -> date:
@@ -124,14 +136,26 @@ def dashboard(site_id: str) -> ResponseReturnValue:
         lambda: panels.build(mongo.db, redis_store.client, period, settings.event_max_ahead_seconds)
     )
     signed_in = share is None and settings.auth_mode == "keys"
+    asked_filters = request.args["filters"] if period.filters else None
+
+    def filter_url(by: str, value: str) -> str | None:
+        """The page filtered by this row too; None for a table whose rows filters cannot name."""
+        if not filters.linkable(by):
+            return None
+        return dashboard_url(site_id, page_query(period, share, filters.adding(asked_filters, by, value)))
+
     return render_template(
         "dashboard/dashboard.html",
         site_id=site_id,
         board=shown,
         errors=errors,
         share=share,
-        presets=presets(period, share),
+        presets=presets(period, share, asked_filters),
         csrf=access.csrf_token() if signed_in else None,
+        filters=asked_filters,
+        filtered_by=filters.words(period.filters),
+        unfiltered=dashboard_url(site_id, page_query(period, share, None)),
+        filter_url=filter_url,
     ), (400 if errors else 200)
 
 
@@ -141,16 +165,27 @@ def dashboard_url(site_id: str, query: dict[str, str]) -> str:
     return f"{path}?{urlencode(query)}" if query else path
 
 
-def presets(period: Period, share: str | None) -> dict[str, str]:
-    """Links to the last days of each preset, in the period's time zone."""
+def page_query(period: Period, share: str | None, filters: str | None, **days: str) -> dict[str, str]:
+    """The query string of the page of this period (or of `days`: `start` and `end`), share
+    link and filters."""
+    query = {"start": period.first_day.isoformat(), "end": period.last_day.isoformat(), **days}
+    query["tz"] = period.tz.key
+    if filters:
+        query["filters"] = filters
+    if share is not None:
+        query["share"] = share
+    return query
+
+
+def presets(period: Period, share: str | None, filters: str | None) -> dict[str, str]:
+    """Links to the last days of each preset, in the period's time zone, with the page's filters."""
     today = datetime.now(period.tz).date()
     links = {}
     for label, days in PRESETS.items():
-        query = {"start": (today - timedelta(days=days - 1)).isoformat(), "end": today.isoformat()}
-        query["tz"] = period.tz.key
-        if share is not None:
-            query["share"] = share
-        links[label] = dashboard_url(period.site_id, query)
+        start = (today - timedelta(days=days - 1)).isoformat()
+        links[label] = dashboard_url(
+            period.site_id, page_query(period, share, filters, start=start, end=today.isoformat())
+        )
     return links
 
 

@@ -1,9 +1,9 @@
 """The dashboard in a real browser against the real processes (AUTH_MODE=keys): a site seeded
 by `flask seed-demo` and events whose path and prop are markup, signed in with the site's
-read key, the range and time zone changed through the form. Every figure and table the page
-shows equals the API's answer, the chart is drawn, markup shows as text, and the browser
-logs no JavaScript error. Full-page screenshots at a desktop's and a phone's width are saved
-under var/screenshots/ (git-ignored)."""
+read key, the range and time zone changed through the form, then filtered by a click on a
+source. Every figure and table the page shows equals the API's answer, the chart is drawn,
+markup shows as text, and the browser logs no JavaScript error. Full-page screenshots at a
+desktop's and a phone's width are saved under var/screenshots/ (git-ignored)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from reporting.filters import escape
 from tests.integration.browser import chromium
 from tests.integration.client import TIMEOUT
 from tests.integration.keyed import Keyed, flask
@@ -187,6 +188,35 @@ def test_the_dashboard_shows_what_the_api_answers(keyed, site, browser):
         assert screenshot(browser, name, width, mobile).stat().st_size > 0
         overflow = browser.execute_script("return document.documentElement.scrollWidth")
         assert overflow <= width, f"the page is wider than a {name}'s screen"
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+    # A click on a source filters the page by it: every figure and table is the filtered API's.
+    every_event = shown["events"]
+    row = browser.find_element(By.CSS_SELECTOR, 'table[data-by="source"] td.value a')
+    source = row.text
+    filtered = {**period, "filters": f"source=={escape(source)}"}
+    row.click()
+    WebDriverWait(browser, PAGE_TIMEOUT).until(lambda driver: driver.find_elements(By.ID, "filtered"))
+    assert f"Filtered by source is {source}" in browser.find_element(By.ID, "filtered").text
+    shown = {
+        element.get_attribute("data-figure"): count(element.find_element(By.CLASS_NAME, "value").text)
+        for element in browser.find_elements(By.CSS_SELECTOR, "[data-figure]")
+    }
+    stats = api(keyed, key, "/stats", site_id=site_id, **filtered)
+    assert 0 < stats["total_views"] < every_event
+    assert shown["events"] == stats["total_views"]
+    assert shown["visitors"] == stats["unique_users"]
+    assert (
+        shown["page_views"]
+        == api(keyed, key, "/stats", site_id=site_id, event_type="page_view", **filtered)["total_views"]
+    )
+    for by, rows in browser.execute_script(READ_TABLES):
+        if by != "bots":
+            answer = api(keyed, key, "/stats/breakdown", site_id=site_id, by=by, **filtered)
+            assert [(value, count(views)) for value, views in rows] == [
+                (row["value"], row["views"]) for row in answer["results"]
+            ], by
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
 

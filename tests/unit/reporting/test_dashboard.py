@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from html import escape as html_escape
 from html import unescape
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import fakeredis
 import pytest
@@ -21,6 +23,7 @@ from app.ingestion import bots
 from app.settings import Settings
 from reporting.dashboard import panels
 from reporting.views import QueryTimeLimitError
+from tests.unit.reporting.test_filters import traffic
 from tools.factories import make_event, seed_example_events
 
 SITE, OTHER = "site-a", "site-b"
@@ -78,9 +81,12 @@ def figure(page: str, name: str) -> int:
 
 
 def table(page: str, by: str) -> list[tuple[str, int]]:
-    """A table's rows as (value, views), its values unescaped as a browser shows them."""
+    """A table's rows as (value, views), its values unescaped as a browser shows them (the
+    text of a row's link)."""
     body = page.split(f'data-by="{by}">', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r'<td class="value">(.*?)</td><td class="num">([\d,]+)</td>', body)
+    rows = re.findall(
+        r'<td class="value">(?:<a [^>]*>)?(.*?)(?:</a>)?</td><td class="num">([\d,]+)</td>', body
+    )
     return [(unescape(value), int(views.replace(",", ""))) for value, views in rows]
 
 
@@ -254,6 +260,7 @@ def test_without_a_secret_key_sign_in_is_off_but_share_links_work(
         ({"start": "2025-11-20", "end": "2025-11-01"}, "end must not be before start"),
         ({"start": "2025-11-01", "end": "2025-11-02", "tz": "Mars/Base"}, "Not a known IANA time zone"),
         ({"end": "15-11-2025"}, "Not a valid date"),
+        ({"filters": "planet==Mars"}, "Unknown dimension"),
     ],
 )
 def test_a_period_not_understood_is_said_and_the_last_week_shown(browser, keys, query, message):
@@ -322,3 +329,97 @@ def test_visits_too_many_to_read_in_time_leave_the_rest_of_the_page(browser, sto
     assert table(page.text, "path")
     for by in ("entry_page", "exit_page"):
         assert f'<p class="note" data-by="{by}">' in page.text
+
+
+TWO_DAYS = {"start": "2025-11-14", "end": "2025-11-15"}
+
+
+def link_of(page: str, by: str, value: str) -> str:
+    """The address a row of a table links to."""
+    body = page.split(f'data-by="{by}">', 1)[1].split("</table>", 1)[0]
+    found = re.search(rf'<a href="([^"]+)"[^>]*>{re.escape(html_escape(value))}</a>', body)
+    assert found, f"no link for {value} in {by}"
+    return unescape(found[1])
+
+
+def test_clicking_rows_filters_every_figure_and_table_as_the_api_does(
+    dashboard_settings, db, counter_store, store, keys
+):
+    """Two clicks, each page checked against the API's answers (more than the key's default
+    rate limit a second)."""
+    store(traffic(site_id=SITE))
+    browser = create_app(
+        "reporting", replace(dashboard_settings, reporting_rate_limit="1000/second")
+    ).test_client()
+    sign_in(browser, SITE, keys[SITE])
+    headers = {"Authorization": f"Bearer {keys[SITE]}"}
+
+    def api(path: str, filters: str, **query: str) -> Any:
+        asked = {"site_id": SITE, "filters": filters, **TWO_DAYS, **query}
+        return browser.get(path, query_string=asked, headers=headers).get_json()
+
+    page = browser.get(f"/dashboard/{SITE}", query_string=TWO_DAYS).text
+    for filters, row in [
+        ("source==Google", ("source", "Google")),
+        ("source==Google;path==/pricing", ("path", "/pricing")),
+    ]:
+        address = link_of(page, *row)
+        page = browser.get(address).text
+        assert parse_qs(urlsplit(address).query)["filters"] == [filters]
+        stats = api("/stats", filters)
+        assert 0 < stats["total_views"] < 240
+        assert figure(page, "events") == stats["total_views"]
+        assert figure(page, "visitors") == stats["unique_users"]
+        assert figure(page, "page_views") == api("/stats", filters, event_type="page_view")["total_views"]
+        for by in ("path", "source", "browser", "country", "event_type", "prop:plan"):
+            rows = api("/stats/breakdown", filters, by=by)["results"]
+            assert table(page, by) == [(row["value"], row["views"]) for row in rows], by
+        series = api("/stats/timeseries", filters, interval="hour")["series"]
+        chart = re.findall(
+            r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td></tr>", page
+        )
+        assert [(start, int(views), int(users)) for start, views, users in chart] == [
+            (point["start"], point["views"], point["unique_users"]) for point in series
+        ]
+        assert 'data-by="entry_page">Entry page: not shown under filters' in page
+        assert f'name="filters" value="{html_escape(filters)}"' in page
+    assert "Filtered by source is Google; path is /pricing (" in page
+    remove = re.search(r'<a href="([^"]+)" id="remove-filters">remove</a>', page)
+    assert remove, "a link to remove the filters"
+    unfiltered = browser.get(unescape(remove[1])).text
+    assert "Filtered by" not in unfiltered
+    assert figure(unfiltered, "events") == 240
+
+
+def test_a_rows_link_escapes_its_value_as_the_filter_syntax_says(browser, store, keys):
+    odd = "/a;b|c\\d==e"
+    store(
+        [
+            make_event(site_id=SITE, path=path, timestamp="2025-11-15T10:00:00Z")
+            for path in (odd, odd, "/a", "/a;b")
+        ]
+    )
+    sign_in(browser, SITE, keys[SITE])
+    page = browser.get(f"/dashboard/{SITE}", query_string=DAY).text
+    address = link_of(page, "path", odd)
+    assert parse_qs(urlsplit(address).query)["filters"] == ["path==/a\\;b\\|c\\\\d==e"]
+    filtered = browser.get(address).text
+    assert figure(filtered, "events") == 2
+    assert table(filtered, "path") == [(odd, 2)]
+
+
+def test_a_filtered_period_over_the_event_limit_says_so_with_a_way_back(
+    dashboard_settings, db, counter_store, store, keys
+):
+    store(traffic(site_id=SITE))
+    limited = create_app(
+        "reporting", replace(dashboard_settings, reporting_filter_max_events=100)
+    ).test_client()
+    sign_in(limited, SITE, keys[SITE])
+    page = limited.get(f"/dashboard/{SITE}", query_string={**TWO_DAYS, "filters": "source==Google"})
+    assert page.status_code == 400
+    assert "REPORTING_FILTER_MAX_EVENTS" in page.text
+    back = re.search(r'<a href="([^"]+)" id="unfiltered">', page.text)
+    assert back, "a link to the page without filters"
+    assert "filters" not in back[1]
+    assert figure(limited.get(unescape(back[1])).text, "events") == 240

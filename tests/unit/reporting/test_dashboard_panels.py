@@ -1,5 +1,5 @@
-"""The dashboard's arithmetic: the period before, the change of a figure, the UTC days a
-period touches (where bots are counted)."""
+"""The dashboard's arithmetic: the change of a figure, the UTC days a period touches (where
+bots are counted). The period before is `compare=previous_period`'s (test_comparison.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reporting.dashboard.panels import Figure, period_before, utc_days
+from reporting.dashboard.panels import Figure, utc_days
 from reporting.periods import Period
-
-
-def test_the_period_before_has_as_many_days_just_before():
-    period = Period("site", date(2026, 3, 1), date(2026, 3, 7), ZoneInfo("Europe/Berlin"))
-    before = period_before(period)
-    assert (before.first_day, before.last_day, before.tz) == (date(2026, 2, 22), date(2026, 2, 28), period.tz)
 
 
 @pytest.mark.parametrize(("value", "previous", "change"), [(150, 100, 50.0), (50, 100, -50.0), (7, 0, None)])

@@ -98,6 +98,7 @@ def test_reporting_documents_each_query_parameter_its_schema_loads(reporting: Fl
         "tz",
         "event_type",
         "filters",
+        "compare",
         "by",
         "limit",
         "offset",
