@@ -416,15 +416,21 @@ class Settings:
 
 
 def unescaped_credentials(url: str) -> bool:
-    """Whether `url`'s user or password holds a character that ends it early, unescaped: every
-    such character leaves an `@` after the address (`#` a fragment, which neither Redis's nor
-    MongoDB's URLs have), or a `%` that starts no escape."""
+    """Whether `url`'s user or password holds a character that ends it early or is read as
+    another, unescaped: `@`, `/`, `?` and `#` leave an `@` after the address (in the path, or
+    in a query of a URL whose address lost its credentials; `#` a fragment, which neither
+    Redis's nor MongoDB's URLs have), a second `:`, a `%` that starts no escape, and in a
+    MongoDB URL a `+` (pymongo reads it as a space). An `@` in the query of a URL that has its
+    credentials is an option's value (Azure Cosmos DB's `appName=@account@`)."""
     parts = urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
     return (
         bool(parts.fragment)
         or parts.netloc.count("@") > 1
-        or "@" in parts.path + parts.query
+        or "@" in parts.path
+        or ("@" in parts.query and "@" not in parts.netloc)
+        or userinfo.count(":") > 1
+        or (parts.scheme.startswith("mongodb") and "+" in userinfo)
         or re.search(r"%(?![0-9A-Fa-f]{2})", userinfo) is not None
     )
 

@@ -21,6 +21,7 @@ from app.access.keys import LookupBudget, bearer_token, key_cache
 from app.extensions import mongo
 from app.settings import current_settings
 from app.store.sites import StoredKey
+from app.web.client_address import request_limited_address
 from app.web.errors import error_response
 
 View = TypeVar("View", bound=Callable[..., object])
@@ -78,7 +79,8 @@ def require_read_key() -> Response | None:
 
 
 # Ingestion's `/metrics` is public and no rate limit covers it: each process asks MongoDB
-# about a few tokens it never verified a second, and refuses the rest unasked.
+# about a few tokens it never verified a second per client (address), and refuses the rest
+# unasked.
 OPERATOR_KEY_LOOKUPS_PER_SECOND = 5
 LOOKUPS_EXTENSION = "operator_key_lookups"
 
@@ -104,7 +106,8 @@ def request_key(kind: str, lookups: LookupBudget | None = None) -> StoredKey | R
     secret = bearer_token(request.headers.get("Authorization"))
     if secret is None:
         return unauthorized(f"Missing {kind}: send Authorization: Bearer <key>", "")
-    key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds, lookups)
+    client = request_limited_address() if lookups is not None else ""
+    key = key_cache.verify(mongo.db, secret, current_settings().key_cache_seconds, lookups, client)
     if key is None:
         return unauthorized(f"Invalid {kind}", ', error="invalid_token"')
     return key

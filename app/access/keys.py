@@ -32,6 +32,10 @@ KEY_BYTES = 32
 KEY_ID_BYTES = 4
 # Keys (and, apart, unknown tokens) a process remembers; past this, it forgets them all.
 MAX_CACHED_KEYS = 10_000
+# How long after its last verification an operator key is still trusted while MongoDB cannot
+# be read: long enough for the alerts on an outage to fire from scrapes, short enough that a
+# key revoked and not sent since is not trusted again in a later outage.
+OUTAGE_TRUST_SECONDS = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -72,25 +76,38 @@ class KeyCache:
     revoked key) costs no lookup each time; a key just made works at once all the same, its
     secret being new.
 
-    While MongoDB cannot be read, a key this process verified before is still trusted (a
-    scrape of `/metrics` must answer through an outage, for its alerts to fire); any other
-    token is refused as MongoDB's error, never trusted."""
+    While MongoDB cannot be read, an operator key this process verified within
+    OUTAGE_TRUST_SECONDS is still trusted (a scrape of `/metrics` must answer through an
+    outage, for its alerts to fire); any other token, site keys included, is refused as
+    MongoDB's error, never trusted. Scrapes verify the operator's key again every `ttl` while
+    MongoDB answers, so its trust is fresh when an outage begins, while a key revoked and not
+    sent since soon falls out of it."""
 
     def __init__(self) -> None:
         self._known: dict[str, tuple[StoredKey, float]] = {}
         self._unknown: dict[str, float] = {}
-        self._last_verified: dict[str, StoredKey] = {}
+        self._last_verified: dict[str, tuple[StoredKey, float]] = {}
         self._lock = threading.Lock()
 
     def verify(
-        self, db: Database[Any], secret: str, ttl: float, lookups: LookupBudget | None = None
+        self,
+        db: Database[Any],
+        secret: str,
+        ttl: float,
+        lookups: LookupBudget | None = None,
+        client: str = "",
     ) -> StoredKey | None:
         """The read key whose secret is `secret`, or None if there is none, or if `lookups`
-        allows no lookup now for a token this process never verified."""
-        return self.verify_hash(db, hash_key(secret), ttl, lookups)
+        allows `client` no lookup now for a token this process never verified."""
+        return self.verify_hash(db, hash_key(secret), ttl, lookups, client)
 
     def verify_hash(
-        self, db: Database[Any], digest: str, ttl: float, lookups: LookupBudget | None = None
+        self,
+        db: Database[Any],
+        digest: str,
+        ttl: float,
+        lookups: LookupBudget | None = None,
+        client: str = "",
     ) -> StoredKey | None:
         """The read key whose secret hashes to `digest` (what the dashboard's session keeps,
         never the secret), or None if there is none."""
@@ -101,14 +118,14 @@ class KeyCache:
         if self._unknown.get(digest, 0.0) > now:
             return None
         verified = self._last_verified.get(digest)
-        if verified is None and lookups is not None and not lookups.take(now):
+        if verified is None and lookups is not None and not lookups.take(now, client):
             return None
         try:
             key = sites.key_by_hash(db, digest)
         except PyMongoError:
-            if verified is None:
+            if verified is None or not _trusted_through_outage(*verified, now):
                 raise
-            return verified
+            return verified[0]
         with self._lock:
             if key is None:
                 self._known.pop(digest, None)
@@ -116,7 +133,7 @@ class KeyCache:
                 _remember(self._unknown, digest, now + ttl, ttl)
             else:
                 _remember(self._known, digest, (key, now + ttl), ttl)
-                _remember(self._last_verified, digest, key, ttl)
+                _remember(self._last_verified, digest, (key, now), ttl)
         return key
 
     def known(self, secret: str) -> bool:
@@ -126,24 +143,34 @@ class KeyCache:
 
 
 class LookupBudget:
-    """At most `per_second` MongoDB lookups a second (and as many at once) for tokens a process
-    never verified: so that made-up tokens sent to an endpoint no other limit covers cost
-    MongoDB little, while keys verified before are checked again whenever due."""
+    """At most `per_second` MongoDB lookups a second (and as many at once) per client for
+    tokens a process never verified: so that made-up tokens sent to an endpoint no other limit
+    covers cost MongoDB little, and one client's made-up tokens never use up another's lookups
+    (an operator's new key after a restart), while keys verified before are checked again
+    whenever due. At most MAX_CACHED_KEYS clients are followed, all forgotten when full."""
 
     def __init__(self, per_second: float) -> None:
         self._rate = per_second
-        self._tokens = per_second
-        self._at = time.monotonic()
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
         self._lock = threading.Lock()
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, client: str = "") -> bool:
         with self._lock:
-            self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
-            self._at = now
-            if self._tokens < 1:
+            tokens, at = self._buckets.get(client, (self._rate, now))
+            tokens = min(self._rate, tokens + (now - at) * self._rate)
+            if tokens < 1:
+                self._buckets[client] = (tokens, now)
                 return False
-            self._tokens -= 1
+            if client not in self._buckets and len(self._buckets) >= MAX_CACHED_KEYS:
+                self._buckets.clear()
+            self._buckets[client] = (tokens - 1, now)
             return True
+
+
+def _trusted_through_outage(key: StoredKey, verified_at: float, now: float) -> bool:
+    """Whether a key verified at `verified_at` is trusted while MongoDB cannot be read: an
+    operator key verified lately, never a site's key."""
+    return key.site_id is None and now - verified_at <= OUTAGE_TRUST_SECONDS
 
 
 def _remember(entries: dict[str, Any], digest: str, entry: Any, ttl: float) -> None:

@@ -1,8 +1,10 @@
 import re
 from dataclasses import fields
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+from pymongo.uri_parser import parse_uri
 
 from app import settings as settings_module
 from app.settings import Settings
@@ -141,6 +143,25 @@ def test_a_password_a_url_cannot_hold_as_it_is_is_refused_without_showing_it(var
     assert password not in str(refused.value)
 
 
-@pytest.mark.parametrize("password", ["s3cret", "pa%40ss", "a:b", "a!$&'()*+,;=-._~b"])
-def test_a_password_escaped_or_of_url_safe_characters_is_taken(password):
-    assert Settings.from_env({"MONGO_URI": f"mongodb://analytics:{password}@mongo:27017/analytics"})
+@pytest.mark.parametrize("password", ["s3cret", "pa%40ss", "a%3Ab", "a%2Bb", "a!$&'()*,;=-._~b"])
+def test_a_password_escaped_or_of_url_safe_characters_is_taken_as_pymongo_reads_it(password):
+    uri = f"mongodb://analytics:{password}@mongo:27017/analytics"
+    assert Settings.from_env({"MONGO_URI": uri}).mongo_uri == uri
+    assert parse_uri(uri)["password"] == unquote(password)
+
+
+@pytest.mark.parametrize("password", ["a:b", "a+b"])
+def test_a_mongodb_password_pymongo_would_refuse_or_misread_is_refused(password):
+    """`:` makes pymongo refuse the URI at start, and `+` reaches MongoDB as a space."""
+    with pytest.raises(ValueError, match="MONGO_URI's user name or password"):
+        Settings.from_env({"MONGO_URI": f"mongodb://analytics:{password}@mongo:27017/analytics"})
+
+
+def test_an_at_sign_in_the_options_of_a_uri_with_credentials_is_taken():
+    """Azure Cosmos DB's connection string, as its portal gives it."""
+    cosmos = (
+        "mongodb://acct:abcDEF123==@acct.mongo.cosmos.azure.com:10255/?ssl=true&replicaSet=globaldb"
+        "&retrywrites=false&maxIdleTimeMS=120000&appName=@acct@"
+    )
+    assert parse_uri(cosmos)["password"] == "abcDEF123=="
+    assert Settings.from_env({"MONGO_URI": cosmos}).mongo_uri == cosmos

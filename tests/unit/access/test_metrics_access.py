@@ -5,6 +5,7 @@ from unittest import mock
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
+from app.access import keys
 from app.access.keys import key_cache
 from app.store import sites
 from tests.unit.access.test_reporting_access import bearer
@@ -40,3 +41,47 @@ def test_ingestion_metrics_do_not_query_mongodb_for_every_made_up_key(keyed_inge
         for n in range(100):
             assert keyed_ingestion.get("/metrics", headers=bearer(f"ak_made_up_{n}")).status_code == 401
     assert lookup.call_count <= 10, f"{lookup.call_count} MongoDB lookups for 100 made-up keys"
+
+
+AWAY = ServerSelectionTimeoutError("mongo-1:27017: [Errno 111] Connection refused")
+
+
+def test_a_key_revoked_long_before_an_outage_is_not_trusted_through_it(db, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    cache = keys.KeyCache()
+    key = keys.create_key(db, None)
+    assert cache.verify(db, key.secret, ttl=30) is not None
+    sites.revoke_key(db, key.key_id)
+    now[0] += keys.OUTAGE_TRUST_SECONDS + 1
+    with (
+        mock.patch("app.store.sites.key_by_hash", side_effect=AWAY),
+        pytest.raises(ServerSelectionTimeoutError),
+    ):
+        cache.verify(db, key.secret, ttl=30)
+
+
+def test_a_site_key_is_never_trusted_through_an_outage(keyed_reporting, site_key, cli, db):
+    """`/stats/realtime` is answered from Redis alone: a revoked site key must not read it
+    while MongoDB cannot tell that it was revoked."""
+    secret = site_key("shop")
+    assert keyed_reporting.get("/stats/realtime?site_id=shop", headers=bearer(secret)).status_code == 200
+    key_id = next(line for line in cli("key", "list").splitlines() if "shop" in line).split()[0]
+    cli("key", "revoke", key_id)
+    key_cache._known.clear()  # the key's KEY_CACHE_SECONDS have passed
+    with mock.patch("app.store.sites.key_by_hash", side_effect=AWAY):
+        response = keyed_reporting.get("/stats/realtime?site_id=shop", headers=bearer(secret))
+    assert response.status_code == 503, response.get_data(as_text=True)
+
+
+def test_one_clients_made_up_tokens_never_lock_another_out_of_metrics(keyed_ingestion, cli, monkeypatch):
+    monkeypatch.setattr(keys.time, "monotonic", lambda: 5000.0)  # all within one second
+    operator = cli("key", "create", "--operator").splitlines()[-1]
+    prober = {"REMOTE_ADDR": "198.51.100.7"}
+    for n in range(10):
+        response = keyed_ingestion.get("/metrics", headers=bearer(f"ak_made_up_{n}"), environ_base=prober)
+        assert response.status_code == 401
+    answer = keyed_ingestion.get(
+        "/metrics", headers=bearer(operator), environ_base={"REMOTE_ADDR": "203.0.113.9"}
+    )
+    assert answer.status_code == 200, (answer.status_code, answer.get_data(as_text=True))
