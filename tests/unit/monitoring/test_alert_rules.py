@@ -20,7 +20,8 @@ from tools.processes import ROOT
 MONITORING = ROOT / "docs" / "monitoring"
 RULES = MONITORING / "alerts.yml"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
-PROMTOOL = Path(os.environ.get("PROMTOOL", ROOT / ".local" / "bin" / "promtool"))
+# Made absolute: `make` passes its relative path, and `promtool test rules` runs elsewhere.
+PROMTOOL = ROOT / os.environ.get("PROMTOOL", ".local/bin/promtool")
 PROJECT_METRIC = re.compile(r"\banalytics_[a-z_]+")
 # A histogram's series, named after it in expressions.
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
