@@ -1,6 +1,8 @@
 import hashlib
+from unittest import mock
 
 import pytest
+from pymongo.errors import ServerSelectionTimeoutError
 
 from app.access import keys
 from app.store import sites
@@ -27,13 +29,19 @@ def test_a_key_is_verified_by_its_secret(db):
     assert keys.KeyCache().verify(db, key.secret + "x", ttl=30) is None
 
 
-def test_a_revoked_key_works_until_its_cache_entry_expires(db, monkeypatch):
+def verified_then_revoked(db, monkeypatch):
+    """An operator key a cache verified, then revoked; the clock, which the test moves on."""
     now = [1000.0]
     monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
     cache = keys.KeyCache()
     key = keys.create_key(db, None)
     assert cache.verify(db, key.secret, ttl=30) is not None
     sites.revoke_key(db, key.key_id)
+    return cache, key, now
+
+
+def test_a_revoked_key_works_until_its_cache_entry_expires(db, monkeypatch):
+    cache, key, now = verified_then_revoked(db, monkeypatch)
     now[0] += 29
     assert cache.verify(db, key.secret, ttl=30) is not None
     now[0] += 2
@@ -97,3 +105,14 @@ def test_a_bearer_token_is_read_whatever_the_schemes_case_and_the_spaces(header)
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer  ", "Basic Sw==", "K"])
 def test_no_bearer_token_in_other_headers(header):
     assert keys.bearer_token(header) is None
+
+
+def test_a_key_revoked_long_before_an_outage_is_not_trusted_through_it(db, monkeypatch):
+    cache, key, now = verified_then_revoked(db, monkeypatch)
+    now[0] += keys.OUTAGE_TRUST_SECONDS + 1
+    away = ServerSelectionTimeoutError("mongo-1:27017: [Errno 111] Connection refused")
+    with (
+        mock.patch("app.store.sites.key_by_hash", side_effect=away),
+        pytest.raises(ServerSelectionTimeoutError),
+    ):
+        cache.verify(db, key.secret, ttl=30)

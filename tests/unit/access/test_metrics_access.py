@@ -46,21 +46,6 @@ def test_ingestion_metrics_do_not_query_mongodb_for_every_made_up_key(keyed_inge
 AWAY = ServerSelectionTimeoutError("mongo-1:27017: [Errno 111] Connection refused")
 
 
-def test_a_key_revoked_long_before_an_outage_is_not_trusted_through_it(db, monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
-    cache = keys.KeyCache()
-    key = keys.create_key(db, None)
-    assert cache.verify(db, key.secret, ttl=30) is not None
-    sites.revoke_key(db, key.key_id)
-    now[0] += keys.OUTAGE_TRUST_SECONDS + 1
-    with (
-        mock.patch("app.store.sites.key_by_hash", side_effect=AWAY),
-        pytest.raises(ServerSelectionTimeoutError),
-    ):
-        cache.verify(db, key.secret, ttl=30)
-
-
 def test_a_site_key_is_never_trusted_through_an_outage(keyed_reporting, site_key, cli, db):
     """`/stats/realtime` is answered from Redis alone: a revoked site key must not read it
     while MongoDB cannot tell that it was revoked."""
