@@ -27,10 +27,13 @@ from tools.processes import (
     wait_until,
 )
 
+# Seconds before a dead worker's unacknowledged messages may be given back.
+VISIBILITY_TIMEOUT = 5
+
 # Short enough for a test to see a dead worker's messages come back and retries happen.
 FAULT_SETTINGS = {
     **UNLIMITED_RATES,
-    "BROKER_VISIBILITY_TIMEOUT": "5",
+    "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
     "TASK_RETRY_BACKOFF_MAX": "2",
     "MONGO_TIMEOUT_MS": "1000",
     "WORKER_CONCURRENCY": "2",
