@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -302,41 +300,13 @@ def count_by_user_and_path(
     compares each event with every group found so far, a cost that grows with the square of
     a site-day's users (docs/decisions/events-keyed-by-site-and-time.md).
     """
+    events_filter = _site_events_filter(site_id, start, end)
+    if event_type is not None:
+        events_filter["event_type"] = event_type
     projection = {"_id": 0, "user_id": 1, "visitor_id": 1, "path": 1}
-
-    def count(part_start: datetime, part_end: datetime) -> Counter[tuple[str | None, str | None]]:
-        events_filter = _site_events_filter(site_id, part_start, part_end)
-        if event_type is not None:
-            events_filter["event_type"] = event_type
-        found = db[EVENTS].find(events_filter, projection).batch_size(STREAM_BATCH)
-        return Counter((identity(event), event.get("path")) for event in found)
-
-    counts: Counter[tuple[str | None, str | None]] = Counter()
-    with ThreadPoolExecutor(max_workers=READ_PARTS) as readers:
-        for part in readers.map(lambda bounds: count(*bounds), time_parts(start, end, READ_PARTS)):
-            counts.update(part)
+    found = db[EVENTS].find(events_filter, projection).batch_size(STREAM_BATCH)
+    counts = Counter((identity(event), event.get("path")) for event in found)
     return [{"_id": {"user": user, "path": path}, "events": n} for (user, path), n in counts.items()]
-
-
-# A raw read of a whole period (`count_by_user_and_path`) is cut into this many consecutive
-# `_id` ranges, read at once on connections of their own: FerretDB answers each in a goroutine
-# of its own, so its work spreads over the cores, and this process counts one part's events
-# while the server reads the others' instead of waiting for each batch in turn.
-READ_PARTS = 2
-
-
-def time_parts(start: datetime, end: datetime, parts: int) -> list[tuple[datetime, datetime]]:
-    """`start`..`end` cut into up to `parts` consecutive intervals of about equal length, each
-    bound but the outer two on a whole millisecond (so that each part is exactly one `_id`
-    range, as keys hold times to the millisecond); fewer when the period is shorter."""
-    step = (end - start) / parts
-    inner = {_whole_millisecond(start + step * number) for number in range(1, parts)}
-    bounds = [start, *sorted(moment for moment in inner if start < moment < end), end]
-    return list(pairwise(bounds))
-
-
-def _whole_millisecond(moment: datetime) -> datetime:
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def field_values(
