@@ -144,7 +144,7 @@ def servers(root: Path) -> Iterator[tuple[dict[str, str], ManagedProcess]]:
     try:
         for name, build in (("redis", redis_argv), ("mongo", mongo_argv)):
             ports[name] = free_port()
-            (root / name).mkdir()
+            (root / name).mkdir(exist_ok=True)
             started.append(ManagedProcess(name, build(ports[name], root / name), {}, root).start())
             wait_until(partial(port_open, ports[name]), 30, name)
         env = {

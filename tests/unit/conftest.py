@@ -70,6 +70,22 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Any]]:
 
 
 @pytest.fixture
+def finds(db: Database[Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The positional arguments (filter, projection) of every `find` made on the test's
+    database from now on, in order."""
+    collection_type = type(db[event_store.EVENTS])
+    made: list[tuple[Any, ...]] = []
+    real_find = collection_type.find
+
+    def recording_find(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return real_find(self, *args, **kwargs)
+
+    monkeypatch.setattr(collection_type, "find", recording_find)
+    return made
+
+
+@pytest.fixture
 def redis_server() -> fakeredis.FakeServer:
     """An in-memory Redis server; set `connected = False` to take it down."""
     return fakeredis.FakeServer()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+from app.ingestion.schemas import to_message
+from app.store import events as event_store
 from tools.factories import make_event
 
 SITE = "site-export"
@@ -100,3 +103,22 @@ def test_missing_days_are_a_400_naming_the_parameters(reporting):
     assert response.status_code == 400
     message = response.get_json()["message"]
     assert message == "Missing required parameters: site_id, start, end (YYYY-MM-DD): end"
+
+
+def test_a_page_holds_every_field_a_worker_stores_but_its_bookkeeping(db):
+    message = to_message(make_event(site_id=SITE)) | {
+        name: f"{name}-value" for name in event_store.STORED_FIELDS
+    }
+    document = event_store.event_document(message, datetime.now(UTC), "batch-1")
+    db[event_store.EVENTS].insert_one(document)
+    day = (datetime(2025, 11, 15, tzinfo=UTC), datetime(2025, 11, 16, tzinfo=UTC))
+    [read] = event_store.site_events_page(db, SITE, *day, None, 10)
+    assert read.keys() == document.keys() - set(event_store.INTERNAL_FIELDS)
+
+
+def test_a_page_is_read_with_a_projection_naming_its_fields(db, finds):
+    # FerretDB copies each whole document for a projection that leaves fields out.
+    day = (datetime(2025, 11, 15, tzinfo=UTC), datetime(2025, 11, 16, tzinfo=UTC))
+    event_store.site_events_page(db, SITE, *day, None, 10)
+    assert finds
+    assert all(set(projection.values()) == {1} for _, projection in finds)
