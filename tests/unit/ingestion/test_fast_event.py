@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
+from app.ingestion import schemas
 from app.ingestion.fast_event import UNCOMPILED, FastLoader
-from app.ingestion.schemas import event_schema, fast_event_loader, load_event
+from app.ingestion.schemas import event_schema, fast_event_loader, load_batch, load_event
 from tests.unit.ingestion.test_schema_properties import event_like, json_values
 from tools.factories import make_event
 
@@ -120,3 +121,31 @@ def test_a_fields_own_validators_and_hooks_are_kept():
     assert loader.load({"word": "HEY", "other": 1}) == {"word": "hey"}
     assert loader.load({"word": "HI"}) is None
     assert loader.load({"word": "HELLOS"}) is None
+
+
+class Never:
+    """A plan that takes nothing: every event goes to the schema, as before the plan."""
+
+    def load(self, payload: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [*TAKEN, make_event(site_id="other")],
+        [make_event(), make_event(path="/a\nb"), {**make_event(), "event_id": None}, make_event(title=None)],
+        [None, make_event(), 7],
+    ],
+    ids=["all plain", "some invalid", "not objects"],
+)
+def test_a_batch_is_loaded_as_the_schema_loads_it(events, monkeypatch):
+    events = [
+        {**event, "event_id": str(uuid.UUID(int=index))}
+        if isinstance(event, dict) and "event_id" not in event
+        else event
+        for index, event in enumerate(events)
+    ]
+    planned = load_batch({"events": events})
+    monkeypatch.setattr(schemas, "fast_event_loader", Never())
+    assert planned == load_batch({"events": events})
