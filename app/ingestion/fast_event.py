@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
 from marshmallow.utils import missing
 
@@ -95,7 +95,7 @@ def _step(field: fields.Field) -> Step:
     return field.deserialize
 
 
-UNCOMPILED = "only a schema of fields and plain post-load hooks, one object a load, is compiled"
+UNCOMPILED = "only a schema of fields and plain post-load hooks that excludes unknown keys compiles"
 
 
 class FastLoader:
@@ -105,9 +105,9 @@ class FastLoader:
         hooks = schema._hooks
         plain = all(not many and not options.get("pass_original") for _, many, options in hooks[POST_LOAD])
         checks = hooks[PRE_LOAD] or hooks[VALIDATES] or hooks[VALIDATES_SCHEMA]
-        if schema.many or schema.partial or checks or not plain:
+        # Unknown keys are left out, as EXCLUDE does: RAISE refuses them, INCLUDE keeps them.
+        if schema.many or schema.partial or schema.unknown != EXCLUDE or checks or not plain:
             raise ValueError(UNCOMPILED)
-        self._unknown = schema.unknown
         self._post_load = [getattr(schema, name) for name, _, _ in hooks[POST_LOAD]]
         self._fields = [
             (field.data_key or name, name, field, _step(field)) for name, field in schema.load_fields.items()
@@ -137,7 +137,7 @@ class FastLoader:
                     return None
                 event[name] = loaded
             for hook in self._post_load:
-                event = hook(event, many=False, partial=None, unknown=self._unknown)
+                event = hook(event, many=False, partial=None, unknown=EXCLUDE)
         except ValidationError:
             return None
         return event

@@ -5,7 +5,17 @@ import uuid
 
 import pytest
 from hypothesis import given, settings
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import (
+    EXCLUDE,
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+)
 
 from app.ingestion import schemas
 from app.ingestion.fast_event import UNCOMPILED, FastLoader
@@ -104,6 +114,9 @@ def test_a_schema_with_checks_the_plan_cannot_make_is_not_compiled():
         FastLoader(Preloaded())
     with pytest.raises(ValueError, match=UNCOMPILED):
         FastLoader(event_schema.__class__(many=True))
+    for unknown in (RAISE, INCLUDE):  # the plan leaves unknown keys out
+        with pytest.raises(ValueError, match=UNCOMPILED):
+            FastLoader(event_schema.__class__(unknown=unknown))
 
 
 def test_a_fields_own_validators_and_hooks_are_kept():
