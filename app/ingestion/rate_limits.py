@@ -51,6 +51,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
@@ -71,6 +72,8 @@ logger = logging.getLogger(__name__)
 PAUSE_SECONDS = 5.0
 # Addresses over their rate a process remembers; past this, it forgets those whose window ended.
 MAX_OVER_ADDRESSES = 10_000
+# Window keys remembered per process: a site's and an address's recent visitors' windows.
+KEYS_CACHED = 8192
 # KEYS: a request's windows in the order they are checked; ARGV: their expiries, then their
 # limits, then what the request costs each. Each count is `limits`' own fixed window
 # (incr_expire.lua, by a cost), never charged a request over it.
@@ -185,9 +188,13 @@ class IngestionLimits:
         """The keys of `windows` if they are all counted in process, else None."""
         if self.local is None or not all(counted_in_process(item) for item, _, _ in windows):
             return None
+        return self.keys(windows)
+
+    def keys(self, windows: list[Window]) -> list[str]:
+        """The Redis keys of `windows`, as `limits` names them."""
         storage = self.strategy.storage
         assert isinstance(storage, RedisStorage)
-        return [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers, _ in windows]
+        return [window_key(storage, item, identifiers) for item, identifiers, _ in windows]
 
     @staticmethod
     def first_over_in_process(
@@ -213,13 +220,18 @@ class IngestionLimits:
                 ),
                 None,
             )
-        storage = self.strategy.storage
-        assert isinstance(storage, RedisStorage)
-        keys = [storage.prefixed_key(item.key_for(*identifiers)) for item, identifiers, _ in windows]
+        keys = self.keys(windows)
         args = [item.get_expiry() for item, _, _ in windows] + [item.amount for item, _, _ in windows]
         args += [cost for _, _, cost in windows]
         position = int(self.script(keys=keys, args=args))
         return windows[position - 1] if position else None
+
+
+@lru_cache(maxsize=KEYS_CACHED)
+def window_key(storage: RedisStorage, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+    """`limits`' Redis key of a window, remembered: building it cost a request about as much
+    as counting the window in process."""
+    return storage.prefixed_key(item.key_for(*identifiers))
 
 
 def counted_in_process(item: RateLimitItem) -> bool:

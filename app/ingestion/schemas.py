@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
+from app.ingestion.fast_event import FastLoader
 from app.web.errors import MISSING_MESSAGE
 
 # The most events one `POST /events` may carry (the contract's figure, not a setting).
@@ -265,10 +266,30 @@ def to_message(
     (always, for a client's event; tests and benchmarks build messages of any date without);
     BotEventError when `derive` finds it a bot's.
     """
-    event = event_schema.load(payload)
+    event = load_event(payload)
     if window:
         event["timestamp"] = window.dated(event)
     return _as_message(event, derive)
+
+
+def load_event(payload: Any) -> dict[str, Any]:
+    """`event_schema.load(payload)`, by its compiled plan when the event is plainly valid
+    (app/ingestion/fast_event.py); the schema itself decides on anything else, so an invalid
+    event's errors are always the schema's."""
+    event = fast_event_loader.load(payload)
+    return event_schema.load(payload) if event is None else event
+
+
+def load_plain_events(events: list[Any]) -> list[dict[str, Any]] | None:
+    """`events_schema.load(events)` when the plan takes every event; None when it gives up on
+    one, and the schema must load the batch to report the errors by index."""
+    loaded = []
+    for payload in events:
+        event = fast_event_loader.load(payload)
+        if event is None:
+            return None
+        loaded.append(event)
+    return loaded
 
 
 def _as_message(event: dict[str, Any], derive: Derive | None = None) -> dict[str, Any]:
@@ -330,7 +351,8 @@ def load_batch(
     `gate` gives why an event's site is refused (None: admitted); such events are reported
     with the invalid ones; `derive` completes each admitted event, or drops it as a bot's.
 
-    One `many=True` load rather than one load per event, so the schema's fixed cost is paid
+    Events are loaded by the schema's compiled plan while it takes them all; otherwise by one
+    `many=True` load rather than one load per event, so the schema's fixed cost is paid
     once a batch (docs/decisions/README.md).
     Its error holds the messages by index, and every event's result, valid or not. An event
     outside the window (when one is given) is rejected like any other invalid event."""
@@ -339,11 +361,13 @@ def load_batch(
         raise ValidationError(BATCH_SIZE_MESSAGE.format(min=1, max=MAX_BATCH_EVENTS), "events")
     events = batch_schema.load(envelope)["events"]
     errors: dict[int, dict[str, Any]] = {}
-    try:
-        loaded = events_schema.load(events)
-    except ValidationError as error:
-        loaded = error.valid_data
-        errors = cast(dict[int, dict[str, Any]], error.messages)  # by index, with many=True
+    loaded: list[dict[str, Any]] | None = load_plain_events(events)
+    if loaded is None:
+        try:
+            loaded = cast(list[dict[str, Any]], events_schema.load(events))
+        except ValidationError as error:
+            loaded = cast(list[dict[str, Any]], error.valid_data)
+            errors = cast(dict[int, dict[str, Any]], error.messages)  # by index, with many=True
     batch = Batch()
     for index, event in enumerate(loaded):
         if index in errors:
@@ -368,5 +392,6 @@ def load_batch(
 
 
 event_schema = EventSchema()
+fast_event_loader = FastLoader(event_schema)
 events_schema = EventSchema(many=True)
 batch_schema = BatchSchema()

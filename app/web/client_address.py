@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Sequence
+from functools import lru_cache
 
 from flask import Flask, current_app, request
 
@@ -29,6 +30,8 @@ IPV6_SUBSCRIBER_PREFIX = 64
 # analytics tools anonymize addresses: an IPv4 address's /24, an IPv6 address's /48.
 LOGGED_IPV4_PREFIX = 24
 LOGGED_IPV6_PREFIX = 48
+# Clients whose hashed address a process remembers: a visitor sends several requests a visit.
+ADDRESSES_CACHED = 4096
 
 
 def parse_networks(setting: str) -> tuple[Network, ...]:
@@ -90,8 +93,14 @@ def request_client_address() -> str:
 def request_limited_address() -> str:
     """What rate limits count for the client of the current request (whose address
     `remember_client` noted first), under ADDRESS_KEY's hash: the address never reaches Redis."""
-    address = limited_address(request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address())
-    return keyed_hash(address, current_app.extensions["address_key"])
+    address = request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address()
+    return hashed_limited_address(address, current_app.extensions["address_key"])
+
+
+@lru_cache(maxsize=ADDRESSES_CACHED)
+def hashed_limited_address(address: str, key: bytes) -> str:
+    """`keyed_hash` of `limited_address(address)`, remembered for a process's recent clients."""
+    return keyed_hash(limited_address(address), key)
 
 
 def keyed_hash(address: str, key: bytes) -> str:

@@ -27,6 +27,16 @@ def test_an_accepted_event_is_queued_and_stored(ingestion, db):
     assert stored["user_id"] == "user-xyz-789"
 
 
+def test_every_accepted_event_is_answered_as_jsonify_answers_it(ingestion, ingestion_app):
+    with ingestion_app.app_context():
+        expected = views.jsonify(status="accepted")
+    for _ in range(2):  # the second answer is the one built once
+        response = post(ingestion, SEED_BODY)
+        assert response.data == expected.data
+        assert response.headers["Content-Type"] == expected.headers["Content-Type"]
+        assert response.headers["Content-Length"] == expected.headers["Content-Length"]
+
+
 def test_a_request_lingers_for_company_as_long_as_the_setting_says(ingestion, settings, monkeypatch):
     lingers = []
     monkeypatch.setattr(views.committer, "submit", lambda messages, linger, **_: lingers.append(linger))
