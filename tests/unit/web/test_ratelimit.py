@@ -423,6 +423,15 @@ def limits_of(client):
     return client.application.extensions["ingestion_limits"]
 
 
+def test_each_apps_window_keys_are_remembered_by_its_own_limits(limited):
+    """Not in a module-wide cache, which would keep every app's Redis storage alive."""
+    first, second = (limited("ingestion", ingestion_rate_limit="100/second") for _ in range(2))
+    for _ in range(2):
+        assert post(first, make_event()).status_code == 200
+    assert limits_of(first).window_key.cache_info()[:2] == (1, 1)  # hits, misses: one key
+    assert limits_of(second).window_key.cache_info().currsize == 0
+
+
 def test_windows_of_large_limits_are_counted_in_process_and_synced_in_the_background(
     limited, counter_store, monkeypatch, no_background_sync
 ):
