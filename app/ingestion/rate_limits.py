@@ -51,12 +51,12 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
 from limits import RateLimitItem
-from limits.storage import RedisStorage, storage_from_string
+from limits.storage import RedisStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from redis.commands.core import Script
 
@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 PAUSE_SECONDS = 5.0
 # Addresses over their rate a process remembers; past this, it forgets those whose window ended.
 MAX_OVER_ADDRESSES = 10_000
-# Window keys remembered per process: a site's and an address's recent visitors' windows.
+# Window keys an app's limits remember: a site's and an address's recent visitors' windows.
 KEYS_CACHED = 8192
 # KEYS: a request's windows in the order they are checked; ARGV: their expiries, then their
 # limits, then what the request costs each. Each count is `limits`' own fixed window
@@ -116,6 +116,9 @@ class IngestionLimits:
         storage = self.strategy.storage
         self.script: Script | None = None
         self.local: LocalCounts | None = None
+        # Remembered by these limits, not the module, so that an app's storage goes with it:
+        # building a key cost a request about as much as counting the window in process.
+        self.window_key = lru_cache(maxsize=KEYS_CACHED)(partial(window_key, storage))
         if type(storage) is RedisStorage:
             connection = storage.get_connection()
             self.script = connection.register_script(COUNT_WINDOWS)
@@ -192,9 +195,7 @@ class IngestionLimits:
 
     def keys(self, windows: list[Window]) -> list[str]:
         """The Redis keys of `windows`, as `limits` names them."""
-        storage = self.strategy.storage
-        assert isinstance(storage, RedisStorage)
-        return [window_key(storage, item, identifiers) for item, identifiers, _ in windows]
+        return [self.window_key(item, identifiers) for item, identifiers, _ in windows]
 
     @staticmethod
     def first_over_in_process(
@@ -227,10 +228,9 @@ class IngestionLimits:
         return windows[position - 1] if position else None
 
 
-@lru_cache(maxsize=KEYS_CACHED)
-def window_key(storage: RedisStorage, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
-    """`limits`' Redis key of a window, remembered: building it cost a request about as much
-    as counting the window in process."""
+def window_key(storage: Storage, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+    """`limits`' Redis key of a window."""
+    assert isinstance(storage, RedisStorage)  # the keys of the script and of local counts
     return storage.prefixed_key(item.key_for(*identifiers))
 
 

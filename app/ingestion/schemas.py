@@ -280,16 +280,22 @@ def load_event(payload: Any) -> dict[str, Any]:
     return event_schema.load(payload) if event is None else event
 
 
-def load_plain_events(events: list[Any]) -> list[dict[str, Any]] | None:
-    """`events_schema.load(events)` when the plan takes every event; None when it gives up on
-    one, and the schema must load the batch to report the errors by index."""
-    loaded = []
-    for payload in events:
-        event = fast_event_loader.load(payload)
-        if event is None:
-            return None
-        loaded.append(event)
-    return loaded
+def load_each(events: list[Any]) -> tuple[list[dict[str, Any] | None], dict[int, dict[str, Any]]]:
+    """Each event loaded on its own by `load_event` (None for an invalid one), and the
+    errors by index as the contract's error body gives them.
+
+    Not one `many=True` load: marshmallow skips every `post_load` hook of such a load when
+    one item fails, and the valid events beside it would lose the path taken from their url.
+    """
+    loaded: list[dict[str, Any] | None] = []
+    errors: dict[int, dict[str, Any]] = {}
+    for index, payload in enumerate(events):
+        try:
+            loaded.append(load_event(payload))
+        except ValidationError as error:
+            loaded.append(None)
+            errors[index] = cast(dict[str, Any], error.messages)
+    return loaded, errors
 
 
 def _as_message(event: dict[str, Any], derive: Derive | None = None) -> dict[str, Any]:
@@ -351,26 +357,17 @@ def load_batch(
     `gate` gives why an event's site is refused (None: admitted); such events are reported
     with the invalid ones; `derive` completes each admitted event, or drops it as a bot's.
 
-    Events are loaded by the schema's compiled plan while it takes them all; otherwise by one
-    `many=True` load rather than one load per event, so the schema's fixed cost is paid
-    once a batch (docs/decisions/README.md).
-    Its error holds the messages by index, and every event's result, valid or not. An event
-    outside the window (when one is given) is rejected like any other invalid event."""
+    Each event is loaded on its own, by the schema's compiled plan when it takes it, its
+    errors kept under its index. An event outside the window (when one is given) is
+    rejected like any other invalid event."""
     items = envelope.get("events")
     if isinstance(items, list) and len(items) > MAX_BATCH_EVENTS:  # before walking every item
         raise ValidationError(BATCH_SIZE_MESSAGE.format(min=1, max=MAX_BATCH_EVENTS), "events")
     events = batch_schema.load(envelope)["events"]
-    errors: dict[int, dict[str, Any]] = {}
-    loaded: list[dict[str, Any]] | None = load_plain_events(events)
-    if loaded is None:
-        try:
-            loaded = cast(list[dict[str, Any]], events_schema.load(events))
-        except ValidationError as error:
-            loaded = cast(list[dict[str, Any]], error.valid_data)
-            errors = cast(dict[int, dict[str, Any]], error.messages)  # by index, with many=True
+    loaded, errors = load_each(events)
     batch = Batch()
     for index, event in enumerate(loaded):
-        if index in errors:
+        if event is None:
             continue
         if window:
             try:
@@ -393,5 +390,4 @@ def load_batch(
 
 event_schema = EventSchema()
 fast_event_loader = FastLoader(event_schema)
-events_schema = EventSchema(many=True)
 batch_schema = BatchSchema()

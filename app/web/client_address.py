@@ -94,13 +94,15 @@ def request_limited_address() -> str:
     """What rate limits count for the client of the current request (whose address
     `remember_client` noted first), under ADDRESS_KEY's hash: the address never reaches Redis."""
     address = request.environ.get(CLIENT_ENVIRON_KEY) or request_client_address()
-    return hashed_limited_address(address, current_app.extensions["address_key"])
+    return hashed_address(limited_address(address), current_app.extensions["address_key"])
 
 
 @lru_cache(maxsize=ADDRESSES_CACHED)
-def hashed_limited_address(address: str, key: bytes) -> str:
-    """`keyed_hash` of `limited_address(address)`, remembered for a process's recent clients."""
-    return keyed_hash(limited_address(address), key)
+def hashed_address(limited: str, key: bytes) -> str:
+    """`keyed_hash` of a limited address, remembered for a process's recent clients: of the
+    limited address only, so that no IPv6 client's full address stays in memory
+    (docs/visitors.md)."""
+    return keyed_hash(limited, key)
 
 
 def keyed_hash(address: str, key: bytes) -> str:

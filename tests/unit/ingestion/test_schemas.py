@@ -156,7 +156,7 @@ BATCH_WINDOW = TimeWindow.around(datetime(2025, 11, 20, tzinfo=UTC), 30, 300)
 
 @given(st.lists(batch_items, min_size=1, max_size=20))
 def test_a_batch_splits_like_each_event_loaded_on_its_own(items):
-    """One `many=True` load gives what loading each event alone gives."""
+    """A batch gives what loading each event alone gives."""
     expected = Batch()
     for index, item in enumerate(items):
         try:
@@ -164,3 +164,17 @@ def test_a_batch_splits_like_each_event_loaded_on_its_own(items):
         except ValidationError as error:
             expected.errors[str(index)] = error.normalized_messages()
     assert load_batch({"events": items}, BATCH_WINDOW) == expected
+
+
+def test_a_valid_events_path_is_taken_from_its_url_even_beside_an_invalid_event():
+    """docs/api.md: when `path` is absent it is the URL's path. A `many=True` load with one
+    invalid event skips every post_load hook, and the valid events lost their path."""
+    event = {
+        **make_event(url="https://shop.example/pricing"),
+        "event_id": "00000000-0000-0000-0000-000000000001",
+    }
+    event.pop("path", None)
+    alone = load_batch({"events": [event]})
+    beside_invalid = load_batch({"events": [dict(event), {"site_id": ""}]})
+    assert alone.messages[0]["path"] == "/pricing"
+    assert beside_invalid.messages[0].get("path") == "/pricing"

@@ -12,6 +12,7 @@ from app.ingestion.rate_limits import COUNT_WINDOWS
 from app.ingestion.views import watch
 from app.queue import QUEUE
 from app.queue import publish as queue_publish
+from app.web import client_address as client_addresses
 from app.web.client_address import client_address, keyed_hash, limited_address, parse_networks
 from app.web.ratelimit import KEY_PREFIX
 from tools.factories import make_event
@@ -150,6 +151,17 @@ def test_an_ipv6_client_is_counted_by_its_64(limited):
     assert statuses == [200, 200]
     assert_rate_limited(post(ingestion, make_event(), address="2001:db8:1:2:ffff:ffff:ffff:9"), 2)
     assert post(ingestion, make_event(), address="2001:db8:1:3::1").status_code == 200
+
+
+def test_a_clients_full_address_is_not_kept_once_hashed(ingestion_app):
+    """docs/visitors.md: the address is read for the hash and dropped. The hashes a process
+    remembers are of the limited address: two addresses of one /64 are one entry."""
+    hashed = client_addresses.hashed_address
+    hashed.cache_clear()
+    ingestion = ingestion_app.test_client()
+    for address in ("2001:db8::7", "2001:db8::8"):
+        ingestion.post("/event", json=make_event(), environ_base={"REMOTE_ADDR": address})
+    assert (hashed.cache_info().currsize, hashed.cache_info().hits) == (1, 1)
 
 
 def test_reporting_counts_an_ipv6_client_by_its_64(limited):
@@ -409,6 +421,15 @@ def no_background_sync(monkeypatch):
 
 def limits_of(client):
     return client.application.extensions["ingestion_limits"]
+
+
+def test_each_apps_window_keys_are_remembered_by_its_own_limits(limited):
+    """Not in a module-wide cache, which would keep every app's Redis storage alive."""
+    first, second = (limited("ingestion", ingestion_rate_limit="100/second") for _ in range(2))
+    for _ in range(2):
+        assert post(first, make_event()).status_code == 200
+    assert limits_of(first).window_key.cache_info()[:2] == (1, 1)  # hits, misses: one key
+    assert limits_of(second).window_key.cache_info().currsize == 0
 
 
 def test_windows_of_large_limits_are_counted_in_process_and_synced_in_the_background(
